@@ -1,0 +1,364 @@
+"""Site configuration: pydantic v2 models loaded from YAML.
+
+Strict by design: unknown keys are errors, every quantity carries its unit in the
+field name (``_kw``, ``_w``, ``_c``, ``_m3_s``, ``_gco2_per_kwh`` ...), and a bad file
+gets an error that names the file and the key path. Component tables
+(:meth:`SiteConfig.zones_frame`, :meth:`SiteConfig.pools_frame`, ...) give the
+simulator and the optimiser the same PyPSA-style pandas view of the site.
+
+Defaults cite their source; example sites live in ``configs/sites/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataSource",
+    "Zone",
+    "CrahUnits",
+    "ServerPool",
+    "WorkloadClass",
+    "Chiller",
+    "Economiser",
+    "CoolingPlant",
+    "Electrical",
+    "EdgeSite",
+    "Renewables",
+    "Planning",
+    "SiteConfig",
+    "load_site",
+]
+
+# ASHRAE TC 9.9, "Thermal Guidelines for Data Processing Environments", 5th ed. (2021):
+# recommended server inlet envelope 18-27 degC; class A1 allowable 15-32 degC.
+ASHRAE_RECOMMENDED_MIN_C = 18.0
+ASHRAE_RECOMMENDED_MAX_C = 27.0
+ASHRAE_A1_ALLOWABLE_MIN_C = 15.0
+ASHRAE_A1_ALLOWABLE_MAX_C = 32.0
+
+
+class ConfigError(ValueError):
+    """A site configuration that cannot be used; the message names file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataSource(_Strict):
+    """A time-series file and how to read it.
+
+    ``path`` is relative to the config file. ``format`` is ``auto`` (sniffed from
+    the header) or a named reader from :mod:`coolshift.io`. ``start`` anchors traces
+    that carry no timestamps (ISO 8601 with offset).
+    """
+
+    path: str
+    format: str = "auto"
+    column: str | None = None  # e.g. Electricity Maps "direct" or "lca"
+    start: str | None = None
+    scale: float = Field(1.0, gt=0, description="multiplier applied to the values (e.g. a trace's utilisation)")
+
+
+class CrahUnits(_Strict):
+    """Computer-room air handlers serving a zone (fan power follows the cube law)."""
+
+    count: int = Field(ge=1)
+    rated_airflow_m3_s: float = Field(gt=0, description="per unit, at full fan speed")
+    rated_fan_power_kw: float = Field(gt=0, description="per unit, at rated airflow")
+    min_airflow_frac: float = Field(0.3, ge=0, le=1, description="EC fan minimum speed fraction")
+
+
+class Zone(_Strict):
+    """A white-space hall with its racks, CRAH units and ASHRAE inlet limits."""
+
+    name: str
+    racks: int = Field(ge=1)
+    design_it_load_kw: float = Field(gt=0)
+    inlet_min_c: float = ASHRAE_RECOMMENDED_MIN_C
+    inlet_max_c: float = ASHRAE_RECOMMENDED_MAX_C
+    supply_setpoint_min_c: float = 16.0
+    supply_setpoint_max_c: float = 27.0
+    supply_setpoint_initial_c: float = 18.0
+    supply_setpoint_max_step_c: float = Field(1.0, gt=0, description="largest change per planning step")
+    containment: Literal["none", "partial", "full"] = "partial"
+    room_volume_m3: float = Field(gt=0)
+    crah: CrahUnits
+
+    @model_validator(mode="after")
+    def _limits(self) -> "Zone":
+        if not self.inlet_min_c < self.inlet_max_c:
+            raise ValueError(f"zone {self.name}: inlet_min_c must be below inlet_max_c")
+        if self.inlet_max_c > ASHRAE_A1_ALLOWABLE_MAX_C:
+            raise ValueError(
+                f"zone {self.name}: inlet_max_c {self.inlet_max_c} is above the ASHRAE A1 allowable "
+                f"maximum {ASHRAE_A1_ALLOWABLE_MAX_C} degC"
+            )
+        if not self.supply_setpoint_min_c <= self.supply_setpoint_initial_c <= self.supply_setpoint_max_c:
+            raise ValueError(f"zone {self.name}: supply_setpoint_initial_c outside its min/max")
+        return self
+
+
+class ServerPool(_Strict):
+    """Identical servers in one zone, aggregated (one row of the pools table).
+
+    Capacity is in *work units*: one unit is one server-hour of work at full
+    utilisation of the reference server, so ``capacity_units_per_server`` is in
+    units per hour per server at 100 % load (1.0 for the reference server).
+    """
+
+    name: str
+    zone: str
+    servers: int = Field(ge=1)
+    idle_w: float = Field(gt=0, description="per server, at 0 % load (SPECpower active idle)")
+    peak_w: float = Field(gt=0, description="per server, at 100 % load")
+    power_curve_frac: list[float] | None = Field(
+        None,
+        description="optional 11-point SPECpower curve: power at 0,10..100 % load as a fraction of peak_w",
+    )
+    sleep_w: float = Field(0.0, ge=0, description="per server when off/asleep (BMC standby)")
+    capacity_units_per_server: float = Field(1.0, gt=0)
+    min_active_servers: int = Field(0, ge=0, description="redundancy floor")
+    boot_time_s: float = Field(180.0, ge=0)
+    classes: list[str] | None = Field(None, description="workload classes it may serve (default all)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServerPool":
+        if self.peak_w <= self.idle_w:
+            raise ValueError(f"pool {self.name}: peak_w must exceed idle_w")
+        if self.min_active_servers > self.servers:
+            raise ValueError(f"pool {self.name}: min_active_servers exceeds servers")
+        if self.power_curve_frac is not None:
+            c = self.power_curve_frac
+            if len(c) != 11 or any(b < a for a, b in zip(c, c[1:])) or abs(c[-1] - 1.0) > 1e-6:
+                raise ValueError(
+                    f"pool {self.name}: power_curve_frac needs 11 non-decreasing fractions ending at 1.0"
+                )
+        return self
+
+
+class WorkloadClass(_Strict):
+    """A class of work: interactive (served in its step) or batch (shiftable to a deadline)."""
+
+    name: str
+    kind: Literal["interactive", "batch"]
+    share: float = Field(ge=0, le=1, description="fraction of the site's demand trace")
+    deadline_h: float | None = Field(None, gt=0, description="batch only: hours from arrival")
+    offloadable: bool = False
+    max_latency_ms: float | None = Field(None, gt=0)
+    data_gb_per_unit: float = Field(0.0, ge=0, description="data moved per work unit when offloaded")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WorkloadClass":
+        if self.kind == "batch" and self.deadline_h is None:
+            raise ValueError(f"workload class {self.name}: batch work needs deadline_h")
+        if self.kind == "interactive" and self.deadline_h is not None:
+            raise ValueError(f"workload class {self.name}: interactive work takes no deadline_h")
+        return self
+
+
+class Chiller(_Strict):
+    """Chiller plant (all chillers aggregated)."""
+
+    type: Literal["water_cooled", "air_cooled"] = "water_cooled"
+    rated_capacity_kw: float = Field(gt=0, description="total thermal capacity of the plant")
+    rated_cop: float = Field(gt=0, description="at rated chilled-water and condenser conditions")
+    rated_chw_supply_c: float = 6.7  # AHRI 550/590 standard rating: 44 degF leaving chilled water
+    rated_condenser_c: float = 29.4  # AHRI 550/590: 85 degF entering condenser water (water-cooled)
+    chw_setpoint_min_c: float = 7.0
+    chw_setpoint_max_c: float = 18.0
+    chw_setpoint_initial_c: float = 10.0
+
+
+class Economiser(_Strict):
+    """Free cooling: water-side (tower + plate HX) or air-side."""
+
+    type: Literal["none", "waterside", "airside"] = "waterside"
+    approach_c: float = Field(4.0, ge=0, description="HX / tower approach to wet-bulb (waterside) or dry-bulb")
+
+
+class CoolingPlant(_Strict):
+    chiller: Chiller
+    economiser: Economiser = Economiser()
+    pump_rated_kw: float = Field(ge=0, description="chilled + condenser water pumps at design flow")
+    tower_fan_rated_kw: float = Field(0.0, ge=0, description="cooling-tower fans at design (0 if air-cooled)")
+    crah_supply_approach_c: float = Field(
+        3.0, ge=0, description="CRAH coil: supply air minus chilled-water supply temperature"
+    )
+
+
+class Electrical(_Strict):
+    """UPS/PDU losses and fixed loads.
+
+    ``ups_efficiency_points`` maps load fraction to efficiency (piecewise linear).
+    """
+
+    ups_rated_kw: float = Field(gt=0)
+    ups_efficiency_points: list[tuple[float, float]] = Field(
+        # Double-conversion UPS efficiency curve, typical of vendor datasheets
+        # (e.g. Eaton 93PM, Vertiv Liebert EXL S1: ~95-96.5 % from 25 % to 100 % load).
+        default=[(0.1, 0.88), (0.25, 0.94), (0.5, 0.955), (0.75, 0.96), (1.0, 0.955)]
+    )
+    pdu_loss_frac: float = Field(0.015, ge=0, le=0.2, description="PDU/transformer loss, share of IT power")
+    lighting_other_kw: float = Field(0.0, ge=0)
+
+
+class EdgeSite(_Strict):
+    """An edge site that can take offloadable work (static + proportional power, as in LEAF)."""
+
+    name: str
+    grid_region: str
+    carbon: DataSource
+    capacity_units_per_h: float = Field(gt=0)
+    static_kw: float = Field(ge=0)
+    kw_per_unit_per_h: float = Field(gt=0, description="incremental IT power per work unit per hour")
+    pue: float = Field(ge=1.0)
+    latency_ms: float = Field(ge=0)
+    network_kwh_per_gb: float = Field(ge=0, description="transfer energy per GB moved")
+
+
+class Renewables(_Strict):
+    """Contracted renewable supply (PPA) for market-based Scope 2 accounting."""
+
+    ppa_mwh_per_year: float = Field(0.0, ge=0)
+    profile: Literal["flat", "solar", "wind"] = "flat"
+    profile_path: str | None = None
+    residual_mix_gco2_per_kwh: float | None = Field(
+        None, ge=0, description="factor for unmatched energy (GHG Protocol Scope 2 residual mix)"
+    )
+
+
+class Planning(_Strict):
+    step_minutes: int = Field(15, description="planning step")
+    horizon_h: int = Field(24, ge=1)
+    accounting: Literal["location", "market"] = "location"
+    site_power_cap_kw: float | None = Field(None, gt=0)
+
+    @field_validator("step_minutes")
+    @classmethod
+    def _step(cls, v: int) -> int:
+        if v <= 0 or 60 % v != 0 and v % 60 != 0:
+            raise ValueError("step_minutes must divide an hour (5, 10, 15, 30, 60) or be whole hours")
+        return v
+
+
+class SiteConfig(_Strict):
+    name: str
+    description: str = ""
+    latitude_deg: float = Field(ge=-90, le=90)
+    longitude_deg: float = Field(ge=-180, le=180)
+    grid_region: str
+    carbon: DataSource
+    weather: DataSource
+    workload: DataSource
+    planning: Planning = Planning()
+    zones: list[Zone] = Field(min_length=1)
+    server_pools: list[ServerPool] = Field(min_length=1)
+    workload_classes: list[WorkloadClass] = Field(min_length=1)
+    cooling: CoolingPlant
+    electrical: Electrical
+    edge_sites: list[EdgeSite] = []
+    renewables: Renewables | None = None
+    # Where the config was read from; relative data paths resolve against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> "SiteConfig":
+        for label, items in (
+            ("zone", self.zones),
+            ("server pool", self.server_pools),
+            ("workload class", self.workload_classes),
+            ("edge site", self.edge_sites),
+        ):
+            names = [i.name for i in items]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"duplicate {label} names: {sorted(dup)}")
+        zones = {z.name for z in self.zones}
+        classes = {c.name for c in self.workload_classes}
+        for p in self.server_pools:
+            if p.zone not in zones:
+                raise ValueError(f"server pool {p.name}: unknown zone {p.zone!r} (zones: {sorted(zones)})")
+            for c in p.classes or []:
+                if c not in classes:
+                    raise ValueError(f"server pool {p.name}: unknown workload class {c!r}")
+        total = sum(c.share for c in self.workload_classes)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"workload_classes shares sum to {total:.4f}, not 1")
+        return self
+
+    # -- resolved paths and component tables -------------------------------------------
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def step_h(self) -> float:
+        return self.planning.step_minutes / 60.0
+
+    def zones_frame(self) -> pd.DataFrame:
+        rows = []
+        for z in self.zones:
+            d = z.model_dump(exclude={"crah"})
+            d.update({f"crah_{k}": v for k, v in z.crah.model_dump().items()})
+            rows.append(d)
+        return pd.DataFrame(rows).set_index("name")
+
+    def pools_frame(self) -> pd.DataFrame:
+        df = pd.DataFrame([p.model_dump() for p in self.server_pools]).set_index("name")
+        df["capacity_units_per_h"] = df["servers"] * df["capacity_units_per_server"]
+        return df
+
+    def classes_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([c.model_dump() for c in self.workload_classes]).set_index("name")
+
+    def edges_frame(self) -> pd.DataFrame:
+        cols = list(EdgeSite.model_fields)
+        rows = [e.model_dump(exclude={"carbon"}) for e in self.edge_sites]
+        return pd.DataFrame(rows, columns=[c for c in cols if c != "carbon"]).set_index("name")
+
+    @property
+    def capacity_units_per_h(self) -> float:
+        """Site capacity: every server at full load, in work units per hour."""
+        return float(sum(p.servers * p.capacity_units_per_server for p in self.server_pools))
+
+    @property
+    def design_it_load_kw(self) -> float:
+        return float(sum(z.design_it_load_kw for z in self.zones))
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid site configuration ({err.error_count()} error(s))"]
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; keys carry units, e.g. _kw, _c)"
+        lines.append(f"  - {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_site(path: str | Path, **overrides: object) -> SiteConfig:
+    """Read and validate a site YAML; ``overrides`` replace top-level keys (e.g. ``carbon``)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw["base_dir"] = path.parent.resolve()
+    try:
+        return SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc)) from None
