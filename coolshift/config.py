@@ -65,6 +65,9 @@ class DataSource(_Strict):
     column: str | None = None  # e.g. Electricity Maps "direct" or "lca"
     start: str | None = None
     scale: float = Field(1.0, gt=0, description="multiplier applied to the values (e.g. a trace's utilisation)")
+    max_interp_gap_h: float = Field(3.0, ge=0, description="gaps up to this long are interpolated linearly")
+    max_fill_gap_h: float = Field(3.0, ge=0, description="longer gaps up to this are filled from the previous day")
+    repeat: bool = Field(False, description="tile a short trace to cover the requested period (stated in outputs)")
 
 
 class CrahUnits(_Strict):
