@@ -14,7 +14,7 @@ from coolshift.io.weather import read_weather, wetbulb_stull_c
 from coolshift.io.workload import demand_per_class, read_workload, tile_to_cover
 from coolshift.schema import CARBON_GCO2_PER_KWH, CPU_UTIL, RH_PCT, TEMP_C, WETBULB_C, col
 
-__all__ = ["load_site_data", "to_step", "override_source"]
+__all__ = ["load_site_data", "to_step", "override_source", "gap_policy_for"]
 
 
 def _extend_by_days(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, max_days: int) -> pd.DataFrame:
@@ -80,7 +80,8 @@ def override_source(source: DataSource, path: str | Path | None, fmt: str | None
     return source.model_copy(update=update)
 
 
-def _gap(src: DataSource) -> GapPolicy:
+def gap_policy_for(src: DataSource) -> GapPolicy:
+    """The gap rule a data source asks for."""
     return GapPolicy(max_interp_h=src.max_interp_gap_h, max_fill_h=src.max_fill_gap_h)
 
 
@@ -114,17 +115,17 @@ def load_site_data(
     l_src = override_source(site.workload, workload, workload_format)
 
     c_path = site.resolve(c_src.path)
-    ci = read_carbon(c_path, c_src.format, c_src.column, gap_policy=_gap(c_src))[[CARBON_GCO2_PER_KWH]] * c_src.scale
+    ci = read_carbon(c_path, c_src.format, c_src.column, gap_policy=gap_policy_for(c_src))[[CARBON_GCO2_PER_KWH]] * c_src.scale
     frames = [to_step(ci, step, "hold", start, end, c_path)]
     notes = {"carbon": str(c_path), "filled": {"carbon": ci.attrs.get("filled", [])}}
 
     for edge in site.edge_sites:
         e_path = site.resolve(edge.carbon.path)
-        e = read_carbon(e_path, edge.carbon.format, edge.carbon.column, gap_policy=_gap(edge.carbon))[[CARBON_GCO2_PER_KWH]]
+        e = read_carbon(e_path, edge.carbon.format, edge.carbon.column, gap_policy=gap_policy_for(edge.carbon))[[CARBON_GCO2_PER_KWH]]
         frames.append(to_step(e, step, "hold", start, end, e_path).rename(columns={CARBON_GCO2_PER_KWH: col(CARBON_GCO2_PER_KWH, edge.name)}))
 
     w_path = site.resolve(w_src.path)
-    wx = read_weather(w_path, w_src.format, gap_policy=_gap(w_src))
+    wx = read_weather(w_path, w_src.format, gap_policy=gap_policy_for(w_src))
     wx = _extend_by_days(wx[[TEMP_C, RH_PCT]], start, end, max_days=1)
     notes["weather_edge_filled_h"] = wx.attrs.get("edge_filled_h", 0.0)
     wx_step = to_step(wx, step, "interpolate", start, end, w_path)
@@ -133,7 +134,7 @@ def load_site_data(
     notes["weather"] = str(w_path)
 
     l_path = site.resolve(l_src.path)
-    wl = read_workload(l_path, l_src.format, start=l_src.start, gap_policy=_gap(l_src))
+    wl = read_workload(l_path, l_src.format, start=l_src.start, gap_policy=gap_policy_for(l_src))
     if l_src.repeat:
         wl = tile_to_cover(wl, start, end)
         notes["workload_tiled"] = True
