@@ -1,0 +1,117 @@
+"""Follow a plan through the day: write each step's setpoints when the step starts.
+
+The plan folder is re-read at every step (the optimiser may replace it atomically),
+so a stale plan is noticed. On SIGTERM, SIGINT, an internal error, the end of the
+plan or a stale plan, every point is relinquished to local control before exit.
+A step refused by the safety layer (for instance flagged outside the learned
+model's envelope) is not written, and the points go back to local control until
+a step passes the checks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ..config import SiteConfig
+from .audit import AuditLog
+from .device import DeviceError, open_adapter
+from .plan import PlanError, read_plan
+from .points import PointMap
+from .push import push, release_points, utcnow
+
+__all__ = ["RunResult", "run_plan"]
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    reason: str
+    steps_written: int = 0
+    released: list[tuple[str, bool, str]] = field(default_factory=list)
+
+
+async def run_plan(
+    pm: PointMap,
+    site: SiteConfig,
+    plan_dir: Path,
+    audit: AuditLog,
+    apply: bool = True,
+    log: Callable[[str], None] = print,
+    poll_s: float = 1.0,
+) -> RunResult:
+    """Run until the plan ends or a signal arrives; always relinquish when we wrote."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    stop_reason: list[str] = []
+
+    def on_signal(name: str) -> None:
+        stop_reason.append(name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    audit.new_push()
+    audit.record("run", "start", detail=f"run-plan {plan_dir} apply={apply}")
+    result = RunResult(exit_code=0, reason="")
+    last_step = None
+    async with open_adapter(pm) as adapter:
+        try:
+            while not stop.is_set():
+                now = utcnow()
+                try:
+                    plan = read_plan(plan_dir)
+                except PlanError as exc:
+                    result.exit_code, result.reason = 2, f"cannot read the plan: {exc}"
+                    break
+                end = plan.frame.index[-1] + plan.step
+                if now >= end:
+                    result.reason = f"plan ended at {end.isoformat()}"
+                    break
+                start = plan.frame.index[0]
+                step = plan.frame.index[plan.frame.index.searchsorted(now, side="right") - 1] if now >= start else None
+                if step is not None and step != last_step:
+                    out = await push(pm, site, plan, audit, apply=apply, now=now, adapter=adapter)
+                    last_step = step
+                    if out.status in ("applied", "nothing_to_do", "dry_run"):
+                        result.steps_written += out.status == "applied"
+                        log(f"{step.isoformat()}: {out.status} ({', '.join(out.written) or 'no writes'})")
+                    elif out.status == "refused":
+                        log(f"{step.isoformat()}: refused: " + "; ".join(out.messages))
+                        if any("stale" in m for m in out.messages):
+                            result.exit_code, result.reason = 3, "plan is stale: " + out.messages[0]
+                            break
+                        if apply:  # not written: hand the points back to local control
+                            await release_points(adapter, pm.writable, audit)
+                    else:
+                        result.exit_code, result.reason = 1, "; ".join(out.messages)
+                        break
+                nxt = plan.frame.index[plan.frame.index.searchsorted(now, side="right")] if now < plan.frame.index[-1] else end
+                wait_s = max(0.05, min((nxt - utcnow()).total_seconds(), poll_s * 60))
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=wait_s)
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
+            if stop_reason:
+                result.reason = f"stopped by {stop_reason[0]}"
+        except DeviceError as exc:
+            result.exit_code, result.reason = 1, f"device error: {exc}"
+        except Exception as exc:  # internal error: still relinquish below
+            audit.record("run", "error", detail=repr(exc))
+            result.exit_code, result.reason = 1, f"internal error: {exc!r}"
+        finally:
+            if apply:
+                log("relinquishing all points to local control")
+                result.released = await release_points(adapter, pm.writable, audit)
+                if not all(ok for _, ok, _ in result.released):
+                    result.exit_code = result.exit_code or 1
+            audit.record("run", "end", detail=result.reason)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    return result

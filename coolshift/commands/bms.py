@@ -1,0 +1,268 @@
+"""BMS commands: push, release, run-plan, bms-sim, bms-status, bms-audit.
+
+``push`` is a dry run unless ``--apply``; ``release`` hands every point back to local
+control; ``run-plan`` follows a plan and relinquishes on SIGTERM/SIGINT; ``bms-sim``
+serves a site's points on 127.0.0.1 for demos and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, console, err_console
+
+EXIT_REFUSED = EXIT_FALLBACK  # a push the safety layer refused: nothing was written
+
+PlanOpt = Annotated[Path, typer.Option("--plan", help="plan run folder (plan.csv + summary.json)")]
+BmsOpt = Annotated[Path, typer.Option("--bms", help="BMS point map YAML (configs/bms/*.yaml)")]
+AuditOpt = Annotated[Optional[Path], typer.Option("--audit", help="audit log sqlite (default: the point map's audit_db)")]
+ApplyOpt = Annotated[bool, typer.Option("--apply", help="write to the BMS (default: dry run, nothing written)")]
+
+
+def _errors(func: Callable) -> Callable:
+    """Bad input -> one line and exit 2; an unreachable device -> exit 1; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from coolshift.bms.device import DeviceError
+        from coolshift.bms.plan import PlanError
+        from coolshift.bms.points import PointMapError
+        from coolshift.config import ConfigError
+
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, PointMapError, PlanError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except DeviceError as exc:
+            err_console.print(f"[bold red]device error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper
+
+
+def _load(bms: Path, audit: Path | None):
+    from coolshift.bms.audit import AuditLog
+    from coolshift.bms.points import load_point_map
+    from coolshift.config import load_site
+
+    pm = load_point_map(bms)
+    site = load_site(pm.resolve(pm.site))
+    log = AuditLog(audit if audit is not None else pm.resolve(pm.audit_db))
+    return pm, site, log
+
+
+def _address(pm, p) -> str:
+    if pm.protocol == "bacnet":
+        return f"{p.bacnet.object} @{p.bacnet.priority}" if p.writable else p.bacnet.object
+    mp = p.modbus
+    return f"{'hr' if mp.table == 'holding' else 'ir'}{mp.address} {mp.datatype}"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _print_diff(pm, out) -> None:
+    from rich.table import Table
+
+    d = out.diff
+    title = f"plan {d.run_id}, step {d.step.isoformat() if d.step is not None else '(none)'}"
+    t = Table(title=title, title_justify="left")
+    for c in ("point", "variable", "address", "now", "ours", "target", "change", "action"):
+        t.add_column(c, justify="right" if c in ("now", "ours", "target", "change") else "left")
+    for pd_ in d.points:
+        st = pd_.state
+        change = "-" if st is None or pd_.target is None else f"{pd_.target - st.value:+.2f}"
+        action = pd_.action
+        style = {"write": "bold", "refused": "red", "unchanged": "dim"}.get(action, "")
+        t.add_row(pd_.point.name, pd_.point.variable, _address(pm, pd_.point),
+                  _fmt(None if st is None else st.value), _fmt(None if st is None else st.commanded),
+                  _fmt(pd_.target), change, f"[{style}]{action}[/]" if style else action)
+    console.print(t)
+
+
+def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOpt = None) -> None:
+    """Push the plan's current step to the BMS: dry run by default, --apply writes and verifies."""
+    from coolshift.bms.plan import read_plan
+    from coolshift.bms.push import push
+
+    p = read_plan(plan)
+    pm, site, log = _load(bms, audit)
+    with log:
+        out = asyncio.run(push(pm, site, p, log, apply=apply))
+    _print_diff(pm, out)
+    for m in out.messages:
+        (console if out.ok else err_console).print(("" if out.ok else "[red]refused:[/] " if out.status == "refused" else "[red]") + m,
+                                                   markup=True, highlight=False)
+    if out.status == "dry_run":
+        n = len(out.diff.to_write)
+        if out.diff.refused:
+            console.print(f"dry run: this step would be REFUSED ({len(out.diff.reasons)} reason(s) above); nothing written")
+            raise typer.Exit(EXIT_REFUSED)
+        console.print(f"dry run: {n} point(s) would be written; nothing written (add --apply to write)")
+    elif out.status == "refused":
+        raise typer.Exit(EXIT_REFUSED)
+    elif not out.ok:
+        raise typer.Exit(EXIT_FAILURE)
+    else:
+        console.print(f"{out.status}: {', '.join(out.written) or 'no writes'} (each read back and verified); audit: {log.path}")
+
+
+def release_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
+    """Hand every point back to local control (relinquish at our priority / automatic mode)."""
+    from coolshift.bms.push import release
+
+    pm, site, log = _load(bms, audit)
+    with log:
+        res = asyncio.run(release(pm, log))
+    for name, ok, detail in res:
+        console.print(f"{'released' if ok else '[red]NOT RELEASED[/]'} {name}: {detail}", markup=True, highlight=False)
+    if not all(ok for _, ok, _ in res):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOpt = None) -> None:
+    """Follow a plan, writing each step when it starts; relinquish everything on exit or signal."""
+    from coolshift.bms.plan import read_plan
+    from coolshift.bms.runner import run_plan
+
+    read_plan(plan)  # fail fast on a bad folder
+    pm, site, log = _load(bms, audit)
+    if not apply:
+        console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
+    with log:
+        res = asyncio.run(run_plan(pm, site, plan, log, apply=apply,
+                                   log=lambda m: console.print(m, markup=False, highlight=False)))
+    for name, ok, detail in res.released:
+        console.print(f"{'released' if ok else 'NOT RELEASED'} {name}: {detail}", markup=False, highlight=False)
+    console.print(f"run-plan finished: {res.reason} ({res.steps_written} step(s) written)", markup=False)
+    if res.exit_code:
+        raise typer.Exit(res.exit_code)
+
+
+def bms_sim_cmd(
+    site: Annotated[Path, typer.Option("--site", help="site configuration YAML")],
+    protocol: Annotated[str, typer.Option("--protocol", help="bacnet or modbus")] = "bacnet",
+    port: Annotated[Optional[int], typer.Option("--port", help="UDP (BACnet) or TCP (Modbus) port on 127.0.0.1")] = None,
+    bms: Annotated[Optional[Path], typer.Option("--bms", help="point map (default configs/bms/<site>_<protocol>.yaml)")] = None,
+    it_load_frac: Annotated[float, typer.Option(help="IT load as a share of design")] = 0.6,
+    drybulb_c: Annotated[float, typer.Option(help="outside dry-bulb temperature [degC]")] = 20.0,
+    wetbulb_c: Annotated[float, typer.Option(help="outside wet-bulb temperature [degC]")] = 14.0,
+) -> None:
+    """Serve the site's BMS points on 127.0.0.1, backed by the simulator (Ctrl-C to stop)."""
+    from coolshift.bms.points import PointMapError, load_point_map
+    from coolshift.bms.sim import SimConditions, serve
+    from coolshift.config import load_site
+
+    if protocol not in ("bacnet", "modbus"):
+        raise PointMapError(f"--protocol must be bacnet or modbus, not {protocol!r}")
+    s = load_site(site)
+    path = bms if bms is not None else Path(site).resolve().parent.parent / "bms" / f"{s.name}_{protocol}.yaml"
+    pm = load_point_map(path)
+    if pm.protocol != protocol:
+        raise PointMapError(f"{path}: point map is for {pm.protocol}, not {protocol}")
+    if port is None:
+        port = int(pm.connection.device_address.rsplit(":", 1)[1]) if protocol == "bacnet" else pm.connection.port
+    if not 0 < port < 65536:
+        raise PointMapError(f"--port {port} is not a port number")
+    cond = SimConditions(it_load_frac=it_load_frac, drybulb_c=drybulb_c, wetbulb_c=wetbulb_c)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(serve(pm, s, port, cond, stop))
+        await asyncio.sleep(0.3)
+        if task.done():
+            task.result()
+        console.print(f"bms-sim: {s.name} over {protocol} on 127.0.0.1:{port} "
+                      f"({len(pm.writable)} setpoints, {len(pm.points) - len(pm.writable)} telemetry points)",
+                      markup=False, highlight=False)
+        await task
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot serve on 127.0.0.1:{port}: {exc}", markup=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+    console.print("bms-sim stopped")
+
+
+def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
+    """Read every point (setpoints and telemetry) once and print it."""
+    from rich.table import Table
+
+    from coolshift.bms.device import DeviceError, open_adapter
+
+    pm, site, log = _load(bms, audit)
+
+    async def read_all():
+        rows = []
+        async with open_adapter(pm) as ad:
+            for p in pm.points:
+                try:
+                    st = await ad.read_state(p)
+                    log.record("read", "ok", p.name, old_value=st.value, new_value=st.commanded,
+                               priority=ad.priority(p), detail=st.detail)
+                    rows.append((p, st, ""))
+                except DeviceError as exc:
+                    log.record("read", "error", p.name, detail=str(exc))
+                    rows.append((p, None, str(exc)))
+        return rows
+
+    with log:
+        log.new_push()
+        rows = asyncio.run(read_all())
+    t = Table(title=f"{pm.name}", title_justify="left")
+    for c in ("point", "variable", "address", "value", "unit", "ours", "state"):
+        t.add_column(c, justify="right" if c in ("value", "ours") else "left")
+    for p, st, err in rows:
+        t.add_row(p.name, p.variable, _address(pm, p), _fmt(st.value if st else None), p.unit,
+                  _fmt(st.commanded if st else None), st.detail if st else f"[red]{err}[/]")
+    console.print(t)
+    if any(err for _, _, err in rows):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def bms_audit_cmd(bms: BmsOpt, audit: AuditOpt = None,
+                  tail: Annotated[int, typer.Option(help="last N records")] = 20) -> None:
+    """Print the last records of the BMS audit log."""
+    from rich.table import Table
+
+    from coolshift.bms.audit import read_audit
+    from coolshift.bms.points import PointMapError, load_point_map
+
+    pm = load_point_map(bms)
+    path = audit if audit is not None else pm.resolve(pm.audit_db)
+    if not Path(path).is_file():
+        raise PointMapError(f"{path}: no audit log yet")
+    df = read_audit(path).tail(tail)
+    t = Table(title=str(path), title_justify="left")
+    for c in ("id", "time_utc", "action", "point", "old_value", "new_value", "priority", "result", "detail"):
+        t.add_column(c)
+    def s(v) -> str:
+        return "" if v is None or v != v else str(v)
+
+    for r in df.itertuples():
+        t.add_row(str(r.id), r.time_utc[11:23], r.action, s(r.point),
+                  _fmt(None if r.old_value != r.old_value else r.old_value),
+                  _fmt(None if r.new_value != r.new_value else r.new_value),
+                  s(r.priority if r.priority != r.priority else int(r.priority)), r.result, s(r.detail)[:60])
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("push")(_errors(push_cmd))
+    app.command("release")(_errors(release_cmd))
+    app.command("run-plan")(_errors(run_plan_cmd))
+    app.command("bms-sim")(_errors(bms_sim_cmd))
+    app.command("bms-status")(_errors(bms_status_cmd))
+    app.command("bms-audit")(_errors(bms_audit_cmd))
