@@ -1,0 +1,250 @@
+"""Constraint families, one function each, over whole steps x component arrays.
+
+Each function adds one named family to the LP; the names are what duals and
+infeasibility diagnoses report. Equations (t = step, z = zone, p = pool, k = class,
+e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficients`):
+
+- ``interactive_demand``: sum_p work[t,p,k] + sum_e off[t,e,k] = demand[t,k]
+- ``batch_balance``: backlog[t,k] = backlog[t-1,k] + dt*(arrivals[t,k] - served[t,k])
+- ``batch_deadline``: backlog[t,k] <= work arrived but not yet due (0 at the horizon end)
+- ``pool_capacity``: sum_k work[t,p,k] <= cap_p * (active[t,p] - boot_frac_p * switched_on[t,p])
+- ``server_boot``: switched_on[t,p] >= active[t,p] - active[t-1,p]
+- ``it_power``: pool_it_kw >= N*sleep + active*(a_s*peak - sleep) + b_s*peak*work/cap per segment s
+- ``inlet_limit``: inlet_min <= inlet_const + inlet_per_supply*sp + inlet_per_it*zone_it <= inlet_max
+- ``fan_power``: fan[t,z] >= it_fan_kw_per_c * (inlet[t,z] - threshold)
+- ``facility_power``: facility = const + facility_per_it*(IT + fans) + cooling(IT, sp, chw)
+- ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0)
+- ``setpoint_move_*``/``chw_move_*``: move magnitudes for the move penalty
+- ``edge_capacity``: sum_k off[t,e,k] <= edge capacity
+- ``site_power_cap``: facility[t] <= cap
+- ``ppa_match``: unmatched[t] >= facility[t] - ppa[t] (market-based accounting)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import ProblemData
+from .lp import INF, LinearProgram
+from .variables import Vars
+
+__all__ = ["add_constraints", "batch_not_due_units"]
+
+
+def _prev(ids: np.ndarray) -> np.ndarray:
+    """Ids of the previous step (-1 at step 0)."""
+    out = np.empty_like(ids)
+    out[0] = -1
+    out[1:] = ids[:-1]
+    return out
+
+
+def _zone_sum_ids(ids_np: np.ndarray, d: ProblemData) -> np.ndarray:
+    """(n, P) pool ids gathered to (n, Z, maxPz) per zone, -1 padded."""
+    zp = d.zone_pools
+    g = ids_np[:, np.maximum(zp, 0)]
+    return np.where(zp[None] >= 0, g, -1)
+
+
+def interactive_demand(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    ki = np.flatnonzero(~d.batch)
+    if not ki.size:
+        return
+    lp.add_cons(
+        "interactive_demand",
+        {"step": d.index, "class": [d.classes[k] for k in ki]},
+        [(1.0, v.work[:, :, ki].transpose(0, 2, 1)), (1.0, v.off[:, :, ki].transpose(0, 2, 1))],
+        lb=d.demand[:, ki],
+        ub=d.demand[:, ki],
+    )
+
+
+def batch_not_due_units(d: ProblemData, extra_steps: int = 0) -> np.ndarray:
+    """(n, Kb) work arrived by the end of each step but not yet due (units).
+
+    Work arriving in step a is due by the end of step a + D - 1 (D = deadline in steps);
+    the initial backlog is due by the end of its own due step; nothing may be left at
+    the end of the horizon (a rolling plan re-plans the rest with the next forecast).
+    """
+    kb = np.flatnonzero(d.batch)
+    arrived = np.cumsum(d.demand[:, kb] * d.step_h, axis=0)
+    out = np.empty_like(arrived)
+    for j, k in enumerate(kb):
+        D = int(d.deadline_steps[k]) + int(extra_steps)
+        due = np.zeros(d.n)
+        if d.n >= D:
+            due[D - 1 :] = arrived[: d.n - D + 1, j]
+        b0_due = d.backlog0[k] * (np.arange(d.n) >= d.backlog0_due_step[k])
+        out[:, j] = arrived[:, j] + d.backlog0[k] - due - b0_due
+    out[-1] = 0.0
+    return np.maximum(out, 0.0)
+
+
+def batch_balance(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    kb = np.flatnonzero(d.batch)
+    if not kb.size:
+        return
+    coords = {"step": d.index, "class": [d.classes[k] for k in kb]}
+    b = v.backlog[:, kb]
+    rhs = d.demand[:, kb] * d.step_h
+    rhs[0] += d.backlog0[kb]
+    lp.add_cons(
+        "batch_balance",
+        coords,
+        [
+            (1.0, b),
+            (-1.0, _prev(b)),
+            (d.step_h, v.work[:, :, kb].transpose(0, 2, 1)),
+            (d.step_h, v.off[:, :, kb].transpose(0, 2, 1)),
+        ],
+        lb=rhs,
+        ub=rhs,
+    )
+    arrivals = d.demand[:, kb]
+    lp.add_cons(
+        "batch_deadline", coords, [(1.0, b)], ub=batch_not_due_units(d), arrivals_units_per_h=arrivals,
+        deadline_steps=d.deadline_steps[kb],
+    )
+
+
+def pool_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    cap = d.cap_per_server
+    lp.add_cons(
+        "pool_capacity",
+        {"step": d.index, "pool": d.pools},
+        [(1.0, v.work), (-cap, v.nact), (cap * d.boot_frac, v.up)],
+        ub=0.0,
+    )
+
+
+def server_boot(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    lb = np.zeros((d.n, len(d.pools)))
+    lb[0] = -d.n0
+    lp.add_cons(
+        "server_boot",
+        {"step": d.index, "pool": d.pools},
+        [(1.0, v.up), (-1.0, v.nact), (1.0, _prev(v.nact))],
+        lb=lb,
+    )
+
+
+def it_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    sp_, a_, b_, lab = [], [], [], []
+    for p, segs in enumerate(d.segments):
+        for s, (a, b) in enumerate(segs):
+            sp_.append(p), a_.append(a), b_.append(b), lab.append(f"{d.pools[p]}#{s}")
+    sp_, a_, b_ = np.array(sp_), np.array(a_), np.array(b_)
+    peak, sleep = d.peak_w[sp_], d.sleep_w[sp_]
+    single = np.array([len(d.segments[p]) == 1 for p in sp_])
+    base = d.servers[sp_] * sleep / 1000.0
+    lp.add_cons(
+        "it_power",
+        {"step": d.index, "pool_segment": lab},
+        [
+            (1.0, v.pit[:, sp_]),
+            (-(a_ * peak - sleep) / 1000.0, v.nact[:, sp_]),
+            ((-b_ * peak / 1000.0 / d.cap_per_server[sp_])[:, None], v.work[:, sp_, :]),
+        ],
+        lb=base,
+        ub=np.where(single, base, INF),
+    )
+
+
+def inlet_limit(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    lp.add_cons(
+        "inlet_limit",
+        {"step": d.index, "zone": d.zones},
+        [(d.inlet_it[:, :, None], _zone_sum_ids(v.pit, d)), (d.inlet_sp, v.sp)],
+        lb=d.inlet_min - d.inlet_const,
+        ub=d.inlet_max - d.inlet_const,
+    )
+
+
+def fan_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    k = d.fan_k
+    lp.add_cons(
+        "fan_power",
+        {"step": d.index, "zone": d.zones},
+        [(1.0, v.fan), ((-k * d.inlet_it)[:, :, None], _zone_sum_ids(v.pit, d)), (-k * d.inlet_sp, v.sp)],
+        lb=k * (d.inlet_const - d.fan_thr),
+    )
+
+
+def facility_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    per_pool = d.fac_it[:, None] + d.cool_it[:, d.pool_zone]
+    rhs = d.fac_const + d.cool_const
+    lp.add_cons(
+        "facility_power",
+        {"step": d.index},
+        [
+            (1.0, v.fac),
+            (-per_pool, v.pit),
+            (-d.fac_it[:, None], v.fan),
+            (-d.cool_sp, v.sp),
+            (-d.cool_chw, v.chw),
+        ],
+        lb=rhs,
+        ub=rhs,
+    )
+
+
+def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    lb = np.broadcast_to(-d.sp_step, (d.n, len(d.zones))).copy()
+    ub = -lb
+    lb[0] += d.sp0
+    ub[0] += d.sp0
+    lp.add_cons("setpoint_ramp", {"step": d.index, "zone": d.zones}, [(1.0, v.sp), (-1.0, _prev(v.sp))], lb=lb, ub=ub)
+
+
+def setpoint_moves(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    if v.dsp is None:
+        return
+    c = {"step": d.index, "zone": d.zones}
+    r0 = np.zeros((d.n, len(d.zones)))
+    r0[0] = d.sp0
+    lp.add_cons("setpoint_move_up", c, [(1.0, v.dsp), (-1.0, v.sp), (1.0, _prev(v.sp))], lb=-r0)
+    lp.add_cons("setpoint_move_down", c, [(1.0, v.dsp), (1.0, v.sp), (-1.0, _prev(v.sp))], lb=r0)
+    c0 = np.zeros(d.n)
+    c0[0] = d.chw0
+    lp.add_cons("chw_move_up", {"step": d.index}, [(1.0, v.dchw), (-1.0, v.chw), (1.0, _prev(v.chw))], lb=-c0)
+    lp.add_cons("chw_move_down", {"step": d.index}, [(1.0, v.dchw), (1.0, v.chw), (-1.0, _prev(v.chw))], lb=c0)
+
+
+def edge_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    if not (len(d.edges) and d.offload_ok.any()):
+        return
+    lp.add_cons("edge_capacity", {"step": d.index, "edge": d.edges}, [(1.0, v.off)], ub=d.edge_capacity)
+
+
+def site_power_cap(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    if d.power_cap_kw is None:
+        return
+    lp.add_cons("site_power_cap", {"step": d.index}, [(1.0, v.fac)], ub=d.power_cap_kw)
+
+
+def ppa_match(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    if v.unmatched is None:
+        return
+    lp.add_cons("ppa_match", {"step": d.index}, [(1.0, v.unmatched), (-1.0, v.fac)], lb=-d.ppa_kw)
+
+
+FAMILIES = (
+    interactive_demand,
+    batch_balance,
+    pool_capacity,
+    server_boot,
+    it_power,
+    inlet_limit,
+    fan_power,
+    facility_power,
+    setpoint_ramp,
+    setpoint_moves,
+    edge_capacity,
+    site_power_cap,
+    ppa_match,
+)
+
+
+def add_constraints(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    for fn in FAMILIES:
+        fn(lp, d, v)

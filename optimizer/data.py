@@ -1,0 +1,306 @@
+"""Numeric inputs of the LP: site tables, learned coefficients and forecasts as arrays.
+
+:func:`prepare` validates everything at the boundary (errors name the column, row,
+zone or pool) and returns a :class:`ProblemData` of plain numpy arrays (steps first)
+that the variable, constraint and objective functions read. Nothing here solves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from coolshift.config import SiteConfig
+from coolshift.models.coefficients import PlantCoefficients
+
+from .state import InitialState
+
+__all__ = ["PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error"]
+
+_CURVE_U = np.linspace(0.0, 1.0, 11)  # SPECpower_ssj2008 load levels: active idle, 10 % ... 100 %
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Choices that shape the LP (defaults: carbon only, continuous servers)."""
+
+    accounting: str | None = None  # "location" | "market"; None = the config's
+    tariff_weight_kg_per_currency: float = 0.0  # kgCO2-equivalent per unit of energy cost
+    move_penalty_kg_per_c: float = 0.01  # small penalty per degC of setpoint move (damps chatter)
+    integer_servers: bool = False  # MILP when True
+    site_power_cap_kw: float | None = None  # overrides the config's cap when set
+    time_limit_s: float = 600.0
+    threads: int | None = None
+    deadline_prices: bool = True  # value an hour of each batch deadline by a warm re-solve
+
+
+@dataclass
+class ProblemData:
+    """Arrays for one planning horizon (n steps, Z zones, P pools, K classes, E edges)."""
+
+    index: pd.DatetimeIndex
+    step_h: float
+    zones: list[str]
+    pools: list[str]
+    classes: list[str]
+    edges: list[str]
+    pool_zone: np.ndarray  # (P,) zone number of each pool
+    zone_pools: np.ndarray  # (Z, maxPz) pool numbers, -1 padded
+    # pools
+    servers: np.ndarray
+    min_active: np.ndarray
+    sleep_w: np.ndarray
+    peak_w: np.ndarray
+    cap_per_server: np.ndarray  # units/h per active server at full load
+    boot_frac: np.ndarray  # share of a step a server switched on spends booting
+    segments: list[list[tuple[float, float]]]  # per pool: (intercept, slope) as fractions of peak
+    serves: np.ndarray  # (P, K) bool
+    # classes
+    batch: np.ndarray  # (K,) bool
+    deadline_steps: np.ndarray  # (K,) int, batch only
+    demand: np.ndarray  # (n, K) units/h
+    backlog0: np.ndarray  # (K,) units
+    backlog0_due_step: np.ndarray  # (K,) int
+    data_gb_per_unit: np.ndarray
+    # edges
+    offload_ok: np.ndarray  # (E, K) bool
+    edge_capacity: np.ndarray
+    edge_kwh_per_unit: np.ndarray  # (E,) incremental IT kW per unit/h x PUE
+    network_kwh_per_gb: np.ndarray
+    edge_gco2: np.ndarray  # (n, E)
+    # zones / plant
+    inlet_min: np.ndarray
+    inlet_max: np.ndarray
+    sp_min: np.ndarray
+    sp_max: np.ndarray
+    sp_step: np.ndarray
+    sp0: np.ndarray
+    chw_min: float
+    chw_max: float
+    chw0: float
+    n0: np.ndarray  # (P,) active servers before step 0
+    # learned coefficients (n, Z) / (n,)
+    cool_const: np.ndarray
+    cool_it: np.ndarray
+    cool_sp: np.ndarray
+    cool_chw: np.ndarray
+    inlet_const: np.ndarray
+    inlet_sp: np.ndarray
+    inlet_it: np.ndarray
+    fan_k: np.ndarray
+    fan_thr: float
+    fac_const: np.ndarray
+    fac_it: np.ndarray
+    # grid
+    gco2: np.ndarray  # (n,) site intensity, gCO2/kWh
+    accounting: str
+    ppa_kw: np.ndarray  # (n,) contracted supply (market accounting)
+    residual_gco2: np.ndarray  # (n,) factor for unmatched energy (market accounting)
+    price_per_kwh: np.ndarray  # (n,) tariff, 0 if none
+    power_cap_kw: float | None
+    options: PlanOptions = field(default_factory=PlanOptions)
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+
+def power_curve_segments(idle_w: float, peak_w: float, curve_frac=None) -> list[tuple[float, float]]:
+    """Per-server power as max of lines ``a + b*u`` (fractions of peak, ``u`` = utilisation).
+
+    Linear form (no curve): one line through idle and peak, exact. With an 11-point
+    SPECpower curve: the lines of its lower convex envelope, exact at the envelope's
+    vertices and below the curve elsewhere (see :func:`power_curve_error`). A convex
+    envelope keeps the perspective ``n * f(w / (n c))`` convex, so the LP stays an LP.
+    """
+    if curve_frac is None:
+        a = idle_w / peak_w
+        return [(a, 1.0 - a)]
+    f = np.asarray(curve_frac, float)
+    hull = [0]
+    for i in range(1, len(f)):  # monotone-chain lower hull over increasing u
+        while len(hull) >= 2:
+            i0, i1 = hull[-2], hull[-1]
+            cross = (_CURVE_U[i1] - _CURVE_U[i0]) * (f[i] - f[i0]) - (f[i1] - f[i0]) * (_CURVE_U[i] - _CURVE_U[i0])
+            if cross <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    segs = []
+    for i0, i1 in zip(hull, hull[1:]):
+        b = (f[i1] - f[i0]) / (_CURVE_U[i1] - _CURVE_U[i0])
+        segs.append((float(f[i0] - b * _CURVE_U[i0]), float(b)))
+    return segs
+
+
+def power_curve_error(curve_frac) -> float:
+    """Largest gap between the 11-point curve and its convex envelope, as a fraction of peak."""
+    segs = power_curve_segments(0.0, 1.0, curve_frac)
+    env = np.max([a + b * _CURVE_U for a, b in segs], axis=0)
+    return float(np.max(np.asarray(curve_frac) - env))
+
+
+def _col(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
+    if name not in frame.columns:
+        raise ValueError(f"forecast: missing column {name!r} ({what}); columns: {list(frame.columns)}")
+    v = pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise ValueError(f"forecast: column {name!r} has a missing/non-numeric value at {frame.index[bad.argmax()]}")
+    return v
+
+
+def _ppa_kw(site: SiteConfig, forecast: pd.DataFrame) -> np.ndarray:
+    if "ppa_kw" in forecast.columns:
+        return _col(forecast, "ppa_kw", "contracted renewable supply")
+    ren = site.renewables
+    mwh = ren.ppa_mwh_per_year if ren else 0.0
+    # Without a supply series, a flat profile delivering the contracted annual volume.
+    return np.full(len(forecast), mwh * 1000.0 / 8760.0)
+
+
+def prepare(
+    site: SiteConfig,
+    coefficients: PlantCoefficients,
+    forecast: pd.DataFrame,
+    initial_state: InitialState | None = None,
+    options: PlanOptions | None = None,
+) -> ProblemData:
+    """Validate and convert all inputs of one horizon into :class:`ProblemData`."""
+    options = options or PlanOptions()
+    state = initial_state or InitialState.from_site(site)
+    state.validate(site)
+    if not isinstance(forecast.index, pd.DatetimeIndex) or len(forecast) == 0:
+        raise ValueError("forecast: needs a non-empty DatetimeIndex")
+    idx = forecast.index
+    if not coefficients.index.equals(idx):
+        raise ValueError(
+            f"coefficients cover {coefficients.index[0]}..{coefficients.index[-1]} ({len(coefficients.index)} "
+            f"steps) but the forecast covers {idx[0]}..{idx[-1]} ({len(idx)} steps)"
+        )
+    zones = [z.name for z in site.zones]
+    if coefficients.zones != zones:
+        raise ValueError(f"coefficients are for zones {coefficients.zones}, the site has {zones}")
+    if len(idx) > 1:
+        step_h = (idx[1] - idx[0]).total_seconds() / 3600.0
+        if not np.allclose(np.diff(idx.asi8), idx.asi8[1] - idx.asi8[0]):
+            raise ValueError("forecast: index is not evenly spaced")
+    else:
+        step_h = site.step_h
+    pools = site.server_pools
+    pool_names = [p.name for p in pools]
+    classes = site.workload_classes
+    cls_names = [c.name for c in classes]
+    zpos = {z: i for i, z in enumerate(zones)}
+    pool_zone = np.array([zpos[p.zone] for p in pools])
+    maxpz = max(np.bincount(pool_zone, minlength=len(zones)).max(), 1)
+    zone_pools = -np.ones((len(zones), maxpz), dtype=np.int64)
+    for zi in range(len(zones)):
+        mem = np.flatnonzero(pool_zone == zi)
+        zone_pools[zi, : len(mem)] = mem
+    serves = np.array([[p.classes is None or c.name in p.classes for c in classes] for p in pools], dtype=bool)
+    for k, c in enumerate(classes):
+        if not serves[:, k].any():
+            raise ValueError(f"workload class {c.name}: no server pool may serve it")
+    batch = np.array([c.kind == "batch" for c in classes])
+    deadline_steps = np.array(
+        [max(1, int(math.floor(c.deadline_h / step_h + 1e-9))) if c.kind == "batch" else 0 for c in classes]
+    )
+    demand = np.column_stack([_col(forecast, f"{c.name}_units_per_h", f"demand of class {c.name}") for c in classes])
+    if (demand < 0).any():
+        k = int(np.argwhere(demand < 0)[0][1])
+        raise ValueError(f"forecast: column '{cls_names[k]}_units_per_h' has negative demand")
+    backlog0 = np.array([float(state.backlog_units.get(c, 0.0)) for c in cls_names])
+    due = np.array(
+        [
+            max(0, int(math.ceil(state.backlog_deadline_h.get(c, 0.0) / step_h - 1e-9)) - 1)
+            if backlog0[k] > 0
+            else 0
+            for k, c in enumerate(cls_names)
+        ]
+    )
+    edges = site.edge_sites
+    offload_ok = np.array(
+        [
+            [c.offloadable and (c.max_latency_ms is None or e.latency_ms <= c.max_latency_ms) for c in classes]
+            for e in edges
+        ],
+        dtype=bool,
+    ).reshape(len(edges), len(classes))
+    edge_gco2 = np.column_stack(
+        [_col(forecast, f"gco2_per_kwh__{e.name}", f"grid intensity at edge site {e.name}") for e in edges]
+    ) if edges else np.zeros((len(idx), 0))
+
+    c = coefficients
+    zf = site.zones
+    accounting = options.accounting or site.planning.accounting
+    if accounting not in ("location", "market"):
+        raise ValueError(f"accounting must be 'location' or 'market', not {accounting!r}")
+    gco2 = _col(forecast, "gco2_per_kwh", "site grid intensity")
+    residual = None
+    if site.renewables is not None and site.renewables.residual_mix_gco2_per_kwh is not None:
+        residual = np.full(len(idx), site.renewables.residual_mix_gco2_per_kwh)
+    price = _col(forecast, "price_per_kwh", "tariff") if "price_per_kwh" in forecast.columns else np.zeros(len(idx))
+    if options.tariff_weight_kg_per_currency and "price_per_kwh" not in forecast.columns:
+        raise ValueError("forecast: a tariff weight was given but there is no 'price_per_kwh' column")
+    return ProblemData(
+        index=idx,
+        step_h=step_h,
+        zones=zones,
+        pools=pool_names,
+        classes=cls_names,
+        edges=[e.name for e in edges],
+        pool_zone=pool_zone,
+        zone_pools=zone_pools,
+        servers=np.array([p.servers for p in pools], float),
+        min_active=np.array([p.min_active_servers for p in pools], float),
+        sleep_w=np.array([p.sleep_w for p in pools], float),
+        peak_w=np.array([p.peak_w for p in pools], float),
+        cap_per_server=np.array([p.capacity_units_per_server for p in pools], float),
+        boot_frac=np.array([min(1.0, p.boot_time_s / (step_h * 3600.0)) for p in pools]),
+        segments=[power_curve_segments(p.idle_w, p.peak_w, p.power_curve_frac) for p in pools],
+        serves=serves,
+        batch=batch,
+        deadline_steps=deadline_steps,
+        demand=demand,
+        backlog0=backlog0,
+        backlog0_due_step=due,
+        data_gb_per_unit=np.array([c_.data_gb_per_unit for c_ in classes], float),
+        offload_ok=offload_ok,
+        edge_capacity=np.array([e.capacity_units_per_h for e in edges], float),
+        edge_kwh_per_unit=np.array([e.kw_per_unit_per_h * e.pue for e in edges], float),
+        network_kwh_per_gb=np.array([e.network_kwh_per_gb for e in edges], float),
+        edge_gco2=edge_gco2,
+        inlet_min=np.array([z.inlet_min_c for z in zf]),
+        inlet_max=np.array([z.inlet_max_c for z in zf]),
+        sp_min=np.array([z.supply_setpoint_min_c for z in zf]),
+        sp_max=np.array([z.supply_setpoint_max_c for z in zf]),
+        sp_step=np.array([z.supply_setpoint_max_step_c for z in zf]),
+        sp0=np.array([state.supply_setpoint_c.get(z.name, z.supply_setpoint_initial_c) for z in zf]),
+        chw_min=site.cooling.chiller.chw_setpoint_min_c,
+        chw_max=site.cooling.chiller.chw_setpoint_max_c,
+        chw0=float(state.chw_setpoint_c),
+        n0=np.array([state.active_servers.get(p.name, float(p.servers)) for p in pools], float),
+        cool_const=c.cooling_const_kw.to_numpy(float),
+        cool_it=c.cooling_per_it_kw.to_numpy(float),
+        cool_sp=c.cooling_per_supply_c.to_numpy(float),
+        cool_chw=c.cooling_per_chw_c.to_numpy(float),
+        inlet_const=c.inlet_const_c.to_numpy(float),
+        inlet_sp=c.inlet_per_supply_c.to_numpy(float),
+        inlet_it=c.inlet_per_it_kw.to_numpy(float),
+        fan_k=c.it_fan_kw_per_c.to_numpy(float),
+        fan_thr=float(c.it_fan_threshold_c),
+        fac_const=c.facility_const_kw.to_numpy(float),
+        fac_it=c.facility_per_it_kw.to_numpy(float),
+        gco2=gco2,
+        accounting=accounting,
+        ppa_kw=_ppa_kw(site, forecast) if accounting == "market" else np.zeros(len(idx)),
+        residual_gco2=residual if residual is not None else gco2,
+        price_per_kwh=price,
+        power_cap_kw=options.site_power_cap_kw or site.planning.site_power_cap_kw,
+        options=options,
+    )

@@ -1,0 +1,116 @@
+"""Why is a plan infeasible? An elastic re-solve that names constraint families and steps.
+
+Every row gets two penalised slacks; policy families (deadlines, demand, inlet limits,
+ramps, power cap, edge capacity) cost 1 per unit of violation, physical definitions
+(power balances, backlog bookkeeping) 1000, so the solver bends a policy before it
+bends physics. Rows left with slack are the conflict, grouped by family, component
+and step, and the message reads like "batch_deadline (batch) at steps 0-3".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .lp import LinearProgram
+
+__all__ = ["Diagnosis", "diagnose"]
+
+POLICY_FAMILIES = {
+    "batch_deadline",
+    "interactive_demand",
+    "inlet_limit",
+    "setpoint_ramp",
+    "site_power_cap",
+    "edge_capacity",
+}
+PHYSICS_WEIGHT = 1000.0
+
+
+@dataclass
+class Diagnosis:
+    """Violated families: rows of (family, component, first/last step, steps, violation)."""
+
+    conflicts: pd.DataFrame
+    solved: bool
+
+    @property
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(self.conflicts["family"])) if len(self.conflicts) else []
+
+    def message(self) -> str:
+        if not self.solved:
+            return "infeasible; the elastic re-solve found no explanation (check bounds in the site config)"
+        if not len(self.conflicts):
+            return "infeasible, but no constraint needed relaxing (numerical trouble)"
+        parts = []
+        for r in self.conflicts.itertuples():
+            parts.append(
+                f"{r.family}" + (f" ({r.component})" if r.component else "")
+                + f" at steps {r.first_step}-{r.last_step} ({r.steps} step(s), {r.violation:.4g} short)"
+            )
+        return "infeasible: cannot satisfy " + "; ".join(parts)
+
+
+def diagnose(lp: LinearProgram, tol: float = 1e-6) -> Diagnosis:
+    import highspy
+
+    cost, clb, cub, rlb, rub, a, integ = lp.arrays()
+    m = lp.n_rows
+    w = np.full(m, PHYSICS_WEIGHT)
+    for name, fam in lp.cons.items():
+        if name in POLICY_FAMILIES:
+            w[fam.start : fam.stop] = 1.0
+    eye = sp.identity(m, format="csc")
+    big = sp.hstack([a, eye, -eye], format="csc")
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    hl = highspy.HighsLp()
+    n = lp.n_cols
+    hl.num_col_, hl.num_row_ = n + 2 * m, m
+    hl.col_cost_ = np.concatenate([np.zeros(n), w, w])
+    hl.col_lower_ = np.concatenate([clb, np.zeros(2 * m)])
+    hl.col_upper_ = np.concatenate([cub, np.full(2 * m, np.inf)])
+    hl.row_lower_, hl.row_upper_ = rlb, rub
+    hl.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    hl.a_matrix_.start_ = big.indptr.astype(np.int32)
+    hl.a_matrix_.index_ = big.indices.astype(np.int32)
+    hl.a_matrix_.value_ = big.data
+    h.passModel(hl)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return Diagnosis(pd.DataFrame(columns=["family", "component", "first_step", "last_step", "steps", "violation"]), False)
+    x = np.asarray(h.getSolution().col_value)
+    slack = x[n : n + m] + x[n + m :]
+    rows = []
+    for name, fam in lp.cons.items():
+        s = slack[fam.start : fam.stop].reshape(fam.shape)
+        if not (s > tol).any():
+            continue
+        steps = fam.coords["step"] if "step" in fam.coords else None
+        if s.ndim == 1:
+            s = s[:, None]
+            comps = [""]
+        else:
+            comps = [str(c) for c in list(fam.coords.values())[1]]
+        for j, comp in enumerate(comps):
+            hit = np.flatnonzero(s[:, j] > tol)
+            if hit.size:
+                rows.append(
+                    {
+                        "family": name,
+                        "component": comp,
+                        "first_step": int(hit[0]),
+                        "last_step": int(hit[-1]),
+                        "first_time": steps[hit[0]] if steps is not None else None,
+                        "steps": int(hit.size),
+                        "violation": float(s[hit, j].sum()),
+                    }
+                )
+    df = pd.DataFrame(rows)
+    if len(df):
+        df = df.sort_values("violation", ascending=False, kind="stable").reset_index(drop=True)
+    return Diagnosis(df, True)

@@ -1,0 +1,166 @@
+"""The ``Plan``: per-step decisions and predictions, totals, shadow prices, solver facts.
+
+:func:`evaluate_actions` turns decisions (setpoints, active servers, work, offload)
+into predicted power, inlet temperatures and carbon with the same learned linear
+model the LP uses, so an optimised plan and the rule-based fallback are scored alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .data import ProblemData
+
+__all__ = ["Actions", "Plan", "evaluate_actions"]
+
+
+@dataclass
+class Actions:
+    """Decisions over the horizon (steps first)."""
+
+    sp: np.ndarray  # (n, Z) degC
+    chw: np.ndarray  # (n,) degC
+    nact: np.ndarray  # (n, P) servers
+    work: np.ndarray  # (n, P, K) units/h
+    off: np.ndarray  # (n, E, K) units/h
+    backlog: np.ndarray  # (n, K) units at the end of each step
+
+
+@dataclass
+class Plan:
+    """A plan over the horizon.
+
+    ``frame`` holds one row per step: setpoints, active servers, work per pool and class,
+    offload, backlog, predicted kW, inlet temperatures, intensity, kgCO2 and PUE.
+    ``shadow_prices`` lists the binding constraint families in operator units.
+    """
+
+    frame: pd.DataFrame
+    totals: dict
+    shadow_prices: pd.DataFrame = field(default_factory=pd.DataFrame)
+    status: str = "optimal"
+    fallback: bool = False
+    reason: str | None = None
+    diagnosis: object | None = None
+    objective_kg: float | None = None
+    timings: dict = field(default_factory=dict)
+
+    def columns(self, prefix: str) -> pd.DataFrame:
+        """Columns starting with ``prefix`` (e.g. ``'supply_setpoint_c'``, ``'active_servers'``)."""
+        return self.frame[[c for c in self.frame.columns if c.startswith(prefix)]]
+
+    @property
+    def setpoints(self) -> pd.DataFrame:
+        return self.frame[[c for c in self.frame.columns if c.startswith(("supply_setpoint_c", "chw_setpoint_c"))]]
+
+    @property
+    def active_servers(self) -> pd.DataFrame:
+        return self.columns("active_servers__")
+
+    @property
+    def work(self) -> pd.DataFrame:
+        return self.columns("served_")
+
+    @property
+    def offload(self) -> pd.DataFrame:
+        return self.columns("offload_")
+
+    @property
+    def power(self) -> pd.DataFrame:
+        cols = ["it_power_kw", "fan_power_kw", "cooling_power_kw", "facility_power_kw", "pue"]
+        return self.frame[cols]
+
+
+def pool_it_kw(d: ProblemData, nact: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """(n, P) pool IT power from the (convex piecewise-linear) power curve, kW."""
+    wsum = work.sum(axis=2)
+    out = np.empty_like(nact, dtype=float)
+    for p, segs in enumerate(d.segments):
+        base = d.servers[p] * d.sleep_w[p]
+        lines = [base + nact[:, p] * (a * d.peak_w[p] - d.sleep_w[p]) + b * d.peak_w[p] * wsum[:, p] / d.cap_per_server[p] for a, b in segs]
+        out[:, p] = np.max(lines, axis=0) / 1000.0
+    return out
+
+
+def evaluate_actions(d: ProblemData, a: Actions) -> pd.DataFrame:
+    """Predicted per-step power, temperatures and carbon of given decisions (one frame)."""
+    pit = pool_it_kw(d, a.nact, a.work)
+    Z = len(d.zones)
+    zit = np.zeros((d.n, Z))
+    np.add.at(zit.T, d.pool_zone, pit.T)
+    inlet = d.inlet_const + d.inlet_sp * a.sp + d.inlet_it * zit
+    fan = d.fan_k * np.maximum(inlet - d.fan_thr, 0.0)
+    cooling = d.cool_const + (d.cool_it * zit).sum(1) + (d.cool_sp * a.sp).sum(1) + d.cool_chw * a.chw
+    it_total = zit.sum(1) + fan.sum(1)
+    facility = d.fac_const + d.fac_it * it_total + cooling
+    dt = d.step_h
+    if d.accounting == "location":
+        site_kg = dt * d.gco2 / 1000.0 * facility
+    else:
+        site_kg = dt * d.residual_gco2 / 1000.0 * np.maximum(facility - d.ppa_kw, 0.0)
+    cols: dict[str, np.ndarray] = {}
+    for z, name in enumerate(d.zones):
+        cols[f"supply_setpoint_c__{name}"] = a.sp[:, z]
+    cols["chw_setpoint_c"] = a.chw
+    for p, name in enumerate(d.pools):
+        cols[f"active_servers__{name}"] = a.nact[:, p]
+    for p, pname in enumerate(d.pools):
+        for k, cname in enumerate(d.classes):
+            if d.serves[p, k]:
+                cols[f"served_{cname}_units_per_h__{pname}"] = a.work[:, p, k]
+    edge_kg = np.zeros(d.n)
+    edge_kwh = np.zeros(d.n)
+    for e, ename in enumerate(d.edges):
+        for k, cname in enumerate(d.classes):
+            if d.offload_ok[e, k]:
+                o = a.off[:, e, k]
+                cols[f"offload_{cname}_units_per_h__{ename}"] = o
+                kwh = dt * o * d.edge_kwh_per_unit[e]
+                net = dt * o * d.data_gb_per_unit[k] * d.network_kwh_per_gb[e]
+                edge_kwh += kwh + net
+                edge_kg += (kwh * d.edge_gco2[:, e] + net * d.gco2) / 1000.0
+    for k, cname in enumerate(d.classes):
+        if d.batch[k]:
+            cols[f"backlog_{cname}_units"] = a.backlog[:, k]
+    for z, name in enumerate(d.zones):
+        cols[f"zone_it_power_kw__{name}"] = zit[:, z]
+        cols[f"inlet_temp_c__{name}"] = inlet[:, z]
+    cols.update(
+        {
+            "it_power_kw": it_total,
+            "fan_power_kw": fan.sum(1),
+            "cooling_power_kw": cooling,
+            "facility_power_kw": facility,
+            "pue": facility / np.maximum(it_total, 1e-9),
+            "gco2_per_kwh": d.gco2,
+            "site_kgco2": site_kg,
+            "edge_kwh": edge_kwh,
+            "edge_kgco2": edge_kg,
+            "kgco2": site_kg + edge_kg,
+        }
+    )
+    frame = pd.DataFrame(cols, index=d.index)
+    frame.index.name = "timestamp"
+    return frame
+
+
+def totals_of(d: ProblemData, frame: pd.DataFrame) -> dict:
+    dt = d.step_h
+    kwh = float(frame["facility_power_kw"].sum() * dt)
+    it_kwh = float(frame["it_power_kw"].sum() * dt)
+    return {
+        "steps": int(d.n),
+        "step_h": dt,
+        "facility_kwh": kwh,
+        "it_kwh": it_kwh,
+        "cooling_kwh": float(frame["cooling_power_kw"].sum() * dt),
+        "edge_kwh": float(frame["edge_kwh"].sum()),
+        "pue": kwh / it_kwh if it_kwh > 0 else float("nan"),
+        "site_tco2": float(frame["site_kgco2"].sum() / 1000.0),
+        "edge_tco2": float(frame["edge_kgco2"].sum() / 1000.0),
+        "tco2": float(frame["kgco2"].sum() / 1000.0),
+        "accounting": d.accounting,
+    }

@@ -1,0 +1,324 @@
+"""Solve the planning LP with HiGHS, keep the model loaded, re-solve after forecast changes.
+
+:class:`Planner` builds once, hands the CSC matrix to one persistent ``highspy.Highs``
+and, on :meth:`Planner.resolve`, rebuilds only the numeric arrays (milliseconds to a
+second), pushes the changed costs and bounds (``changeColsCost``, ``changeColsBounds``,
+``changeRowsBounds``) and picks the algorithm for the change:
+
+- only costs changed (new intensity forecast): the old basis is still primal feasible,
+  so primal simplex continues from it;
+- only bounds/RHS changed (new demand, initial state): the old basis is still dual
+  feasible, so dual simplex continues from it;
+- both: costs first with primal simplex, then bounds with dual simplex;
+- ``method="cold"``: ``clearSolver()`` and a fresh solve with presolve (what the notes
+  measured as the safe choice: a warm dual simplex after a cost change was slower
+  than cold).
+
+Failures never escape as solver tracebacks: infeasible models are diagnosed
+(:mod:`.diagnose`) and, like time limits and solver errors, answered with the
+best-practice rule plan flagged ``fallback=True`` and the reason.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from coolshift.config import SiteConfig
+from coolshift.models.coefficients import PlantCoefficients
+
+from .build import PlanningLP, build_lp
+from .constraints import batch_not_due_units
+from .data import PlanOptions, prepare
+from .diagnose import diagnose
+from .fallback import fallback_plan
+from .plan import Actions, Plan, evaluate_actions, totals_of
+from .state import InitialState
+
+__all__ = ["Planner", "plan_site", "shadow_prices"]
+
+DUAL_TOL = 1e-9
+
+
+def _take(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return np.where(ids >= 0, x[np.maximum(ids, 0)], 0.0)
+
+
+def actions_from_solution(p: PlanningLP, x: np.ndarray) -> Actions:
+    v = p.vars
+    return Actions(
+        sp=x[v.sp],
+        chw=x[v.chw],
+        nact=x[v.nact],
+        work=_take(x, v.work),
+        off=_take(x, v.off),
+        backlog=_take(x, v.backlog),
+    )
+
+
+def shadow_prices(p: PlanningLP, row_dual: np.ndarray, col_dual: np.ndarray, x: np.ndarray) -> pd.DataFrame:
+    """Duals of binding families in operator units (change of the plan's kgCO2 per unit of policy).
+
+    - inlet_limit: kgCO2 per +1 degC of the zone's binding inlet limit (every step);
+    - batch_deadline: added by :meth:`Planner.deadline_values` (a warm re-solve, see there);
+    - redundancy: kgCO2 per extra server of ``min_active_servers`` in the pool;
+    - site_power_cap: kgCO2 per +1 kW of cap; edge_capacity: per +1 unit/h of edge capacity;
+    - setpoint_ramp: kgCO2 per +1 degC per step of allowed setpoint ramp.
+    """
+    lp, d, v = p.lp, p.data, p.vars
+    rows = []
+
+    def add(family, comp, value, unit, binding):
+        if binding:
+            rows.append({"family": family, "component": comp, "value": float(value), "unit": unit, "binding_steps": int(binding)})
+
+    def fam_duals(name):
+        f = lp.cons.get(name)
+        return None if f is None else row_dual[f.start : f.stop].reshape(f.shape)
+
+    y = fam_duals("inlet_limit")
+    if y is not None:
+        for z, name in enumerate(d.zones):
+            add("inlet_limit", name, y[:, z].sum(), "kgCO2 per degC of inlet limit", (np.abs(y[:, z]) > DUAL_TOL).sum())
+    rc = col_dual[v.nact]
+    at_floor = (np.abs(x[v.nact] - d.min_active) < 1e-6) & (d.min_active > 0)
+    for pi, name in enumerate(d.pools):
+        m = at_floor[:, pi] & (np.abs(rc[:, pi]) > DUAL_TOL)
+        add("redundancy", name, rc[m, pi].sum(), "kgCO2 per server of redundancy", m.sum())
+    y = fam_duals("site_power_cap")
+    if y is not None:
+        add("site_power_cap", "", y.sum(), "kgCO2 per kW of site power cap", (np.abs(y) > DUAL_TOL).sum())
+    y = fam_duals("edge_capacity")
+    if y is not None:
+        for e, name in enumerate(lp.cons["edge_capacity"].coords["edge"]):
+            add("edge_capacity", name, y[:, e].sum(), "kgCO2 per unit/h of edge capacity", (np.abs(y[:, e]) > DUAL_TOL).sum())
+    y = fam_duals("setpoint_ramp")
+    if y is not None:
+        for z, name in enumerate(d.zones):
+            add("setpoint_ramp", name, -np.abs(y[:, z]).sum(), "kgCO2 per degC/step of ramp limit", (np.abs(y[:, z]) > DUAL_TOL).sum())
+    return pd.DataFrame(rows, columns=["family", "component", "value", "unit", "binding_steps"])
+
+
+class Planner:
+    """One site's planning LP, loaded once into HiGHS and re-solved as forecasts move."""
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        coefficients: PlantCoefficients,
+        forecast: pd.DataFrame,
+        initial_state: InitialState | None = None,
+        options: PlanOptions | None = None,
+    ) -> None:
+        self.site = site
+        self.options = options or PlanOptions()
+        self.coefficients = coefficients
+        self.forecast = forecast
+        self.initial_state = initial_state or InitialState.from_site(site)
+        self.problem = build_lp(prepare(site, coefficients, forecast, self.initial_state, self.options))
+        self.highs = None
+        self.timings: dict = {"build_s": self.problem.build_s}
+        self._pending: str = "cold"
+        self._bound_changes = None
+
+    # -- solver handle ---------------------------------------------------------------
+    @property
+    def _optimal(self):
+        import highspy
+
+        return highspy.HighsModelStatus.kOptimal
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        self.highs = self.problem.lp.to_highs()
+        self._loaded = self.problem.lp.arrays()
+        self.timings["handover_s"] = time.perf_counter() - t0
+
+    def _run(self, strategy: str) -> None:
+        h = self.highs
+        h.setOptionValue("time_limit", float(self.options.time_limit_s))
+        if self.options.threads:
+            h.setOptionValue("threads", int(self.options.threads))
+        if strategy == "cold":
+            h.clearSolver()
+            h.setOptionValue("solver", "choose")
+            h.setOptionValue("simplex_strategy", 1)
+        else:
+            h.setOptionValue("solver", "simplex")
+            h.setOptionValue("simplex_strategy", 4 if strategy == "primal" else 1)
+        h.run()
+
+    def solve(self) -> Plan:
+        """Solve (or re-solve after :meth:`update`) and return the plan or the flagged fallback."""
+        d = self.problem.data
+        t0 = time.perf_counter()
+        try:
+            if self.highs is None:
+                self._load()
+                self._pending = "cold"
+            t1 = time.perf_counter()
+            for strategy in self._pending.split("+"):
+                if strategy == "dual" and self._bound_changes is not None:
+                    self._push_bounds(*self._bound_changes)
+                    self._bound_changes = None
+                self._run(strategy)
+            self.timings["solve_s"] = time.perf_counter() - t1
+            status = self.highs.modelStatusToString(self.highs.getModelStatus())
+        except Exception as exc:  # a solver failure must never leave the site without a plan
+            return self._fallback(f"solver error: {type(exc).__name__}: {exc}", "error")
+        finally:
+            self._pending = "cold"
+        self.timings["total_s"] = self.timings.get("build_s", 0.0) + time.perf_counter() - t0
+        import highspy
+
+        ms = self.highs.getModelStatus()
+        if ms == highspy.HighsModelStatus.kOptimal:
+            return self._extract(status)
+        if ms in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            diag = diagnose(self.problem.lp)
+            return self._fallback(diag.message(), "infeasible", diag)
+        if ms == highspy.HighsModelStatus.kTimeLimit:
+            return self._fallback(f"time limit of {self.options.time_limit_s:g} s reached", "time_limit")
+        return self._fallback(f"HiGHS stopped with status {status!r}", status)
+
+    def _fallback(self, reason, status, diagnosis=None) -> Plan:
+        plan = fallback_plan(self.problem.data, reason, status, diagnosis)
+        plan.timings = dict(self.timings)
+        return plan
+
+    def _extract(self, status: str) -> Plan:
+        p = self.problem
+        sol = self.highs.getSolution()
+        x = np.asarray(sol.col_value)
+        frame = evaluate_actions(p.data, actions_from_solution(p, x))
+        if sol.dual_valid and not self.options.integer_servers:
+            sh = shadow_prices(p, np.asarray(sol.row_dual), np.asarray(sol.col_dual), x)
+        else:
+            sh = pd.DataFrame(columns=["family", "component", "value", "unit", "binding_steps"])
+        info = self.highs.getInfo()
+        if sol.dual_valid and not self.options.integer_servers and self.options.deadline_prices:
+            t0 = time.perf_counter()
+            sh = pd.concat([sh, self.deadline_values(float(info.objective_function_value))], ignore_index=True)
+            self.timings["shadow_s"] = time.perf_counter() - t0
+        return Plan(
+            frame=frame,
+            totals=totals_of(p.data, frame),
+            shadow_prices=sh,
+            status=status.lower(),
+            objective_kg=float(info.objective_function_value),
+            timings=dict(self.timings),
+        )
+
+    def deadline_values(self, objective_kg: float) -> pd.DataFrame:
+        """kgCO2 per extra hour of each batch class's deadline, by a warm re-solve.
+
+        The dual of a deadline row is not unique when the backlog it bounds is empty (the
+        row and the backlog's lower bound meet: a degenerate vertex), so it is not a
+        reliable "what is an hour worth". Instead the deadline rows get the bounds of a
+        deadline one hour (rounded up to whole steps) longer, dual simplex continues from
+        the optimal basis, and the objective change is reported; then the bounds return.
+        """
+        p, h = self.problem, self.highs
+        fam = p.lp.cons.get("batch_deadline")
+        rows = []
+        if fam is None:
+            return pd.DataFrame(rows)
+        d = p.data
+        extra = max(1, int(np.ceil(1.0 / d.step_h - 1e-9)))
+        ids = fam.ids()
+        base = batch_not_due_units(d)
+        longer = batch_not_due_units(d, extra)
+        for j, cname in enumerate(fam.coords["class"]):
+            r = ids[:, j].astype(np.int32)
+            diff = longer[:, j] != base[:, j]
+            if not diff.any():
+                continue
+            h.changeRowsBounds(r.size, r, np.full(r.size, -np.inf), longer[:, j])
+            self._run("dual")
+            ok = h.getModelStatus() == self._optimal
+            val = (h.getInfo().objective_function_value - objective_kg) / (extra * d.step_h) if ok else float("nan")
+            h.changeRowsBounds(r.size, r, np.full(r.size, -np.inf), base[:, j])
+            if ok and abs(val) > DUAL_TOL:
+                rows.append({"family": "batch_deadline", "component": str(cname), "value": float(val),
+                             "unit": "kgCO2 per hour of deadline", "binding_steps": int(diff.sum())})
+        return pd.DataFrame(rows, columns=["family", "component", "value", "unit", "binding_steps"])
+
+    # -- re-solves -------------------------------------------------------------------
+    def update(
+        self,
+        forecast: pd.DataFrame | None = None,
+        coefficients: PlantCoefficients | None = None,
+        initial_state: InitialState | None = None,
+        method: str = "auto",
+    ) -> dict:
+        """Rebuild the arrays for new inputs and push only what changed into the loaded model."""
+        t0 = time.perf_counter()
+        self.forecast = self.forecast if forecast is None else forecast
+        self.coefficients = self.coefficients if coefficients is None else coefficients
+        self.initial_state = self.initial_state if initial_state is None else initial_state
+        new = build_lp(prepare(self.site, self.coefficients, self.forecast, self.initial_state, self.options))
+        self.problem = new
+        if self.highs is None:
+            self.timings.update(build_s=new.build_s)
+            return {"rebuilt": True}
+        cost, clb, cub, rlb, rub, a, _ = new.lp.arrays()
+        ocost, oclb, ocub, orlb, orub, oa, _ = self._loaded
+        same = a.shape == oa.shape and np.array_equal(a.indptr, oa.indptr) and np.array_equal(a.indices, oa.indices)
+        changed = {"rebuilt": False, "costs": 0, "col_bounds": 0, "row_bounds": 0, "coefficients": 0}
+        if not same or np.count_nonzero(a.data != oa.data) > 0.01 * max(a.nnz, 1):
+            new.lp.to_highs(self.highs)
+            changed["rebuilt"] = True
+            self._pending = "cold"
+        else:
+            h = self.highs
+            dv = np.flatnonzero(a.data != oa.data)
+            if dv.size:
+                cols = np.searchsorted(a.indptr, dv, side="right") - 1
+                for j, i, val in zip(cols, a.indices[dv], a.data[dv]):
+                    h.changeCoeff(int(i), int(j), float(val))
+            jc = np.flatnonzero(cost != ocost)
+            if jc.size:
+                h.changeColsCost(jc.size, jc.astype(np.int32), cost[jc])
+            jb = np.flatnonzero((clb != oclb) | (cub != ocub))
+            ib = np.flatnonzero((rlb != orlb) | (rub != orub))
+            changed.update(costs=int(jc.size), col_bounds=int(jb.size), row_bounds=int(ib.size), coefficients=int(dv.size))
+            bounds = (jb, clb, cub, ib, rlb, rub)
+            if method == "cold" or dv.size:
+                self._push_bounds(*bounds)
+                self._pending = "cold"
+            elif jc.size and (jb.size or ib.size):
+                self._bound_changes = bounds
+                self._pending = "primal+dual"
+            elif jc.size:
+                self._pending = "primal"
+            else:
+                self._push_bounds(*bounds)
+                self._pending = "dual"
+        self._loaded = (cost, clb, cub, rlb, rub, a, None)
+        self.timings = {"build_s": new.build_s, "update_s": time.perf_counter() - t0}
+        changed["method"] = self._pending
+        return changed
+
+    def _push_bounds(self, jb, clb, cub, ib, rlb, rub) -> None:
+        h = self.highs
+        if jb.size:
+            h.changeColsBounds(jb.size, jb.astype(np.int32), clb[jb], cub[jb])
+        if ib.size:
+            h.changeRowsBounds(ib.size, ib.astype(np.int32), rlb[ib], rub[ib])
+
+    def resolve(self, forecast=None, coefficients=None, initial_state=None, method: str = "auto") -> Plan:
+        self.update(forecast, coefficients, initial_state, method)
+        return self.solve()
+
+
+def plan_site(
+    site: SiteConfig,
+    coefficients: PlantCoefficients,
+    forecast: pd.DataFrame,
+    initial_state: InitialState | None = None,
+    options: PlanOptions | None = None,
+) -> Plan:
+    """Plan one horizon: build, solve, and return a :class:`Plan` (or the flagged fallback)."""
+    return Planner(site, coefficients, forecast, initial_state, options).solve()

@@ -1,0 +1,128 @@
+"""Hand-computable optima of the planning LP (tiny one-zone, one-pool sites).
+
+Tiny site: 10 servers, idle 100 W, peak 300 W (linear curve), 1 unit/h per server,
+no sleep power, instant boot; facility power = IT power unless a test says otherwise.
+Serving w units/h on n servers draws n*0.1 + 0.2*w kW, so at full utilisation a unit
+costs 0.3 kWh.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coolshift.optimizer import InitialState, PlanOptions, plan_site
+from coolshift.optimizer.synthetic import tiny_forecast, tiny_site, zero_coefficients
+
+NO_MOVES = PlanOptions(move_penalty_kg_per_c=0.0)
+
+
+def test_batch_job_goes_to_the_cleaner_hour():
+    site = tiny_site()
+    for gco2, clean in (([500.0, 100.0], 1), ([100.0, 500.0], 0)):
+        fc = tiny_forecast(site, gco2, batch_units_per_h=[5.0, 0.0])
+        plan = plan_site(site, zero_coefficients(site, fc.index), fc)
+        assert plan.status == "optimal" and not plan.fallback
+        served = plan.frame["served_batch_units_per_h__pool"].to_numpy()
+        np.testing.assert_allclose(served[clean], 5.0, atol=1e-6)
+        np.testing.assert_allclose(served[1 - clean], 0.0, atol=1e-6)
+        # 5 servers fully used: 5 x 0.1 kW idle + 5 units x 0.2 kW = 1.5 kWh at 100 g/kWh
+        np.testing.assert_allclose(plan.frame["active_servers__pool"].iloc[clean], 5.0, atol=1e-6)
+        np.testing.assert_allclose(plan.totals["tco2"] * 1000, 1.5 * 100 / 1000, rtol=1e-6)
+
+
+def test_binding_inlet_limit_caps_the_setpoint_and_prices_it():
+    # inlet = 3 + setpoint; cooling falls 2 kW per degC of setpoint; inlet_max 27 -> setpoint <= 24
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [500.0, 500.0], web_units_per_h=2.0)
+    co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=60.0, cooling_per_supply_c=-2.0)
+    plan = plan_site(site, co, fc, options=NO_MOVES)
+    np.testing.assert_allclose(plan.frame["supply_setpoint_c__hall"], 24.0, atol=1e-6)
+    np.testing.assert_allclose(plan.frame["inlet_temp_c__hall"], 27.0, atol=1e-6)
+    sh = plan.shadow_prices.set_index("family")
+    # one more degC of inlet limit: 2 kW less cooling for 1 h at 500 g/kWh = 1 kg, in each of 2 steps
+    assert sh.loc["inlet_limit", "value"] == pytest.approx(-2.0, rel=1e-5)
+    assert sh.loc["inlet_limit", "binding_steps"] == 2
+
+
+def test_redundancy_forces_minimum_servers_on_and_prices_it():
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}], min_active_servers=4)
+    fc = tiny_forecast(site, [500.0, 300.0], web_units_per_h=1.0)
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc)
+    np.testing.assert_allclose(plan.frame["active_servers__pool"], 4.0, atol=1e-6)
+    sh = plan.shadow_prices.set_index("family")
+    # one more server: 0.1 kW idle for 1 h at 500 then 300 g/kWh = 0.05 + 0.03 kg
+    assert sh.loc["redundancy", "value"] == pytest.approx(0.08, rel=1e-5)
+    # without the floor one server suffices
+    plan0 = plan_site(tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}]),
+                      zero_coefficients(site, fc.index), fc)
+    np.testing.assert_allclose(plan0.frame["active_servers__pool"], 1.0, atol=1e-6)
+
+
+def test_impossible_deadline_is_diagnosed_and_falls_back():
+    site = tiny_site()
+    fc = tiny_forecast(site, [300.0, 300.0], batch_units_per_h=0.0)
+    state = InitialState.from_site(site)
+    state = InitialState(
+        state.supply_setpoint_c, state.chw_setpoint_c, state.active_servers,
+        backlog_units={"batch": 100.0}, backlog_deadline_h={"batch": 1.0},
+    )  # 100 units due within 1 h; the pool serves at most 10 units/h
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc, state)
+    assert plan.fallback and plan.status == "infeasible"
+    assert plan.diagnosis.families[0] == "batch_deadline"
+    row = plan.diagnosis.conflicts.iloc[0]
+    assert (row.component, row.first_step, row.last_step) == ("batch", 0, 1)
+    # overdue backlog: 100 - 10 = 90 units after step 0, 80 after step 1
+    assert row.violation == pytest.approx(170.0, rel=1e-5)
+    assert "batch_deadline (batch) at steps 0-1" in plan.reason
+    assert plan.frame["facility_power_kw"].notna().all()  # the fallback is a full plan
+
+
+def test_deadline_shadow_price_matches_a_longer_deadline():
+    # 6 units arrive in hour 0; hours 0-1 are dirty, 2-3 clean; a deadline of 3 h reaches hour 2
+    cls = lambda h: [{"name": "batch", "kind": "batch", "share": 1.0, "deadline_h": h}]  # noqa: E731
+    gco2 = [500.0, 500.0, 100.0, 100.0]
+    kw = {"batch_units_per_h": [6.0, 0.0, 0.0, 0.0]}
+    site1, site2 = tiny_site(classes=cls(1), horizon_h=4), tiny_site(classes=cls(2), horizon_h=4)
+    fc = tiny_forecast(site1, gco2, **kw)
+    p1 = plan_site(site1, zero_coefficients(site1, fc.index), fc)
+    p2 = plan_site(site2, zero_coefficients(site2, fc.index), fc)
+    # one hour more deadline is not enough to reach the clean hours: no saving, zero price
+    assert p2.totals["tco2"] == pytest.approx(p1.totals["tco2"], rel=1e-9)
+    assert "batch_deadline" not in set(p1.shadow_prices["family"])
+    site3 = tiny_site(classes=cls(3), horizon_h=4)
+    p3 = plan_site(site3, zero_coefficients(site3, fc.index), fc)
+    sh2 = p2.shadow_prices.set_index("family")
+    # from 2 h to 3 h: 6 units x 0.3 kWh move from 500 to 100 g/kWh = -0.72 kg per hour of deadline
+    assert (p3.totals["tco2"] - p2.totals["tco2"]) * 1000 == pytest.approx(-0.72, rel=1e-5)
+    assert sh2.loc["batch_deadline", "value"] == pytest.approx(-0.72, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "edge_gco2, latency_ms, offloads",
+    [
+        (100.0, 30.0, True),  # 0.3 kWh x 100 + 0.1 kWh x 400 = 70 g < 120 g at the site
+        (300.0, 30.0, False),  # 90 + 40 = 130 g > 120 g: stay
+        (100.0, 500.0, False),  # clean, but beyond the class's 200 ms latency limit
+    ],
+)
+def test_edge_offload_only_when_edge_plus_transfer_beats_the_site(edge_gco2, latency_ms, offloads):
+    site = tiny_site(
+        classes=[{"name": "web", "kind": "interactive", "share": 1.0, "offloadable": True,
+                  "max_latency_ms": 200.0, "data_gb_per_unit": 1.0}],
+        edges=[{"name": "edge", "latency_ms": latency_ms}],
+    )
+    fc = tiny_forecast(site, [400.0, 400.0], web_units_per_h=5.0, gco2_per_kwh__edge=edge_gco2)
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc)
+    off = plan.frame.filter(like="offload_").to_numpy().sum() if latency_ms < 200 else 0.0
+    served = plan.frame["served_web_units_per_h__pool"].to_numpy()
+    if offloads:
+        np.testing.assert_allclose(off, 10.0, atol=1e-6)
+        np.testing.assert_allclose(served, 0.0, atol=1e-6)
+        np.testing.assert_allclose(plan.totals["tco2"] * 1000, 2 * 5 * 0.070, rtol=1e-5)
+    else:
+        np.testing.assert_allclose(off, 0.0, atol=1e-6)
+        np.testing.assert_allclose(served, 5.0, atol=1e-6)
+        np.testing.assert_allclose(plan.totals["tco2"] * 1000, 2 * 5 * 0.120, rtol=1e-5)
+    if latency_ms > 200:
+        assert not plan.frame.filter(like="offload_").shape[1]  # not even a decision
