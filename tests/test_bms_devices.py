@@ -1,0 +1,269 @@
+"""Pushes against real loopback devices: a bacpypes3 commandable device and a pymodbus server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pandas as pd
+import pytest
+
+from coolshift.bms.audit import AuditLog, read_audit
+from coolshift.bms.plan import read_plan
+from coolshift.bms.points import load_point_map
+from coolshift.bms.push import push, release
+from coolshift.config import load_site
+from test_bms_kit import (AUTO, REMOTE, RD, BacnetDevice, ModbusDevice, free_port, make_plan, now_utc,
+                          write_point_map)
+
+pytestmark = pytest.mark.timeout(60)
+
+SUPPLY_A, SUPPLY_B, CHW = "supply_setpoint_c__hall_a", "supply_setpoint_c__hall_b", "chw_setpoint_c"
+GOOD = {SUPPLY_A: 19.0, SUPPLY_B: 18.5, CHW: 10.8}
+
+
+def _setup(tmp_path, protocol, port, **kw):
+    pm = load_point_map(write_point_map(tmp_path / "map.yaml", protocol, port, **kw))
+    return pm, load_site(pm.resolve(pm.site)), AuditLog(pm.resolve(pm.audit_db))
+
+
+# -- BACnet -------------------------------------------------------------------------------
+def test_bacnet_apply_writes_at_priority_and_release_restores_relinquish_default(tmp_path):
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    plan = read_plan(make_plan(tmp_path / "plan", GOOD))
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        try:
+            dry = await push(pm, site, plan, log, apply=False)
+            assert dry.status == "dry_run" and [d.action for d in dry.diff.points] == ["write"] * 3
+            assert dev.value("hall_a_supply_sp") == 18.0 and dev.slot("hall_a_supply_sp", 10) is None  # nothing written
+
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "applied", out.messages
+            assert dev.slot("hall_a_supply_sp", 10) == pytest.approx(19.0)
+            assert dev.slot("hall_b_supply_sp", 10) == pytest.approx(18.5)
+            assert dev.slot("chw_sp", 10) == pytest.approx(10.8, abs=1e-5)
+            assert dev.value("chw_sp") == pytest.approx(10.8, abs=1e-5)
+            for name in RD:  # only our slot is used
+                assert all(dev.slot(name, p) is None for p in range(1, 17) if p != 10)
+
+            res = await release(pm, log)
+            assert all(ok for _, ok, _ in res)
+            for name, rd in RD.items():
+                assert dev.slot(name, 10) is None
+                assert dev.value(name) == pytest.approx(rd)  # back to relinquish-default
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    df = read_audit(log.path)
+    writes = df[(df.action == "write")]
+    # every write has an intent record committed before its result
+    for point in RD:
+        w = writes[writes.point == point]
+        assert list(w.result) == ["intent", "ok"]
+        assert w.iloc[0].id < w.iloc[1].id
+    assert set(df[(df.action == "verify")].result) == {"ok"}
+    assert (df[(df.action == "relinquish") & (df.result == "ok")].point.tolist()) == list(RD)
+    assert set(df.run_id.dropna()) == {"test-run"}
+
+
+def test_bacnet_operator_override_at_higher_priority_is_left_alone(tmp_path):
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    plan = read_plan(make_plan(tmp_path / "plan", GOOD))
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        try:
+            dev.set_slot("hall_b_supply_sp", 8, 17.5)  # manual operator command
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "refused"
+            assert any("priority 8" in m and "hall_b_supply_sp" in m for m in out.messages)
+            assert dev.slot("hall_a_supply_sp", 10) is None and dev.slot("chw_sp", 10) is None  # nothing written
+            assert dev.value("hall_b_supply_sp") == pytest.approx(17.5)
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "case, plan_kw, values, expect",
+    [
+        ("out of envelope", {}, {SUPPLY_A: 19.0, SUPPLY_B: 18.5, CHW: 6.0}, "outside"),
+        ("too large a step", {}, {SUPPLY_A: 20.5, SUPPLY_B: 18.5, CHW: 10.5}, "exceeds the maximum change per write of 1"),
+        ("stale plan", {"created_at": pd.Timestamp("2026-01-01T00:00:00Z"), "start": None}, GOOD, "plan is stale"),
+        ("model envelope flag", {"in_envelope": [False, False, False, False]}, GOOD, "outside its training envelope"),
+        ("not the current step", {"start": pd.Timestamp("2020-01-01T00:00:00Z")}, GOOD, "no plan step covers now"),
+        ("plan for another site", {"site": "philadelphia_multihall_20mw"}, GOOD, "is for site"),
+    ],
+)
+def test_bacnet_refused_pushes_write_nothing(tmp_path, case, plan_kw, values, expect):
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    plan = read_plan(make_plan(tmp_path / "plan", values, **plan_kw))
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "refused", case
+            assert any(expect in m for m in out.messages), out.messages
+            assert dev.writes == 0
+            assert all(dev.slot(n, 10) is None for n in RD)
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    df = read_audit(log.path)
+    assert (df.action == "refuse").sum() >= 1 and not ((df.action == "write")).any()
+
+
+def test_bacnet_rate_limit_refuses_a_second_write_too_soon(tmp_path):
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port, min_write_interval_s=300)
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        try:
+            first = await push(pm, site, read_plan(make_plan(tmp_path / "p1", GOOD)), log, apply=True)
+            assert first.status == "applied"
+            second = await push(pm, site, read_plan(make_plan(tmp_path / "p2", {**GOOD, SUPPLY_A: 19.5})), log,
+                                apply=True)
+            assert second.status == "refused"
+            assert any("rate limit" in m and "hall_a_supply_sp" in m for m in second.messages)
+            assert dev.slot("hall_a_supply_sp", 10) == pytest.approx(19.0)
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+
+
+def test_bacnet_device_that_stops_answering_mid_push_is_rolled_back(tmp_path):
+    """hall_a already commanded at 19.0 by us; the new push writes 19.5, then the device goes
+    silent on the second write. hall_a must be restored to 19.0 at our priority, hall_b
+    relinquished, chw never touched; the audit log must say so."""
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port, timeout_s=0.7, restore_timeout_s=20)
+    plan = read_plan(make_plan(tmp_path / "plan", {SUPPLY_A: 19.5, SUPPLY_B: 18.5, CHW: 10.5}))
+
+    async def main():
+        dev = BacnetDevice(port, go_silent_after=1, silence_s=1.5).start()
+        dev.set_slot("hall_a_supply_sp", 10, 19.0)
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "rolled_back", out.messages
+            assert out.written == ["hall_a_supply_sp", "hall_b_supply_sp"]
+            assert dev.dropped >= 1
+            assert dev.slot("hall_a_supply_sp", 10) == pytest.approx(19.0)  # previous value restored
+            assert dev.value("hall_a_supply_sp") == pytest.approx(19.0)
+            assert dev.slot("hall_b_supply_sp", 10) is None  # relinquished
+            assert dev.value("hall_b_supply_sp") == pytest.approx(RD["hall_b_supply_sp"])
+            assert dev.slot("chw_sp", 10) is None and dev.value("chw_sp") == pytest.approx(RD["chw_sp"])
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    df = read_audit(log.path)
+    w = df[df.action == "write"]
+    assert w[w.point == "hall_a_supply_sp"].result.tolist() == ["intent", "ok"]
+    assert w[w.point == "hall_b_supply_sp"].result.tolist() == ["intent", "timeout"]
+    assert "chw_sp" not in set(w.point)
+    assert (df[(df.action == "restore") & (df.point == "hall_a_supply_sp")].result.iloc[-1]) == "ok"
+    assert (df[(df.action == "relinquish") & (df.point == "hall_b_supply_sp")].result.iloc[-1]) == "ok"
+    # the roll-back ran newest first
+    assert df[(df.action == "relinquish") & (df.point == "hall_b_supply_sp")].id.min() < \
+        df[(df.action == "restore") & (df.point == "hall_a_supply_sp")].id.min()
+
+
+# -- Modbus -------------------------------------------------------------------------------
+def test_modbus_apply_verify_release(tmp_path):
+    port = free_port(socket.SOCK_STREAM)
+    pm, site, log = _setup(tmp_path, "modbus", port)
+    plan = read_plan(make_plan(tmp_path / "plan", {SUPPLY_A: 18.7, SUPPLY_B: 18.5, CHW: 10.8}))
+
+    async def main():
+        dev = await ModbusDevice(port).start()
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "applied", out.messages
+            assert dev.store[0] == 187  # int16 tenths of a degree
+            assert dev.value("hall_a_supply_sp") == pytest.approx(18.7)
+            assert dev.value("chw_sp") == pytest.approx(10.8, abs=1e-5)
+            # float32 low word first: 10.8 = 0x412CCCCD
+            assert [dev.store[10], dev.store[11]] == [0xCCCD, 0x412C]
+            assert all(dev.mode(n) == REMOTE for n in RD)
+            res = await release(pm, log)
+            assert all(ok for _, ok, _ in res)
+            assert all(dev.mode(n) == AUTO for n in RD)
+        finally:
+            await dev.stop()
+
+    asyncio.run(main())
+
+
+def test_modbus_coil_release(tmp_path):
+    port = free_port(socket.SOCK_STREAM)
+    pm, site, log = _setup(tmp_path, "modbus", port, coil_release=True)
+    plan = read_plan(make_plan(tmp_path / "plan", GOOD))
+
+    async def main():
+        from coolshift.bms.device import open_adapter
+
+        dev = await ModbusDevice(port).start()
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "applied", out.messages
+            async with open_adapter(pm) as ad:
+                states = [await ad.read_state(p) for p in pm.writable]
+                assert [s.commanded for s in states] == pytest.approx([19.0, 18.5, 10.8], abs=1e-5)
+                res = await release(pm, log, adapter=ad)
+                assert all(ok for _, ok, _ in res)
+                assert [(await ad.read_state(p)).commanded for p in pm.writable] == [None, None, None]
+        finally:
+            await dev.stop()
+
+    asyncio.run(main())
+
+
+def test_modbus_device_that_stops_mid_push_leaves_points_previous_or_released(tmp_path):
+    """The server hangs on the 3rd write request (hall_b's setpoint) and is then shut down for
+    a second; the push must hand hall_a and hall_b back to local control once it returns."""
+    port = free_port(socket.SOCK_STREAM)
+    pm, site, log = _setup(tmp_path, "modbus", port, timeout_s=0.7, restore_timeout_s=20)
+    plan = read_plan(make_plan(tmp_path / "plan", {SUPPLY_A: 18.7, SUPPLY_B: 18.5, CHW: 10.8}))
+
+    async def main():
+        dev = await ModbusDevice(port, hang_on_write=3).start()
+
+        async def outage():
+            await dev.hung.wait()
+            await dev.stop()
+            await asyncio.sleep(1.0)
+            dev.hang_on_write = None
+            await dev.start()
+
+        chaos = asyncio.create_task(outage())
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            await chaos
+            assert out.status == "rolled_back", out.messages
+            assert out.written == ["hall_a_supply_sp", "hall_b_supply_sp"]
+            for name in RD:  # previous value, or handed back to local control
+                assert dev.mode(name) == AUTO
+            assert dev.value("hall_b_supply_sp") == pytest.approx(RD["hall_b_supply_sp"])
+            assert dev.value("chw_sp") == pytest.approx(RD["chw_sp"])
+        finally:
+            chaos.cancel()
+            await dev.stop()
+
+    asyncio.run(main())
+    df = read_audit(log.path)
+    w = df[df.action == "write"]
+    assert w[w.point == "hall_b_supply_sp"].result.tolist() == ["intent", "timeout"]
+    rel = df[df.action == "relinquish"]
+    assert rel[rel.result == "ok"].point.tolist() == ["hall_b_supply_sp", "hall_a_supply_sp"]
+    assert (rel.result.isin(["timeout", "error"])).any()  # it retried while the device was down
