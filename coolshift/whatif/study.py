@@ -1,0 +1,177 @@
+"""A what-if study: scenarios -> sweep tasks -> results -> ``whatif.json`` rows.
+
+:func:`build_tasks` validates every scenario against the site up front (a bad override is
+an input error before any work starts), :func:`run_scenario_task` is what a Dask worker
+runs for one scenario, and :func:`compile_whatif` puts the results side by side against
+the current site (``baseline``): operational and embodied carbon, net change, payback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from coolshift.config import SiteConfig, load_site
+
+from .embodied import embodied_summary, hardware_lines, payback_months
+from .evaluate import evaluate_scenario, scenario_data
+from .scenario import BASELINE, Hardware, Scenario, apply_scenario, scenario_key
+from .sweep import Task
+
+__all__ = ["ScenarioSpec", "build_tasks", "run_scenario_task", "compile_whatif", "ROW_KEYS"]
+
+# Keys every whatif.json row carries (null where they do not apply).
+ROW_KEYS = ("facility_kwh", "tco2_operational", "tco2_embodied", "net_tco2_change_vs_baseline", "payback_months")
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """A scenario and where it came from (its file, and the folder its relative paths use)."""
+
+    scenario: Scenario | None  # None: the current site
+    source: str
+    base_dir: Path
+
+    @property
+    def name(self) -> str:
+        return BASELINE if self.scenario is None else self.scenario.name
+
+
+def build_tasks(site_path: Path, site: SiteConfig, specs: list[ScenarioSpec], start: pd.Timestamp, end: pd.Timestamp,
+                step_minutes: int, policies: dict, evaluator: str = "simulator") -> list[Task]:
+    """One task per scenario (the current site first); every override is applied once here to fail early."""
+    tasks = []
+    names = set()
+    for spec in [ScenarioSpec(None, str(site_path), Path(site_path).parent)] + [s for s in specs if s.scenario is not None]:
+        if spec.name in names:
+            from .scenario import ScenarioError
+
+            raise ScenarioError(f"{spec.source}: scenario name {spec.name!r} is used twice")
+        names.add(spec.name)
+        if spec.scenario is not None:
+            apply_scenario(site, spec.scenario, spec.source, spec.base_dir)  # raises ScenarioError naming file + key
+        payload = {
+            "name": spec.name,
+            "site_path": str(Path(site_path).resolve()),
+            "site_mtime": Path(site_path).stat().st_mtime if Path(site_path).exists() else None,
+            "scenario": None if spec.scenario is None else spec.scenario.model_dump(mode="json"),
+            "source": spec.source,
+            "base_dir": str(spec.base_dir),
+            "start": pd.Timestamp(start).isoformat(),
+            "end": pd.Timestamp(end).isoformat(),
+            "step_minutes": int(step_minutes),
+            "policies": policies,
+            "evaluator": evaluator,
+        }
+        tasks.append(Task(spec.name, scenario_key(payload), payload))
+    return tasks
+
+
+def run_scenario_task(payload: dict, base_data: pd.DataFrame, evaluate: Callable = evaluate_scenario) -> dict:
+    """One scenario, on a worker: apply it, simulate both policies, add its embodied carbon."""
+    base = load_site(payload["site_path"])
+    scen = None if payload["scenario"] is None else Scenario.model_validate(payload["scenario"])
+    site = base if scen is None else apply_scenario(base, scen, payload["source"], Path(payload["base_dir"]))
+    data = scenario_data(base, site, base_data, payload["name"])
+    pv = scen.onsite_pv if scen is not None else None
+    res = evaluate(site, data, payload["policies"], pv=pv)
+    hw = hardware_lines(scen, base, site) if scen is not None else Hardware()
+    res["embodied"] = embodied_summary(hw, res["period_h"], pv)
+    res.update(
+        name=payload["name"],
+        kind="current site" if scen is None else scen.kind,
+        description="the site as configured" if scen is None else scen.description,
+        sources=[] if scen is None else list(scen.sources),
+        servers=int(sum(p.servers for p in site.server_pools)),
+        capacity_units_per_h=site.capacity_units_per_h,
+        grid_region=site.grid_region,
+    )
+    return res
+
+
+def _row(res: dict, role: str, accounting: str, base: dict | None) -> dict:
+    s = res["policies"][role]
+    op = s["tco2_market"] if accounting == "market" else s["tco2_location"]
+    emb = res["embodied"]["tco2_embodied"]
+    row = {
+        "policy": s["policy"],
+        "facility_kwh": s["facility_kwh"],
+        "it_kwh": s["it_kwh"],
+        "pue": s["pue"],
+        "tco2_operational": op,
+        "tco2_embodied": emb,
+        "tco2_total": op + emb,
+        "cooling_kwh": s.get("cooling_kwh"),
+        "server_fan_kwh": s.get("server_fan_kwh"),
+        "sla_violations": s.get("sla_violations"),
+        "late_work_units": s.get("late_work_units"),
+        "thermal_violation_minutes": s.get("thermal_violation_minutes"),
+    }
+    if base is None:
+        row.update(net_tco2_change_vs_baseline=0.0, operational_tco2_saved=0.0, payback_months=None,
+                   payback_note="not applicable: the current site")
+    else:
+        bs = base["policies"][role]
+        b_op = bs["tco2_market"] if accounting == "market" else bs["tco2_location"]
+        b_emb = base["embodied"]["tco2_embodied"]
+        saved = b_op - op
+        months, note = payback_months(res["embodied"]["tco2_embodied_one_off"], saved, res["period_h"])
+        row.update(net_tco2_change_vs_baseline=(op + emb) - (b_op + b_emb), operational_tco2_saved=saved,
+                   payback_months=months, payback_note=note)
+    return row
+
+
+def compile_whatif(records: dict[str, dict], accounting: str = "location", headline_role: str = "coolshift") -> dict:
+    """``whatif.json``: scenario name -> headline row (policy of ``headline_role``), with every policy's row.
+
+    A failed scenario keeps its row with null figures and its ``error``.
+    """
+    base_rec = records.get(BASELINE)
+    base = base_rec["result"] if base_rec and base_rec.get("status") == "ok" else None
+    out: dict[str, dict] = {}
+    order = [BASELINE] + [n for n in records if n != BASELINE]
+    for name in order:
+        rec = records.get(name)
+        if rec is None:
+            continue
+        if rec.get("status") != "ok":
+            out[name] = {k: None for k in ROW_KEYS} | {"status": "failed", "error": rec.get("error")}
+            continue
+        res = rec["result"]
+        cmp_base = None if name == BASELINE else base
+        if name != BASELINE and base is None:
+            out[name] = {k: None for k in ROW_KEYS} | {"status": "no baseline",
+                                                         "error": "the current site's run failed: nothing to compare with"}
+            continue
+        roles = list(res["policies"])
+        by_policy = {r: _row(res, r, accounting, cmp_base) for r in roles}
+        head = by_policy.get(headline_role) or by_policy[roles[0]]
+        emb = res["embodied"]
+        out[name] = {
+            **{k: head[k] for k in ROW_KEYS},
+            "status": "ok",
+            "kind": res.get("kind"),
+            "description": res.get("description", ""),
+            "headline_policy": head["policy"],
+            "stand_in_for": res.get("stand_in_for") if head is by_policy.get("coolshift") else None,
+            "pue": head["pue"],
+            "it_kwh": head["it_kwh"],
+            "tco2_total": head["tco2_total"],
+            "operational_tco2_saved": head["operational_tco2_saved"],
+            "payback_note": head["payback_note"],
+            "tco2_embodied_one_off": emb["tco2_embodied_one_off"],
+            "tco2_embodied_new": emb["tco2_embodied_new"],
+            "tco2_embodied_retired_unamortised": emb["tco2_embodied_retired_unamortised"],
+            "servers": res.get("servers"),
+            "capacity_units_per_h": res.get("capacity_units_per_h"),
+            "grid_region": res.get("grid_region"),
+            "accounting": accounting,
+            "by_policy": by_policy,
+            "embodied": emb,
+            "sources": res.get("sources", []),
+            "elapsed_s": rec.get("elapsed_s"),
+        }
+    return out
