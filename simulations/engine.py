@@ -1,0 +1,612 @@
+"""The simulator: ``simulate(site, data, policy) -> SimResult``.
+
+Discrete time, vectorised over steps and components. The run is cut into the policy's
+decision intervals; for each one the engine builds an :class:`Observation`, asks the
+policy for :class:`Actions`, checks them, and evaluates the physics for the whole interval
+at once (numpy over steps x zones/pools). State carried between intervals: rack inlet
+temperatures (first-order room lag), last setpoints, active servers (boots), batch queues.
+
+Order of the physics in one interval (one fixed-point pass for the coupling between
+server fan power and inlet temperature):
+
+1. work: interactive demand then released batch work allocated to eligible pools within
+   the effective capacity of the active servers (booting servers add no capacity for the
+   boot time); FIFO batch queues (closed-form Lindley recursion); edge offload;
+2. IT power: SPECpower curve per pool at its utilisation, sleep power, boot power;
+3. air side: CRAH airflow for the zone heat, recirculation rise, CRAH fan cube law;
+4. server fan/leakage rise from the inlet temperature (first pass), then the plant:
+   economiser share, chiller COP and capacity, unmet load raising the supply air, pumps,
+   tower fans, water; room lag on the inlet temperature; fan rise recomputed from the
+   lagged inlet (second pass) and the plant recomputed with it;
+5. electrical losses, facility power, PUE, carbon (location and market), water.
+
+Energy balance: facility = IT + cooling (chiller + CRAH fans + pumps + tower fans) + UPS
+loss + PDU loss + other, exactly, every step; heat balance: heat load = free cooling +
+chiller duty + unmet load, exactly, every step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from coolshift import accounting
+from coolshift.config import SiteConfig
+from coolshift.schema import CARBON_GCO2_PER_KWH, TEMP_C, WETBULB_C, RH_PCT, col, demand_col
+
+from . import airside, edge, electrical, plant, servers, workload
+from .actions import ActionError, Actions, Observation, Policy, SiteArrays, SimState
+
+__all__ = ["SimResult", "simulate", "initial_state", "required_columns"]
+
+# Tolerance for "served in its step" and queue arithmetic [units].
+UNITS_TOL = 1e-6
+
+
+def required_columns(site: SiteConfig) -> list[str]:
+    cols = [CARBON_GCO2_PER_KWH, TEMP_C, WETBULB_C]
+    cols += [col(CARBON_GCO2_PER_KWH, e.name) for e in site.edge_sites]
+    cols += [demand_col(c.name) for c in site.workload_classes]
+    return cols
+
+
+@dataclass
+class SimResult:
+    """Per-step ``timeseries`` frame, ``summary`` dict, and the ``actions`` frame the policy took."""
+
+    timeseries: pd.DataFrame
+    summary: dict
+    actions: pd.DataFrame
+
+
+def initial_state(site: SiteConfig) -> SimState:
+    """Start of a run: initial setpoints, all servers on, empty queues, inlets at supply."""
+    return SimState(
+        inlet_c=np.array([z.supply_setpoint_initial_c for z in site.zones], dtype=float),
+        supply_c=np.array([z.supply_setpoint_initial_c for z in site.zones], dtype=float),
+        chw_c=float(site.cooling.chiller.chw_setpoint_initial_c),
+        active_servers=np.array([p.servers for p in site.server_pools], dtype=float),
+        queue_units=np.zeros(sum(c.kind == "batch" for c in site.workload_classes)),
+    )
+
+
+class _Params:
+    """Per-component parameters as arrays (built once per run)."""
+
+    def __init__(self, site: SiteConfig, step_h: float):
+        self.site = site
+        self.names = SiteArrays.from_site(site)
+        n = self.names
+        pools = site.server_pools
+        zones = site.zones
+        self.step_h = step_h
+        self.step_s = step_h * 3600.0
+        self.servers = np.array([p.servers for p in pools], dtype=float)
+        self.min_active = np.array([p.min_active_servers for p in pools], dtype=float)
+        self.cap_per_server = np.array([p.capacity_units_per_server for p in pools], dtype=float)
+        self.peak_w = np.array([p.peak_w for p in pools], dtype=float)
+        self.idle_w = np.array([p.idle_w for p in pools], dtype=float)
+        self.sleep_w = np.array([p.sleep_w for p in pools], dtype=float)
+        self.curve_w = np.array(
+            [
+                (np.asarray(p.power_curve_frac) if p.power_curve_frac else servers.linear_curve_frac(p.idle_w, p.peak_w))
+                * p.peak_w
+                for p in pools
+            ]
+        )  # (pools, 11) W per server
+        self.boot_time_s = np.array([p.boot_time_s for p in pools], dtype=float)
+        self.boot_frac = np.minimum(self.boot_time_s, self.step_s) / self.step_s
+        self.pool_zone_onehot = np.zeros((len(pools), len(zones)))
+        self.pool_zone_onehot[np.arange(len(pools)), n.pool_zone] = 1.0
+        self.racks = np.array([z.racks for z in zones], dtype=float)
+        self.containment = [z.containment for z in zones]
+        self.crah_rated_m3_s = np.array([z.crah.count * z.crah.rated_airflow_m3_s for z in zones])
+        self.crah_min_frac = np.array([z.crah.min_airflow_frac for z in zones])
+        self.crah_fan_rated_kw = np.array([z.crah.count * z.crah.rated_fan_power_kw for z in zones])
+        self.overprov = np.array([airside.AIRFLOW_OVERPROVISION[c] for c in self.containment])
+        self.recirc = np.array([airside.RECIRCULATION_INDEX[c] for c in self.containment])
+        design_flow = np.clip(
+            airside.server_airflow_m3_s(np.array([z.design_it_load_kw for z in zones])) * self.overprov,
+            self.crah_min_frac * self.crah_rated_m3_s,
+            self.crah_rated_m3_s,
+        )
+        self.tau_s = np.array(
+            [airside.room_time_constant_s(z.room_volume_m3, f) for z, f in zip(zones, design_flow)]
+        )
+        self.inlet_max = np.array([z.inlet_max_c for z in zones])
+        self.inlet_min = np.array([z.inlet_min_c for z in zones])
+        self.sp_min = np.array([z.supply_setpoint_min_c for z in zones])
+        self.sp_max = np.array([z.supply_setpoint_max_c for z in zones])
+        # rate limit per simulator step: config gives the largest change per planning step
+        self.sp_step_max = np.array([z.supply_setpoint_max_step_c for z in zones]) * max(
+            step_h * 60.0 / site.planning.step_minutes, 1.0
+        )
+        ch = site.cooling.chiller
+        self.chiller = ch
+        self.eta = plant.carnot_fraction(ch.rated_cop, ch.rated_chw_supply_c, ch.rated_condenser_c, ch.type)
+        self.has_tower = ch.type == "water_cooled" or site.cooling.economiser.type == "waterside"
+        self.design_rejected_kw = ch.rated_capacity_kw * (1.0 + 1.0 / ch.rated_cop)
+        cls_by_name = {c.name: c for c in site.workload_classes}
+        self.off_gb = np.array([cls_by_name[c].data_gb_per_unit for c in n.offloadable])
+        self.off_is_batch = np.array([cls_by_name[c].kind == "batch" for c in n.offloadable], dtype=bool)
+        self.off_batch_idx = np.array([n.batch.index(c) if c in n.batch else -1 for c in n.offloadable], dtype=int)
+        self.off_inter_idx = np.array(
+            [n.interactive.index(c) if c in n.interactive else -1 for c in n.offloadable], dtype=int
+        )
+        edges = site.edge_sites
+        self.edge_cap = np.array([e.capacity_units_per_h for e in edges], dtype=float)
+        self.edge_static = np.array([e.static_kw for e in edges], dtype=float)
+        self.edge_kw_per_unit = np.array([e.kw_per_unit_per_h for e in edges], dtype=float)
+        self.edge_pue = np.array([e.pue for e in edges], dtype=float)
+        self.edge_kwh_per_gb = np.array([e.network_kwh_per_gb for e in edges], dtype=float)
+        lat_ok = np.ones((len(edges), len(n.offloadable)), dtype=bool)
+        for i, e in enumerate(edges):
+            for j, c in enumerate(n.offloadable):
+                lim = cls_by_name[c].max_latency_ms
+                lat_ok[i, j] = lim is None or e.latency_ms <= lim
+        self.edge_latency_ok = lat_ok
+        self.deadline_steps = np.array([max(1, int(round(d / step_h))) for d in n.deadline_h], dtype=int)
+        self.inter_idx = np.array([n.classes.index(c) for c in n.interactive], dtype=int)
+        self.batch_idx = np.array([n.classes.index(c) for c in n.batch], dtype=int)
+
+
+def _check_actions(p: _Params, a: Actions, state: SimState, t0: int, index: pd.DatetimeIndex) -> dict:
+    """Raise on hard-bound violations; return soft-violation arrays."""
+    n = a.n_steps
+    a.check_shapes(p.names, n)
+
+    def where(mask: np.ndarray) -> str:
+        k, j = np.argwhere(mask)[0] if mask.ndim > 1 else (np.flatnonzero(mask)[0], None)
+        return f"step {t0 + k} ({index[k]})", j
+
+    for name, arr in (("supply_c", a.supply_c), ("chw_c", a.chw_c), ("active_servers", a.active_servers),
+                      ("release_units_per_h", a.release_units_per_h), ("offload_units_per_h", a.offload_units_per_h)):
+        if not np.all(np.isfinite(arr)):
+            raise ActionError(f"Actions.{name}: non-finite value")
+    bad = (a.supply_c < p.sp_min - 1e-9) | (a.supply_c > p.sp_max + 1e-9)
+    if bad.any():
+        at, j = where(bad)
+        raise ActionError(
+            f"supply setpoint {a.supply_c[np.argwhere(bad)[0][0], j]:.2f} degC for zone {p.names.zones[j]} at {at} "
+            f"outside [{p.sp_min[j]}, {p.sp_max[j]}] (zones[].supply_setpoint_min_c/max_c)"
+        )
+    ch = p.chiller
+    bad = (a.chw_c < ch.chw_setpoint_min_c - 1e-9) | (a.chw_c > ch.chw_setpoint_max_c + 1e-9)
+    if bad.any():
+        at, _ = where(bad)
+        raise ActionError(
+            f"chilled-water setpoint at {at} outside [{ch.chw_setpoint_min_c}, {ch.chw_setpoint_max_c}] degC"
+        )
+    act = a.active_servers
+    bad = (act < 0) | (act > p.servers + 1e-9) | (np.abs(act - np.round(act)) > 1e-9)
+    if bad.any():
+        at, j = where(bad)
+        raise ActionError(
+            f"active servers for pool {p.names.pools[j]} at {at} must be a whole number in [0, {int(p.servers[j])}]"
+        )
+    for name, arr in (("release_units_per_h", a.release_units_per_h), ("offload_units_per_h", a.offload_units_per_h)):
+        if (arr < 0).any():
+            raise ActionError(f"Actions.{name}: negative work at step {t0 + int(np.argwhere(arr < 0)[0][0])}")
+    if a.offload_units_per_h.size:
+        bad_lat = (a.offload_units_per_h > 0) & ~p.edge_latency_ok[None]
+        if bad_lat.any():
+            k, i, j = np.argwhere(bad_lat)[0]
+            raise ActionError(
+                f"offload of class {p.names.offloadable[j]} to edge {p.names.edges[i]} at step {t0 + k}: edge latency "
+                f"exceeds the class's max_latency_ms"
+            )
+        load = a.offload_units_per_h.sum(axis=2)
+        bad = load > p.edge_cap[None] * (1 + 1e-9)
+        if bad.any():
+            k, i = np.argwhere(bad)[0]
+            raise ActionError(
+                f"offload to edge {p.names.edges[i]} at step {t0 + k}: {load[k, i]:.1f} units/h exceeds its "
+                f"capacity_units_per_h {p.edge_cap[i]}"
+            )
+    prev_sp = np.vstack([state.supply_c[None], a.supply_c[:-1]])
+    return {
+        "redundancy_shortfall_servers": np.maximum(p.min_active[None] - act, 0.0),
+        "setpoint_rate_violation": np.abs(a.supply_c - prev_sp) > p.sp_step_max[None] + 1e-9,
+    }
+
+
+def _it_power(p: _Params, util: np.ndarray, active: np.ndarray, booted: np.ndarray):
+    """Pool IT power [kW] before the inlet-temperature rise: (active part, sleep + boot part)."""
+    x = np.clip(util, 0.0, 1.0) * 10.0
+    i = np.minimum(x.astype(int), 9)
+    f = x - i
+    c = p.curve_w  # (pools, 11)
+    cols = np.arange(c.shape[0])[None, :]
+    w = c[cols, i] + (c[cols, i + 1] - c[cols, i]) * f  # W per active server
+    active_kw = active * w / 1000.0
+    sleep_kw = (p.servers - active) * p.sleep_w / 1000.0
+    boot_kw = servers.boot_power_w(booted, p.peak_w, p.idle_w, p.boot_time_s, p.step_s) / 1000.0
+    return active_kw, sleep_kw + boot_kw
+
+
+class _Physics:
+    """Physics of one interval, vectorised (kept as a class only to share the parameter arrays)."""
+
+    def __init__(self, p: _Params):
+        self.p = p
+
+    def plant(self, it_zone_kw, supply_eff, chw, temp, wb):
+        p = self.p
+        v_srv = airside.server_airflow_m3_s(it_zone_kw)
+        v_crah = np.clip(v_srv * p.overprov, p.crah_min_frac * p.crah_rated_m3_s, p.crah_rated_m3_s)
+        fan_kw = p.crah_fan_rated_kw * (v_crah / p.crah_rated_m3_s) ** 3
+        pdu_zone = it_zone_kw * p.site.electrical.pdu_loss_frac
+        it_tot = it_zone_kw.sum(axis=1)
+        pdu = pdu_zone.sum(axis=1)
+        el = p.site.electrical
+        ups = electrical.ups_loss_kw(it_tot + pdu, el.ups_rated_kw, el.ups_efficiency_points)
+        zone_heat = it_zone_kw + fan_kw.reshape(it_zone_kw.shape) + pdu_zone
+        heat = zone_heat.sum(axis=1) + ups + el.lighting_other_kw
+        eco = p.site.cooling.economiser
+        f_free = plant.economiser_fraction(eco.type, eco.approach_c, chw, supply_eff.mean(axis=1), wb, temp)
+        free = heat * f_free
+        mech = heat - free
+        cap = p.chiller.rated_capacity_kw
+        duty = np.minimum(mech, cap)
+        unmet = mech - duty
+        cond = plant.condenser_water_c(wb, temp, p.chiller.type)
+        cop = plant.chiller_cop(chw, cond, p.eta, p.chiller.type)
+        chiller_kw = plant.chiller_power_kw(duty, cap, cop)
+        pump = plant.pump_kw(heat, p.site.cooling.pump_rated_kw, cap)
+        rejected = free + duty + (chiller_kw if p.chiller.type == "water_cooled" else 0.0)
+        if p.has_tower:
+            tower = plant.tower_fan_kw(rejected, p.site.cooling.tower_fan_rated_kw, p.design_rejected_kw)
+            tower_heat = rejected
+        else:
+            tower = np.zeros_like(heat)
+            tower_heat = np.zeros_like(heat)
+        return dict(
+            v_crah=v_crah, crah_fan_kw=fan_kw, pdu_kw=pdu, ups_kw=ups, zone_heat_kw=zone_heat, heat_kw=heat,
+            free_kw=free, duty_kw=duty, unmet_kw=unmet, econ_frac=f_free, cop=cop, chiller_kw=chiller_kw,
+            pump_kw=pump, tower_kw=tower, tower_heat_kw=tower_heat, cond_c=cond,
+        )
+
+    def interval(self, a: Actions, state: SimState, dem: np.ndarray, temp, wb, viol: dict):
+        """Evaluate one interval; returns (per-step arrays dict, new state)."""
+        p = self.p
+        n = a.n_steps
+        step_h = p.step_h
+        act = a.active_servers.astype(float)
+        prev_act = np.vstack([state.active_servers[None], act[:-1]])
+        booted = np.maximum(act - prev_act, 0.0)
+        cap = (act - booted * p.boot_frac) * p.cap_per_server  # units/h
+
+        # -- work ------------------------------------------------------------------------
+        inter = dem[:, p.inter_idx]
+        off = a.offload_units_per_h  # (n, E, O)
+        off_by_class = off.sum(axis=1) if off.size else np.zeros((n, len(p.names.offloadable)))
+        inter_local = inter.copy()
+        for j in range(len(p.names.offloadable)):
+            if not p.off_is_batch[j]:
+                ii = p.off_inter_idx[j]
+                if (off_by_class[:, j] > inter[:, ii] + UNITS_TOL).any():
+                    k = int(np.argmax(off_by_class[:, j] > inter[:, ii] + UNITS_TOL))
+                    raise ActionError(
+                        f"offload of interactive class {p.names.offloadable[j]} exceeds its demand at interval step {k}"
+                    )
+                inter_local[:, ii] = inter[:, ii] - off_by_class[:, j]
+        nb = len(p.names.batch)
+        arrivals = dem[:, p.batch_idx] * step_h  # units per step
+        want = np.zeros((n, len(p.names.classes)))
+        want[:, p.inter_idx] = inter_local
+        want[:, p.batch_idx] = a.release_units_per_h
+        order = np.concatenate([p.inter_idx, p.batch_idx])  # interactive first
+        elig = p.names.eligible[order]
+        servable, _ = workload.allocate_to_pools(want[:, order], cap, elig)
+        servable_b = servable[:, len(p.inter_idx):]
+        off_b = np.zeros((n, nb))
+        for j in range(len(p.names.offloadable)):
+            if p.off_is_batch[j]:
+                off_b[:, p.off_batch_idx[j]] += off_by_class[:, j]
+        drain = (servable_b + off_b) * step_h
+        queue, served = workload.lindley_queue(state.queue_units, arrivals, drain)
+        share_local = np.divide(servable_b * step_h, drain, out=np.zeros_like(drain), where=drain > 0)
+        served_local = served * share_local
+        served_edge_b = served - served_local
+        want2 = want.copy()
+        want2[:, p.batch_idx] = served_local / step_h
+        served_all, load = workload.allocate_to_pools(want2[:, order], cap, elig)
+        unserved_inter = inter_local - served_all[:, : len(p.inter_idx)]
+        # edge load: interactive offload as asked, batch offload scaled to what the queue held
+        edge_load = np.zeros((n, len(p.names.edges)))
+        net_kw = np.zeros(n)
+        for j in range(len(p.names.offloadable)):
+            if p.off_is_batch[j]:
+                b = p.off_batch_idx[j]
+                scale = np.divide(served_edge_b[:, b] / step_h, off_b[:, b], out=np.zeros(n), where=off_b[:, b] > 0)
+            else:
+                scale = np.ones(n)
+            units = off[:, :, j] * scale[:, None] if off.size else np.zeros((n, 0))
+            edge_load += units
+            net_kw += (units * p.edge_kwh_per_gb[None]).sum(axis=1) * p.off_gb[j]  # kW of network
+
+        # -- IT power --------------------------------------------------------------------
+        util = np.divide(load, cap, out=np.zeros_like(load), where=cap > 0)
+        active_kw, other_kw = _it_power(p, np.minimum(util, 1.0), act, booted)
+        zone_active = active_kw @ p.pool_zone_onehot
+        zone_other = other_kw @ p.pool_zone_onehot
+
+        chw = a.chw_c
+        approach = p.site.cooling.crah_supply_approach_c
+        supply_floor = chw[:, None] + approach
+        below = a.supply_c < supply_floor - 1e-9
+        supply_eff = np.maximum(a.supply_c, supply_floor)
+
+        def inlet_target(it_zone, v_crah, supply):
+            v_srv = airside.server_airflow_m3_s(it_zone)
+            dens = np.maximum(it_zone / p.racks, 0.0) / airside.REFERENCE_RACK_KW
+            base = p.recirc * np.sqrt(dens) * np.minimum(v_srv * p.overprov / np.maximum(v_crah, 1e-9), 1.0)
+            short = np.maximum(1.0 - v_crah / np.maximum(v_srv, 1e-9), 0.0)
+            return supply + airside.SERVER_DELTA_T_K * (base + short)
+
+        # pass 1: fan rise from the steady inlet at the setpoint
+        it0 = zone_active + zone_other
+        v0 = np.clip(airside.server_airflow_m3_s(it0) * p.overprov, p.crah_min_frac * p.crah_rated_m3_s, p.crah_rated_m3_s)
+        inlet1 = inlet_target(it0, v0, supply_eff)
+        it1 = zone_active * (1.0 + servers.fan_leakage_frac(inlet1)) + zone_other
+        pl = self.plant(it1, supply_eff, chw, temp, wb)
+        # unmet load warms the supply air of every zone in proportion to its heat
+        zshare = pl["zone_heat_kw"] / np.maximum(pl["zone_heat_kw"].sum(axis=1, keepdims=True), 1e-9)
+        rise = pl["unmet_kw"][:, None] * zshare / (airside.RHO_AIR_KG_M3 * airside.CP_AIR_KJ_KGK * pl["v_crah"])
+        supply_act = supply_eff + rise
+        target = inlet_target(it1, pl["v_crah"], supply_act)
+        inlet, inlet_last = airside.rc_lag(target, state.inlet_c, p.step_s, p.tau_s)
+        # pass 2: fan rise from the lagged inlet, plant again
+        it_zone = zone_active * (1.0 + servers.fan_leakage_frac(inlet)) + zone_other
+        pl = self.plant(it_zone, supply_eff, chw, temp, wb)
+        server_fan_kw = (zone_active * servers.fan_leakage_frac(inlet)).sum(axis=1)
+
+        it_kw = it_zone.sum(axis=1)
+        crah = pl["crah_fan_kw"].sum(axis=1)
+        cooling = pl["chiller_kw"] + crah + pl["pump_kw"] + pl["tower_kw"]
+        other = np.full(n, p.site.electrical.lighting_other_kw)
+        facility = it_kw + cooling + pl["ups_kw"] + pl["pdu_kw"] + other
+        water_l = plant.evaporative_water_l(pl["tower_heat_kw"] * step_h) if p.has_tower else np.zeros(n)
+
+        edge_it = edge.edge_it_kw(edge_load, p.edge_static[None], p.edge_kw_per_unit[None]) if edge_load.size else edge_load
+        edge_fac = edge_it * p.edge_pue[None] if edge_load.size else edge_load
+
+        out = dict(
+            it_kw=it_kw, server_fan_kw=server_fan_kw, chiller_kw=pl["chiller_kw"], crah_kw=crah, pump_kw=pl["pump_kw"],
+            tower_kw=pl["tower_kw"], cooling_kw=cooling, ups_kw=pl["ups_kw"], pdu_kw=pl["pdu_kw"], other_kw=other,
+            facility_kw=facility, heat_kw=pl["heat_kw"], free_kw=pl["free_kw"], duty_kw=pl["duty_kw"],
+            unmet_kw=pl["unmet_kw"], econ_frac=pl["econ_frac"], cop=pl["cop"], water_l=water_l,
+            zone_it_kw=it_zone, inlet_c=inlet, supply_act_c=supply_act, supply_sp_c=a.supply_c, chw_c=chw,
+            active=act, booted=booted, util=util, inter_demand=inter, inter_served=served_all[:, : len(p.inter_idx)],
+            unserved_inter=np.maximum(unserved_inter, 0.0), arrivals=arrivals, served_local=served_local,
+            served_edge=served_edge_b, queue=queue, release_unused=np.maximum(drain - served, 0.0) / step_h,
+            capacity_shortfall=np.maximum(a.release_units_per_h - servable_b, 0.0),
+            edge_load=edge_load, edge_fac_kw=edge_fac, network_kw=net_kw,
+            supply_below_chw=below, **viol,
+        )
+        new_state = SimState(
+            inlet_c=inlet_last, supply_c=a.supply_c[-1].copy(), chw_c=float(chw[-1]),
+            active_servers=act[-1].copy(), queue_units=queue[-1].copy() if nb else np.zeros(0),
+        )
+        return out, new_state
+
+
+def _as_array(frame: pd.DataFrame, c: str, path_hint: str) -> np.ndarray:
+    if c not in frame.columns:
+        raise ValueError(f"{path_hint}: missing column {c!r}")
+    v = frame[c].to_numpy(dtype=float)
+    if not np.all(np.isfinite(v)):
+        k = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise ValueError(f"{path_hint}: column {c!r} has a missing or non-finite value at {frame.index[k]}")
+    return v
+
+
+def simulate(
+    site: SiteConfig,
+    data: pd.DataFrame,
+    policy: Policy,
+    *,
+    forecast: pd.DataFrame | None = None,
+    state: SimState | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimResult:
+    """Run ``policy`` on ``site`` over ``data`` (canonical frame, regular UTC steps).
+
+    ``forecast`` (same index and columns) is what the policy sees as its forecast; by
+    default the actual data. ``progress(done_steps, total_steps)`` is called per interval.
+    """
+    if not isinstance(data.index, pd.DatetimeIndex) or data.index.tz is None or len(data) < 1:
+        raise ValueError("simulate: data needs a non-empty tz-aware DatetimeIndex")
+    if len(data) > 1:
+        d = np.diff(data.index.asi8)
+        if not np.all(d == d[0]) or d[0] <= 0:
+            raise ValueError("simulate: data index must be regular and increasing")
+        step_h = (data.index[1] - data.index[0]).total_seconds() / 3600.0
+    else:
+        step_h = site.step_h
+    p = _Params(site, step_h)
+    names = p.names
+    hint = "simulate data"
+    temp = _as_array(data, TEMP_C, hint)
+    wb = _as_array(data, WETBULB_C, hint)
+    gco2 = _as_array(data, CARBON_GCO2_PER_KWH, hint)
+    dem = np.column_stack([_as_array(data, demand_col(c), hint) for c in names.classes])
+    if (dem < 0).any():
+        raise ValueError(f"{hint}: negative demand")
+    edge_g = (
+        np.column_stack([_as_array(data, col(CARBON_GCO2_PER_KWH, e), hint) for e in names.edges])
+        if names.edges
+        else np.zeros((len(data), 0))
+    )
+    fc = data if forecast is None else forecast
+    if forecast is not None and not forecast.index.equals(data.index):
+        raise ValueError("simulate: forecast frame must have the same index as data")
+
+    T = len(data)
+    st = state or initial_state(site)
+    phys = _Physics(p)
+    chunks: list[dict] = []
+    act_list: list[Actions] = []
+    nb = len(names.batch)
+    # cumulative batch arrivals [units] per step, for the observation's pending-work view
+    arr_cum = np.cumsum(dem[:, [names.classes.index(c) for c in names.batch]] * step_h, axis=0) if nb else np.zeros((T, 0))
+    served_tot = np.zeros(nb)
+    interval = T if policy.interval_h is None else max(1, int(round(policy.interval_h / step_h)))
+    t0 = 0
+    while t0 < T:
+        n = min(interval, T - t0)
+        idx = data.index[t0 : t0 + n]
+        a_cum_now = [arr_cum[:t0, b] for b in range(nb)]
+        obs = Observation(
+            site=site, names=names, step=t0, n_steps=n, step_h=step_h, index=idx, forecast=fc.iloc[t0:], state=st,
+            _arrivals_cum=a_cum_now, _served_total=served_tot.copy(),
+        )
+        acts = policy.decide(obs)
+        if not isinstance(acts, Actions) or acts.n_steps != n:
+            raise ActionError(f"policy {policy.name}: decide() must return Actions for {n} steps at step {t0}")
+        viol = _check_actions(p, acts, st, t0, idx)
+        out, st = phys.interval(acts, st, dem[t0 : t0 + n], temp[t0 : t0 + n], wb[t0 : t0 + n], viol)
+        served_tot = served_tot + (out["served_local"] + out["served_edge"]).sum(axis=0)
+        chunks.append(out)
+        act_list.append(acts)
+        t0 += n
+        if progress:
+            progress(t0, T)
+    res = {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]}
+    all_actions = Actions(*(np.concatenate([getattr(a, f) for a in act_list], axis=0) for f in
+                            ("supply_c", "chw_c", "active_servers", "release_units_per_h", "offload_units_per_h")))
+    return _assemble(p, data, res, gco2, edge_g, all_actions.to_frame(data.index, names), policy.name)
+
+
+def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: pd.DataFrame, policy_name: str) -> SimResult:
+    names = p.names
+    site = p.site
+    step_h = p.step_h
+    idx = data.index
+    T = len(idx)
+    ts = {
+        "it_power_kw": r["it_kw"], "server_fan_kw": r["server_fan_kw"], "chiller_kw": r["chiller_kw"],
+        "crah_fan_kw": r["crah_kw"], "pump_kw": r["pump_kw"], "tower_fan_kw": r["tower_kw"],
+        "cooling_power_kw": r["cooling_kw"], "ups_loss_kw": r["ups_kw"], "pdu_loss_kw": r["pdu_kw"],
+        "other_kw": r["other_kw"], "facility_power_kw": r["facility_kw"],
+        "pue": r["facility_kw"] / np.maximum(r["it_kw"], 1e-9),
+        "heat_load_kw": r["heat_kw"], "free_cooling_kw": r["free_kw"], "chiller_duty_kw": r["duty_kw"],
+        "unmet_cooling_kw": r["unmet_kw"], "economiser_frac": r["econ_frac"], "chiller_cop": r["cop"],
+        "chw_setpoint_c": r["chw_c"], "outside_temp_c": data[TEMP_C].to_numpy(), "wetbulb_c": data[WETBULB_C].to_numpy(),
+        "gco2_per_kwh": gco2, "water_l": r["water_l"],
+    }
+    if RH_PCT in data.columns:
+        ts["outside_rh_pct"] = data[RH_PCT].to_numpy()
+    for i, z in enumerate(names.zones):
+        ts[col("supply_setpoint_c", z)] = r["supply_sp_c"][:, i]
+        ts[col("supply_temp_c", z)] = r["supply_act_c"][:, i]
+        ts[col("inlet_temp_c", z)] = r["inlet_c"][:, i]
+        ts[col("zone_it_power_kw", z)] = r["zone_it_kw"][:, i]
+    for i, q in enumerate(names.pools):
+        ts[col("active_servers", q)] = r["active"][:, i]
+        ts[col("utilisation", q)] = r["util"][:, i]
+    for i, c in enumerate(names.interactive):
+        ts[col("demand_units_per_h", c)] = r["inter_demand"][:, i]
+        ts[col("served_units_per_h", c)] = r["inter_served"][:, i]
+        ts[col("unserved_units_per_h", c)] = r["unserved_inter"][:, i]
+    late_total = 0.0
+    late_by = {}
+    for b, c in enumerate(names.batch):
+        lt = workload.lateness(r["arrivals"][:, b], r["served_local"][:, b] + r["served_edge"][:, b],
+                               int(p.deadline_steps[b]), step_h)
+        late_by[c] = lt
+        late_total += lt["late_units"]
+        ts[col("arrived_units", c)] = r["arrivals"][:, b]
+        ts[col("served_units_per_h", c)] = (r["served_local"][:, b] + r["served_edge"][:, b]) / step_h
+        ts[col("served_edge_units_per_h", c)] = r["served_edge"][:, b] / step_h
+        ts[col("queue_units", c)] = r["queue"][:, b]
+        ts[col("late_units", c)] = lt["late_units_by_step"]
+    # carbon: site grid (location), PPA (market), edge sites at their own grids, network at the site's grid
+    fac_kwh = r["facility_kw"] * step_h
+    kg_loc_site = accounting.location_kgco2(fac_kwh, gco2)
+    ren = site.renewables
+    if ren is not None and ren.ppa_mwh_per_year > 0:
+        ppa_kwh = accounting.ppa_profile_kw(idx, ren.ppa_mwh_per_year, ren.profile, site.latitude_deg, site.longitude_deg) * step_h
+        resid = ren.residual_mix_gco2_per_kwh
+    else:
+        ppa_kwh = np.zeros(T)
+        resid = None
+    kg_mkt_site = accounting.market_kgco2(fac_kwh, ppa_kwh, gco2, resid)
+    edge_kwh = r["edge_fac_kw"] * step_h
+    kg_edge = (accounting.location_kgco2(edge_kwh, edge_g)).sum(axis=1) if edge_kwh.size else np.zeros(T)
+    net_kwh = r["network_kw"] * step_h
+    kg_net = accounting.location_kgco2(net_kwh, gco2)
+    for i, e in enumerate(names.edges):
+        ts[col("edge_load_units_per_h", e)] = r["edge_load"][:, i]
+        ts[col("edge_facility_kw", e)] = r["edge_fac_kw"][:, i]
+    ts["network_kw"] = r["network_kw"]
+    ts["ppa_kw"] = ppa_kwh / step_h
+    ts["kgco2_location"] = kg_loc_site + kg_edge + kg_net
+    ts["kgco2_market"] = kg_mkt_site + kg_edge + kg_net
+    ts["kgco2_edge"] = kg_edge + kg_net
+    thermal = (r["inlet_c"] > p.inlet_max[None] + 1e-9) | (r["inlet_c"] < p.inlet_min[None] - 1e-9)
+    ts["thermal_violation_zones"] = thermal.sum(axis=1)
+    ts["sla_violation"] = (r["unserved_inter"].sum(axis=1) > UNITS_TOL).astype(int)
+    ts["redundancy_shortfall_servers"] = r["redundancy_shortfall_servers"].sum(axis=1)
+    ts["setpoint_rate_violation_zones"] = r["setpoint_rate_violation"].sum(axis=1)
+    ts["supply_below_chw_zones"] = r["supply_below_chw"].sum(axis=1)
+    ts["batch_capacity_shortfall_units_per_h"] = r["capacity_shortfall"].sum(axis=1)
+    ts["batch_release_unused_units_per_h"] = r["release_unused"].sum(axis=1)
+    frame = pd.DataFrame(ts, index=idx)
+    frame.index.name = "timestamp"
+
+    minutes = step_h * 60.0
+    it_kwh = float(r["it_kw"].sum() * step_h)
+    facility_kwh = float(fac_kwh.sum())
+    water = float(r["water_l"].sum())
+    summary = {
+        "policy": policy_name,
+        "start": idx[0].isoformat(),
+        "end": (idx[-1] + pd.Timedelta(hours=step_h)).isoformat(),
+        "steps": T,
+        "step_minutes": float(minutes),
+        "it_kwh": it_kwh,
+        "facility_kwh": facility_kwh,
+        "pue": facility_kwh / it_kwh if it_kwh > 0 else float("nan"),
+        "tco2_location": float(ts["kgco2_location"].sum() / 1000.0),
+        "tco2_market": float(ts["kgco2_market"].sum() / 1000.0),
+        "tco2_edge": float(ts["kgco2_edge"].sum() / 1000.0),
+        "water_l": water,
+        "wue_l_per_kwh": accounting.wue_l_per_kwh(water, it_kwh),
+        "sla_violations": int(ts["sla_violation"].sum()),
+        "sla_violation_minutes": float(ts["sla_violation"].sum() * minutes),
+        "unserved_interactive_units": float(r["unserved_inter"].sum() * step_h),
+        "late_work_units": float(late_total),
+        "max_lateness_h": max([v["max_lateness_h"] for v in late_by.values()], default=0.0),
+        "backlog_end_units": float(r["queue"][-1].sum()) if r["queue"].size else 0.0,
+        "thermal_violation_minutes": float(thermal.any(axis=1).sum() * minutes),
+        "thermal_violation_zone_minutes": float(thermal.sum() * minutes),
+        "max_inlet_c": float(r["inlet_c"].max()),
+        "redundancy_violation_minutes": float((ts["redundancy_shortfall_servers"] > 0).sum() * minutes),
+        "setpoint_rate_violations": int(ts["setpoint_rate_violation_zones"].sum()),
+        "supply_below_chw_minutes": float((ts["supply_below_chw_zones"] > 0).sum() * minutes),
+        "batch_capacity_shortfall_units": float(ts["batch_capacity_shortfall_units_per_h"].sum() * step_h),
+        "unmet_cooling_kwh": float(r["unmet_kw"].sum() * step_h),
+        # per-lever breakdown
+        "cooling_kwh": float(r["cooling_kw"].sum() * step_h),
+        "chiller_kwh": float(r["chiller_kw"].sum() * step_h),
+        "crah_fan_kwh": float(r["crah_kw"].sum() * step_h),
+        "pump_kwh": float(r["pump_kw"].sum() * step_h),
+        "tower_fan_kwh": float(r["tower_kw"].sum() * step_h),
+        "server_fan_kwh": float(r["server_fan_kw"].sum() * step_h),
+        "ups_loss_kwh": float(r["ups_kw"].sum() * step_h),
+        "pdu_loss_kwh": float(r["pdu_kw"].sum() * step_h),
+        "other_kwh": float(r["other_kw"].sum() * step_h),
+        "economiser_full_hours": float((r["econ_frac"] >= 1.0 - 1e-9).sum() * step_h),
+        "economiser_partial_hours": float(((r["econ_frac"] > 1e-9) & (r["econ_frac"] < 1.0 - 1e-9)).sum() * step_h),
+        "edge_kwh": float(edge_kwh.sum()),
+        "network_kwh": float(net_kwh.sum()),
+        "offloaded_units": float(r["served_edge"].sum()),
+        "ppa_kwh": float(ppa_kwh.sum()),
+        "mean_active_server_frac": float(r["active"].sum(axis=1).mean() / p.servers.sum()),
+    }
+    return SimResult(timeseries=frame, summary=summary, actions=actions)

@@ -1,0 +1,416 @@
+"""Baseline policies: ``static``, ``best_practice``, ``carbon_greedy`` and ``explore``.
+
+Defined once here and in docs/simulator.md; never weaken them to flatter the optimiser.
+
+- **static**: the conventional legacy controller. Supply air fixed at 18 degC (the bottom of
+  the ASHRAE recommended range, where many legacy rooms run: Uptime Institute Global Data
+  Center Survey 2019-2023, about half of operators supply 18-21 degC), chilled water fixed at
+  the site's ``chw_setpoint_initial_c``, all servers on, batch run as soon as it arrives
+  (first in, first out, as fast as capacity allows), no offload.
+- **best_practice**: supply air raised toward the ASHRAE recommended 27 degC maximum inlet
+  with a margin for the zone's air management (2 K full containment, 4 K partial, 6 K none:
+  the gap between supply and hottest inlet that each achieves, ASHRAE TC 9.9 "Best Practices
+  for Datacom Facility Energy Efficiency", 2nd ed. 2009 ch. 4), within the zone's setpoint
+  limits and ramped at the allowed rate; chilled water at the warmest value that still
+  delivers the lowest zone supply (supply - CRAH approach - 1 K); servers consolidated to the
+  work they serve plus 20 % headroom, switched on one step ahead of need (boot time) and never
+  below ``min_active_servers``; batch on arrival; no offload. Not carbon-aware.
+- **carbon_greedy**: best_practice plus batch work shifted to the lowest-intensity steps before
+  its deadline (Wiesner et al. 2021, "Let's Wait Awhile: how temporal workload shifting can
+  reduce carbon emissions in the cloud", Middleware): earliest deadline first, each hour's
+  arrivals placed in the cheapest free slots of its window using the forecast intensity.
+- **explore**: a commissioning-style test for training data: best_practice with the supply
+  setpoints, chilled-water setpoint and consolidation headroom stepped at random (seeded)
+  every ``hold_h`` hours within the safe envelope, ramped at the allowed rate.
+
+Rule baselines are causal in effect: they use each step's own demand (what a reactive
+controller observes), so deciding a day at once with the actual data equals deciding step
+by step. carbon_greedy uses the forecast intensity and demand up to its deadlines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from coolshift.config import SiteConfig
+from coolshift.schema import CARBON_GCO2_PER_KWH, demand_col
+
+from .actions import Actions, Observation, Policy, SimState, SiteArrays
+from .workload import allocate_to_pools, lindley_queue
+
+__all__ = [
+    "Policy",
+    "POLICIES",
+    "get_policy",
+    "static_actions",
+    "best_practice_actions",
+    "carbon_greedy_actions",
+    "StaticPolicy",
+    "BestPracticePolicy",
+    "CarbonGreedyPolicy",
+    "ExplorePolicy",
+    "FixedPolicy",
+    "STATIC_SUPPLY_C",
+    "HEADROOM_FRAC",
+]
+
+STATIC_SUPPLY_C = 18.0  # legacy practice (see module docstring)
+# Supply-to-hottest-inlet margin by containment (ASHRAE TC 9.9 Best Practices 2009, ch. 4).
+INLET_MARGIN_C = {"full": 2.0, "partial": 4.0, "none": 6.0}
+CHW_MARGIN_K = 1.0  # chilled water 1 K below what the CRAH approach strictly needs
+HEADROOM_FRAC = 0.2  # consolidation headroom above the work served (typical N+20 % practice)
+BIG = 1e18
+
+
+def _names(site: SiteConfig) -> SiteArrays:
+    return SiteArrays.from_site(site)
+
+
+def _demand(site: SiteConfig, forecast: pd.DataFrame, n: int) -> np.ndarray:
+    return forecast.iloc[:n][[demand_col(c.name) for c in site.workload_classes]].to_numpy(dtype=float)
+
+
+def _full_capacity(site: SiteConfig, n: int) -> np.ndarray:
+    cap = np.array([p.servers * p.capacity_units_per_server for p in site.server_pools], dtype=float)
+    return np.broadcast_to(cap, (n, len(cap))).copy()
+
+
+def safe_supply_max_c(site: SiteConfig) -> np.ndarray:
+    """Highest supply setpoint per zone the rules allow: inlet max minus the containment margin."""
+    return np.array(
+        [min(z.supply_setpoint_max_c, z.inlet_max_c - INLET_MARGIN_C[z.containment]) for z in site.zones]
+    )
+
+
+def _ramp_const(target: np.ndarray, prev: np.ndarray, rate: np.ndarray, n: int) -> np.ndarray:
+    """Move from ``prev`` toward a constant ``target`` at most ``rate`` per step (n x zones)."""
+    k = np.arange(1, n + 1)[:, None]
+    return np.clip(target[None], prev[None] - k * rate[None], prev[None] + k * rate[None])
+
+
+def _ramp(target: np.ndarray, prev: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    out = np.empty_like(target)
+    x = prev.astype(float).copy()
+    for k in range(target.shape[0]):
+        x = np.clip(target[k], x - rate, x + rate)
+        out[k] = x
+    return out
+
+
+def _rate_per_step(site: SiteConfig, step_h: float) -> np.ndarray:
+    return np.array([z.supply_setpoint_max_step_c for z in site.zones]) * max(
+        step_h * 60.0 / site.planning.step_minutes, 1.0
+    )
+
+
+def _chw_for_supply(site: SiteConfig, supply: np.ndarray) -> np.ndarray:
+    ch = site.cooling.chiller
+    chw = supply.min(axis=1) - site.cooling.crah_supply_approach_c - CHW_MARGIN_K
+    return np.clip(chw, ch.chw_setpoint_min_c, ch.chw_setpoint_max_c)
+
+
+def _run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: np.ndarray, q0: np.ndarray, step_h: float):
+    """Batch served as soon as capacity allows (FIFO per class, classes in config order).
+
+    Returns (release units/h per batch class, load per pool units/h of everything served).
+    """
+    free = cap.copy()
+    ci = [names.classes.index(c) for c in names.interactive]
+    n = dem.shape[0]
+    load = np.zeros_like(cap)
+    for c in ci:
+        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]])
+        free -= l
+        load += l
+    rel = np.zeros((n, len(names.batch)))
+    for b, name in enumerate(names.batch):
+        c = names.classes.index(name)
+        avail, _ = allocate_to_pools(np.full((n, 1), BIG), free, names.eligible[[c]])
+        _, served = lindley_queue(q0[b], dem[:, c] * step_h, avail[:, 0] * step_h)
+        rel[:, b] = served / step_h
+        _, l = allocate_to_pools(rel[:, [b]], free, names.eligible[[c]])
+        free -= l
+        load += l
+    return rel, load
+
+
+def _serve_load(names: SiteArrays, dem: np.ndarray, rel: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    want = np.zeros_like(dem)
+    ii = [names.classes.index(c) for c in names.interactive]
+    bi = [names.classes.index(c) for c in names.batch]
+    want[:, ii] = dem[:, ii]
+    want[:, bi] = rel
+    order = ii + bi
+    _, load = allocate_to_pools(want[:, order], cap, names.eligible[order])
+    return load
+
+
+def consolidate(site: SiteConfig, load: np.ndarray, headroom: float, prev_active: np.ndarray, step_h: float) -> np.ndarray:
+    """Active servers per pool: the work each pool carries plus ``headroom``, whole servers,
+    within [min_active_servers, servers].
+
+    Servers switched on in a step give no capacity while they boot (``boot_time_s`` of the
+    step), so a rise from N' to N servers' worth of need switches on
+    ``(N - b N') / (1 - b)`` servers, ``b`` the booting share of the step; ``prev_active``
+    are the servers on before the first step.
+    """
+    pools = site.server_pools
+    per = np.array([p.capacity_units_per_server for p in pools])
+    lo = np.array([p.min_active_servers for p in pools], dtype=float)
+    hi = np.array([p.servers for p in pools], dtype=float)
+    need = np.clip(np.ceil(load * (1.0 + headroom) / per - 1e-9), lo, hi)
+    bf = np.minimum(np.array([p.boot_time_s for p in pools], dtype=float) / (step_h * 3600.0), 0.95)
+    prev = np.vstack([np.asarray(prev_active, dtype=float)[None], need[:-1]])
+    cover = np.ceil((need - bf * prev) / (1.0 - bf) - 1e-9)
+    return np.clip(np.maximum(need, cover), lo, hi)
+
+
+def static_actions(site: SiteConfig, forecast: pd.DataFrame, state: SimState, n: int, step_h: float) -> Actions:
+    """The static baseline for ``n`` steps (pure function of site, forecast frame and state)."""
+    names = _names(site)
+    sp = np.array([min(max(STATIC_SUPPLY_C, z.supply_setpoint_min_c), z.supply_setpoint_max_c) for z in site.zones])
+    supply = _ramp_const(sp, state.supply_c, _rate_per_step(site, step_h), n)
+    chw = np.full(n, site.cooling.chiller.chw_setpoint_initial_c)
+    dem = _demand(site, forecast, n)
+    cap = _full_capacity(site, n)
+    rel, _ = _run_on_arrival(site, names, dem, cap, state.queue_units, step_h)
+    return Actions(
+        supply_c=supply, chw_c=chw, active_servers=cap / np.array([p.capacity_units_per_server for p in site.server_pools]),
+        release_units_per_h=rel, offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))),
+    )
+
+
+def _best_practice_setpoints(site: SiteConfig, state: SimState, n: int, step_h: float):
+    supply = _ramp_const(safe_supply_max_c(site), state.supply_c, _rate_per_step(site, step_h), n)
+    return supply, _chw_for_supply(site, supply)
+
+
+def _consolidated(site, names, forecast, n, step_h, rel_fn, headroom, prev_active):
+    """Release (from ``rel_fn``) and consolidated servers for n steps."""
+    m = n
+    dem = _demand(site, forecast, m)
+    cap = _full_capacity(site, m)
+    rel = rel_fn(dem, cap)
+    load = _serve_load(names, dem, rel, cap)
+    active = consolidate(site, load, headroom, prev_active, step_h)
+    return rel[:n], active[:n]
+
+
+def best_practice_actions(
+    site: SiteConfig, forecast: pd.DataFrame, state: SimState, n: int, step_h: float, headroom: float = HEADROOM_FRAC
+) -> Actions:
+    """The best-practice baseline for ``n`` steps: a pure function of (site, forecast frame, state).
+
+    The optimiser uses it as its fallback plan.
+    """
+    names = _names(site)
+    supply, chw = _best_practice_setpoints(site, state, n, step_h)
+    rel, active = _consolidated(
+        site, names, forecast, n, step_h,
+        lambda dem, cap: _run_on_arrival(site, names, dem, cap, state.queue_units, step_h)[0], headroom,
+        state.active_servers,
+    )
+    return Actions(supply_c=supply, chw_c=chw, active_servers=active, release_units_per_h=rel,
+                   offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
+
+
+def _greedy_release(
+    site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: np.ndarray, gco2: np.ndarray,
+    pending: list[tuple[np.ndarray, np.ndarray]], step_h: float, block: int,
+) -> np.ndarray:
+    """Let's-Wait-Awhile placement with capacity: jobs (pending work and each block's arrivals)
+    are first placed as soon as possible, earliest deadline first; then each job in turn moves
+    into the lowest-intensity free slots of its window (ties: earlier). Moving only into free
+    capacity keeps every deadline that the as-soon-as-possible schedule meets. All batch
+    classes share the capacity left by interactive work on batch-eligible pools.
+    Returns release units/h (steps x batch)."""
+    W = dem.shape[0]
+    ii = [names.classes.index(c) for c in names.interactive]
+    free = cap.copy()
+    for c in ii:
+        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]])
+        free -= l
+    bmask = names.eligible[[names.classes.index(c) for c in names.batch]].any(axis=0)
+    slot_units = free[:, bmask].sum(axis=1) * step_h  # units per step
+    jobs = []  # (due, start, class, units)
+    for b in range(len(names.batch)):
+        due, units = pending[b]
+        for d, u in zip(due, units):
+            jobs.append((int(d), 0, b, float(u)))
+        c = names.classes.index(names.batch[b])
+        dsteps = max(1, int(round(names.deadline_h[b] / step_h)))
+        arr = dem[:, c] * step_h
+        for s in range(0, W, block):
+            u = float(arr[s : s + block].sum())
+            if u > 0:  # a block's work is available once the whole block has arrived
+                jobs.append((s + dsteps - 1, min(s + block - 1, W - 1), b, u))
+    jobs.sort(key=lambda j: (j[0], j[1]))
+    rank = np.lexsort((np.arange(W), gco2))  # by intensity, then time
+    pos = np.empty(W, dtype=int)
+    pos[rank] = np.arange(W)
+
+    def fill(order: np.ndarray, units: float):
+        f = slot_units[order]
+        take = np.clip(units - (np.cumsum(f) - f), 0.0, f)
+        slot_units[order] -= take
+        return order, take
+
+    # pass 1: as soon as possible (first in, first out): feasible whenever run-on-arrival is
+    placed = [fill(np.arange(start, W), units) for _, start, _, units in jobs]
+    # pass 2: each job in turn moves to the cheapest free slots of its window; it can always
+    # return to its own slots, so this never makes work later than pass 1
+    for j, (due, start, b, units) in enumerate(jobs):
+        old_i, old_t = placed[j]
+        slot_units[old_i] += old_t
+        end = min(due, W - 1)
+        got = float(old_t.sum())
+        if end >= start and got > 0:
+            win = np.arange(start, end + 1)
+            in_win = float(old_t[old_i <= end].sum())  # what pass 1 managed before the deadline
+            i1, t1 = fill(win[np.argsort(pos[win], kind="stable")], in_win)
+            rest = got - float(t1.sum())
+            i2, t2 = fill(np.arange(end + 1, W), rest) if rest > 1e-9 else (np.zeros(0, int), np.zeros(0))
+            placed[j] = (np.concatenate([i1, i2]), np.concatenate([t1, t2]))
+        else:
+            placed[j] = fill(old_i, got)
+    alloc = np.zeros((W, len(names.batch)))
+    for (_, _, b, _), (i, t) in zip(jobs, placed):
+        np.add.at(alloc[:, b], i, t)
+    return alloc / step_h
+
+
+def carbon_greedy_actions(
+    site: SiteConfig, forecast: pd.DataFrame, state: SimState, n: int, step_h: float,
+    pending: list[tuple[np.ndarray, np.ndarray]], step0: int = 0, headroom: float = HEADROOM_FRAC,
+) -> Actions:
+    """best_practice with batch placed by the Let's-Wait-Awhile rule (see :func:`_greedy_release`).
+
+    ``pending[b]`` = (due step, units) of queued work (absolute steps; ``step0`` is this
+    interval's first step). The plan looks ahead to the longest deadline.
+    """
+    names = _names(site)
+    supply, chw = _best_practice_setpoints(site, state, n, step_h)
+    look = n + int(np.ceil(max(names.deadline_h, default=0.0) / step_h)) + 1
+    W = min(look, len(forecast))
+    dem = _demand(site, forecast, W)
+    cap = _full_capacity(site, W)
+    gco2 = forecast.iloc[:W][CARBON_GCO2_PER_KWH].to_numpy(dtype=float)
+    block = max(1, int(round(1.0 / step_h)))
+    pend = [(d - step0, u) for d, u in pending]
+    rel_all = _greedy_release(site, names, dem, cap, gco2, pend, step_h, block)
+    rel = rel_all[:n]
+    load = _serve_load(names, dem[:n], rel, cap[:n])
+    active = consolidate(site, load, headroom, state.active_servers, step_h)
+    return Actions(supply_c=supply, chw_c=chw, active_servers=active, release_units_per_h=rel[:n],
+                   offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
+
+
+@dataclass
+class StaticPolicy:
+    name: str = "static"
+    interval_h: float | None = 24.0
+
+    def decide(self, obs: Observation) -> Actions:
+        return static_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h)
+
+
+@dataclass
+class BestPracticePolicy:
+    name: str = "best_practice"
+    interval_h: float | None = 24.0
+    headroom: float = HEADROOM_FRAC
+
+    def decide(self, obs: Observation) -> Actions:
+        return best_practice_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h, self.headroom)
+
+
+@dataclass
+class CarbonGreedyPolicy:
+    name: str = "carbon_greedy"
+    interval_h: float | None = 24.0
+    headroom: float = HEADROOM_FRAC
+
+    def decide(self, obs: Observation) -> Actions:
+        pending = [obs.pending(b) for b in range(len(obs.names.batch))]
+        return carbon_greedy_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h, pending,
+                                     step0=obs.step, headroom=self.headroom)
+
+
+@dataclass
+class ExplorePolicy:
+    """Commissioning-style excitation within the safe envelope (seeded, reproducible)."""
+
+    name: str = "explore"
+    interval_h: float | None = 24.0
+    hold_h: float = 3.0
+    seed: int = 0
+    headrooms: tuple = (0.1, 0.3, 0.6, None)  # None = all servers on
+
+    def decide(self, obs: Observation) -> Actions:
+        site, n, step_h = obs.site, obs.n_steps, obs.step_h
+        names = obs.names
+        hold = max(1, int(round(self.hold_h / step_h)))
+        lo = np.array([max(z.supply_setpoint_min_c, z.inlet_min_c) for z in site.zones])
+        hi = np.maximum(safe_supply_max_c(site), lo)
+        blocks = (obs.step + np.arange(n)) // hold
+        ub = np.unique(blocks)
+        draws = {int(b): np.random.default_rng([self.seed, int(b)]) for b in ub}
+        tgt_b = {b: lo + (hi - lo) * r.random(len(lo)) for b, r in draws.items()}
+        chw_off = {b: r.random() for b, r in draws.items()}
+        head = {b: self.headrooms[int(r.integers(len(self.headrooms)))] for b, r in draws.items()}
+        target = np.vstack([tgt_b[int(b)] for b in blocks])
+        supply = _ramp(target, obs.state.supply_c, _rate_per_step(site, step_h))
+        ch = site.cooling.chiller
+        chw_hi = _chw_for_supply(site, supply)
+        chw_lo = np.minimum(ch.chw_setpoint_initial_c, chw_hi)
+        chw = chw_lo + (chw_hi - chw_lo) * np.array([chw_off[int(b)] for b in blocks])
+        bp = best_practice_actions(site, obs.forecast, obs.state, n, step_h, headroom=0.0)
+        dem = _demand(site, obs.forecast, n)
+        cap = _full_capacity(site, n)
+        load = _serve_load(names, dem, bp.release_units_per_h, cap)
+        hk = np.array([np.inf if head[int(b)] is None else head[int(b)] for b in blocks])
+        per = np.array([p.capacity_units_per_server for p in site.server_pools])
+        lo = np.array([p.min_active_servers for p in site.server_pools], dtype=float)
+        hi = np.array([p.servers for p in site.server_pools], dtype=float)
+        need = np.where(np.isinf(hk)[:, None], hi[None], np.ceil(load * (1.0 + np.where(np.isinf(hk), 0, hk))[:, None] / per - 1e-9))
+        need = np.clip(need, lo, hi)
+        bf = np.minimum(np.array([p.boot_time_s for p in site.server_pools]) / (step_h * 3600.0), 0.95)
+        prev = np.vstack([obs.state.active_servers[None], need[:-1]])
+        active = np.clip(np.maximum(need, np.ceil((need - bf * prev) / (1.0 - bf) - 1e-9)), lo, hi)
+        return Actions(supply_c=supply, chw_c=chw, active_servers=active,
+                       release_units_per_h=bp.release_units_per_h,
+                       offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
+
+
+@dataclass
+class FixedPolicy:
+    """Follows a fixed :class:`Actions` for the whole run (tests, what-ifs, plan following)."""
+
+    actions: Actions
+    name: str = "fixed"
+    interval_h: float | None = None
+
+    def decide(self, obs: Observation) -> Actions:
+        sl = slice(obs.step, obs.step + obs.n_steps)
+        a = self.actions
+        return Actions(a.supply_c[sl], a.chw_c[sl], a.active_servers[sl], a.release_units_per_h[sl],
+                       a.offload_units_per_h[sl])
+
+
+POLICIES = {
+    "static": StaticPolicy,
+    "best_practice": BestPracticePolicy,
+    "carbon_greedy": CarbonGreedyPolicy,
+    "explore": ExplorePolicy,
+}
+
+
+def get_policy(name: str, **kwargs) -> Policy:
+    """A baseline policy by its command-line name."""
+    try:
+        return POLICIES[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}") from None

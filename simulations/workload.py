@@ -1,0 +1,91 @@
+"""Workload: allocating work to server pools, batch queues, lateness. Work in units (see config).
+
+Interactive work must be served in the step it arrives or it counts as an SLA violation.
+Batch work waits in a first-in-first-out queue per class and must be served within its
+class's ``deadline_h`` of arriving; what is served later is *late* (with how late).
+
+All functions are vectorised over steps (axis 0) and classes or pools (axis 1); a run is
+processed in chunks with the queue state carried from chunk to chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["allocate_to_pools", "lindley_queue", "lateness"]
+
+
+def allocate_to_pools(want, cap, eligible) -> tuple[np.ndarray, np.ndarray]:
+    """Serve each class's wanted work on its eligible pools, classes in column order.
+
+    ``want`` (steps x classes) [units/h], ``cap`` (steps x pools) [units/h], ``eligible``
+    (classes x pools) bool. A class fills its most specialised eligible pools first (pools
+    open to the fewest classes, so general pools stay free for the others), sharing within a
+    tier in proportion to free capacity. Returns (served steps x classes, load steps x pools).
+    """
+    want = np.asarray(want, dtype=float)
+    eligible = np.asarray(eligible, dtype=bool)
+    free = np.array(cap, dtype=float, copy=True)
+    served = np.zeros_like(want)
+    spec = eligible.sum(axis=0)  # classes each pool is open to
+    for c in range(want.shape[1]):
+        left = want[:, c].copy()
+        for tier in np.unique(spec[eligible[c]]):
+            el = eligible[c] & (spec == tier)
+            f = free[:, el]
+            tot = f.sum(axis=1)
+            s = np.minimum(left, tot)
+            share = np.divide(s, tot, out=np.zeros_like(s), where=tot > 0)
+            free[:, el] = f - f * share[:, None]
+            left -= s
+            served[:, c] += s
+    load = np.asarray(cap, dtype=float) - free
+    return served, np.maximum(load, 0.0)
+
+
+def lindley_queue(q0, arrivals, drain) -> tuple[np.ndarray, np.ndarray]:
+    """FIFO queue ``q[t] = max(0, q[t-1] + arrivals[t] - drain[t])`` in closed form (units per step).
+
+    Returns (queue after each step, work served each step); the unused part of ``drain``
+    is ``drain - served``. Closed form: with ``S = q0 + cumsum(arrivals - drain)``,
+    ``q = S - min(0, running min of S)`` (the Skorokhod reflection).
+    """
+    a = np.asarray(arrivals, dtype=float)
+    d = np.asarray(drain, dtype=float)
+    s = np.asarray(q0, dtype=float) + np.cumsum(a - d, axis=0)
+    q = s - np.minimum(np.minimum.accumulate(s, axis=0), 0.0)
+    prev = np.concatenate([np.asarray(q0, dtype=float)[None] * np.ones((1,) + a.shape[1:]), q[:-1]], axis=0)
+    served = prev + a - q
+    return q, served
+
+
+def lateness(arrivals, served, deadline_steps: int, step_h: float, tol_units: float = 1e-6) -> dict:
+    """Late work of one FIFO class over a whole run (1-D arrays of units per step).
+
+    Work arriving in step ``k`` is due by the end of step ``k + deadline_steps - 1``. Work
+    whose deadline falls after the run is not judged. Returns per-step ``late_units``
+    (indexed by arrival step), ``late_units`` total, ``max_lateness_h`` and the
+    late-unit-weighted ``mean_lateness_h`` (time from deadline until the arrival step's work
+    was fully served, or until the run ended).
+    """
+    a = np.asarray(arrivals, dtype=float)
+    s_cum = np.cumsum(np.asarray(served, dtype=float))
+    a_cum = np.cumsum(a)
+    n = len(a)
+    k = np.arange(n)
+    due = k + deadline_steps - 1
+    judged = due < n
+    a_prev = a_cum - a
+    s_due = s_cum[np.minimum(due, n - 1)]
+    late = np.where(judged, a_cum - np.clip(s_due, a_prev, a_cum), 0.0)
+    late = np.where(late > tol_units, late, 0.0)
+    done = np.searchsorted(s_cum, a_cum - tol_units, side="left")  # step where it was fully served
+    done = np.minimum(done, n - 1)
+    hours = np.where(late > 0, (done - due) * step_h, 0.0)
+    tot = float(late.sum())
+    return {
+        "late_units_by_step": late,
+        "late_units": tot,
+        "max_lateness_h": float(hours.max()) if n else 0.0,
+        "mean_lateness_h": float((hours * late).sum() / tot) if tot > 0 else 0.0,
+    }
