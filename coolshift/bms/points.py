@@ -265,10 +265,10 @@ class PointMap(_Strict):
         raise KeyError(variable)
 
 
-def _fmt(path: Path, err: ValidationError) -> str:
+def _fmt(path: Path, err: ValidationError, prefix: tuple = ()) -> str:
     lines = [f"{path}: invalid BMS point map ({err.error_count()} error(s))"]
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
+        loc = ".".join(str(x) for x in (*prefix, *e["loc"])) or "<root>"
         msg = "unknown key (check spelling)" if e["type"] == "extra_forbidden" else e["msg"]
         lines.append(f"  - {loc}: {msg}")
     return "\n".join(lines)
@@ -298,6 +298,12 @@ def load_point_map(path: str | Path, environ: dict[str, str] | None = None) -> P
             raw["audit_db"] = expand_env(raw["audit_db"], environ)
         except PointMapError as exc:
             raise PointMapError(f"{path}: audit_db: {exc}") from None
+    kind = {"bacnet": BacnetConnection, "modbus": ModbusConnection}.get(raw.get("protocol"))
+    if kind is not None and isinstance(raw.get("connection"), dict):
+        try:
+            raw["connection"] = kind.model_validate(raw["connection"])
+        except ValidationError as exc:
+            raise PointMapError(_fmt(path, exc, ("connection",))) from None
     raw["base_dir"] = path.parent.resolve()
     try:
         return PointMap.model_validate(raw)
