@@ -1,26 +1,26 @@
-"""The best-practice rule plan: the safe fallback and the baseline that savings are measured against.
+"""The best-practice rule plan: the safe fallback and the baseline savings are measured against.
 
-Rule (what a careful operator does without an optimiser):
-- supply-air and chilled-water setpoints held where they are (the initial state);
-- every job runs on arrival (no deferral, no offload); the initial batch backlog is
-  spread evenly over the steps until it is due;
-- servers consolidated to a target utilisation (default 80 %, a common headroom rule,
-  e.g. The Green Grid WP#49 practice of sizing for peak plus headroom), never below the
-  redundancy floor nor above the pool size;
-- work of a class spread over the pools that may serve it in proportion to their capacity.
+The rule is the simulator's ``best_practice`` policy
+(:func:`coolshift.simulations.policies.best_practice_actions`: supply air raised toward
+the ASHRAE limit with a containment margin and ramped, chilled water following, servers
+consolidated with 20 % headroom above the redundancy floor, batch on arrival, no
+offload), so the optimiser's baseline and the simulator's are one rule. Its releases
+are spread over the pools with the simulator's allocator, class by class, and scored
+with the same learned model as the optimised plan (:func:`evaluate_actions`).
 
-When the simulator engineer's ``coolshift.simulations.policies`` gains a best-practice
-policy, this module should delegate to it so both sides share one rule.
+If the simulator package cannot be imported, :func:`rule_actions` applies a minimal
+local rule (setpoints held, 80 % target utilisation, work on arrival).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .data import ProblemData
 from .plan import Actions, Plan, evaluate_actions, totals_of
 
-__all__ = ["rule_actions", "fallback_plan", "TARGET_UTILISATION"]
+__all__ = ["rule_actions", "best_practice_actions", "baseline_actions", "fallback_plan", "TARGET_UTILISATION"]
 
 TARGET_UTILISATION = 0.8
 
@@ -46,8 +46,53 @@ def rule_actions(d: ProblemData, target_utilisation: float = TARGET_UTILISATION)
     return Actions(sp, chw, nact, work, np.zeros((n, E, K)), np.zeros((n, K)))
 
 
-def fallback_plan(d: ProblemData, reason: str, status: str = "fallback", diagnosis=None) -> Plan:
-    frame = evaluate_actions(d, rule_actions(d))
+def best_practice_actions(site, d: ProblemData) -> Actions:
+    """The simulator's best-practice rule for this horizon, as optimiser :class:`Actions`."""
+    from coolshift.simulations.actions import SimState
+    from coolshift.simulations.policies import best_practice_actions as sim_rule
+    from coolshift.simulations.workload import allocate_to_pools, lindley_queue
+
+    n, K = d.n, len(d.classes)
+    kb = np.flatnonzero(d.batch)
+    state = SimState(
+        inlet_c=np.full(len(d.zones), np.nan),
+        supply_c=d.sp0.copy(),
+        chw_c=float(d.chw0),
+        active_servers=d.n0.copy(),
+        queue_units=d.backlog0[kb].copy(),
+    )
+    forecast = pd.DataFrame({f"{c}_units_per_h": d.demand[:, k] for k, c in enumerate(d.classes)}, index=d.index)
+    forecast["gco2_per_kwh"] = d.gco2
+    a = sim_rule(site, forecast, state, n, d.step_h)
+    want = d.demand.copy()
+    want[:, kb] = a.release_units_per_h
+    cap = np.broadcast_to(d.servers * d.cap_per_server, (n, len(d.pools))).copy()
+    work = np.zeros((n, len(d.pools), K))
+    order = list(np.flatnonzero(~d.batch)) + list(kb)
+    for k in order:  # interactive first, then batch (as the simulator serves them)
+        _, load = allocate_to_pools(want[:, [k]], cap, d.serves[:, [k]].T)
+        work[:, :, k] = load
+        cap = np.maximum(cap - load, 0.0)
+    backlog = np.zeros((n, K))
+    if kb.size:
+        q, _ = lindley_queue(d.backlog0[kb], d.demand[:, kb] * d.step_h, a.release_units_per_h * d.step_h)
+        backlog[:, kb] = q
+    return Actions(np.asarray(a.supply_c, float), np.asarray(a.chw_c, float), np.asarray(a.active_servers, float),
+                   work, np.zeros((n, len(d.edges), K)), backlog)
+
+
+def baseline_actions(site, d: ProblemData) -> tuple[Actions, str]:
+    """(actions, rule name): the simulator's best practice, or the local rule without it."""
+    try:
+        return best_practice_actions(site, d), "simulations.best_practice"
+    except ImportError:
+        return rule_actions(d), "optimizer.rule_actions"
+
+
+def fallback_plan(d: ProblemData, reason: str, status: str = "fallback", diagnosis=None, site=None) -> Plan:
+    acts, rule = baseline_actions(site, d) if site is not None else (rule_actions(d), "optimizer.rule_actions")
+    frame = evaluate_actions(d, acts)
+    reason = f"{reason}; fallback: {rule}"
     return Plan(
         frame=frame,
         totals=totals_of(d, frame),

@@ -7,9 +7,12 @@ second), pushes the changed costs and bounds (``changeColsCost``, ``changeColsBo
 
 - only costs changed (new intensity forecast): the old basis is still primal feasible,
   so primal simplex continues from it;
-- only bounds/RHS changed (new demand, initial state): the old basis is still dual
+- only a few bounds/RHS changed (a new initial state): the old basis is still dual
   feasible, so dual simplex continues from it;
-- both: costs first with primal simplex, then bounds with dual simplex;
+- both (new intensity forecast and initial state): costs first with primal simplex,
+  then the few bounds with dual simplex;
+- many bounds changed (a new demand forecast moves every step): cold, because
+  HiGHS skips presolve when it starts from a basis and that costs more than it saves;
 - ``method="cold"``: ``clearSolver()`` and a fresh solve with presolve (what the notes
   measured as the safe choice: a warm dual simplex after a cost change was slower
   than cold).
@@ -40,6 +43,10 @@ from .state import InitialState
 __all__ = ["Planner", "plan_site", "shadow_prices"]
 
 DUAL_TOL = 1e-9
+# Warm dual simplex (no presolve) only pays when few bounds move, e.g. a new initial
+# state; a new demand forecast moves a bound in every step, and then a cold, presolved
+# solve is faster (measured in benchmarks/bench_optimizer.py).
+WARM_BOUND_SHARE = 0.01
 
 
 def _take(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -184,7 +191,7 @@ class Planner:
         return self._fallback(f"HiGHS stopped with status {status!r}", status)
 
     def _fallback(self, reason, status, diagnosis=None) -> Plan:
-        plan = fallback_plan(self.problem.data, reason, status, diagnosis)
+        plan = fallback_plan(self.problem.data, reason, status, diagnosis, site=self.site)
         plan.timings = dict(self.timings)
         return plan
 
@@ -285,7 +292,8 @@ class Planner:
             ib = np.flatnonzero((rlb != orlb) | (rub != orub))
             changed.update(costs=int(jc.size), col_bounds=int(jb.size), row_bounds=int(ib.size), coefficients=int(dv.size))
             bounds = (jb, clb, cub, ib, rlb, rub)
-            if method == "cold" or dv.size:
+            many = jb.size + ib.size > WARM_BOUND_SHARE * (a.shape[0] + a.shape[1])
+            if method == "cold" or dv.size or many:
                 self._push_bounds(*bounds)
                 self._pending = "cold"
             elif jc.size and (jb.size or ib.size):

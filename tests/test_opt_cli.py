@@ -1,0 +1,78 @@
+"""`coolshift plan` on a bundled example site with bundled real data.
+
+The learned-model registry is replaced by a stand-in returning hand-set coefficients
+(the registry is another area's work); everything else is the real command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from coolshift.cli import app
+from coolshift.optimizer.synthetic import linear_coefficients
+
+SITE = "configs/sites/sanjose_colo_2mw.yaml"
+
+
+class _StandIn:
+    def coefficients(self, site, frame):
+        return linear_coefficients(site, frame.index, temp_c=frame["temp_c"].to_numpy())
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    mod = types.ModuleType("coolshift.models.registry")
+    mod.load_plant_model = lambda site, alias="production": _StandIn()
+    monkeypatch.setitem(sys.modules, "coolshift.models.registry", mod)
+    return mod
+
+
+def test_plan_writes_plan_and_summary(registry, tmp_path):
+    out = tmp_path / "plan"
+    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    frame = pd.read_csv(out / "plan.csv", index_col="timestamp", parse_dates=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(frame) == 96 and summary["steps"] == 96  # 24 h at 15 min from the config
+    assert summary["status"] == "optimal" and summary["fallback"] is False
+    np.testing.assert_allclose(frame["kgco2"].sum() / 1000, summary["predicted"]["tco2"], rtol=1e-9)
+    np.testing.assert_allclose(frame["facility_power_kw"].sum() * 0.25, summary["predicted"]["facility_kwh"], rtol=1e-9)
+    assert summary["savings"]["tco2"] == pytest.approx(summary["baseline"]["tco2"] - summary["predicted"]["tco2"])
+    assert summary["baseline"]["rule"] == "simulations.best_practice"
+    # setpoints within the config's limits, the redundancy floor kept
+    assert frame.filter(like="supply_setpoint_c__").to_numpy().max() <= 27.0 + 1e-9
+    assert (frame["active_servers__b_storage"] >= 600 - 1e-6).all()
+    for k in ("predicted", "baseline", "savings", "solver", "shadow_prices"):
+        assert k in summary
+    assert summary["solver"]["build_s"] > 0 and summary["solver"]["solve_s"] > 0
+    # the BMS side can read it (the plan-folder contract)
+    from coolshift.bms.plan import read_plan
+
+    p = read_plan(out)
+    assert p.site == "sanjose_colo_2mw" and len(p.frame) == 96
+
+
+def test_plan_without_a_registered_model_says_to_train(monkeypatch, tmp_path):
+    mod = types.ModuleType("coolshift.models.registry")
+
+    def missing(site, alias="production"):
+        raise LookupError(f"no model registered under alias {alias!r}")
+
+    mod.load_plant_model = missing
+    monkeypatch.setitem(sys.modules, "coolshift.models.registry", mod)
+    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2
+    assert "coolshift train" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_plan_rejects_a_bad_accounting_choice(registry, tmp_path):
+    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--accounting", "both"])
+    assert res.exit_code == 2 and "location or market" in res.output.replace("'", "")
