@@ -13,10 +13,11 @@ from coolshift.bms.plan import read_plan
 from coolshift.bms.points import load_point_map
 from coolshift.bms.push import push, release
 from coolshift.config import load_site
-from test_bms_kit import (AUTO, REMOTE, RD, BacnetDevice, ModbusDevice, free_port, make_plan, now_utc,
+from test_bms_kit import (AUTO, REMOTE, RD, REPO, BacnetDevice, ModbusDevice, free_port, make_plan, now_utc,
                           write_point_map)
 
 pytestmark = pytest.mark.timeout(60)
+REPO_BMS = REPO / "configs" / "bms"
 
 SUPPLY_A, SUPPLY_B, CHW = "supply_setpoint_c__hall_a", "supply_setpoint_c__hall_b", "chw_setpoint_c"
 GOOD = {SUPPLY_A: 19.0, SUPPLY_B: 18.5, CHW: 10.8}
@@ -267,3 +268,111 @@ def test_modbus_device_that_stops_mid_push_leaves_points_previous_or_released(tm
     rel = df[df.action == "relinquish"]
     assert rel[rel.result == "ok"].point.tolist() == ["hall_b_supply_sp", "hall_a_supply_sp"]
     assert (rel.result.isin(["timeout", "error"])).any()  # it retried while the device was down
+
+
+# -- run-plan in process ------------------------------------------------------------------
+def _plan_steps(folder, rows, step_s):
+    """A plan whose steps last ``step_s`` seconds, starting now."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = now_utc()
+    lines = ["timestamp," + ",".join(rows[0])]
+    for i, r in enumerate(rows):
+        lines.append((t0 + pd.Timedelta(seconds=i * step_s)).isoformat() + "," + ",".join(str(v) for v in r.values()))
+    (folder / "plan.csv").write_text("\n".join(lines) + "\n")
+    (folder / "summary.json").write_text(json.dumps({"run_id": "steps", "created_at": now_utc().isoformat(),
+                                                     "site": "sanjose_colo_2mw"}))
+    return folder
+
+
+def test_run_plan_writes_each_step_as_it_starts_then_relinquishes_at_the_end(tmp_path):
+    from coolshift.bms.runner import run_plan
+
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    seen = []
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        # written last, so that set-up time on a loaded machine does not eat into the steps
+        plan = _plan_steps(tmp_path / "plan", [{SUPPLY_A: 19.0, SUPPLY_B: 18.5, CHW: 10.5},
+                                               {SUPPLY_A: 19.5, SUPPLY_B: 18.5, CHW: 11.0}], step_s=2.5)
+
+        def note(msg):
+            seen.append((msg, dev.slot("hall_a_supply_sp", 10)))
+
+        try:
+            res = await run_plan(pm, site, plan, log, apply=True, log=note)
+            assert res.exit_code == 0 and res.reason.startswith("plan ended"), res
+            assert res.steps_written == 2, seen
+            assert all(dev.slot(n, 10) is None for n in RD)  # handed back at the end
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    assert [v for m, v in seen if "applied" in m] == [pytest.approx(19.0), pytest.approx(19.5)]
+    df = read_audit(log.path)
+    ok = df[(df.action == "write") & (df.result == "ok") & (df.point == "hall_a_supply_sp")]
+    assert ok.new_value.tolist() == [19.0, 19.5]
+    assert set(df[(df.action == "write") & (df.point == "hall_b_supply_sp")].result) == {"intent", "ok"}
+    assert len(df[(df.action == "write") & (df.point == "hall_b_supply_sp")]) == 2  # unchanged in step 2
+
+
+def test_run_plan_refuses_a_stale_plan_and_writes_nothing(tmp_path):
+    from coolshift.bms.runner import run_plan
+
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port, max_plan_age_h=1)
+    plan = make_plan(tmp_path / "plan", GOOD, created_at=now_utc() - pd.Timedelta("2h"))
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        try:
+            res = await run_plan(pm, site, plan, log, apply=True, log=lambda m: None)
+            assert res.exit_code == 3 and "stale" in res.reason
+            assert dev.writes == len(RD)  # only the relinquish writes (Null at our priority)
+            assert all(dev.slot(n, 10) is None for n in RD)
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    df = read_audit(log.path)
+    assert not ((df.action == "write")).any()
+    assert df[df.action == "refuse"].detail.str.contains("plan is stale").any()
+
+
+# -- bms-sim devices in process -------------------------------------------------------------
+def test_bacnet_sim_serves_philadelphia_points_and_telemetry_follows_setpoints(tmp_path):
+    from coolshift.bms.device import open_adapter
+    from coolshift.bms.sim import BacnetSim, SimConditions
+
+    port = free_port()
+    pm = load_point_map(REPO_BMS / "philadelphia_multihall_20mw_bacnet.yaml",
+                        environ={"COOLSHIFT_BMS_PORT": str(port), "COOLSHIFT_BMS_AUDIT": str(tmp_path / "a.sqlite")})
+    site = load_site(pm.resolve(pm.site))
+    log = AuditLog(tmp_path / "a.sqlite")
+    values = {f"supply_setpoint_c__hall_{i}": 19.0 for i in range(1, 5)} | {CHW: 11.0}
+    plan = read_plan(make_plan(tmp_path / "plan", values, site="philadelphia_multihall_20mw"))
+
+    async def main():
+        sim = BacnetSim(pm, site, port, SimConditions(it_load_frac=0.5))
+        sim.start()
+        try:
+            async with open_adapter(pm) as ad:
+                inlet = pm.by_variable("inlet_temp_c__hall_3")
+                cool = pm.by_variable("cooling_power_kw")
+                before = (await ad.read_value(inlet), await ad.read_value(cool))
+                out = await push(pm, site, plan, log, apply=True, adapter=ad)
+                assert out.status == "applied" and len(out.written) == 5
+                sim.refresh()  # the served loop does this every 0.5 s
+                after = (await ad.read_value(inlet), await ad.read_value(cool))
+                assert after[0] - before[0] == pytest.approx(1.0, abs=1e-4)  # supply 18 -> 19 degC
+                assert after[1] < before[1]  # chilled water 10 -> 11 degC: less chiller power
+                await release(pm, log, adapter=ad)
+                sim.refresh()
+                assert await ad.read_value(inlet) == pytest.approx(before[0], abs=1e-4)
+        finally:
+            sim.close()
+
+    asyncio.run(main())
