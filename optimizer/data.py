@@ -35,6 +35,7 @@ class PlanOptions:
     time_limit_s: float = 600.0
     threads: int | None = None
     deadline_prices: bool = True  # value an hour of each batch deadline by a warm re-solve
+    warm_bound_share: float = 0.01  # re-solve warm only if at most this share of bounds moved
 
 
 @dataclass

@@ -11,7 +11,8 @@ second), pushes the changed costs and bounds (``changeColsCost``, ``changeColsBo
   feasible, so dual simplex continues from it;
 - both (new intensity forecast and initial state): costs first with primal simplex,
   then the few bounds with dual simplex;
-- many bounds changed (a new demand forecast moves every step): cold, because
+- many bounds changed (more than ``PlanOptions.warm_bound_share``, default 1 %: a new
+  demand forecast moves a bound in every step): cold, because
   HiGHS skips presolve when it starts from a basis and that costs more than it saves;
 - ``method="cold"``: ``clearSolver()`` and a fresh solve with presolve (what the notes
   measured as the safe choice: a warm dual simplex after a cost change was slower
@@ -43,10 +44,6 @@ from .state import InitialState
 __all__ = ["Planner", "plan_site", "shadow_prices"]
 
 DUAL_TOL = 1e-9
-# Warm dual simplex (no presolve) only pays when few bounds move, e.g. a new initial
-# state; a new demand forecast moves a bound in every step, and then a cold, presolved
-# solve is faster (measured in benchmarks/bench_optimizer.py).
-WARM_BOUND_SHARE = 0.01
 
 
 def _take(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -292,7 +289,7 @@ class Planner:
             ib = np.flatnonzero((rlb != orlb) | (rub != orub))
             changed.update(costs=int(jc.size), col_bounds=int(jb.size), row_bounds=int(ib.size), coefficients=int(dv.size))
             bounds = (jb, clb, cub, ib, rlb, rub)
-            many = jb.size + ib.size > WARM_BOUND_SHARE * (a.shape[0] + a.shape[1])
+            many = jb.size + ib.size > self.options.warm_bound_share * (a.shape[0] + a.shape[1])
             if method == "cold" or dv.size or many:
                 self._push_bounds(*bounds)
                 self._pending = "cold"

@@ -1,0 +1,159 @@
+"""Solver behaviour: re-solves equal fresh solves, fallbacks, Pyomo view, input errors, power curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coolshift.optimizer import InitialState, Planner, PlanOptions, evaluate_actions, plan_site, power_curve_error
+from coolshift.optimizer.data import power_curve_segments, prepare
+from coolshift.optimizer.solve import actions_from_solution
+from coolshift.optimizer.synthetic import (
+    linear_coefficients, synthetic_forecast, synthetic_site, tiny_forecast, tiny_site, zero_coefficients,
+)
+
+OPTS = PlanOptions(deadline_prices=False)
+
+
+@pytest.fixture(scope="module")
+def small():
+    site = synthetic_site(2, 6, horizon_h=6)
+    fc = synthetic_forecast(site)
+    co = linear_coefficients(site, fc.index, temp_c=fc["temp_c"].to_numpy())
+    return site, fc, co
+
+
+def _state(site, seed):
+    rng = np.random.default_rng(seed)
+    s = InitialState.from_site(site)
+    return InitialState(
+        {z: v + float(rng.uniform(0, 2)) for z, v in s.supply_setpoint_c.items()},
+        s.chw_setpoint_c + 1.0,
+        {p: float(np.floor(v * rng.uniform(0.2, 0.9))) for p, v in s.active_servers.items()},
+        {"batch": 40.0},
+        {"batch": 2.0},
+    )
+
+
+@pytest.mark.parametrize("change", ["intensity", "intensity+state", "forecast+state", "state"])
+def test_resolve_of_loaded_model_equals_fresh_solve(small, change):
+    site, fc, co = small
+    warm = PlanOptions(deadline_prices=False, warm_bound_share=0.2)  # small site: state moves ~5 % of bounds
+    planner = Planner(site, co, fc, options=warm)
+    first = planner.solve()
+    new = synthetic_forecast(site, seed=5)
+    fc2 = fc.copy()
+    if change.startswith("intensity"):
+        cols = [c for c in fc.columns if c.startswith("gco2_per_kwh")]
+        fc2[cols] = new[cols]
+    elif change.startswith("forecast"):
+        fc2 = new
+    st = _state(site, 1) if change.endswith("state") else None
+    info = planner.update(forecast=fc2, initial_state=st)
+    assert not info["rebuilt"]
+    assert info["method"] == {"intensity": "primal", "intensity+state": "primal+dual", "state": "dual"}.get(
+        change, info["method"]
+    )
+    again = planner.solve()
+    fresh = Planner(site, co, fc2, st, options=OPTS).solve()
+    assert again.status == fresh.status == "optimal"
+    assert again.objective_kg == pytest.approx(fresh.objective_kg, rel=1e-7)
+    assert again.objective_kg != pytest.approx(first.objective_kg, rel=1e-6)  # the change mattered
+
+
+def test_plan_objective_equals_its_evaluated_carbon(small):
+    site, fc, co = small
+    planner = Planner(site, co, fc, options=PlanOptions(move_penalty_kg_per_c=0.0, deadline_prices=False))
+    plan = planner.solve()
+    # the objective is kgCO2 plus a 1e-6 kg/kWh tie-breaker on facility energy
+    expected = plan.frame["kgco2"].sum() + 1e-6 * plan.totals["facility_kwh"]
+    assert plan.objective_kg == pytest.approx(expected, rel=1e-7)
+    # predicted inlet temperatures respect the zone limits, servers their floors
+    assert plan.frame.filter(like="inlet_temp_c__").to_numpy().max() <= 27.0 + 1e-6
+    floors = np.array([p.min_active_servers for p in site.server_pools])
+    assert (plan.active_servers.to_numpy() >= floors - 1e-6).all()
+    # work served + offloaded meets interactive demand in every step
+    web = plan.frame.filter(regex=r"^(served|offload)_web_").sum(axis=1)
+    np.testing.assert_allclose(web, fc["web_units_per_h"], rtol=1e-7)
+
+
+def test_market_accounting_counts_only_unmatched_energy():
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}], accounting="market")
+    # 5 units/h -> 5 servers -> 1.5 kW; PPA 1.0 kW then 2.0 kW: unmatched 0.5 kW then 0
+    fc = tiny_forecast(site, [400.0, 400.0], web_units_per_h=5.0, ppa_kw=[1.0, 2.0])
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc)
+    np.testing.assert_allclose(plan.frame["site_kgco2"], [0.5 * 400 / 1000, 0.0], atol=1e-9)
+    loc = plan_site(site, zero_coefficients(site, fc.index), fc, options=PlanOptions(accounting="location"))
+    np.testing.assert_allclose(loc.frame["site_kgco2"], [1.5 * 0.4, 1.5 * 0.4], rtol=1e-7)
+
+
+def test_time_limit_returns_the_flagged_rule_plan(small):
+    site, fc, co = small
+    plan = plan_site(site, co, fc, options=PlanOptions(time_limit_s=0.0, deadline_prices=False))
+    assert plan.fallback and plan.status == "time_limit"
+    assert "time limit" in plan.reason and "best_practice" in plan.reason
+    assert len(plan.frame) == len(fc) and plan.frame["facility_power_kw"].gt(0).all()
+
+
+def test_integer_servers_gives_whole_servers():
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [400.0, 400.0], web_units_per_h=2.5)
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc, options=PlanOptions(integer_servers=True))
+    np.testing.assert_allclose(plan.frame["active_servers__pool"], 3.0, atol=1e-6)  # 2.5 units -> 3 servers
+    cont = plan_site(site, zero_coefficients(site, fc.index), fc)
+    np.testing.assert_allclose(cont.frame["active_servers__pool"], 2.5, atol=1e-6)
+
+
+def test_pyomo_view_is_the_same_lp():
+    pyo = pytest.importorskip("pyomo.environ")
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 0.6},
+                              {"name": "batch", "kind": "batch", "share": 0.4, "deadline_h": 3}], horizon_h=4)
+    fc = tiny_forecast(site, [400.0, 300.0, 100.0, 200.0], web_units_per_h=3.0, batch_units_per_h=[4, 2, 0, 0])
+    co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=30.0, cooling_per_supply_c=-1.0)
+    planner = Planner(site, co, fc)
+    plan = planner.solve()
+    m = planner.problem.lp.to_pyomo()
+    res = pyo.SolverFactory("appsi_highs").solve(m)
+    assert str(res.solver.termination_condition) == "optimal"
+    assert pyo.value(m.obj) == pytest.approx(plan.objective_kg, rel=1e-7)
+
+
+def test_bad_inputs_name_the_problem(small):
+    site, fc, co = small
+    with pytest.raises(ValueError, match="missing column 'web_units_per_h'"):
+        plan_site(site, co, fc.drop(columns="web_units_per_h"))
+    bad = fc.copy()
+    bad.iloc[3, bad.columns.get_loc("gco2_per_kwh")] = np.nan
+    with pytest.raises(ValueError, match=r"'gco2_per_kwh' has a missing.*" + str(fc.index[3].year)):
+        plan_site(site, co, bad)
+    with pytest.raises(ValueError, match="coefficients cover"):
+        plan_site(site, co, fc.iloc[:-1])
+    with pytest.raises(ValueError, match="unknown zone 'nowhere'"):
+        plan_site(site, co, fc, InitialState({"nowhere": 20.0}, 10.0, {}))
+
+
+def test_power_curve_envelope():
+    curve = [0.25, 0.37, 0.44, 0.50, 0.56, 0.62, 0.68, 0.75, 0.82, 0.90, 1.0]
+    segs = power_curve_segments(120.0, 480.0, curve)
+    u = np.linspace(0, 1, 11)
+    env = np.max([a + b * u for a, b in segs], axis=0)
+    assert (env <= np.array(curve) + 1e-12).all()  # never above the measured curve
+    np.testing.assert_allclose(env[[0, 8, 9, 10]], np.array(curve)[[0, 8, 9, 10]])  # hull vertices exact
+    # the envelope runs 0 -> 80 % load at slope (0.82 - 0.25) / 0.8 = 0.7125; worst gap at
+    # 10 % load: 0.37 - (0.25 + 0.1 x 0.7125) = 0.04875 of peak
+    assert power_curve_error(curve) == pytest.approx(0.04875, abs=1e-12)
+    # the linear form reproduces idle and peak
+    (a, b), = power_curve_segments(100.0, 300.0)
+    assert (a * 300, (a + b) * 300) == pytest.approx((100.0, 300.0))
+
+
+def test_actions_from_solution_round_trip(small):
+    site, fc, co = small
+    planner = Planner(site, co, fc, options=OPTS)
+    plan = planner.solve()
+    x = np.asarray(planner.highs.getSolution().col_value)
+    again = evaluate_actions(planner.problem.data, actions_from_solution(planner.problem, x))
+    pd.testing.assert_frame_equal(again, plan.frame)
+    d = prepare(site, co, fc)
+    assert d.n == len(fc) and d.step_h == 0.25
