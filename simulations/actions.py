@@ -172,10 +172,21 @@ class Observation:
     n_steps: int
     step_h: float
     index: pd.DatetimeIndex  # timestamps of this interval's steps
-    forecast: pd.DataFrame
     state: SimState
+    _forecast_full: pd.DataFrame = field(default=None, repr=False)
+    _forecast_arrays_full: dict = field(default_factory=dict, repr=False)
     _arrivals_cum: list = field(default_factory=list, repr=False)  # per batch class, up to step
     _served_total: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def forecast(self) -> pd.DataFrame:
+        """Forecast frame from this interval's first step to the end of the run."""
+        return self._forecast_full.iloc[self.step :]
+
+    @property
+    def forecast_arrays(self) -> dict[str, np.ndarray]:
+        """The forecast's columns as numpy views from this step on (fast path for policies)."""
+        return {k: v[self.step :] for k, v in self._forecast_arrays_full.items()}
 
     def pending(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         a_cum = self._arrivals_cum[b]

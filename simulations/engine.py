@@ -45,6 +45,7 @@ __all__ = ["SimResult", "simulate", "initial_state", "required_columns"]
 
 # Tolerance for "served in its step" and queue arithmetic [units].
 UNITS_TOL = 1e-6
+_ACTION_FIELDS = ("supply_c", "chw_c", "active_servers", "release_units_per_h", "offload_units_per_h")
 
 
 def required_columns(site: SiteConfig) -> list[str]:
@@ -56,11 +57,16 @@ def required_columns(site: SiteConfig) -> list[str]:
 
 @dataclass
 class SimResult:
-    """Per-step ``timeseries`` frame, ``summary`` dict, and the ``actions`` frame the policy took."""
+    """Per-step ``timeseries`` frame, ``summary`` dict, and the :class:`Actions` the policy took."""
 
     timeseries: pd.DataFrame
     summary: dict
-    actions: pd.DataFrame
+    actions: Actions
+    names: SiteArrays
+
+    def actions_frame(self) -> pd.DataFrame:
+        """The actions as a plan-style frame (see :meth:`Actions.to_frame`)."""
+        return self.actions.to_frame(self.timeseries.index, self.names)
 
 
 def initial_state(site: SiteConfig) -> SimState:
@@ -102,6 +108,13 @@ class _Params:
         self.boot_frac = np.minimum(self.boot_time_s, self.step_s) / self.step_s
         self.pool_zone_onehot = np.zeros((len(pools), len(zones)))
         self.pool_zone_onehot[np.arange(len(pools)), n.pool_zone] = 1.0
+        self.gop, elig_g = workload.pool_groups(n.eligible)
+        self.group_onehot = np.zeros((len(pools), elig_g.shape[1]))
+        self.group_onehot[np.arange(len(pools)), self.gop] = 1.0
+        self.curve_slope_w = np.diff(self.curve_w, axis=1)  # (pools, 10)
+        self.m_sleep_kw = self.pool_zone_onehot * (self.sleep_w / 1000.0)[:, None]
+        self.m_boot_kw = self.pool_zone_onehot * ((self.peak_w - self.idle_w) * self.boot_frac / 1000.0)[:, None]
+        self.sleep_zone_all_kw = (self.servers * self.sleep_w / 1000.0) @ self.pool_zone_onehot
         self.racks = np.array([z.racks for z in zones], dtype=float)
         self.containment = [z.containment for z in zones]
         self.crah_rated_m3_s = np.array([z.crah.count * z.crah.rated_airflow_m3_s for z in zones])
@@ -152,6 +165,8 @@ class _Params:
         self.deadline_steps = np.array([max(1, int(round(d / step_h))) for d in n.deadline_h], dtype=int)
         self.inter_idx = np.array([n.classes.index(c) for c in n.interactive], dtype=int)
         self.batch_idx = np.array([n.classes.index(c) for c in n.batch], dtype=int)
+        self.order = np.concatenate([self.inter_idx, self.batch_idx])  # interactive first
+        self.elig_g_order = elig_g[self.order]
 
 
 def _check_actions(p: _Params, a: Actions, state: SimState, t0: int, index: pd.DatetimeIndex) -> dict:
@@ -214,20 +229,6 @@ def _check_actions(p: _Params, a: Actions, state: SimState, t0: int, index: pd.D
     }
 
 
-def _it_power(p: _Params, util: np.ndarray, active: np.ndarray, booted: np.ndarray):
-    """Pool IT power [kW] before the inlet-temperature rise: (active part, sleep + boot part)."""
-    x = np.clip(util, 0.0, 1.0) * 10.0
-    i = np.minimum(x.astype(int), 9)
-    f = x - i
-    c = p.curve_w  # (pools, 11)
-    cols = np.arange(c.shape[0])[None, :]
-    w = c[cols, i] + (c[cols, i + 1] - c[cols, i]) * f  # W per active server
-    active_kw = active * w / 1000.0
-    sleep_kw = (p.servers - active) * p.sleep_w / 1000.0
-    boot_kw = servers.boot_power_w(booted, p.peak_w, p.idle_w, p.boot_time_s, p.step_s) / 1000.0
-    return active_kw, sleep_kw + boot_kw
-
-
 class _Physics:
     """Physics of one interval, vectorised (kept as a class only to share the parameter arrays)."""
 
@@ -275,10 +276,13 @@ class _Physics:
         p = self.p
         n = a.n_steps
         step_h = p.step_h
-        act = a.active_servers.astype(float)
-        prev_act = np.vstack([state.active_servers[None], act[:-1]])
+        act = np.asarray(a.active_servers, dtype=float)
+        prev_act = np.empty_like(act)
+        prev_act[0] = state.active_servers
+        prev_act[1:] = act[:-1]
         booted = np.maximum(act - prev_act, 0.0)
-        cap = (act - booted * p.boot_frac) * p.cap_per_server  # units/h
+        cap = (act - booted * p.boot_frac) * p.cap_per_server  # effective capacity, units/h
+        cap_g = cap @ p.group_onehot
 
         # -- work ------------------------------------------------------------------------
         inter = dem[:, p.inter_idx]
@@ -295,14 +299,11 @@ class _Physics:
                     )
                 inter_local[:, ii] = inter[:, ii] - off_by_class[:, j]
         nb = len(p.names.batch)
+        ni = len(p.inter_idx)
         arrivals = dem[:, p.batch_idx] * step_h  # units per step
-        want = np.zeros((n, len(p.names.classes)))
-        want[:, p.inter_idx] = inter_local
-        want[:, p.batch_idx] = a.release_units_per_h
-        order = np.concatenate([p.inter_idx, p.batch_idx])  # interactive first
-        elig = p.names.eligible[order]
-        servable, _ = workload.allocate_to_pools(want[:, order], cap, elig)
-        servable_b = servable[:, len(p.inter_idx):]
+        want = np.concatenate([inter_local, a.release_units_per_h], axis=1)  # interactive first
+        servable, _ = workload.allocate_groups(want, cap_g, p.elig_g_order)
+        servable_b = servable[:, ni:]
         off_b = np.zeros((n, nb))
         for j in range(len(p.names.offloadable)):
             if p.off_is_batch[j]:
@@ -312,10 +313,9 @@ class _Physics:
         share_local = np.divide(servable_b * step_h, drain, out=np.zeros_like(drain), where=drain > 0)
         served_local = served * share_local
         served_edge_b = served - served_local
-        want2 = want.copy()
-        want2[:, p.batch_idx] = served_local / step_h
-        served_all, load = workload.allocate_to_pools(want2[:, order], cap, elig)
-        unserved_inter = inter_local - served_all[:, : len(p.inter_idx)]
+        want[:, ni:] = served_local / step_h
+        served_all, used_g = workload.allocate_groups(want, cap_g, p.elig_g_order)
+        unserved_inter = inter_local - served_all[:, :ni]
         # edge load: interactive offload as asked, batch offload scaled to what the queue held
         edge_load = np.zeros((n, len(p.names.edges)))
         net_kw = np.zeros(n)
@@ -329,11 +329,16 @@ class _Physics:
             edge_load += units
             net_kw += (units * p.edge_kwh_per_gb[None]).sum(axis=1) * p.off_gb[j]  # kW of network
 
-        # -- IT power --------------------------------------------------------------------
-        util = np.divide(load, cap, out=np.zeros_like(load), where=cap > 0)
-        active_kw, other_kw = _it_power(p, np.minimum(util, 1.0), act, booted)
-        zone_active = active_kw @ p.pool_zone_onehot
-        zone_other = other_kw @ p.pool_zone_onehot
+        # -- IT power: SPECpower curve at each group's utilisation, summed per zone ----------
+        x = used_g * 10.0
+        i_g = np.minimum(x.astype(np.intp), 9)
+        f_g = x - i_g
+        i_p = i_g[:, p.gop]
+        cols = np.arange(len(p.names.pools))[None, :]
+        w = p.curve_w[cols, i_p] + p.curve_slope_w[cols, i_p] * f_g[:, p.gop]  # W per active server
+        zone_active = (act * w) @ (p.pool_zone_onehot / 1000.0)
+        zone_other = p.sleep_zone_all_kw[None] - act @ p.m_sleep_kw + booted @ p.m_boot_kw
+        util_g = used_g
 
         chw = a.chw_c
         approach = p.site.cooling.crah_supply_approach_c
@@ -381,7 +386,7 @@ class _Physics:
             facility_kw=facility, heat_kw=pl["heat_kw"], free_kw=pl["free_kw"], duty_kw=pl["duty_kw"],
             unmet_kw=pl["unmet_kw"], econ_frac=pl["econ_frac"], cop=pl["cop"], water_l=water_l,
             zone_it_kw=it_zone, inlet_c=inlet, supply_act_c=supply_act, supply_sp_c=a.supply_c, chw_c=chw,
-            active=act, booted=booted, util=util, inter_demand=inter, inter_served=served_all[:, : len(p.inter_idx)],
+            util_g=util_g, inter_demand=inter, inter_served=served_all[:, : len(p.inter_idx)],
             unserved_inter=np.maximum(unserved_inter, 0.0), arrivals=arrivals, served_local=served_local,
             served_edge=served_edge_b, queue=queue, release_unused=np.maximum(drain - served, 0.0) / step_h,
             capacity_shortfall=np.maximum(a.release_units_per_h - servable_b, 0.0),
@@ -446,43 +451,54 @@ def simulate(
     if forecast is not None and not forecast.index.equals(data.index):
         raise ValueError("simulate: forecast frame must have the same index as data")
 
+    fc_arrays = {c: fc[c].to_numpy(dtype=float) for c in fc.columns if pd.api.types.is_numeric_dtype(fc[c])}
     T = len(data)
     st = state or initial_state(site)
     phys = _Physics(p)
-    chunks: list[dict] = []
-    act_list: list[Actions] = []
+    full: dict[str, np.ndarray] = {}
+    acts_full: Actions | None = None
     nb = len(names.batch)
     # cumulative batch arrivals [units] per step, for the observation's pending-work view
     arr_cum = np.cumsum(dem[:, [names.classes.index(c) for c in names.batch]] * step_h, axis=0) if nb else np.zeros((T, 0))
     served_tot = np.zeros(nb)
     interval = T if policy.interval_h is None else max(1, int(round(policy.interval_h / step_h)))
-    t0 = 0
-    while t0 < T:
-        n = min(interval, T - t0)
-        idx = data.index[t0 : t0 + n]
-        a_cum_now = [arr_cum[:t0, b] for b in range(nb)]
-        obs = Observation(
-            site=site, names=names, step=t0, n_steps=n, step_h=step_h, index=idx, forecast=fc.iloc[t0:], state=st,
-            _arrivals_cum=a_cum_now, _served_total=served_tot.copy(),
-        )
-        acts = policy.decide(obs)
-        if not isinstance(acts, Actions) or acts.n_steps != n:
-            raise ActionError(f"policy {policy.name}: decide() must return Actions for {n} steps at step {t0}")
-        viol = _check_actions(p, acts, st, t0, idx)
-        out, st = phys.interval(acts, st, dem[t0 : t0 + n], temp[t0 : t0 + n], wb[t0 : t0 + n], viol)
-        served_tot = served_tot + (out["served_local"] + out["served_edge"]).sum(axis=0)
-        chunks.append(out)
-        act_list.append(acts)
-        t0 += n
-        if progress:
-            progress(t0, T)
-    res = {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]}
-    all_actions = Actions(*(np.concatenate([getattr(a, f) for a in act_list], axis=0) for f in
-                            ("supply_c", "chw_c", "active_servers", "release_units_per_h", "offload_units_per_h")))
-    return _assemble(p, data, res, gco2, edge_g, all_actions.to_frame(data.index, names), policy.name)
+    # Single-threaded BLAS: the small per-interval matrix products are slower with threads,
+    # and the simulator is meant to run one per core (sweeps parallelise across runs).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        t0 = 0
+        while t0 < T:
+            n = min(interval, T - t0)
+            idx = data.index[t0 : t0 + n]
+            a_cum_now = [arr_cum[:t0, b] for b in range(nb)]
+            obs = Observation(
+                site=site, names=names, step=t0, n_steps=n, step_h=step_h, index=idx, state=st,
+                _forecast_full=fc, _forecast_arrays_full=fc_arrays,
+                _arrivals_cum=a_cum_now, _served_total=served_tot.copy(),
+            )
+            acts = policy.decide(obs)
+            if not isinstance(acts, Actions) or acts.n_steps != n:
+                raise ActionError(f"policy {policy.name}: decide() must return Actions for {n} steps at step {t0}")
+            viol = _check_actions(p, acts, st, t0, idx)
+            out, st = phys.interval(acts, st, dem[t0 : t0 + n], temp[t0 : t0 + n], wb[t0 : t0 + n], viol)
+            served_tot = served_tot + (out["served_local"] + out["served_edge"]).sum(axis=0)
+            if not full:
+                full = {k: np.empty((T,) + np.shape(v)[1:], dtype=np.asarray(v).dtype) for k, v in out.items()}
+            for k, v in out.items():
+                full[k][t0 : t0 + n] = v
+            if acts_full is None:
+                acts_full = Actions(*(np.empty((T,) + np.shape(getattr(acts, f))[1:]) for f in _ACTION_FIELDS))
+            for f in _ACTION_FIELDS:
+                getattr(acts_full, f)[t0 : t0 + n] = getattr(acts, f)
+            t0 += n
+            if progress:
+                progress(t0, T)
+    res = full
+    return _assemble(p, data, res, gco2, edge_g, acts_full, policy.name)
 
 
-def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: pd.DataFrame, policy_name: str) -> SimResult:
+def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Actions, policy_name: str) -> SimResult:
     names = p.names
     site = p.site
     step_h = p.step_h
@@ -506,9 +522,6 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: pd
         ts[col("supply_temp_c", z)] = r["supply_act_c"][:, i]
         ts[col("inlet_temp_c", z)] = r["inlet_c"][:, i]
         ts[col("zone_it_power_kw", z)] = r["zone_it_kw"][:, i]
-    for i, q in enumerate(names.pools):
-        ts[col("active_servers", q)] = r["active"][:, i]
-        ts[col("utilisation", q)] = r["util"][:, i]
     for i, c in enumerate(names.interactive):
         ts[col("demand_units_per_h", c)] = r["inter_demand"][:, i]
         ts[col("served_units_per_h", c)] = r["inter_served"][:, i]
@@ -556,7 +569,15 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: pd
     ts["supply_below_chw_zones"] = r["supply_below_chw"].sum(axis=1)
     ts["batch_capacity_shortfall_units_per_h"] = r["capacity_shortfall"].sum(axis=1)
     ts["batch_release_unused_units_per_h"] = r["release_unused"].sum(axis=1)
-    frame = pd.DataFrame(ts, index=idx)
+    # one float block plus one integer block of active servers per pool (fast to build)
+    block = np.empty((T, len(ts)))
+    for i, v in enumerate(ts.values()):
+        block[:, i] = v
+    frame = pd.concat(
+        [pd.DataFrame(block, index=idx, columns=list(ts)),
+         pd.DataFrame(actions.active_servers.astype(np.int32), index=idx, columns=[col("active_servers", q) for q in names.pools])],
+        axis=1,
+    )
     frame.index.name = "timestamp"
 
     minutes = step_h * 60.0
@@ -607,6 +628,6 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: pd
         "network_kwh": float(net_kwh.sum()),
         "offloaded_units": float(r["served_edge"].sum()),
         "ppa_kwh": float(ppa_kwh.sum()),
-        "mean_active_server_frac": float(r["active"].sum(axis=1).mean() / p.servers.sum()),
+        "mean_active_server_frac": float(actions.active_servers.sum(axis=1).mean() / p.servers.sum()),
     }
-    return SimResult(timeseries=frame, summary=summary, actions=actions)
+    return SimResult(timeseries=frame, summary=summary, actions=actions, names=names)

@@ -65,17 +65,60 @@ HEADROOM_FRAC = 0.2  # consolidation headroom above the work served (typical N+2
 BIG = 1e18
 
 
+@dataclass(frozen=True)
+class _PoolArrays:
+    servers: np.ndarray
+    per: np.ndarray  # capacity units/h per server
+    lo: np.ndarray  # min_active_servers
+    boot_s: np.ndarray
+    cap_full: np.ndarray  # units/h with every server on
+
+
+_CACHE: dict[int, tuple] = {}
+
+
+def _cached(site: SiteConfig) -> tuple[SiteArrays, _PoolArrays]:
+    hit = _CACHE.get(id(site))
+    if hit is None or hit[0] is not site:
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        ps = site.server_pools
+        servers = np.array([p.servers for p in ps], dtype=float)
+        per = np.array([p.capacity_units_per_server for p in ps], dtype=float)
+        pa = _PoolArrays(servers, per, np.array([p.min_active_servers for p in ps], dtype=float),
+                         np.array([p.boot_time_s for p in ps], dtype=float), servers * per)
+        hit = _CACHE[id(site)] = (site, SiteArrays.from_site(site), pa)
+    return hit[1], hit[2]
+
+
 def _names(site: SiteConfig) -> SiteArrays:
-    return SiteArrays.from_site(site)
+    return _cached(site)[0]
 
 
-def _demand(site: SiteConfig, forecast: pd.DataFrame, n: int) -> np.ndarray:
-    return forecast.iloc[:n][[demand_col(c.name) for c in site.workload_classes]].to_numpy(dtype=float)
+def _pools(site: SiteConfig) -> _PoolArrays:
+    return _cached(site)[1]
+
+
+def _col(forecast, name: str, n: int) -> np.ndarray:
+    """First ``n`` values of a forecast column; ``forecast`` is a frame or a dict of arrays."""
+    if isinstance(forecast, pd.DataFrame):
+        if name not in forecast.columns:
+            raise ValueError(f"forecast frame: missing column {name!r}")
+        return forecast[name].to_numpy(dtype=float)[:n]
+    return np.asarray(forecast[name], dtype=float)[:n]
+
+
+def _len(forecast) -> int:
+    return len(forecast) if isinstance(forecast, pd.DataFrame) else len(next(iter(forecast.values())))
+
+
+def _demand(site: SiteConfig, forecast, n: int) -> np.ndarray:
+    return np.column_stack([_col(forecast, demand_col(c.name), n) for c in site.workload_classes])
 
 
 def _full_capacity(site: SiteConfig, n: int) -> np.ndarray:
-    cap = np.array([p.servers * p.capacity_units_per_server for p in site.server_pools], dtype=float)
-    return np.broadcast_to(cap, (n, len(cap))).copy()
+    cap = _pools(site).cap_full
+    return np.broadcast_to(cap, (n, len(cap)))
 
 
 def safe_supply_max_c(site: SiteConfig) -> np.ndarray:
@@ -117,7 +160,7 @@ def _run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: n
 
     Returns (release units/h per batch class, load per pool units/h of everything served).
     """
-    free = cap.copy()
+    free = np.array(cap, dtype=float)
     ci = [names.classes.index(c) for c in names.interactive]
     n = dem.shape[0]
     load = np.zeros_like(cap)
@@ -157,18 +200,16 @@ def consolidate(site: SiteConfig, load: np.ndarray, headroom: float, prev_active
     ``(N - b N') / (1 - b)`` servers, ``b`` the booting share of the step; ``prev_active``
     are the servers on before the first step.
     """
-    pools = site.server_pools
-    per = np.array([p.capacity_units_per_server for p in pools])
-    lo = np.array([p.min_active_servers for p in pools], dtype=float)
-    hi = np.array([p.servers for p in pools], dtype=float)
+    pa = _pools(site)
+    per, lo, hi = pa.per, pa.lo, pa.servers
     need = np.clip(np.ceil(load * (1.0 + headroom) / per - 1e-9), lo, hi)
-    bf = np.minimum(np.array([p.boot_time_s for p in pools], dtype=float) / (step_h * 3600.0), 0.95)
+    bf = np.minimum(pa.boot_s / (step_h * 3600.0), 0.95)
     prev = np.vstack([np.asarray(prev_active, dtype=float)[None], need[:-1]])
     cover = np.ceil((need - bf * prev) / (1.0 - bf) - 1e-9)
     return np.clip(np.maximum(need, cover), lo, hi)
 
 
-def static_actions(site: SiteConfig, forecast: pd.DataFrame, state: SimState, n: int, step_h: float) -> Actions:
+def static_actions(site: SiteConfig, forecast, state: SimState, n: int, step_h: float) -> Actions:
     """The static baseline for ``n`` steps (pure function of site, forecast frame and state)."""
     names = _names(site)
     sp = np.array([min(max(STATIC_SUPPLY_C, z.supply_setpoint_min_c), z.supply_setpoint_max_c) for z in site.zones])
@@ -178,7 +219,7 @@ def static_actions(site: SiteConfig, forecast: pd.DataFrame, state: SimState, n:
     cap = _full_capacity(site, n)
     rel, _ = _run_on_arrival(site, names, dem, cap, state.queue_units, step_h)
     return Actions(
-        supply_c=supply, chw_c=chw, active_servers=cap / np.array([p.capacity_units_per_server for p in site.server_pools]),
+        supply_c=supply, chw_c=chw, active_servers=np.broadcast_to(_pools(site).servers, (n, len(names.pools))).copy(),
         release_units_per_h=rel, offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))),
     )
 
@@ -189,20 +230,21 @@ def _best_practice_setpoints(site: SiteConfig, state: SimState, n: int, step_h: 
 
 
 def _consolidated(site, names, forecast, n, step_h, rel_fn, headroom, prev_active):
-    """Release (from ``rel_fn``) and consolidated servers for n steps."""
-    m = n
-    dem = _demand(site, forecast, m)
-    cap = _full_capacity(site, m)
-    rel = rel_fn(dem, cap)
-    load = _serve_load(names, dem, rel, cap)
+    """Release and pool loads (from ``rel_fn``) and consolidated servers for n steps."""
+    dem = _demand(site, forecast, n)
+    cap = _full_capacity(site, n)
+    rel, load = rel_fn(dem, cap)
     active = consolidate(site, load, headroom, prev_active, step_h)
     return rel[:n], active[:n]
 
 
 def best_practice_actions(
-    site: SiteConfig, forecast: pd.DataFrame, state: SimState, n: int, step_h: float, headroom: float = HEADROOM_FRAC
+    site: SiteConfig, forecast, state: SimState, n: int, step_h: float, headroom: float = HEADROOM_FRAC
 ) -> Actions:
-    """The best-practice baseline for ``n`` steps: a pure function of (site, forecast frame, state).
+    """The best-practice baseline for ``n`` steps: a pure function of (site, forecast, state).
+
+    ``forecast``: frame (or dict of column arrays) starting at the first step, with the
+    ``<class>_units_per_h`` demand columns.
 
     The optimiser uses it as its fallback plan.
     """
@@ -210,7 +252,7 @@ def best_practice_actions(
     supply, chw = _best_practice_setpoints(site, state, n, step_h)
     rel, active = _consolidated(
         site, names, forecast, n, step_h,
-        lambda dem, cap: _run_on_arrival(site, names, dem, cap, state.queue_units, step_h)[0], headroom,
+        lambda dem, cap: _run_on_arrival(site, names, dem, cap, state.queue_units, step_h), headroom,
         state.active_servers,
     )
     return Actions(supply_c=supply, chw_c=chw, active_servers=active, release_units_per_h=rel,
@@ -229,7 +271,7 @@ def _greedy_release(
     Returns release units/h (steps x batch)."""
     W = dem.shape[0]
     ii = [names.classes.index(c) for c in names.interactive]
-    free = cap.copy()
+    free = np.array(cap, dtype=float)
     for c in ii:
         _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]])
         free -= l
@@ -283,7 +325,7 @@ def _greedy_release(
 
 
 def carbon_greedy_actions(
-    site: SiteConfig, forecast: pd.DataFrame, state: SimState, n: int, step_h: float,
+    site: SiteConfig, forecast, state: SimState, n: int, step_h: float,
     pending: list[tuple[np.ndarray, np.ndarray]], step0: int = 0, headroom: float = HEADROOM_FRAC,
 ) -> Actions:
     """best_practice with batch placed by the Let's-Wait-Awhile rule (see :func:`_greedy_release`).
@@ -294,10 +336,10 @@ def carbon_greedy_actions(
     names = _names(site)
     supply, chw = _best_practice_setpoints(site, state, n, step_h)
     look = n + int(np.ceil(max(names.deadline_h, default=0.0) / step_h)) + 1
-    W = min(look, len(forecast))
+    W = min(look, _len(forecast))
     dem = _demand(site, forecast, W)
     cap = _full_capacity(site, W)
-    gco2 = forecast.iloc[:W][CARBON_GCO2_PER_KWH].to_numpy(dtype=float)
+    gco2 = _col(forecast, CARBON_GCO2_PER_KWH, W)
     block = max(1, int(round(1.0 / step_h)))
     pend = [(d - step0, u) for d, u in pending]
     rel_all = _greedy_release(site, names, dem, cap, gco2, pend, step_h, block)
@@ -314,7 +356,7 @@ class StaticPolicy:
     interval_h: float | None = 24.0
 
     def decide(self, obs: Observation) -> Actions:
-        return static_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h)
+        return static_actions(obs.site, obs.forecast_arrays, obs.state, obs.n_steps, obs.step_h)
 
 
 @dataclass
@@ -324,7 +366,7 @@ class BestPracticePolicy:
     headroom: float = HEADROOM_FRAC
 
     def decide(self, obs: Observation) -> Actions:
-        return best_practice_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h, self.headroom)
+        return best_practice_actions(obs.site, obs.forecast_arrays, obs.state, obs.n_steps, obs.step_h, self.headroom)
 
 
 @dataclass
@@ -335,7 +377,7 @@ class CarbonGreedyPolicy:
 
     def decide(self, obs: Observation) -> Actions:
         pending = [obs.pending(b) for b in range(len(obs.names.batch))]
-        return carbon_greedy_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h, pending,
+        return carbon_greedy_actions(obs.site, obs.forecast_arrays, obs.state, obs.n_steps, obs.step_h, pending,
                                      step0=obs.step, headroom=self.headroom)
 
 
@@ -367,8 +409,8 @@ class ExplorePolicy:
         chw_hi = _chw_for_supply(site, supply)
         chw_lo = np.minimum(ch.chw_setpoint_initial_c, chw_hi)
         chw = chw_lo + (chw_hi - chw_lo) * np.array([chw_off[int(b)] for b in blocks])
-        bp = best_practice_actions(site, obs.forecast, obs.state, n, step_h, headroom=0.0)
-        dem = _demand(site, obs.forecast, n)
+        bp = best_practice_actions(site, obs.forecast_arrays, obs.state, n, step_h, headroom=0.0)
+        dem = _demand(site, obs.forecast_arrays, n)
         cap = _full_capacity(site, n)
         load = _serve_load(names, dem, bp.release_units_per_h, cap)
         hk = np.array([np.inf if head[int(b)] is None else head[int(b)] for b in blocks])

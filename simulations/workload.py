@@ -10,37 +10,80 @@ processed in chunks with the queue state carried from chunk to chunk.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["allocate_to_pools", "lindley_queue", "lateness"]
 
 
-def allocate_to_pools(want, cap, eligible) -> tuple[np.ndarray, np.ndarray]:
-    """Serve each class's wanted work on its eligible pools, classes in column order.
+def pool_groups(eligible) -> tuple[np.ndarray, np.ndarray]:
+    """Group pools with the same eligibility (they always end at the same utilisation).
 
-    ``want`` (steps x classes) [units/h], ``cap`` (steps x pools) [units/h], ``eligible``
-    (classes x pools) bool. A class fills its most specialised eligible pools first (pools
-    open to the fewest classes, so general pools stay free for the others), sharing within a
-    tier in proportion to free capacity. Returns (served steps x classes, load steps x pools).
+    Returns (group index per pool, eligibility per group: classes x groups)."""
+    eligible = np.asarray(eligible, dtype=bool)
+    return _pool_groups(eligible.tobytes(), eligible.shape)
+
+
+@lru_cache(maxsize=64)
+def _pool_groups(raw: bytes, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    eligible = np.frombuffer(raw, dtype=bool).reshape(shape)
+    uniq, inv = np.unique(eligible.T, axis=0, return_inverse=True)
+    return inv.reshape(-1), uniq.T
+
+
+@lru_cache(maxsize=64)
+def _group_onehot(raw: bytes, shape: tuple) -> np.ndarray:
+    gop, elig_g = _pool_groups(raw, shape)
+    onehot = np.zeros((shape[1], elig_g.shape[1]))
+    onehot[np.arange(shape[1]), gop] = 1.0
+    return onehot
+
+
+def allocate_groups(want, cap_g, elig_g) -> tuple[np.ndarray, np.ndarray]:
+    """Serve each class's wanted work on its eligible pool groups, classes in column order.
+
+    ``want`` (steps x classes) [units/h], ``cap_g`` (steps x groups) [units/h], ``elig_g``
+    (classes x groups) bool. A class fills its most specialised eligible groups first (open
+    to the fewest classes, so general pools stay free for the others), sharing within a tier
+    in proportion to free capacity, so every pool of a group ends at the same utilisation.
+    Returns (served steps x classes, used fraction of capacity steps x groups).
     """
     want = np.asarray(want, dtype=float)
-    eligible = np.asarray(eligible, dtype=bool)
-    free = np.array(cap, dtype=float, copy=True)
+    elig_g = np.asarray(elig_g, dtype=bool)
+    cap_g = np.asarray(cap_g, dtype=float)
+    free = cap_g.copy()
     served = np.zeros_like(want)
-    spec = eligible.sum(axis=0)  # classes each pool is open to
-    for c in range(want.shape[1]):
+    for c, tiers in enumerate(_tiers(elig_g.tobytes(), elig_g.shape)):
         left = want[:, c].copy()
-        for tier in np.unique(spec[eligible[c]]):
-            el = eligible[c] & (spec == tier)
+        for el in tiers:
             f = free[:, el]
             tot = f.sum(axis=1)
             s = np.minimum(left, tot)
-            share = np.divide(s, tot, out=np.zeros_like(s), where=tot > 0)
-            free[:, el] = f - f * share[:, None]
+            keep = 1.0 - np.divide(s, tot, out=np.zeros_like(s), where=tot > 0)
+            free[:, el] = f * keep[:, None]
             left -= s
             served[:, c] += s
-    load = np.asarray(cap, dtype=float) - free
-    return served, np.maximum(load, 0.0)
+    used = 1.0 - np.divide(free, cap_g, out=np.ones_like(free), where=cap_g > 0)
+    return served, np.clip(used, 0.0, 1.0)
+
+
+@lru_cache(maxsize=64)
+def _tiers(raw: bytes, shape: tuple) -> list[list[np.ndarray]]:
+    """Per class, its eligible groups as index arrays, most specialised tier first."""
+    elig_g = np.frombuffer(raw, dtype=bool).reshape(shape)
+    spec = elig_g.sum(axis=0)
+    return [[np.flatnonzero(elig_g[c] & (spec == t)) for t in np.unique(spec[elig_g[c]])] for c in range(shape[0])]
+
+
+def allocate_to_pools(want, cap, eligible) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`allocate_groups` on pools: returns (served steps x classes, load steps x pools [units/h])."""
+    cap = np.asarray(cap, dtype=float)
+    eligible = np.asarray(eligible, dtype=bool)
+    key = (eligible.tobytes(), eligible.shape)
+    gop, elig_g = _pool_groups(*key)
+    served, used = allocate_groups(want, cap @ _group_onehot(*key), elig_g)
+    return served, cap * used[:, gop]
 
 
 def lindley_queue(q0, arrivals, drain) -> tuple[np.ndarray, np.ndarray]:
