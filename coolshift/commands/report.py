@@ -22,8 +22,10 @@ def _site(path):
     return load_site(path)
 
 
-def _load(path, site, carbon, carbon_format, start, end, carbon_required: bool = True):
-    """Read a run, trim it, give it grid factors (optional for an M&V pre-period) and PPA supply."""
+def _load(path, site, carbon, carbon_format, start, end, carbon_required: bool = True, with_carbon: bool = True):
+    """Read a run, trim it, give it grid factors (``with_carbon``; optional when not ``carbon_required``) and PPA supply.
+
+    An M&V pre-period needs no grid factors (only its energy is modelled)."""
     from coolshift.io.checks import DataError
     from coolshift.reports.inputs import attach_carbon, attach_ppa, read_run, trim
 
@@ -32,7 +34,10 @@ def _load(path, site, carbon, carbon_format, start, end, carbon_required: bool =
     if start or end:
         run = trim(run, start, end)
     try:
-        run = attach_carbon(run, site, carbon, carbon_format)
+        if not with_carbon:
+            run.carbon_source = "not used"
+        else:
+            run = attach_carbon(run, site, carbon, carbon_format)
     except DataError as exc:
         if carbon_required or "no grid intensity" not in str(exc):
             raise
@@ -99,7 +104,7 @@ def register(app: typer.Typer) -> None:
                 prog.update(task, description="fitting the M&V baseline")
                 from coolshift.reports.mv import verify_savings
 
-                p, _ = _load(pre, cfg, carbon, carbon_format, None, None, carbon_required=False)
+                p, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
                 try:
                     mv_result = verify_savings(p.frame, post.frame, freq=mv_interval)
                 except ValueError as exc:
@@ -164,7 +169,7 @@ def register(app: typer.Typer) -> None:
         if interval not in ("h", "D"):
             raise typer.BadParameter("interval must be h or D", param_hint="--interval")
         cfg = _site(site)
-        a, _ = _load(pre, cfg, carbon, carbon_format, None, None, carbon_required=False)
+        a, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
         b, _ = _load(post, cfg, carbon, carbon_format, None, None, carbon_required=False)
         for path, run in ((pre, a), (post, b)):
             for c in (load_column, "outside_temp_c"):
