@@ -48,6 +48,9 @@ __all__ = [
     "schedule_jobs",
     "greedy_schedule",
     "independent_schedule",
+    "solve_runs",
+    "greedy_runs",
+    "make_schedule",
 ]
 
 REQUIRED_COLUMNS = ("job_id", "release", "deadline", "duration_h", "power_kw")
@@ -288,16 +291,18 @@ def prepare(jobs: pd.DataFrame, intensity: pd.Series | pd.DataFrame, slot: str =
     flags = jobs["interruptible"].fillna(default).to_numpy(bool)
     bad: list[tuple[int, str]] = []
     lo, hi = slots[0], ends[-1]
-    for i in range(len(jobs)):
+    outside = (_ns(jobs["release"]) < lo.value) | (_ns(jobs["deadline"]) > hi.value)
+    short = ~outside & (stop - first < need)
+    no_base = ~outside & ~short & ((base < first) | (base + need > stop))
+    for i in np.flatnonzero(outside):
         r, d = jobs["release"].iat[i], jobs["deadline"].iat[i]
-        if r < lo or d > hi:
-            bad.append((i, f"window {r.isoformat()} .. {d.isoformat()} is outside the intensity "
-                           f"data ({lo.isoformat()} .. {hi.isoformat()})"))
-        elif stop[i] - first[i] < need[i]:
-            bad.append((i, f"window holds {max(stop[i] - first[i], 0)} whole {slot} slot(s) "
-                           f"after aligning to slot boundaries; the job needs {need[i]}"))
-        elif base[i] < first[i] or base[i] + need[i] > stop[i]:
-            bad.append((i, "baseline start does not fit the window after aligning to slots"))
+        bad.append((i, f"window {r.isoformat()} .. {d.isoformat()} is outside the intensity "
+                       f"data ({lo.isoformat()} .. {hi.isoformat()})"))
+    for i in np.flatnonzero(short):
+        bad.append((i, f"window holds {max(stop[i] - first[i], 0)} whole {slot} slot(s) "
+                       f"after aligning to slot boundaries; the job needs {need[i]}"))
+    for i in np.flatnonzero(no_base):
+        bad.append((i, "baseline start does not fit the window after aligning to slots"))
     if bad:
         raise JobsError(_format_bad("jobs", bad, jobs["job_id"].astype(str)))
     return ShiftProblem(slots=slots, slot_h=float(slot_h), actual=per_slot.to_numpy(float),
@@ -318,8 +323,9 @@ def _ns(times: pd.Series) -> np.ndarray:
 class Schedule:
     """Where each job runs, and what it emits on the actual intensity.
 
-    ``table``: one row per job: ``job_id, release, deadline, start, end, slots_used,
-    energy_kwh, kgco2_shifted, kgco2_unshifted, late``. ``runs``: one row per (job, slot)
+    ``table``: one row per job: ``job_id, release, deadline, start, end, interruptible,
+    slots_used, run_h, energy_kwh, kgco2_shifted, kgco2_unshifted, late, slots`` (the
+    starts of the slots used, ``;``-separated). ``runs``: one row per (job, slot)
     with the hours run, ``job_id, slot_start, run_h``.
     """
 
@@ -391,7 +397,8 @@ def make_schedule(prob: ShiftProblem, job: np.ndarray, slot: np.ndarray, hours: 
     jobs = prob.jobs
     deadline_ns = _ns(jobs["deadline"])
     late = unplaced | (end_ns > deadline_ns) | (np.abs(run_h - prob.duration_h) > 1e-6)
-    slots_list = pd.Series(slot).groupby(job).agg(lambda s: ";".join(map(str, s)))
+    stamps = pd.Series(prob.slots[slot].strftime("%Y-%m-%dT%H:%MZ"))
+    slots_list = stamps.groupby(job).agg(";".join)
     table = pd.DataFrame({
         "job_id": jobs["job_id"].to_numpy(),
         "release": jobs["release"].to_numpy(),
@@ -405,7 +412,7 @@ def make_schedule(prob: ShiftProblem, job: np.ndarray, slot: np.ndarray, hours: 
         "kgco2_shifted": _kg(prob, job, slot, hours, prob.actual),
         "kgco2_unshifted": _kg(prob, bj, bs, bh, prob.actual),
         "late": late,
-        "slot_index": slots_list.reindex(np.arange(prob.n_jobs)).fillna("").to_numpy(),
+        "slots": slots_list.reindex(np.arange(prob.n_jobs)).fillna("").to_numpy(),
     })
     runs = pd.DataFrame({"job_id": jobs["job_id"].to_numpy()[job],
                          "slot_start": prob.slots[slot], "run_h": hours})
@@ -519,14 +526,13 @@ def capacity_array(prob: ShiftProblem, capacity_kw: float | np.ndarray) -> np.nd
     return cap
 
 
-def greedy_schedule(prob: ShiftProblem, capacity_kw: float | np.ndarray,
-                    decision: np.ndarray | None = None) -> Schedule:
+def greedy_runs(prob: ShiftProblem, capacity_kw: float | np.ndarray,
+                decision: np.ndarray | None = None):
     """One job at a time, in release order (ties: input order), each taking its own
     cleanest feasible block or slots given the capacity the earlier jobs left: what
-    answering a per-job "best window" query as jobs arrive gives. A job that finds no
-    room is left unplaced (charged at its baseline, counted late)."""
+    answering a per-job "best window" query as jobs arrive gives. Returns
+    ``(job, slot, hours, unplaced)``; a job that finds no room is left unplaced."""
     decision = prob.actual if decision is None else decision
-    t0 = time.perf_counter()
     left = capacity_array(prob, capacity_kw)
     order = np.lexsort((np.arange(prob.n_jobs), prob.first))
     unplaced = np.zeros(prob.n_jobs, bool)
@@ -540,57 +546,65 @@ def greedy_schedule(prob: ShiftProblem, capacity_kw: float | np.ndarray,
             room = np.clip(left[win] / p, 0.0, 1.0) if p > 0 else np.ones(len(win))
             pref = np.argsort(decision[win], kind="stable")
             need = prob.duration_h[j] / prob.slot_h
-            frac = np.minimum(room[pref], np.maximum(need - (np.cumsum(room[pref]) - room[pref]), 0))
+            before = np.cumsum(room[pref]) - room[pref]
+            frac = np.minimum(room[pref], np.maximum(need - before, 0.0))
             if frac.sum() < need - 1e-7:
                 unplaced[j] = True
                 continue
-            sl = win[pref][frac > tol]
-            fr = frac[frac > tol]
+            sl, fr = win[pref][frac > tol], frac[frac > tol]
             left[sl] -= p * fr
-            js.append(np.full(len(sl), j)); ss.append(sl); hs.append(fr * prob.slot_h)
+            js.append(np.full(len(sl), j))
+            ss.append(sl)
+            hs.append(fr * prob.slot_h)
         else:
             starts, cost = block_costs(prob, np.array([j]), decision)
             starts, cost = starts[0], cost[0]
             n = prob.n_slots[j]
-            windows = np.lib.stride_tricks.sliding_window_view(left[a:b], n).min(axis=1)
-            cost = np.where(windows[: len(cost)] >= p - tol, cost, np.inf)
+            room = np.lib.stride_tricks.sliding_window_view(left[a:b], n).min(axis=1)
+            cost = np.where(room[: len(cost)] >= p - tol, cost, np.inf)
             if not np.isfinite(cost).any():
                 unplaced[j] = True
                 continue
             s = starts[np.argmin(cost)]
             left[s:s + n] -= p
             bj, bs, bh = _block_runs(prob, np.array([j]), np.array([s]))
-            js.append(bj); ss.append(bs); hs.append(bh)
-    dt = time.perf_counter() - t0
-    cat = (lambda xs, dt_: np.concatenate(xs) if xs else np.array([], dt_))
-    return make_schedule(prob, cat(js, np.int64), cat(ss, np.int64), cat(hs, float),
-                         "greedy", dt, {"unplaced_jobs": int(unplaced.sum())}, unplaced)
+            js.append(bj)
+            ss.append(bs)
+            hs.append(bh)
+
+    def cat(xs, dtype):
+        return np.concatenate(xs) if xs else np.array([], dtype)
+
+    return cat(js, np.int64), cat(ss, np.int64), cat(hs, float), unplaced
+
+
+def greedy_schedule(prob: ShiftProblem, capacity_kw: float | np.ndarray,
+                    decision: np.ndarray | None = None) -> Schedule:
+    """:func:`greedy_runs` as a :class:`Schedule` (unplaced jobs charged at their
+    baseline and counted late)."""
+    t0 = time.perf_counter()
+    job, slot, hours, unplaced = greedy_runs(prob, capacity_kw, decision)
+    return make_schedule(prob, job, slot, hours, "greedy", time.perf_counter() - t0,
+                         {"unplaced_jobs": int(unplaced.sum())}, unplaced)
 
 
 # ------------------------------------------------------------------------- entry point
-def schedule_jobs(jobs: pd.DataFrame | ShiftProblem, intensity: pd.Series | pd.DataFrame | None
-                  = None, slot: str = "30min", interruptible: bool | None = None,
-                  capacity_kw: float | np.ndarray | None = None,
-                  decision: np.ndarray | None = None, mip_rel_gap: float = 1e-4,
-                  time_limit_s: float | None = None) -> Schedule:
-    """Schedule a batch of jobs to emit least; emissions counted on actual intensity.
+def solve_runs(prob: ShiftProblem, decision: np.ndarray | None = None,
+               capacity_kw: float | np.ndarray | None = None, mip_rel_gap: float = 1e-4,
+               time_limit_s: float | None = None):
+    """The optimal runs ``(job, slot, hours, method, info)`` on ``decision`` intensity.
 
-    ``decision`` is the intensity per slot the choice is made on (a forecast);
-    default the actuals (``perfect``). Without ``capacity_kw`` the exact per-job optimum
-    is computed vectorised. With it, the independent optimum is tried first (if it fits
-    the capacity it is optimal); otherwise the Pyomo MILP/LP of
-    :mod:`coolshift.optimizer.shift_model` is solved with HiGHS.
+    Without ``capacity_kw`` the exact per-job optimum, vectorised. With it, the
+    independent optimum is tried first (if it fits the capacity it is optimal);
+    otherwise the Pyomo MILP/LP of :mod:`coolshift.optimizer.shift_model` with HiGHS.
     """
-    prob = jobs if isinstance(jobs, ShiftProblem) else prepare(jobs, intensity, slot,
-                                                                 interruptible)
     decision = prob.actual if decision is None else np.asarray(decision, float)
     if decision.shape != prob.actual.shape:
         raise JobsError(f"decision intensity has {decision.shape[0]} slots, expected "
                         f"{prob.actual.shape[0]}")
-    t0 = time.perf_counter()
     runs = independent_runs(prob, decision)
     if capacity_kw is None:
-        return make_schedule(prob, *runs, "independent-exact", time.perf_counter() - t0)
+        return (*runs, "independent-exact", {})
     cap = capacity_array(prob, capacity_kw)
     too_big = np.flatnonzero(prob.power_kw > cap.max() + 1e-9)
     if len(too_big):
@@ -598,11 +612,30 @@ def schedule_jobs(jobs: pd.DataFrame | ShiftProblem, intensity: pd.Series | pd.D
         raise JobsError(f"jobs: job_id {prob.jobs['job_id'].iat[i]!r} draws "
                         f"{prob.power_kw[i]} kW, more than the capacity {cap.max()} kW")
     if np.all(slot_load_kw(prob, *runs) <= cap + 1e-9):
-        return make_schedule(prob, *runs, "independent-exact (capacity not binding)",
-                             time.perf_counter() - t0)
+        return (*runs, "independent-exact (capacity not binding)", {})
     from coolshift.optimizer.shift_model import solve_capacity
 
-    job, slot_, hours, info = solve_capacity(prob, decision, cap, mip_rel_gap=mip_rel_gap,
-                                             time_limit_s=time_limit_s)
-    return make_schedule(prob, job, slot_, hours, info.pop("method"),
-                         time.perf_counter() - t0, info)
+    job, slot, hours, info = solve_capacity(prob, decision, cap, mip_rel_gap=mip_rel_gap,
+                                            time_limit_s=time_limit_s)
+    return job, slot, hours, info.pop("method"), info
+
+
+def schedule_jobs(jobs: pd.DataFrame | ShiftProblem, intensity: pd.Series | pd.DataFrame | None
+                  = None, slot: str = "30min", interruptible: bool | None = None,
+                  capacity_kw: float | np.ndarray | None = None,
+                  decision: np.ndarray | None = None, mip_rel_gap: float = 1e-4,
+                  time_limit_s: float | None = None) -> Schedule:
+    """Schedule a batch of jobs to emit least; emissions counted on actual intensity.
+
+    ``jobs`` is a job table (validated here) or a prepared :class:`ShiftProblem`;
+    ``intensity`` a series or frame with ``gco2_per_kwh`` on a UTC index, resampled to
+    ``slot``; ``interruptible`` the default for jobs without their own flag;
+    ``decision`` the intensity per slot the choice is made on (a forecast; default the
+    actuals, i.e. perfect foresight). See :func:`solve_runs`.
+    """
+    prob = jobs if isinstance(jobs, ShiftProblem) else prepare(jobs, intensity, slot,
+                                                                 interruptible)
+    t0 = time.perf_counter()
+    job, slot_, hours, method, info = solve_runs(prob, decision, capacity_kw, mip_rel_gap,
+                                                 time_limit_s)
+    return make_schedule(prob, job, slot_, hours, method, time.perf_counter() - t0, info)
