@@ -31,6 +31,7 @@ __all__ = [
     "Electrical",
     "EdgeSite",
     "Renewables",
+    "Reporting",
     "Planning",
     "SiteConfig",
     "load_site",
@@ -238,6 +239,14 @@ class Renewables(_Strict):
     )
 
 
+class Reporting(_Strict):
+    """What the operator states in carbon reports (``coolshift report``), not computed by Coolshift."""
+
+    # PAS 2060:2014 / ISO 14068-1:2023: the standard of the retired offset credits
+    # (e.g. "VCS", "Gold Standard"); reports print "not stated" when empty.
+    offset_standard: str | None = None
+
+
 class Planning(_Strict):
     step_minutes: int = Field(15, description="planning step")
     horizon_h: int = Field(24, ge=1)
@@ -269,6 +278,7 @@ class SiteConfig(_Strict):
     electrical: Electrical
     edge_sites: list[EdgeSite] = []
     renewables: Renewables | None = None
+    reporting: Reporting = Reporting()
     # Where the config was read from; relative data paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

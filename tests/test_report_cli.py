@@ -177,3 +177,21 @@ def test_verify_strict_fails_without_a_saving(tmp_path):
                               "--strict", "--out", str(tmp_path / "v")])
     assert res.exit_code == 1
     assert json.loads((tmp_path / "v" / "verification.json").read_text())["avoided_kgco2"] is None  # no grid data given
+
+
+def test_offset_standard_from_the_site_config(runs, tmp_path):
+    import yaml
+
+    d, _, _, _ = runs
+    raw = yaml.safe_load(SMALL_SITE.read_text())
+    for key in ("carbon", "weather", "workload"):
+        raw[key]["path"] = str((SMALL_SITE.parent / raw[key]["path"]).resolve())
+    raw["reporting"] = {"offset_standard": "VCS (Verra)"}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "rep"
+    res = runner.invoke(app, ["report", str(d / "post"), "--site", str(tmp_path / "site.yaml"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "carbon_report.json").read_text())["neutrality"]["offset_standard"] == "VCS (Verra)"
+    res = runner.invoke(app, ["report", str(d / "post"), "--site", str(tmp_path / "site.yaml"), "--offset-standard", "Gold Standard",
+                              "--out", str(out)])
+    assert json.loads((out / "carbon_report.json").read_text())["neutrality"]["offset_standard"] == "Gold Standard"
