@@ -66,6 +66,7 @@ class ProblemData:
     backlog0: np.ndarray  # (K,) units
     backlog0_due_step: np.ndarray  # (K,) int
     data_gb_per_unit: np.ndarray
+    offloadable: np.ndarray  # (K,) bool: the class may run at an edge site at all
     # edges
     offload_ok: np.ndarray  # (E, K) bool
     edge_capacity: np.ndarray
@@ -271,6 +272,7 @@ def prepare(
         backlog0=backlog0,
         backlog0_due_step=due,
         data_gb_per_unit=np.array([c_.data_gb_per_unit for c_ in classes], float),
+        offloadable=np.array([c_.offloadable for c_ in classes], dtype=bool),
         offload_ok=offload_ok,
         edge_capacity=np.array([e.capacity_units_per_h for e in edges], float),
         edge_kwh_per_unit=np.array([e.kw_per_unit_per_h * e.pue for e in edges], float),

@@ -62,11 +62,11 @@ class Plan:
 
     @property
     def work(self) -> pd.DataFrame:
-        return self.columns("served_")
+        return self.columns("served_units_per_h__")
 
     @property
     def offload(self) -> pd.DataFrame:
-        return self.columns("offload_")
+        return self.columns("offload_units_per_h__")
 
     @property
     def power(self) -> pd.DataFrame:
@@ -110,21 +110,25 @@ def evaluate_actions(d: ProblemData, a: Actions) -> pd.DataFrame:
     for p, pname in enumerate(d.pools):
         for k, cname in enumerate(d.classes):
             if d.serves[p, k]:
-                cols[f"served_{cname}_units_per_h__{pname}"] = a.work[:, p, k]
+                cols[f"served_units_per_h__{pname}__{cname}"] = a.work[:, p, k]
+    for k, cname in enumerate(d.classes):
+        if d.batch[k]:  # what the simulator's plan-following policy releases from the queue
+            cols[f"release_units_per_h__{cname}"] = a.work[:, :, k].sum(axis=1)
     edge_kg = np.zeros(d.n)
     edge_kwh = np.zeros(d.n)
     for e, ename in enumerate(d.edges):
         for k, cname in enumerate(d.classes):
-            if d.offload_ok[e, k]:
-                o = a.off[:, e, k]
-                cols[f"offload_{cname}_units_per_h__{ename}"] = o
-                kwh = dt * o * d.edge_kwh_per_unit[e]
-                net = dt * o * d.data_gb_per_unit[k] * d.network_kwh_per_gb[e]
-                edge_kwh += kwh + net
-                edge_kg += (kwh * d.edge_gco2[:, e] + net * d.gco2) / 1000.0
+            if not d.offloadable[k]:
+                continue
+            o = a.off[:, e, k]  # zero where the edge is beyond the class's latency limit
+            cols[f"offload_units_per_h__{ename}__{cname}"] = o
+            kwh = dt * o * d.edge_kwh_per_unit[e]
+            net = dt * o * d.data_gb_per_unit[k] * d.network_kwh_per_gb[e]
+            edge_kwh += kwh + net
+            edge_kg += (kwh * d.edge_gco2[:, e] + net * d.gco2) / 1000.0
     for k, cname in enumerate(d.classes):
         if d.batch[k]:
-            cols[f"backlog_{cname}_units"] = a.backlog[:, k]
+            cols[f"backlog_units__{cname}"] = a.backlog[:, k]
     for z, name in enumerate(d.zones):
         cols[f"zone_it_power_kw__{name}"] = zit[:, z]
         cols[f"inlet_temp_c__{name}"] = inlet[:, z]

@@ -56,6 +56,11 @@ def synthetic_site(
                 "classes": ["web", "batch"] if p % 2 == 0 else ["batch", "analytics"],
             }
         )
+    # size each zone for its pools: design IT load = the pools' peak power + 10 %
+    for z in zl:
+        peak_kw = sum(p["servers"] * p["peak_w"] for p in pl if p["zone"] == z["name"]) / 1000.0
+        z["design_it_load_kw"] = max(1.1 * peak_kw, 1.0)
+        z["racks"] = max(1, int(round(z["design_it_load_kw"] / 8.0)))
     el = [
         {
             "name": f"edge{e}",

@@ -74,7 +74,7 @@ def test_plan_objective_equals_its_evaluated_carbon(small):
     floors = np.array([p.min_active_servers for p in site.server_pools])
     assert (plan.active_servers.to_numpy() >= floors - 1e-6).all()
     # work served + offloaded meets interactive demand in every step
-    web = plan.frame.filter(regex=r"^(served|offload)_web_").sum(axis=1)
+    web = plan.frame.filter(regex=r"^(served|offload)_units_per_h__.*__web$").sum(axis=1)
     np.testing.assert_allclose(web, fc["web_units_per_h"], rtol=1e-7)
 
 
