@@ -186,3 +186,22 @@ def test_audit_log_is_append_only_and_durable(tmp_path):
     df = read_audit(path)
     assert df.result.tolist() == ["intent", "ok"] and df.new_value.tolist() == [11.0, 11.0]
     assert set(df.run_id) == {"r1"}
+
+
+def test_reads_a_plan_written_the_way_the_optimiser_writes_it(tmp_path):
+    """coolshift plan writes plan.csv with write_frame_atomic (index 'timestamp', +0000 offsets)
+    plus columns the BMS does not carry (active servers, ...), and in_envelope as True/False."""
+    from coolshift.io.atomic import write_frame_atomic, write_json_atomic
+
+    idx = pd.date_range("2026-11-23T00:00:00Z", periods=3, freq="15min", name="timestamp")
+    frame = pd.DataFrame({"supply_setpoint_c__hall_a": [18.0, 18.5, 19.0], "chw_setpoint_c": [10.0, 10.5, 11.0],
+                          "active_servers__a_web": [240, 300, 310], "in_envelope": [True, True, False]}, index=idx)
+    write_frame_atomic(tmp_path / "plan.csv", frame)
+    write_json_atomic(tmp_path / "summary.json", {"run_id": "plan-x", "created_at": pd.Timestamp.now(tz="UTC"),
+                                                  "site": "sanjose_colo_2mw", "step_minutes": 15})
+    assert "+0000" in (tmp_path / "plan.csv").read_text().splitlines()[1]
+    p = read_plan(tmp_path)
+    assert p.setpoint_columns == ["supply_setpoint_c__hall_a", "chw_setpoint_c"]
+    assert p.frame.index.equals(idx.rename("timestamp"))
+    assert p.frame.loc[idx[1], "chw_setpoint_c"] == 10.5
+    assert p.frame["in_envelope"].tolist() == [True, True, False]

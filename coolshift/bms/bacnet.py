@@ -101,8 +101,8 @@ class BacnetAdapter:
         rd = await self._read(point, "relinquish-default")
         mine = occupied.get(point.bacnet.priority)
         higher = {p: v for p, v in occupied.items() if p < point.bacnet.priority}
-        parts = [f"slot {p}={v:g}" for p, v in sorted(occupied.items())] or ["no slot set"]
-        parts.append(f"relinquish-default={float(rd):g}")
+        parts = [f"p{p}={v:g}" for p, v in sorted(occupied.items())] or ["no priority set"]
+        parts.append(f"default {float(rd):g}")
         if higher:
             parts.append(f"overridden at priority {min(higher)}")
         return PointState(value=value, commanded=mine, detail=", ".join(parts),
@@ -136,4 +136,4 @@ class BacnetAdapter:
         return float32(value)
 
     def priority(self, point: Point) -> int | None:
-        return point.bacnet.priority if point.bacnet else None
+        return point.bacnet.priority if point.bacnet and point.writable else None

@@ -58,9 +58,14 @@ def _load(bms: Path, audit: Path | None):
     return pm, site, log
 
 
+_ABBR = {"analog-value": "AV", "analog-output": "AO", "analog-input": "AI"}
+
+
 def _address(pm, p) -> str:
+    """Short device address: 'AV1@10' (object, priority), 'hr0 int16' (register, type)."""
     if pm.protocol == "bacnet":
-        return f"{p.bacnet.object} @{p.bacnet.priority}" if p.writable else p.bacnet.object
+        a = f"{_ABBR[p.bacnet.object_type]}{p.bacnet.instance}"
+        return f"{a}@{p.bacnet.priority}" if p.writable else a
     mp = p.modbus
     return f"{'hr' if mp.table == 'holding' else 'ir'}{mp.address} {mp.datatype}"
 
@@ -75,14 +80,14 @@ def _print_diff(pm, out) -> None:
     d = out.diff
     title = f"plan {d.run_id}, step {d.step.isoformat() if d.step is not None else '(none)'}"
     t = Table(title=title, title_justify="left")
-    for c in ("point", "variable", "address", "now", "ours", "target", "change", "action"):
+    for c in ("point", "address", "now", "ours", "target", "change", "action"):
         t.add_column(c, justify="right" if c in ("now", "ours", "target", "change") else "left")
     for pd_ in d.points:
         st = pd_.state
         change = "-" if st is None or pd_.target is None else f"{pd_.target - st.value:+.2f}"
         action = pd_.action
         style = {"write": "bold", "refused": "red", "unchanged": "dim"}.get(action, "")
-        t.add_row(pd_.point.name, pd_.point.variable, _address(pm, pd_.point),
+        t.add_row(pd_.point.name, _address(pm, pd_.point),
                   _fmt(None if st is None else st.value), _fmt(None if st is None else st.commanded),
                   _fmt(pd_.target), change, f"[{style}]{action}[/]" if style else action)
     console.print(t)
@@ -98,9 +103,13 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
     with log:
         out = asyncio.run(push(pm, site, p, log, apply=apply))
     _print_diff(pm, out)
-    for m in out.messages:
-        (console if out.ok else err_console).print(("" if out.ok else "[red]refused:[/] " if out.status == "refused" else "[red]") + m,
-                                                   markup=True, highlight=False)
+    from rich.markup import escape
+
+    prefix = {"dry_run": "[red]would refuse:[/] ", "refused": "[red]refused:[/] ",
+              "rolled_back": "[red]", "rollback_failed": "[bold red]"}.get(out.status)
+    if prefix is not None:
+        for m in out.messages:
+            (console if out.ok else err_console).print(prefix + escape(m), markup=True, highlight=False)
     if out.status == "dry_run":
         n = len(out.diff.to_write)
         if out.diff.refused:
@@ -111,8 +120,9 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
         raise typer.Exit(EXIT_REFUSED)
     elif not out.ok:
         raise typer.Exit(EXIT_FAILURE)
-    else:
-        console.print(f"{out.status}: {', '.join(out.written) or 'no writes'} (each read back and verified); audit: {log.path}")
+    elif out.status == "applied":
+        console.print(f"applied: {', '.join(out.written)} (each read back and verified); audit: {log.path}",
+                      markup=False, highlight=False)
 
 
 def release_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
@@ -222,10 +232,10 @@ def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
         log.new_push()
         rows = asyncio.run(read_all())
     t = Table(title=f"{pm.name}", title_justify="left")
-    for c in ("point", "variable", "address", "value", "unit", "ours", "state"):
+    for c in ("point", "address", "value", "unit", "ours", "state"):
         t.add_column(c, justify="right" if c in ("value", "ours") else "left")
     for p, st, err in rows:
-        t.add_row(p.name, p.variable, _address(pm, p), _fmt(st.value if st else None), p.unit,
+        t.add_row(p.name, _address(pm, p), _fmt(st.value if st else None), p.unit,
                   _fmt(st.commanded if st else None), st.detail if st else f"[red]{err}[/]")
     console.print(t)
     if any(err for _, _, err in rows):
@@ -246,16 +256,16 @@ def bms_audit_cmd(bms: BmsOpt, audit: AuditOpt = None,
         raise PointMapError(f"{path}: no audit log yet")
     df = read_audit(path).tail(tail)
     t = Table(title=str(path), title_justify="left")
-    for c in ("id", "time_utc", "action", "point", "old_value", "new_value", "priority", "result", "detail"):
-        t.add_column(c)
+    for c in ("id", "time", "action", "point", "old", "new", "prio", "result", "detail"):
+        t.add_column(c, no_wrap=c != "detail")
     def s(v) -> str:
         return "" if v is None or v != v else str(v)
 
     for r in df.itertuples():
-        t.add_row(str(r.id), r.time_utc[11:23], r.action, s(r.point),
+        t.add_row(str(r.id), r.time_utc[11:19], r.action, s(r.point),
                   _fmt(None if r.old_value != r.old_value else r.old_value),
                   _fmt(None if r.new_value != r.new_value else r.new_value),
-                  s(r.priority if r.priority != r.priority else int(r.priority)), r.result, s(r.detail)[:60])
+                  s(r.priority if r.priority != r.priority else int(r.priority)), r.result, s(r.detail)[:48])
     console.print(t)
 
 
