@@ -162,6 +162,11 @@ def make_figures(post: pd.DataFrame, figs: dict, baseline: pd.DataFrame | None =
     a2.set_xlabel("hour of day (UTC)")
     a3 = a2.twinx()
     a3.plot(hod["facility_kwh"].sum() / hod["step_h"].sum(), "C0", label="facility power")
+    if baseline is not None:
+        bst = C.account_steps(baseline)
+        bh = bst.groupby(bst.index.hour)
+        a3.plot(bh["facility_kwh"].sum() / bh["step_h"].sum(), "C0--", label="baseline facility power")
+        a3.legend(loc="lower right", fontsize=8)
     a3.set_ylabel("kW", color="C0")
     a2.set_title("Mean daily profile: intensity and load")
     out["emissions"] = (fig, "Location- and market-based tCO2 by month; mean daily profile of grid intensity and facility power (timing).")
