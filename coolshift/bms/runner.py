@@ -43,9 +43,13 @@ async def run_plan(
     audit: AuditLog,
     apply: bool = True,
     log: Callable[[str], None] = print,
-    poll_s: float = 1.0,
+    max_sleep_s: float = 60.0,
 ) -> RunResult:
-    """Run until the plan ends or a signal arrives; always relinquish when we wrote."""
+    """Run until the plan ends or a signal arrives; always relinquish when we wrote.
+
+    Sleeps until the next step starts (at most ``max_sleep_s``, so a replaced plan
+    folder is noticed), pushing each step once, in full or not at all.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     stop_reason: list[str] = []
@@ -93,7 +97,7 @@ async def run_plan(
                         result.exit_code, result.reason = 1, "; ".join(out.messages)
                         break
                 nxt = plan.frame.index[plan.frame.index.searchsorted(now, side="right")] if now < plan.frame.index[-1] else end
-                wait_s = max(0.05, min((nxt - utcnow()).total_seconds(), poll_s * 60))
+                wait_s = max(0.05, min((nxt - utcnow()).total_seconds(), max_sleep_s))
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=wait_s)
                 except (asyncio.TimeoutError, TimeoutError):

@@ -243,7 +243,9 @@ def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
 
 
 def bms_audit_cmd(bms: BmsOpt, audit: AuditOpt = None,
-                  tail: Annotated[int, typer.Option(help="last N records")] = 20) -> None:
+                  tail: Annotated[int, typer.Option(help="last N records")] = 20,
+                  action: Annotated[Optional[str], typer.Option(help="only this action: read, write, verify, "
+                                                                     "restore, relinquish, refuse, push, run")] = None) -> None:
     """Print the last records of the BMS audit log."""
     from rich.table import Table
 
@@ -254,7 +256,10 @@ def bms_audit_cmd(bms: BmsOpt, audit: AuditOpt = None,
     path = audit if audit is not None else pm.resolve(pm.audit_db)
     if not Path(path).is_file():
         raise PointMapError(f"{path}: no audit log yet")
-    df = read_audit(path).tail(tail)
+    df = read_audit(path)
+    if action is not None:
+        df = df[df.action == action]
+    df = df.tail(tail)
     t = Table(title=str(path), title_justify="left")
     for c in ("id", "time", "action", "point", "old", "new", "prio", "result", "detail"):
         t.add_column(c, no_wrap=c != "detail")
