@@ -13,6 +13,7 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 - ``inlet_limit``: inlet_min <= inlet_const + inlet_per_supply*sp + inlet_per_it*zone_it <= inlet_max
 - ``fan_power``: fan[t,z] >= it_fan_kw_per_c * (inlet[t,z] - threshold)
 - ``facility_power``: facility = const + facility_per_it*(IT + fans) + cooling(IT, sp, chw)
+- ``cooling_floor``: cooling(IT, sp, chw) >= 0
 - ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0)
 - ``setpoint_move_*``/``chw_move_*``: move magnitudes for the move penalty
 - ``edge_capacity``: sum_k off[t,e,k] <= edge capacity
@@ -188,6 +189,17 @@ def facility_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     )
 
 
+def cooling_floor(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Predicted cooling power >= 0: a linear model must not be steered to a corner where it
+    predicts negative power (physically impossible, and an artefact the LP would exploit)."""
+    lp.add_cons(
+        "cooling_floor",
+        {"step": d.index},
+        [(d.cool_it[:, d.pool_zone], v.pit), (d.cool_sp, v.sp), (d.cool_chw, v.chw)],
+        lb=-d.cool_const,
+    )
+
+
 def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     lb = np.broadcast_to(-d.sp_step, (d.n, len(d.zones))).copy()
     ub = -lb
@@ -237,6 +249,7 @@ FAMILIES = (
     inlet_limit,
     fan_power,
     facility_power,
+    cooling_floor,
     setpoint_ramp,
     setpoint_moves,
     edge_capacity,

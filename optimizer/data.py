@@ -36,6 +36,10 @@ class PlanOptions:
     threads: int | None = None
     deadline_prices: bool = True  # value an hour of each batch deadline by a warm re-solve
     warm_bound_share: float = 0.01  # re-solve warm only if at most this share of bounds moved
+    # Ranges of the decisions the learned model was trained on ({column: (lo, hi)}, e.g. a
+    # LinearPlantModel's ``envelope_``): setpoints are kept inside them, because a linear
+    # model extrapolated to an unseen corner is what an optimiser exploits first.
+    decision_envelope: dict | None = None
 
 
 @dataclass
@@ -249,6 +253,21 @@ def prepare(
     price = _col(forecast, "price_per_kwh", "tariff") if "price_per_kwh" in forecast.columns else np.zeros(len(idx))
     if options.tariff_weight_kg_per_currency and "price_per_kwh" not in forecast.columns:
         raise ValueError("forecast: a tariff weight was given but there is no 'price_per_kwh' column")
+    sp0 = np.array([state.supply_setpoint_c.get(z.name, z.supply_setpoint_initial_c) for z in zf])
+    sp_lo = np.array([z.supply_setpoint_min_c for z in zf], float)
+    sp_hi = np.array([z.supply_setpoint_max_c for z in zf], float)
+    ch = site.cooling.chiller
+    chw_lo, chw_hi = ch.chw_setpoint_min_c, ch.chw_setpoint_max_c
+    env = options.decision_envelope or {}
+    for i, z in enumerate(zf):
+        lo, hi = env.get(f"supply_setpoint_c__{z.name}", (-np.inf, np.inf))
+        # never exclude where the plant is now: it must be able to ramp in from there
+        sp_lo[i] = min(max(sp_lo[i], lo), sp0[i])
+        sp_hi[i] = max(min(sp_hi[i], hi), sp0[i])
+    if "chw_setpoint_c" in env:
+        lo, hi = env["chw_setpoint_c"]
+        chw_lo = min(max(chw_lo, lo), state.chw_setpoint_c)
+        chw_hi = max(min(chw_hi, hi), state.chw_setpoint_c)
     return ProblemData(
         index=idx,
         step_h=step_h,
@@ -280,12 +299,12 @@ def prepare(
         edge_gco2=edge_gco2,
         inlet_min=np.array([z.inlet_min_c for z in zf]),
         inlet_max=np.array([z.inlet_max_c for z in zf]),
-        sp_min=np.array([z.supply_setpoint_min_c for z in zf]),
-        sp_max=np.array([z.supply_setpoint_max_c for z in zf]),
+        sp_min=sp_lo,
+        sp_max=sp_hi,
         sp_step=np.array([z.supply_setpoint_max_step_c for z in zf]),
-        sp0=np.array([state.supply_setpoint_c.get(z.name, z.supply_setpoint_initial_c) for z in zf]),
-        chw_min=site.cooling.chiller.chw_setpoint_min_c,
-        chw_max=site.cooling.chiller.chw_setpoint_max_c,
+        sp0=sp0,
+        chw_min=chw_lo,
+        chw_max=chw_hi,
         chw0=float(state.chw_setpoint_c),
         n0=np.array([state.active_servers.get(p.name, float(p.servers)) for p in pools], float),
         cool_const=c.cooling_const_kw.to_numpy(float),

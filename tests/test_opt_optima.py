@@ -124,3 +124,20 @@ def test_edge_offload_only_when_edge_plus_transfer_beats_the_site(edge_gco2, lat
         np.testing.assert_allclose(off, 0.0, atol=1e-6)
         np.testing.assert_allclose(served, 5.0, atol=1e-6)
         np.testing.assert_allclose(plan.totals["tco2"] * 1000, 2 * 5 * 0.120, rtol=1e-5)
+
+
+def test_learned_model_is_not_extrapolated():
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [500.0, 500.0], web_units_per_h=2.0)
+    # cooling = 40 - 2 x setpoint reaches 0 at 20 degC: a linear fit would "predict" negative
+    # cooling above that; the floor keeps predicted cooling >= 0, so no gain beyond 20 degC
+    co = zero_coefficients(site, fc.index, cooling_const_kw=40.0, cooling_per_supply_c=-2.0)
+    plan = plan_site(site, co, fc, options=NO_MOVES)
+    assert plan.frame["cooling_power_kw"].min() >= -1e-9
+    # IT only: 2 servers x 0.1 kW + 2 units x 0.2 kW = 0.6 kW, 2 h at 500 g/kWh
+    assert plan.totals["tco2"] * 1000 == pytest.approx(0.6 * 2 * 0.5, rel=1e-6)
+    # setpoints kept inside the range the model was trained on (18-22 degC here)
+    co2 = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=60.0, cooling_per_supply_c=-2.0)
+    env = {"supply_setpoint_c__hall": (18.0, 22.0)}
+    plan2 = plan_site(site, co2, fc, options=PlanOptions(move_penalty_kg_per_c=0.0, decision_envelope=env))
+    np.testing.assert_allclose(plan2.frame["supply_setpoint_c__hall"], 22.0, atol=1e-6)  # not the 24 the inlet allows

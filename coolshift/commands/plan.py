@@ -33,7 +33,7 @@ def load_coefficients(site, data, site_path: Path):
         _fail(f"no registered plant model for site {site.name} (alias 'production'): {hint} ({type(exc).__name__}: {exc})")
     if model is None:
         _fail(f"no registered plant model for site {site.name} (alias 'production'): {hint}")
-    return model.coefficients(site, data)
+    return model.coefficients(site, data), getattr(model, "envelope_", None)
 
 
 def summary_of(site, plan, baseline_totals: dict, baseline_rule: str, planner, start, end, coefs) -> dict:
@@ -121,9 +121,10 @@ def register(app: typer.Typer) -> None:
             t1 = t0 + pd.Timedelta(hours=site0.planning.horizon_h)
             site, data = load_inputs(site_path, t0, t1, carbon, weather, workload, carbon_format, weather_format, workload_format)
             prog.update(task, description="loading the plant model")
-            coefs = load_coefficients(site, data, site_path)
+            coefs, envelope = load_coefficients(site, data, site_path)
             prog.update(task, description="building the LP")
-            opts = PlanOptions(accounting=accounting, time_limit_s=time_limit_s, integer_servers=integer_servers)
+            opts = PlanOptions(accounting=accounting, time_limit_s=time_limit_s, integer_servers=integer_servers,
+                               decision_envelope=envelope)
             try:
                 planner = Planner(site, coefs, data, InitialState.from_site(site), opts)
             except ValueError as exc:
