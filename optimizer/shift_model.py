@@ -275,7 +275,7 @@ def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
     cj, cs = cols["cand_job"], cols["cand_start"]
     # the chosen block of each job: its largest start variable (1 at an integer optimum)
     order = np.lexsort((-y, cj))
-    first_of_job = np.r_[True, cj[order][1:] != cj[order][:-1]]
+    first_of_job = np.r_[True, cj[order][1:] != cj[order][:-1]] if nc else np.zeros(0, bool)
     pick = order[first_of_job]
     bj, bs, bh = _block_runs(prob, cj[pick], cs[pick])
     rj, rs = cols["run_job"], cols["run_slot"]
