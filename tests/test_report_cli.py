@@ -159,7 +159,7 @@ def test_verify_on_metered_telemetry(tmp_path):
         tmp_path / "grid.csv", index=False)
     out = tmp_path / "v"
     res = runner.invoke(app, ["verify", "--pre", str(tmp_path / "pre.csv"), "--post", str(tmp_path / "post.csv"),
-                              "--carbon", str(tmp_path / "grid.csv"), "--strict", "--out", str(out)])
+                              "--carbon", str(tmp_path / "grid.csv"), "--temperature", "drybulb", "--strict", "--out", str(out)])
     assert res.exit_code == 0, res.output
     v = json.loads((out / "verification.json").read_text())
     assert abs(v["avoided_kwh"] - true_kwh) <= v["uncertainty_kwh_90"]

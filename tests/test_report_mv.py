@@ -59,8 +59,8 @@ def test_fsu_formula():
 def test_change_point_model_recovers_balance_point_without_noise():
     pre, _, _, _ = synthetic_site(0, noise_kw=0.0, rho=0.0)
     X = pd.DataFrame({"load": pre["it_power_kw"], "temp_c": pre["outside_temp_c"]})
-    m = mv.ChangePointBaseline().fit(X, pre["facility_power_kw"])
-    assert m.balance_point_c_ == 12.0
+    m = mv.ChangePointBaseline(max_change_points=1).fit(X, pre["facility_power_kw"])
+    assert m.balance_points_c_ == (12.0,)
     assert m.cv_rmse_ < 1e-6
     assert m.coef_[0] == pytest.approx(1.04 + 0.08)
 
@@ -70,7 +70,7 @@ def test_model_without_weather_dependence_drops_temperature_terms():
     X = pd.DataFrame({"load": 500 + 50 * rng.standard_normal(500), "temp_c": 15 + 8 * rng.standard_normal(500)})
     y = 30 + 1.3 * X["load"] + rng.standard_normal(500)
     m = mv.ChangePointBaseline(interaction=False).fit(X, y)
-    assert m.balance_point_c_ is None or abs(m.coef_[1]) < 0.2
+    assert m.balance_points_c_ == ()  # BIC: the temperature terms do not pay for themselves
     assert m.coef_[0] == pytest.approx(1.3, abs=0.01)
 
 
@@ -120,5 +120,23 @@ def test_bad_inputs_are_named():
     pre, post, _, _ = synthetic_site(1, days_pre=5, days_post=2)
     with pytest.raises(ValueError, match="outside_temp_c"):
         mv.verify_savings(pre.drop(columns="outside_temp_c"), post)
+    with pytest.raises(ValueError, match="wet bulb"):
+        mv.verify_savings(pre, post, temperature="wetbulb")
     with pytest.raises(ValueError, match="after"):
         mv.verify_savings(post, pre)
+
+
+def test_two_change_points_found_and_wet_bulb_preferred():
+    # economiser-like plant: cooling flat below 6 degC wet bulb, a gentle rise to 14, then steep
+    rng = np.random.default_rng(9)
+    n = 24 * 120
+    idx = pd.date_range("2022-01-01T00:00Z", periods=n, freq="h")
+    wb = 10 + 7 * np.sin(2 * np.pi * np.arange(n) / (24 * 40)) + 3 * rng.standard_normal(n)
+    it = 1000 + 100 * rng.standard_normal(n)
+    facility = 50 + 1.1 * it + 4 * np.maximum(wb - 6, 0) + 25 * np.maximum(wb - 14, 0) + 5 * rng.standard_normal(n)
+    f = pd.DataFrame({"it_power_kw": it, "facility_power_kw": facility, "wetbulb_c": wb, "outside_temp_c": wb + 6}, index=idx)
+    r = mv.verify_savings(f.iloc[: n // 2], f.iloc[n // 2:])
+    assert r.temperature.startswith("wet bulb")
+    assert r.model.balance_points_c_ == (6.0, 14.0)
+    assert abs(r.avoided_kwh) <= r.uncertainty_kwh_90 * 1.5  # nothing changed
+    assert r.model.cv_rmse_ < 0.01

@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
         offset_standard: Annotated[Optional[str], typer.Option(help="standard of the retired offsets (e.g. 'VCS', 'Gold Standard'); default: the site's reporting.offset_standard")] = None,
         residual_mix: Annotated[Optional[float], typer.Option("--residual-mix", help="residual-mix factor [gCO2/kWh] for market-based; default: the site's renewables.residual_mix_gco2_per_kwh")] = None,
         mv_interval: Annotated[str, typer.Option(help="M&V interval: h (hourly) or D (daily)")] = "h",
+        mv_temperature: Annotated[str, typer.Option(help="M&V weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
         pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="also write carbon_report.pdf")] = False,
         out: OutOpt = Path("carbon_report"),
     ):
@@ -87,6 +88,10 @@ def register(app: typer.Typer) -> None:
         from coolshift.reports import annual
         from coolshift.reports.carbon import account_steps, monthly_table
 
+        if mv_interval not in ("h", "D"):
+            raise typer.BadParameter("must be h or D", param_hint="--mv-interval")
+        if mv_temperature not in ("auto", "wetbulb", "drybulb"):
+            raise typer.BadParameter("must be auto, wetbulb or drybulb", param_hint="--mv-temperature")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as prog:
             task = prog.add_task("reading data")
             cfg = _site(site)
@@ -106,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
                 p, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
                 try:
-                    mv_result = verify_savings(p.frame, post.frame, freq=mv_interval)
+                    mv_result = verify_savings(p.frame, post.frame, freq=mv_interval, temperature=mv_temperature)
                 except ValueError as exc:
                     raise DataError(pre, str(exc)) from None
             rmix = _residual_mix(residual_mix, cfg)
@@ -154,6 +159,7 @@ def register(app: typer.Typer) -> None:
         carbon_format: CarbonFmtOpt = None,
         interval: Annotated[str, typer.Option(help="model interval: h (hourly) or D (daily)")] = "h",
         load_column: Annotated[str, typer.Option(help="load variable: it_power_kw, or a work column to credit IT savings too")] = "it_power_kw",
+        temperature: Annotated[str, typer.Option(help="weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
         strict: Annotated[bool, typer.Option("--strict", help="exit 1 when the result does not meet ASHRAE Guideline 14")] = False,
         out: OutOpt = Path("verification"),
     ):
@@ -168,15 +174,16 @@ def register(app: typer.Typer) -> None:
 
         if interval not in ("h", "D"):
             raise typer.BadParameter("interval must be h or D", param_hint="--interval")
+        if temperature not in ("auto", "wetbulb", "drybulb"):
+            raise typer.BadParameter("temperature must be auto, wetbulb or drybulb", param_hint="--temperature")
         cfg = _site(site)
         a, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
         b, _ = _load(post, cfg, carbon, carbon_format, None, None, carbon_required=False)
         for path, run in ((pre, a), (post, b)):
-            for c in (load_column, "outside_temp_c"):
-                if c not in run.frame.columns:
-                    raise DataError(path, f"missing column {c!r} needed for the baseline model")
+            if load_column not in run.frame.columns:
+                raise DataError(path, f"missing column {load_column!r} needed for the baseline model")
         try:
-            r = verify_savings(a.frame, b.frame, freq=interval, load_column=load_column)
+            r = verify_savings(a.frame, b.frame, freq=interval, load_column=load_column, temperature=temperature)
         except ValueError as exc:
             raise DataError(post, str(exc)) from None
         s = r.summary()

@@ -361,8 +361,8 @@ def mv_body(mvs: dict | None, figure_html: str = "") -> str:
             "`coolshift verify --pre FILE --post FILE`) to estimate avoided energy and carbon against an adjusted "
             "baseline (IPMVP Option C, ASHRAE Guideline 14).", note=True)
     return html_paragraphs(
-        f"Method: {mvs['method']}. Model ({mvs['interval']} intervals, load variable {mvs['load_variable']}): "
-        f"{mvs['model']}.",
+        f"Method: {mvs['method']}. Model ({mvs['interval']} intervals, load variable {mvs['load_variable']}, "
+        f"T = {mvs['temperature']}): {mvs['model']}.",
         "With IT power as the load variable, savings that lower IT power are not credited (they move the "
         "baseline too): the avoided energy is facility overhead (cooling, losses) only."
         if mvs["load_variable"] == "it_power_kw" else "") + html_kv([

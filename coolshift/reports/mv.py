@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
     "ChangePointBaseline", "cv_rmse", "nmbe", "lag1_autocorrelation", "effective_n",
-    "fractional_savings_uncertainty", "cv_rmse_threshold", "mv_intervals", "MVResult", "verify_savings",
+    "fractional_savings_uncertainty", "cv_rmse_threshold", "mv_intervals", "with_weather_driver", "MVResult", "verify_savings",
     "NMBE_MAX_PCT", "FSU_MAX", "FSU_CONFIDENCE",
 ]
 
@@ -101,26 +101,29 @@ def cv_rmse_threshold(post_months: float) -> float:
 
 
 class ChangePointBaseline(BaseEstimator, RegressorMixin):
-    """Facility energy per interval from IT load and outside temperature, with a cooling change point.
+    """Facility energy per interval from IT load and outside temperature, with cooling change points.
 
-    ``E = b0 + b1 load + b2 (T - Tb)+ [+ b3 load (T - Tb)+]``: base load plus IT-proportional
-    overhead, plus cooling that grows above the balance point ``Tb`` (and, with
-    ``interaction``, grows with the heat it rejects). ``Tb`` is chosen by grid search on the
-    residual standard error (RP-1050); a model without the temperature terms competes on the
-    same criterion, so a site with no weather dependence gets the simpler model.
+    ``E = b0 + b1 load + sum_k [c_k (T - Tb_k)+ + d_k load (T - Tb_k)+ / mean load]``: base load
+    plus load-proportional overhead, plus cooling that grows above each balance point ``Tb_k``
+    (and, with ``interaction``, grows with the heat it rejects). Up to ``max_change_points``
+    (1 or 2: a water-side economiser gives a second knee where free cooling runs out). The
+    balance points are chosen by grid search (RP-1050) and the number of them by BIC, so a
+    site with no weather dependence gets the load-only model and extra knees must pay for
+    themselves.
 
     ``X``: frame with columns ``load`` and ``temp_c`` (interval means), optionally the interval
     means ``cdh__<Tb>``/``lcdh__<Tb>`` of :func:`mv_intervals`; ``y``: energy per interval.
     """
 
-    def __init__(self, balance_points_c=DEFAULT_BALANCE_POINTS_C, interaction: bool = True):
+    def __init__(self, balance_points_c=DEFAULT_BALANCE_POINTS_C, interaction: bool = True,
+                 max_change_points: int = 2, min_knee_gap_c: float = 3.0):
         self.balance_points_c = balance_points_c
         self.interaction = interaction
+        self.max_change_points = max_change_points
+        self.min_knee_gap_c = min_knee_gap_c
 
-    def _design(self, X: pd.DataFrame, tb: float | None) -> np.ndarray:
+    def _terms(self, X: pd.DataFrame, tb: float) -> list[np.ndarray]:
         load = np.asarray(X["load"], float)
-        if tb is None:
-            return load[:, None]
         # Interval means of the step-level terms when given (exact aggregation of the hourly
         # model to days: mean (T - Tb)+ over the day's hours, not (mean T - Tb)+).
         key = f"{tb:g}"
@@ -129,8 +132,22 @@ class ChangePointBaseline(BaseEstimator, RegressorMixin):
         else:
             cdh = np.maximum(np.asarray(X["temp_c"], float) - tb, 0.0)
             lcdh = load * cdh
-        cols = [load, cdh] + ([lcdh / max(self._load_scale, 1e-12)] if self.interaction else [])
+        return [cdh] + ([lcdh / max(self._load_scale, 1e-12)] if self.interaction else [])
+
+    def _design(self, X: pd.DataFrame, knees: tuple) -> np.ndarray:
+        cols = [np.asarray(X["load"], float)]
+        for tb in knees:
+            cols += self._terms(X, tb)
         return np.column_stack(cols)
+
+    def _candidates(self, X: pd.DataFrame):
+        T = np.asarray(X["temp_c"], float)
+        grid = [tb for tb in self.balance_points_c if np.sum(T > tb) >= 3 and np.sum(T <= tb) >= 3]
+        yield ()
+        if self.max_change_points >= 1:
+            yield from ((tb,) for tb in grid)
+        if self.max_change_points >= 2:
+            yield from ((a, b) for i, a in enumerate(grid) for b in grid[i + 1:] if b - a >= self.min_knee_gap_c)
 
     @staticmethod
     def _check_X(X) -> pd.DataFrame:
@@ -143,26 +160,32 @@ class ChangePointBaseline(BaseEstimator, RegressorMixin):
     def fit(self, X, y):
         X = self._check_X(X)
         y = np.asarray(y, float)
-        if len(y) != len(X) or len(y) < 10:
-            raise ValueError(f"need at least 10 intervals with matching X and y (got {len(X)} and {len(y)})")
+        n = len(y)
+        if n != len(X) or n < 10:
+            raise ValueError(f"need at least 10 intervals with matching X and y (got {len(X)} and {n})")
+        if self.max_change_points not in (0, 1, 2):
+            raise ValueError("max_change_points must be 0, 1 or 2")
         self._load_scale = float(np.mean(np.asarray(X["load"], float))) or 1.0
         best = None
-        for tb in [None, *self.balance_points_c]:
-            A = self._design(X, tb)
-            if tb is not None and np.ptp(A[:, 1]) == 0:  # balance point outside the data: no information
-                continue
-            reg = LinearRegression().fit(A, y)
-            p = A.shape[1] + 1
-            res = y - reg.predict(A)
-            se = float(np.sqrt((res ** 2).sum() / max(len(y) - p, 1)))
-            if best is None or se < best[0] - 1e-12:
-                best = (se, tb, reg, p, res)
-        se, tb, reg, p, res = best
-        self.balance_point_c_ = tb
+        base = np.column_stack([np.ones(n), np.asarray(X["load"], float)])
+        terms = {tb: np.column_stack(self._terms(X, tb)) for tb in self.balance_points_c}
+        for knees in self._candidates(X):
+            A = np.hstack([base] + [terms[tb] for tb in knees])
+            beta, *_ = np.linalg.lstsq(A, y, rcond=None)
+            sse = float(((y - A @ beta) ** 2).sum())
+            k = A.shape[1] + len(knees)  # each balance point is a fitted parameter too
+            bic = n * np.log(max(sse, 1e-300) / n) + k * np.log(n)
+            if best is None or bic < best[0] - 1e-9:
+                best = (bic, knees, k)
+        _, knees, k = best
+        reg = LinearRegression().fit(self._design(X, knees), y)
+        res = y - reg.predict(self._design(X, knees))
+        self.balance_points_c_ = knees
+        self.balance_point_c_ = knees[0] if knees else None
         self.coef_ = reg.coef_
         self.intercept_ = float(reg.intercept_)
-        self.n_params_ = p + (1 if tb is not None else 0)  # the balance point is a fitted parameter too
-        self.n_ = len(y)
+        self.n_params_ = k
+        self.n_ = n
         fitted = y - res
         self.cv_rmse_ = cv_rmse(y, fitted, self.n_params_)
         self.nmbe_ = nmbe(y, fitted, self.n_params_)
@@ -177,18 +200,17 @@ class ChangePointBaseline(BaseEstimator, RegressorMixin):
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "coef_")
         X = self._check_X(X)
-        return self._reg.predict(self._design(X, self.balance_point_c_))
+        return self._reg.predict(self._design(X, self.balance_points_c_))
 
     def equation(self) -> str:
         """The fitted model as text, for the verifier."""
         check_is_fitted(self, "coef_")
-        c = self.coef_
-        s = f"E = {self.intercept_:.4g} + {c[0]:.6g} x load"
-        if self.balance_point_c_ is not None:
-            tb = self.balance_point_c_
-            s += f" + {c[1]:.6g} x max(T - {tb:g}, 0)"
+        c = list(self.coef_)
+        s = f"E = {self.intercept_:.6g} + {c.pop(0):.6g} x load"
+        for tb in self.balance_points_c_:
+            s += f" + {c.pop(0):.6g} x max(T - {tb:g}, 0)"
             if self.interaction:
-                s += f" + {c[2]:.6g} x load x max(T - {tb:g}, 0) / {self._load_scale:.6g}"
+                s += f" + {c.pop(0):.6g} x load x max(T - {tb:g}, 0) / {self._load_scale:.6g}"
         return s
 
 
@@ -239,6 +261,7 @@ class MVResult:
     post: pd.DataFrame  # intervals with 'adjusted_baseline_kwh'
     freq: str
     load_column: str
+    temperature: str
     adjusted_baseline_kwh: float
     metered_kwh: float
     avoided_kwh: float
@@ -264,7 +287,8 @@ class MVResult:
         return {
             "method": "IPMVP Option C whole facility; ASHRAE Guideline 14-2014 change-point regression",
             "interval": self.freq, "load_variable": self.load_column,
-            "model": m.equation(), "balance_point_c": m.balance_point_c_, "n_params": m.n_params_,
+            "model": m.equation(), "balance_points_c": list(m.balance_points_c_), "n_params": m.n_params_,
+            "temperature": self.temperature,
             "pre_intervals": m.n_, "post_intervals": len(self.post), "post_months": self.post_months,
             "pre_start": self.pre.index[0].isoformat(), "pre_end": self.pre.index[-1].isoformat(),
             "post_start": self.post.index[0].isoformat(), "post_end": self.post.index[-1].isoformat(),
@@ -280,15 +304,47 @@ class MVResult:
         }
 
 
+def with_weather_driver(frame: pd.DataFrame, temperature: str = "auto") -> tuple[pd.DataFrame, str]:
+    """Add ``mv_temp_c``, the outside temperature the baseline model uses, and name it.
+
+    ``wetbulb``: the frame's ``wetbulb_c``, else computed from ``outside_temp_c`` and
+    ``outside_rh_pct`` (Stull 2011, :func:`coolshift.io.weather.wetbulb_stull_c`): towers and
+    water-side economisers follow the wet bulb. ``drybulb``: ``outside_temp_c``. ``auto``:
+    wet bulb when it can be had, else dry bulb.
+    """
+    if temperature not in ("auto", "wetbulb", "drybulb"):
+        raise ValueError("temperature must be auto, wetbulb or drybulb")
+    if temperature in ("auto", "wetbulb"):
+        if "wetbulb_c" in frame.columns:
+            return frame.assign(mv_temp_c=frame["wetbulb_c"]), "wet bulb (wetbulb_c)"
+        if {"outside_temp_c", "outside_rh_pct"} <= set(frame.columns):
+            from coolshift.io.weather import wetbulb_stull_c
+
+            wb = wetbulb_stull_c(frame["outside_temp_c"].to_numpy(float), frame["outside_rh_pct"].to_numpy(float))
+            return frame.assign(mv_temp_c=np.asarray(wb, float)), "wet bulb (Stull 2011 from outside_temp_c, outside_rh_pct)"
+        if temperature == "wetbulb":
+            raise ValueError("wet bulb needs wetbulb_c or outside_temp_c with outside_rh_pct")
+    if "outside_temp_c" not in frame.columns:
+        raise ValueError(f"column 'outside_temp_c' missing for M&V (have {list(frame.columns)})")
+    return frame.assign(mv_temp_c=frame["outside_temp_c"]), "dry bulb (outside_temp_c)"
+
+
 def verify_savings(pre: pd.DataFrame, post: pd.DataFrame, *, freq: str = "h", load_column: str = "it_power_kw",
-                   temp_column: str = "outside_temp_c", model: ChangePointBaseline | None = None) -> MVResult:
+                   temperature: str = "auto", model: ChangePointBaseline | None = None) -> MVResult:
     """Fit the baseline on ``pre``, drive it with ``post``'s load and weather, and report avoided energy and carbon.
 
-    Both frames are step frames (UTC index, ``facility_power_kw``, ``load_column``,
-    ``temp_column``; ``gco2_per_kwh`` on ``post`` for carbon). ``freq`` is the M&V interval
-    (``h`` hourly, ``D`` daily).
+    Both frames are step frames (UTC index, ``facility_power_kw``, ``load_column``, outside
+    temperature (see :func:`with_weather_driver`); ``gco2_per_kwh`` on ``post`` for carbon).
+    ``freq`` is the M&V interval (``h`` hourly, ``D`` daily).
     """
     from coolshift.reports.carbon import reduction_split
+
+    pre, t_pre = with_weather_driver(pre, temperature)
+    post, t_post = with_weather_driver(post, temperature)
+    if t_pre != t_post:
+        pre, t_pre = with_weather_driver(pre, "drybulb")
+        post, t_post = with_weather_driver(post, "drybulb")
+    temp_column = "mv_temp_c"
 
     model = model or ChangePointBaseline()
     a = mv_intervals(pre, freq, load_column, temp_column, model.balance_points_c)
@@ -335,5 +391,5 @@ def verify_savings(pre: pd.DataFrame, post: pd.DataFrame, *, freq: str = "h", lo
         {"check": "post temperature within the baseline range", "value": f"{100 * (1 - out_temp):.1f} % of intervals",
          "passed": out_temp <= 0.05, "required": False, "source": "IPMVP: no extrapolation beyond the baseline's conditions"},
     ]
-    return MVResult(model, a, b, freq, load_column, base, meas, avoided, F, fsu68, fsu90, u68, u90,
+    return MVResult(model, a, b, freq, load_column, t_pre, base, meas, avoided, F, fsu68, fsu90, u68, u90,
                     kg, u_kg68, u_kg90, red, n_eff, post_months, checks)
