@@ -126,6 +126,16 @@ def _cli(*args: str, env: dict | None = None) -> tuple[int, str]:
     return r.exit_code, r.output
 
 
+def _settled(read, done, timeout: float = 30.0):
+    """Poll ``read()`` until ``done(value)``: the simulator updates telemetry within about a second."""
+    t_end = time.monotonic() + timeout
+    while True:
+        v = read()
+        if done(v) or time.monotonic() > t_end:
+            return v
+        time.sleep(0.2)
+
+
 def test_bms_sim_session_dry_run_apply_release_changes_telemetry(tmp_path):
     """`coolshift bms-sim` (Modbus) with the shipped point map, reached through environment overrides."""
     port = free_port(socket.SOCK_STREAM)
@@ -158,7 +168,7 @@ def test_bms_sim_session_dry_run_apply_release_changes_telemetry(tmp_path):
 
         code, text = _cli("push", "--plan", str(plan), "--bms", str(bms), "--apply", env=env)
         assert code == 0 and "applied" in text, text
-        after = status()
+        after = _settled(status, lambda s: s["inlet_temp_c__hall_a"] != before["inlet_temp_c__hall_a"])
         assert after["supply_setpoint_c__hall_a"] == pytest.approx(19.0)
         # the simulator's telemetry follows: hall_a inlets warm by the 1 K supply change
         # (0.1 K register resolution), and a warmer chilled-water setpoint saves chiller power
@@ -167,7 +177,7 @@ def test_bms_sim_session_dry_run_apply_release_changes_telemetry(tmp_path):
 
         code, text = _cli("release", "--bms", str(bms), env=env)
         assert code == 0 and text.count("released") == 3, text
-        assert status() == pytest.approx(before)
+        assert _settled(status, lambda s: s == pytest.approx(before)) == pytest.approx(before)
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(30)

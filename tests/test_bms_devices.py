@@ -356,7 +356,7 @@ def test_bacnet_sim_serves_philadelphia_points_and_telemetry_follows_setpoints(t
     plan = read_plan(make_plan(tmp_path / "plan", values, site="philadelphia_multihall_20mw"))
 
     async def main():
-        sim = BacnetSim(pm, site, port, SimConditions(it_load_frac=0.5))
+        sim = BacnetSim(pm, site, port, SimConditions(load_frac=0.5))
         sim.start()
         try:
             async with open_adapter(pm) as ad:

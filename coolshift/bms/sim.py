@@ -4,11 +4,11 @@ Writable points behave like a real BMS: BACnet commandable objects with a priori
 array whose relinquish-default is the site's initial setpoint (the "local control"
 value); Modbus holding registers with a mode register that, set to auto, hands the
 setpoint back to that local value. Read-only telemetry points (rack inlet
-temperature per zone, cooling and IT power) are recomputed from the setpoints in
-force with the simulator's own physics (:mod:`coolshift.simulations`: recirculation,
-CRAH fan, chiller, economiser, pump and tower functions) at a fixed IT load and
-outside condition, so a pushed setpoint visibly changes the plant. It is a
-steady-state view at one operating point, not a time simulation.
+temperature per zone, cooling and IT power) come from the simulator
+(:func:`coolshift.simulations.engine.simulate`) run at the setpoints in force, a fixed
+load and a fixed outside condition until the room has settled, so a pushed setpoint
+visibly changes the plant within about a second. It is the steady state of one
+operating point, not a time simulation: the served telemetry jumps to the settled value.
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ __all__ = ["SimConditions", "local_default", "steady_telemetry", "BacnetSim", "M
 class SimConditions:
     """The fixed operating point the simulated plant runs at."""
 
-    it_load_frac: float = 0.6  # share of each zone's design IT load
+    load_frac: float = 0.6  # work demanded, as a share of the site's capacity
     drybulb_c: float = 20.0
     wetbulb_c: float = 14.0
+
+
+# Steps simulated at constant setpoints before reading the telemetry: the engine's room
+# lag has a time constant of minutes (simulations.airside.room_time_constant_s), so two
+# hours at the site's planning step reach steady state.
+SETTLE_H = 2.0
 
 
 def local_default(point: Point, site: SiteConfig) -> float:
@@ -52,44 +58,78 @@ def local_default(point: Point, site: SiteConfig) -> float:
     return 0.0
 
 
-def steady_telemetry(site: SiteConfig, supply_c: dict[str, float], chw_c: float, cond: SimConditions) -> dict[str, float]:
-    """Telemetry columns (schema names) at the given setpoints, from the simulator's functions."""
-    from coolshift.simulations import airside, plant
+class _HeldSetpoints:
+    """A simulator policy that holds the BMS's setpoints (static baseline for everything else)."""
 
-    out: dict[str, float] = {}
+    name = "bms-sim"
+    interval_h = None
+
+    def __init__(self, supply_c: np.ndarray, chw_c: float):
+        self.supply_c, self.chw_c = supply_c, chw_c
+
+    def decide(self, obs):
+        from coolshift.simulations.policies import static_actions
+
+        a = static_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h)
+        a.supply_c[:] = self.supply_c
+        a.chw_c[:] = self.chw_c
+        return a
+
+
+def steady_telemetry(site: SiteConfig, supply_c: dict[str, float], chw_c: float, cond: SimConditions) -> dict[str, float]:
+    """Telemetry columns (schema names) after ``SETTLE_H`` hours at these setpoints.
+
+    Runs the simulator (:func:`coolshift.simulations.engine.simulate`) on a constant
+    operating point; setpoints outside the site's ranges are clipped first, as a
+    controller would (the safety layer never writes them).
+    """
+    import pandas as pd
+
+    from coolshift.schema import CARBON_GCO2_PER_KWH, DEMAND_SUFFIX, TEMP_C, WETBULB_C
+    from coolshift.simulations.engine import required_columns, simulate
+
+    sup = np.array([min(max(supply_c.get(z.name, z.supply_setpoint_initial_c), z.supply_setpoint_min_c),
+                        z.supply_setpoint_max_c) for z in site.zones])
     ch = site.cooling.chiller
-    approach = site.cooling.crah_supply_approach_c
-    it_total = fans = 0.0
-    for z in site.zones:
-        it_kw = cond.it_load_frac * z.design_it_load_kw
-        v_srv = airside.server_airflow_m3_s(it_kw)
-        v = airside.crah_airflow_m3_s(v_srv, z.containment, z.crah.count * z.crah.rated_airflow_m3_s,
-                                      z.crah.min_airflow_frac)
-        # the coil cannot supply air colder than the chilled water plus its approach
-        supply = max(supply_c.get(z.name, z.supply_setpoint_initial_c), chw_c + approach)
-        rise = float(airside.recirculation_rise_c(it_kw, v, z.racks, z.containment))
-        out[f"inlet_temp_c{SEP}{z.name}"] = supply + rise
-        out[f"zone_it_power_kw{SEP}{z.name}"] = it_kw
-        fans += float(airside.crah_fan_kw(v, z.crah.count, z.crah.rated_airflow_m3_s, z.crah.rated_fan_power_kw))
-        it_total += it_kw
-    load_kw = it_total + fans  # heat to remove: IT plus CRAH fan heat
-    mean_supply = float(np.mean([max(supply_c.get(z.name, z.supply_setpoint_initial_c), chw_c + approach)
-                                 for z in site.zones]))
-    free = float(plant.economiser_fraction(site.cooling.economiser.type, site.cooling.economiser.approach_c,
-                                           chw_c, mean_supply, cond.wetbulb_c, cond.drybulb_c))
-    cond_c = plant.condenser_water_c(cond.wetbulb_c, cond.drybulb_c, ch.type)
-    eta = plant.carnot_fraction(ch.rated_cop, ch.rated_chw_supply_c, ch.rated_condenser_c, ch.type)
-    cop = plant.chiller_cop(chw_c, cond_c, eta, ch.type)
-    chiller_kw = float(plant.chiller_power_kw(min(load_kw * (1 - free), ch.rated_capacity_kw), ch.rated_capacity_kw, cop))
-    pumps = float(plant.pump_kw(load_kw, site.cooling.pump_rated_kw, ch.rated_capacity_kw))
-    tower = float(plant.tower_fan_kw(load_kw + chiller_kw, site.cooling.tower_fan_rated_kw,
-                                     ch.rated_capacity_kw * (1 + 1 / ch.rated_cop)))
-    out["it_power_kw"] = it_total
-    out["cooling_power_kw"] = chiller_kw + fans + pumps + tower
+    chw = min(max(chw_c, ch.chw_setpoint_min_c), ch.chw_setpoint_max_c)
+    n = max(2, int(round(SETTLE_H / site.step_h)))
+    idx = pd.date_range("2026-01-01", periods=n, freq=f"{site.planning.step_minutes}min", tz="UTC")
+    share = {c.name: c.share for c in site.workload_classes}
+    data = {}
+    for c in required_columns(site):
+        if c.startswith(CARBON_GCO2_PER_KWH):
+            data[c] = 300.0  # any value: carbon does not change the plant's physics
+        elif c == TEMP_C:
+            data[c] = cond.drybulb_c
+        elif c == WETBULB_C:
+            data[c] = cond.wetbulb_c
+        elif c.endswith(DEMAND_SUFFIX):
+            data[c] = cond.load_frac * site.capacity_units_per_h * share[c[: -len(DEMAND_SUFFIX)]]
+    data["rh_pct"] = 50.0
+    res = simulate(site, pd.DataFrame(data, index=idx), _HeldSetpoints(sup, chw))
+    last = res.timeseries.iloc[-1]
+    out = {k: float(v) for k, v in last.items() if isinstance(v, (int, float, np.floating, np.integer))}
     out["chw_setpoint_c"] = chw_c
     for z in site.zones:
         out[f"supply_setpoint_c{SEP}{z.name}"] = supply_c.get(z.name, z.supply_setpoint_initial_c)
     return out
+
+
+class _Telemetry:
+    """The simulator's telemetry per setpoint vector, cached (a run takes a few 100 ms)."""
+
+    def __init__(self, site: SiteConfig, cond: SimConditions):
+        self.site, self.cond = site, cond
+        self._cache: dict[tuple, dict[str, float]] = {}
+
+    def get(self, setpoints: dict[str, float]) -> dict[str, float]:
+        key = tuple(sorted((k, round(v, 4)) for k, v in setpoints.items()))
+        if key not in self._cache:
+            supply, chw = _split(setpoints, self.site)
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = steady_telemetry(self.site, supply, chw, self.cond)
+        return self._cache[key]
 
 
 def _split(setpoints: dict[str, float], site: SiteConfig) -> tuple[dict[str, float], float]:
@@ -106,6 +146,7 @@ class BacnetSim:
         self.device_instance = device_instance
         self.app = None
         self.objects: dict[str, Any] = {}
+        self.telemetry = _Telemetry(site, cond)
 
     def start(self) -> None:
         from bacpypes3.local.analog import AnalogInputObject, AnalogOutputObject, AnalogValueObjectCmd
@@ -129,18 +170,24 @@ class BacnetSim:
     def setpoints(self) -> dict[str, float]:
         return {p.variable: float(self.objects[p.name].presentValue) for p in self.pm.points if p.writable}
 
-    def refresh(self) -> None:
-        supply, chw = _split(self.setpoints(), self.site)
-        tele = steady_telemetry(self.site, supply, chw, self.cond)
+    def _show(self, tele: dict[str, float]) -> None:
         for p in self.pm.points:
             if not p.writable and p.variable in tele:
                 self.objects[p.name].presentValue = float(tele[p.variable])
 
-    async def run(self, stop: asyncio.Event, refresh_s: float = 0.5) -> None:
+    def refresh(self) -> None:
+        """Recompute the telemetry for the setpoints in force now (blocking)."""
+        self._show(self.telemetry.get(self.setpoints()))
+
+    async def run(self, stop: asyncio.Event, refresh_s: float = 0.5, ready: asyncio.Event | None = None) -> None:
+        """Serve until ``stop``; telemetry follows the setpoints within about ``refresh_s``."""
         self.start()
+        if ready is not None:
+            ready.set()
         try:
             while not stop.is_set():
-                self.refresh()
+                # the simulator runs in a worker thread so the device keeps answering
+                self._show(await asyncio.to_thread(self.telemetry.get, self.setpoints()))
                 try:
                     await asyncio.wait_for(stop.wait(), refresh_s)
                 except (asyncio.TimeoutError, TimeoutError):
@@ -170,6 +217,9 @@ class ModbusSim:
         self.n_registers = top + 1
         self.server = None
         self._ready = False
+        self.telemetry = _Telemetry(site, cond)
+        self._effective_now: dict[str, float] = {}
+        self._tele: dict[str, float] = {}
 
     def _init_registers(self, regs: list[int]) -> None:
         for p in self.pm.points:
@@ -207,14 +257,16 @@ class ModbusSim:
                         mp = p.modbus
                         words = encode_registers(mp, local_default(p, self.site))  # type: ignore[arg-type]
                         regs[mp.address: mp.address + len(words)] = words  # type: ignore[union-attr]
-        supply, chw = _split(self._effective(regs), self.site)
-        tele = steady_telemetry(self.site, supply, chw, self.cond)
-        for p in self.pm.points:
-            if not p.writable and p.variable in tele:
+        self._effective_now = self._effective(regs)
+        for p in self.pm.points:  # the latest telemetry the simulator has produced
+            if not p.writable and p.variable in self._tele:
                 mp = p.modbus
-                words = encode_registers(mp, float(tele[p.variable]))  # type: ignore[arg-type]
+                words = encode_registers(mp, float(self._tele[p.variable]))  # type: ignore[arg-type]
                 regs[mp.address: mp.address + len(words)] = words  # type: ignore[union-attr]
         return None
+
+    def _defaults(self) -> dict[str, float]:
+        return {p.variable: local_default(p, self.site) for p in self.pm.points if p.writable}
 
     def make_server(self):
         from pymodbus.server import ModbusTcpServer
@@ -226,18 +278,39 @@ class ModbusSim:
         self.server = ModbusTcpServer(dev, address=("127.0.0.1", self.port))
         return self.server
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, refresh_s: float = 0.5, ready: asyncio.Event | None = None) -> None:
+        """Serve until ``stop``; telemetry follows the setpoints within about ``refresh_s``."""
+        self._tele = await asyncio.to_thread(self.telemetry.get, self._defaults())
         server = self.make_server()
         task = asyncio.create_task(server.serve_forever())
+        for _ in range(200):  # until it accepts connections
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", self.port)
+                w.close()
+                break
+            except OSError:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.05)
+        if ready is not None:
+            ready.set()
         try:
-            await stop.wait()
+            while not stop.is_set():
+                if self._effective_now:
+                    self._tele = await asyncio.to_thread(self.telemetry.get, dict(self._effective_now))
+                try:
+                    await asyncio.wait_for(stop.wait(), refresh_s)
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
         finally:
             await server.shutdown()
             task.cancel()
 
 
-async def serve(pm: PointMap, site: SiteConfig, port: int, cond: SimConditions, stop: asyncio.Event) -> None:
+async def serve(pm: PointMap, site: SiteConfig, port: int, cond: SimConditions, stop: asyncio.Event,
+                ready: asyncio.Event | None = None) -> None:
+    """Serve the point map's device until ``stop``; ``ready`` is set once it answers."""
     if pm.protocol == "bacnet":
-        await BacnetSim(pm, site, port, cond).run(stop)
+        await BacnetSim(pm, site, port, cond).run(stop, ready=ready)
     else:
-        await ModbusSim(pm, site, port, cond).run(stop)
+        await ModbusSim(pm, site, port, cond).run(stop, ready=ready)

@@ -162,7 +162,7 @@ def bms_sim_cmd(
     protocol: Annotated[str, typer.Option("--protocol", help="bacnet or modbus")] = "bacnet",
     port: Annotated[Optional[int], typer.Option("--port", help="UDP (BACnet) or TCP (Modbus) port on 127.0.0.1")] = None,
     bms: Annotated[Optional[Path], typer.Option("--bms", help="point map (default configs/bms/<site>_<protocol>.yaml)")] = None,
-    it_load_frac: Annotated[float, typer.Option(help="IT load as a share of design")] = 0.6,
+    load_frac: Annotated[float, typer.Option(help="work demanded, as a share of the site's capacity")] = 0.6,
     drybulb_c: Annotated[float, typer.Option(help="outside dry-bulb temperature [degC]")] = 20.0,
     wetbulb_c: Annotated[float, typer.Option(help="outside wet-bulb temperature [degC]")] = 14.0,
 ) -> None:
@@ -180,17 +180,22 @@ def bms_sim_cmd(
         raise PointMapError(f"{path}: point map is for {pm.protocol}, not {protocol}")
     if port is None:
         port = int(pm.connection.device_address.rsplit(":", 1)[1]) if protocol == "bacnet" else pm.connection.port
+    if not 0 <= load_frac <= 1:
+        raise PointMapError(f"--load-frac {load_frac} must be between 0 and 1")
     if not 0 < port < 65536:
         raise PointMapError(f"--port {port} is not a port number")
-    cond = SimConditions(it_load_frac=it_load_frac, drybulb_c=drybulb_c, wetbulb_c=wetbulb_c)
+    cond = SimConditions(load_frac=load_frac, drybulb_c=drybulb_c, wetbulb_c=wetbulb_c)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        task = asyncio.create_task(serve(pm, s, port, cond, stop))
-        await asyncio.sleep(0.3)
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve(pm, s, port, cond, stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         if task.done():
             task.result()
         console.print(f"bms-sim: {s.name} over {protocol} on 127.0.0.1:{port} "
