@@ -140,3 +140,12 @@ def test_two_change_points_found_and_wet_bulb_preferred():
     assert r.model.balance_points_c_ == (6.0, 14.0)
     assert abs(r.avoided_kwh) <= r.uncertainty_kwh_90 * 1.5  # nothing changed
     assert r.model.cv_rmse_ < 0.01
+
+
+def test_work_column_summed_from_served_work():
+    pre, post, _, _ = synthetic_site(3, days_pre=20, days_post=10)
+    add = lambda f: f.assign(served_units_per_h__web=f["it_power_kw"] * 0.6, served_units_per_h__batch=f["it_power_kw"] * 0.4)  # noqa: E731
+    r = mv.verify_savings(add(pre), add(post), load_column="work_units_per_h")
+    assert r.post["load"].to_numpy() == pytest.approx(post["it_power_kw"].to_numpy())
+    with pytest.raises(ValueError, match="served_units_per_h"):
+        mv.verify_savings(pre, post, load_column="work_units_per_h")

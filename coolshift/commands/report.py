@@ -74,9 +74,10 @@ def register(app: typer.Typer) -> None:
         carbon: CarbonOpt = None,
         carbon_format: CarbonFmtOpt = None,
         offset_standard: Annotated[Optional[str], typer.Option(help="standard of the retired offsets (e.g. 'VCS', 'Gold Standard'); default: the site's reporting.offset_standard")] = None,
-        residual_mix: Annotated[Optional[float], typer.Option("--residual-mix", help="residual-mix factor [gCO2/kWh] for market-based; default: the site's renewables.residual_mix_gco2_per_kwh")] = None,
+        residual_mix: Annotated[Optional[float], typer.Option("--residual-mix", help="residual-mix factor in gCO2/kWh for market-based; default: the site's renewables.residual_mix_gco2_per_kwh")] = None,
         mv_interval: Annotated[str, typer.Option(help="M&V interval: h (hourly) or D (daily)")] = "h",
         mv_temperature: Annotated[str, typer.Option(help="M&V weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
+        mv_load_column: Annotated[str, typer.Option(help="M&V load variable: it_power_kw, or a work column to credit IT savings too")] = "it_power_kw",
         pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="also write carbon_report.pdf")] = False,
         out: OutOpt = Path("carbon_report"),
     ):
@@ -111,7 +112,8 @@ def register(app: typer.Typer) -> None:
 
                 p, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
                 try:
-                    mv_result = verify_savings(p.frame, post.frame, freq=mv_interval, temperature=mv_temperature)
+                    mv_result = verify_savings(p.frame, post.frame, freq=mv_interval, temperature=mv_temperature,
+                                               load_column=mv_load_column)
                 except ValueError as exc:
                     raise DataError(pre, str(exc)) from None
             rmix = _residual_mix(residual_mix, cfg)
@@ -158,7 +160,7 @@ def register(app: typer.Typer) -> None:
         carbon: CarbonOpt = None,
         carbon_format: CarbonFmtOpt = None,
         interval: Annotated[str, typer.Option(help="model interval: h (hourly) or D (daily)")] = "h",
-        load_column: Annotated[str, typer.Option(help="load variable: it_power_kw, or a work column to credit IT savings too")] = "it_power_kw",
+        load_column: Annotated[str, typer.Option(help="load variable: it_power_kw, or a work column (work_units_per_h: summed from a simulator run) to credit IT savings too")] = "it_power_kw",
         temperature: Annotated[str, typer.Option(help="weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
         strict: Annotated[bool, typer.Option("--strict", help="exit 1 when the result does not meet ASHRAE Guideline 14")] = False,
         out: OutOpt = Path("verification"),
@@ -180,7 +182,8 @@ def register(app: typer.Typer) -> None:
         a, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
         b, _ = _load(post, cfg, carbon, carbon_format, None, None, carbon_required=False)
         for path, run in ((pre, a), (post, b)):
-            if load_column not in run.frame.columns:
+            if load_column not in run.frame.columns and not (
+                    load_column == "work_units_per_h" and any(c.startswith("served_units_per_h__") for c in run.frame.columns)):
                 raise DataError(path, f"missing column {load_column!r} needed for the baseline model")
         try:
             r = verify_savings(a.frame, b.frame, freq=interval, load_column=load_column, temperature=temperature)

@@ -329,6 +329,19 @@ def with_weather_driver(frame: pd.DataFrame, temperature: str = "auto") -> tuple
     return frame.assign(mv_temp_c=frame["outside_temp_c"]), "dry bulb (outside_temp_c)"
 
 
+WORK_COLUMN = "work_units_per_h"
+
+
+def with_work_column(frame: pd.DataFrame, load_column: str) -> pd.DataFrame:
+    """``work_units_per_h`` = sum of the simulator's ``served_units_per_h__<class>`` when asked for and absent."""
+    if load_column != WORK_COLUMN or WORK_COLUMN in frame.columns:
+        return frame
+    served = [c for c in frame.columns if c.startswith("served_units_per_h__")]
+    if not served:
+        raise ValueError(f"column {WORK_COLUMN!r} missing and no served_units_per_h__<class> columns to sum")
+    return frame.assign(**{WORK_COLUMN: frame[served].sum(axis=1)})
+
+
 def verify_savings(pre: pd.DataFrame, post: pd.DataFrame, *, freq: str = "h", load_column: str = "it_power_kw",
                    temperature: str = "auto", model: ChangePointBaseline | None = None) -> MVResult:
     """Fit the baseline on ``pre``, drive it with ``post``'s load and weather, and report avoided energy and carbon.
@@ -339,6 +352,7 @@ def verify_savings(pre: pd.DataFrame, post: pd.DataFrame, *, freq: str = "h", lo
     """
     from coolshift.reports.carbon import reduction_split
 
+    pre, post = with_work_column(pre, load_column), with_work_column(post, load_column)
     pre, t_pre = with_weather_driver(pre, temperature)
     post, t_post = with_weather_driver(post, temperature)
     if t_pre != t_post:
