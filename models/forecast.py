@@ -1,0 +1,514 @@
+"""Day-ahead and intraday forecasts of grid carbon intensity and workload.
+
+A forecast is *issued* at ``issue_time`` and uses only observations strictly before
+it. The learned forecaster is a direct multi-horizon regressor
+(scikit-learn ``HistGradientBoostingRegressor``) on calendar features and recent
+history (same step yesterday, two days and a week ago, the recent mean, the last
+value), predicting the deviation from the same step on the latest observed day
+(so it learns corrections to persistence rather than absolute levels, which keeps it
+sane in a season it was not trained on). Uncertainty is the empirical quantile of
+its errors, by horizon, on the last block of the training period (held out in time,
+never shuffled).
+
+Baselines, with the same ``predict_day_ahead`` interface:
+
+* :class:`PersistenceForecaster`: the same step on the most recent observed day
+  ("same hour yesterday" for a day-ahead forecast);
+* :class:`SeasonalNaiveForecaster`: the same step one week earlier (Hyndman &
+  Athanasopoulos, *Forecasting: Principles and Practice*, 3rd ed., sec. 5.2).
+
+Output of ``predict_day_ahead``: a frame on the requested index with the point
+forecast ``<name>`` (e.g. ``gco2_per_kwh``), quantiles ``<name>_q10``, ``<name>_q50``,
+``<name>_q90`` and the residual standard deviation ``<name>_std``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from coolshift.schema import CARBON_GCO2_PER_KWH, CPU_UTIL
+
+__all__ = [
+    "CarbonIntensityForecaster",
+    "WorkloadForecaster",
+    "PersistenceForecaster",
+    "SeasonalNaiveForecaster",
+    "day_ahead_backtest",
+    "forecast_scores",
+    "QUANTILES",
+]
+
+QUANTILES = (0.1, 0.5, 0.9)
+DAY = pd.Timedelta(hours=24)
+WEEK = pd.Timedelta(days=7)
+
+
+# --------------------------------------------------------------------------------------
+# input validation and the regular grid
+# --------------------------------------------------------------------------------------
+def _validate_series(y: pd.Series, name: str | None = None) -> pd.Series:
+    """A float series on a tz-aware, sorted, unique DatetimeIndex at a regular step."""
+    if isinstance(y, pd.DataFrame):
+        if name is None or name not in y.columns:
+            raise ValueError(f"expected a Series or a frame with column {name!r}; got columns {list(y.columns)}")
+        y = y[name]
+    if not isinstance(y, pd.Series):
+        raise TypeError(f"expected a pandas Series, got {type(y).__name__}")
+    if not isinstance(y.index, pd.DatetimeIndex) or y.index.tz is None:
+        raise ValueError("the series needs a tz-aware (UTC) DatetimeIndex")
+    if y.index.has_duplicates:
+        dup = y.index[y.index.duplicated()][0]
+        raise ValueError(f"duplicate timestamp {dup} in the series")
+    y = y.sort_index().astype(float)
+    if len(y) < 3:
+        raise ValueError("the series is too short to infer its step")
+    return y
+
+
+def _infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
+    step = pd.Series(index).diff().median()
+    if pd.isna(step) or step <= pd.Timedelta(0):
+        raise ValueError("cannot infer the time step of the series")
+    if DAY % step != pd.Timedelta(0):
+        raise ValueError(f"the series step {step} does not divide a day")
+    return step
+
+
+def _regular(y: pd.Series, step: pd.Timedelta) -> pd.Series:
+    """Put the series on its regular grid (gaps become NaN; off-grid stamps are snapped by mean)."""
+    return y.resample(step).mean()
+
+
+# --------------------------------------------------------------------------------------
+# baselines
+# --------------------------------------------------------------------------------------
+class _BaseForecaster(BaseEstimator, RegressorMixin):
+    """Shared plumbing: fit on a series, forecast an index from an issue time."""
+
+    name: str | None = None
+
+    def _history(self, history: pd.Series, issue_time) -> tuple[pd.Series, pd.Timestamp]:
+        issue = pd.Timestamp(issue_time)
+        if issue.tz is None:
+            raise ValueError("issue_time must be tz-aware (UTC)")
+        y = _validate_series(history, self.name_)
+        y = _regular(y[y.index < issue], self.step_)  # nothing at or after the issue time
+        if y.dropna().empty:
+            raise ValueError(f"no history before the issue time {issue}")
+        return y, issue
+
+    def _target_index(self, index, issue: pd.Timestamp) -> pd.DatetimeIndex:
+        index = pd.DatetimeIndex(index)
+        if index.tz is None:
+            raise ValueError("the forecast index must be tz-aware (UTC)")
+        if len(index) and index.min() < issue:
+            raise ValueError(f"forecast index starts at {index.min()}, before the issue time {issue}")
+        return index
+
+    def _frame(self, index: pd.DatetimeIndex, point: np.ndarray, horizon_steps: np.ndarray) -> pd.DataFrame:
+        out = pd.DataFrame({self.name_: point}, index=index)
+        out.index.name = "timestamp"
+        q = self._residual_quantiles(horizon_steps)
+        for i, level in enumerate(QUANTILES):
+            out[f"{self.name_}_q{int(round(level * 100)):02d}"] = point + q[:, i]
+        out[f"{self.name_}_std"] = q[:, -1]
+        return out
+
+    def _residual_quantiles(self, horizon_steps: np.ndarray) -> np.ndarray:
+        """(n, len(QUANTILES)+1): residual quantiles and std for each horizon (in steps)."""
+        table = self.residual_quantiles_  # rows: horizon bucket edges -> stats
+        edges = self.residual_edges_
+        pos = np.clip(np.searchsorted(edges, horizon_steps, side="right") - 1, 0, len(table) - 1)
+        return table[pos]
+
+    def _fit_common(self, y: pd.Series) -> pd.Series:
+        y = _validate_series(y, self.name)
+        self.name_ = self.name or (y.name if isinstance(y.name, str) else "value")
+        self.step_ = _infer_step(y.index)
+        y = _regular(y, self.step_)
+        self.train_end_ = y.index.max() + self.step_
+        self.train_range_ = (float(np.nanmin(y.values)), float(np.nanmax(y.values)))
+        return y
+
+    def _fit_residuals(self, y: pd.Series, max_horizon: pd.Timedelta) -> None:
+        """Residual quantiles by horizon from backtests on the last training block."""
+        steps_per_day = int(DAY / self.step_)
+        horizon_steps = int(max_horizon / self.step_)
+        issues = _issue_times(y.index, self.step_, every=DAY)
+        issues = issues[issues >= y.index[0] + 2 * WEEK]
+        cut = int(len(issues) * 0.8)
+        calib = issues[cut:] if len(issues) - cut >= 7 else issues[-7:]
+        res, hs = [], []
+        for issue in calib:
+            idx = pd.date_range(issue, periods=horizon_steps, freq=self.step_)
+            idx = idx[idx <= y.index[-1]]
+            if len(idx) == 0:
+                continue
+            pred = self._point(y[y.index < issue], issue, idx)
+            obs = y.reindex(idx).to_numpy()
+            res.append(obs - pred)
+            hs.append(_horizon_steps(idx, issue, self.step_))
+        self._set_residual_table(np.concatenate(res) if res else np.zeros(1),
+                                 np.concatenate(hs) if hs else np.ones(1), steps_per_day)
+
+    def _set_residual_table(self, res: np.ndarray, hs: np.ndarray, steps_per_day: int) -> None:
+        ok = np.isfinite(res)
+        res, hs = res[ok], hs[ok]
+        # buckets of a quarter day; a bucket without data borrows the overall spread
+        width = max(steps_per_day // 4, 1)
+        top = int(hs.max()) if len(hs) else 1
+        edges = np.arange(1, top + width, width)
+        rows = []
+        overall = _stats(res)
+        for lo in edges:
+            sel = (hs >= lo) & (hs < lo + width)
+            rows.append(_stats(res[sel]) if sel.sum() >= 20 else overall)
+        self.residual_edges_ = edges
+        self.residual_quantiles_ = np.array(rows)
+
+    def predict_day_ahead(self, history: pd.Series, issue_time, index) -> pd.DataFrame:
+        """Forecast ``index`` from observations of ``history`` strictly before ``issue_time``."""
+        y, issue = self._history(history, issue_time)
+        idx = self._target_index(index, issue)
+        point = self._point(y, issue, idx)
+        return self._frame(idx, point, _horizon_steps(idx, issue, self.step_))
+
+    def predict(self, X) -> np.ndarray:  # scikit-learn compatibility: X is (history, issue, index)
+        history, issue_time, index = X
+        return self.predict_day_ahead(history, issue_time, index)[self.name_].to_numpy()
+
+
+def _stats(res: np.ndarray) -> list[float]:
+    if len(res) == 0:
+        return [0.0] * (len(QUANTILES) + 1)
+    return [float(np.quantile(res, q)) for q in QUANTILES] + [float(np.std(res))]
+
+
+def _horizon_steps(idx: pd.DatetimeIndex, issue: pd.Timestamp, step: pd.Timedelta) -> np.ndarray:
+    """Steps from the last observation (issue - step) to each target: 1 for the first."""
+    return np.asarray((idx - issue) // step + 1, dtype=int)
+
+
+def _issue_times(index: pd.DatetimeIndex, step: pd.Timedelta, every: pd.Timedelta,
+                 hour: int = 0) -> pd.DatetimeIndex:
+    start = index[0].normalize() + pd.Timedelta(hours=hour)
+    if start < index[0]:
+        start += DAY
+    return pd.date_range(start, index[-1], freq=every)
+
+
+def _lag(y: pd.Series, idx: pd.DatetimeIndex, offsets: np.ndarray | pd.Timedelta) -> np.ndarray:
+    return y.reindex(idx - offsets).to_numpy()
+
+
+def _same_step_latest_day(y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex, step: pd.Timedelta):
+    """Offsets (whole days) back to the same step on the latest day observed before ``issue``."""
+    last_obs = issue - step
+    days = np.ceil(((idx - last_obs) / DAY)).astype(int)
+    days = np.maximum(days, 1)
+    return pd.to_timedelta(days, unit="D")
+
+
+class PersistenceForecaster(_BaseForecaster):
+    """Same step on the most recent observed day (same hour yesterday, day-ahead)."""
+
+    def __init__(self, name: str | None = None, max_horizon_h: float = 48.0):
+        self.name = name
+        self.max_horizon_h = max_horizon_h
+
+    def fit(self, y: pd.Series, X=None) -> "PersistenceForecaster":
+        y = self._fit_common(y)
+        self._fit_residuals(y, pd.Timedelta(hours=self.max_horizon_h))
+        return self
+
+    def _point(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> np.ndarray:
+        off = _same_step_latest_day(y, issue, idx, self.step_)
+        p = _lag(y, idx, off)
+        p2 = _lag(y, idx, off + DAY)  # a gap in yesterday falls back to the day before
+        return _fill_last(np.where(np.isfinite(p), p, p2), y)
+
+
+class SeasonalNaiveForecaster(_BaseForecaster):
+    """Same step one week earlier (weekly season), falling back to persistence."""
+
+    def __init__(self, name: str | None = None, max_horizon_h: float = 48.0):
+        self.name = name
+        self.max_horizon_h = max_horizon_h
+
+    def fit(self, y: pd.Series, X=None) -> "SeasonalNaiveForecaster":
+        y = self._fit_common(y)
+        self._fit_residuals(y, pd.Timedelta(hours=self.max_horizon_h))
+        return self
+
+    def _point(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> np.ndarray:
+        weeks = np.maximum(np.ceil(((idx - (issue - self.step_)) / WEEK)).astype(int), 1)
+        p = _lag(y, idx, pd.to_timedelta(7 * weeks, unit="D"))
+        off = _same_step_latest_day(y, issue, idx, self.step_)
+        return _fill_last(np.where(np.isfinite(p), p, _lag(y, idx, off)), y)
+
+
+def _fill_last(p: np.ndarray, y: pd.Series) -> np.ndarray:
+    last = y.dropna().iloc[-1]
+    return np.where(np.isfinite(p), p, last)
+
+
+# --------------------------------------------------------------------------------------
+# the learned forecaster
+# --------------------------------------------------------------------------------------
+class _LagForecaster(_BaseForecaster):
+    """Direct multi-horizon gradient-boosting forecaster on calendar and lag features.
+
+    Parameters
+    ----------
+    name : column forecast (``gco2_per_kwh``, ``cpu_util`` ...); ``None`` takes the series name.
+    max_horizon_h : longest horizon trained, hours (48 covers a day-ahead forecast issued
+        at noon for the next day).
+    issue_every_h : spacing of the training issue times, hours.
+    max_iter, learning_rate, max_leaf_nodes : passed to ``HistGradientBoostingRegressor``.
+    """
+
+    def __init__(self, name: str | None = None, max_horizon_h: float = 48.0, issue_every_h: float = 6.0,
+                 estimator: str = "linear", alpha: float | None = None,
+                 log_target: bool = False,
+                 max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+                 random_state: int = 0):
+        if estimator not in ("linear", "hgb"):
+            raise ValueError(f"estimator must be 'linear' or 'hgb', got {estimator!r}")
+        self.name = name
+        self.estimator = estimator
+        self.alpha = alpha
+        self.log_target = log_target
+        self.max_horizon_h = max_horizon_h
+        self.issue_every_h = issue_every_h
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.random_state = random_state
+
+    FEATURES = ("horizon_steps", "hour_sin", "hour_cos", "dow", "issue_hour",
+                "lag_day", "lag_2day", "lag_week", "mean_7day_same_step",
+                "last", "mean_24h", "last_minus_mean_24h")
+
+    def _features(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        """Feature matrix for one issue time and the persistence baseline it corrects."""
+        step = self.step_
+        hs = _horizon_steps(idx, issue, step)
+        off = _same_step_latest_day(y, issue, idx, step)
+        lag_day = _lag(y, idx, off)
+        lag_2day = _lag(y, idx, off + DAY)
+        weeks = np.maximum(np.ceil(((idx - (issue - step)) / WEEK)).astype(int), 1)
+        lag_week = _lag(y, idx, pd.to_timedelta(7 * weeks, unit="D"))
+        same = np.column_stack([_lag(y, idx, off + k * DAY) for k in range(7)])
+        with np.errstate(all="ignore"):
+            mean7 = np.nanmean(np.where(np.isfinite(same), same, np.nan), axis=1)
+        recent = y[y.index >= issue - DAY]
+        last = float(recent.dropna().iloc[-1]) if recent.notna().any() else float(y.dropna().iloc[-1])
+        mean24 = float(recent.mean()) if recent.notna().any() else last
+        base = np.where(np.isfinite(lag_day), lag_day, np.where(np.isfinite(mean7), mean7, last))
+        hour = (idx.hour + idx.minute / 60.0).to_numpy()
+        X = np.column_stack([
+            hs,
+            np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
+            idx.dayofweek.to_numpy(),
+            np.full(len(idx), issue.hour + issue.minute / 60.0),
+            lag_day - base, lag_2day - base, lag_week - base, mean7 - base,
+            np.full(len(idx), last) - base, np.full(len(idx), mean24) - base,
+            np.full(len(idx), last - mean24),
+        ])
+        return X, base
+
+    def fit(self, y: pd.Series, X=None) -> "_LagForecaster":
+        """Learn from the series ``y``; every training target lies before ``y``'s end."""
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        y = self._fit_common(y)
+        horizon = pd.Timedelta(hours=self.max_horizon_h)
+        n_h = int(horizon / self.step_)
+        issues = _issue_times(y.index, self.step_, every=pd.Timedelta(hours=self.issue_every_h))
+        issues = issues[(issues >= y.index[0] + WEEK + DAY) & (issues <= y.index[-1])]
+        if len(issues) < 14:
+            raise ValueError(
+                f"{self.name_}: need at least ~3 weeks of history to fit (got {len(y)} steps from "
+                f"{y.index[0]} to {y.index[-1]})"
+            )
+        self.log_ = bool(self.log_target and np.nanmin(y.values) > 0)
+        z = np.log(y) if self.log_ else y  # the model works in log space for positive series
+        cut = issues[int(len(issues) * 0.8)]
+        rows = {"X": [], "t": [], "issue": [], "obs": [], "base": []}
+        for issue in issues:
+            idx = pd.date_range(issue, periods=n_h, freq=self.step_)
+            idx = idx[idx <= z.index[-1]]
+            obs = z.reindex(idx).to_numpy()
+            Xi, base = self._features(z[z.index < issue], issue, idx)
+            ok = np.isfinite(obs) & np.isfinite(base)
+            rows["X"].append(Xi[ok])
+            rows["t"].append(obs[ok] - base[ok])
+            rows["base"].append(base[ok])
+            rows["issue"].append(np.full(ok.sum(), issue.value))
+        Xall = np.vstack(rows["X"])
+        tall = np.concatenate(rows["t"])
+        iall = np.concatenate(rows["issue"])
+        ball = np.concatenate(rows["base"])
+
+        def model(alpha):
+            if self.estimator == "linear":
+                return _PerHorizonRidge(alpha=alpha)
+            return HistGradientBoostingRegressor(
+                max_iter=self.max_iter, learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state,
+                early_stopping=False)
+
+        # 1) time-block calibration: fit on issue times whose targets all end before the last
+        #    20 % of issue times (no leak), score that block. It picks the ridge penalty
+        #    (a large penalty shrinks the model to persistence) and gives the residual spread.
+        first = (iall + int(horizon.value)) <= cut.value
+        cal = iall >= cut.value
+        alphas = [self.alpha] if self.alpha is not None or self.estimator != "linear" else list(ALPHA_GRID)
+        best = (np.inf, alphas[0], None)
+        if first.sum() > 100 and cal.sum() > 100:
+            obs_cal = self._inverse(ball[cal] + tall[cal])
+            for a in alphas:
+                m = model(a).fit(Xall[first], tall[first])
+                pred = self._inverse(ball[cal] + m.predict(Xall[cal]))
+                mape = float(np.mean(np.abs(pred - obs_cal) / np.maximum(np.abs(obs_cal), 1e-9)))
+                if mape < best[0]:
+                    best = (mape, a, obs_cal - pred)
+        self.alpha_ = best[1]
+        if best[2] is not None:
+            self._set_residual_table(best[2], Xall[cal, 0].astype(int), int(DAY / self.step_))
+        else:
+            self._set_residual_table(np.zeros(1), np.ones(1), int(DAY / self.step_))
+        # 2) the final model on everything
+        self.regressor_ = model(self.alpha_).fit(Xall, tall)
+        self.n_training_rows_ = int(len(tall))
+        return self
+
+    def _inverse(self, z: np.ndarray) -> np.ndarray:
+        return np.exp(z) if self.log_ else z
+
+    def _point(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> np.ndarray:
+        z = np.log(y.where(y > 0)) if self.log_ else y
+        X, base = self._features(z, issue, idx)
+        return self._inverse(base + self.regressor_.predict(X))
+
+
+# Ridge penalties tried on the calibration block (features are in the series' own units,
+# or log units; the largest values shrink the model to persistence).
+ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+
+
+class CarbonIntensityForecaster(_LagForecaster):
+    """Grid carbon-intensity forecaster (gCO2/kWh); see the module docstring."""
+
+    def __init__(self, name: str | None = CARBON_GCO2_PER_KWH, max_horizon_h: float = 48.0,
+                 issue_every_h: float = 6.0, estimator: str = "linear", alpha: float | None = None,
+                 log_target: bool = False,
+                 max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+                 random_state: int = 0):
+        super().__init__(name, max_horizon_h, issue_every_h, estimator, alpha, log_target, max_iter, learning_rate,
+                         max_leaf_nodes, random_state)
+
+
+class WorkloadForecaster(_LagForecaster):
+    """Workload forecaster (``cpu_util`` or a ``<class>_units_per_h`` demand column)."""
+
+    def __init__(self, name: str | None = CPU_UTIL, max_horizon_h: float = 48.0,
+                 issue_every_h: float = 6.0, estimator: str = "linear", alpha: float | None = None,
+                 log_target: bool = False,
+                 max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+                 random_state: int = 0):
+        super().__init__(name, max_horizon_h, issue_every_h, estimator, alpha, log_target, max_iter, learning_rate,
+                         max_leaf_nodes, random_state)
+
+
+# --------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------
+def day_ahead_backtest(forecaster: _BaseForecaster, y: pd.Series, start, end=None, issue_hour: int = 0,
+                       horizon_h: float = 24.0) -> pd.DataFrame:
+    """Issue one forecast a day at ``issue_hour`` UTC for the next ``horizon_h`` hours.
+
+    Each forecast sees only ``y`` before its issue time. Returns a long frame with
+    ``issue_time``, ``timestamp``, ``actual`` and the forecast columns.
+    """
+    y = _validate_series(y, forecaster.name_)
+    start = pd.Timestamp(start)
+    end = pd.Timestamp(end) if end is not None else y.index[-1] + forecaster.step_
+    issues = _issue_times(y.index[y.index >= start], forecaster.step_, every=DAY, hour=issue_hour)
+    yr = _regular(y, forecaster.step_)
+    out = []
+    n = int(pd.Timedelta(hours=horizon_h) / forecaster.step_)
+    for issue in issues:
+        idx = pd.date_range(issue, periods=n, freq=forecaster.step_)
+        idx = idx[idx < end]
+        if len(idx) == 0:
+            continue
+        f = forecaster.predict_day_ahead(yr, issue, idx)
+        f["actual"] = yr.reindex(idx).to_numpy()
+        f["issue_time"] = issue
+        out.append(f)
+    if not out:
+        raise ValueError(f"no forecast issue time between {start} and {end}")
+    return pd.concat(out)
+
+
+def forecast_scores(actual, predicted) -> dict[str, float]:
+    """MAPE and bias in percent over the steps where both are finite.
+
+    ``bias_pct`` is the mean error over the mean actual (positive: over-forecast).
+    """
+    a = np.asarray(actual, dtype=float)
+    p = np.asarray(predicted, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(p) & (np.abs(a) > 1e-9)
+    if not ok.any():
+        raise ValueError("no overlapping finite values to score")
+    a, p = a[ok], p[ok]
+    return {
+        "mape_pct": float(np.mean(np.abs(p - a) / np.abs(a)) * 100.0),
+        "bias_pct": float((p - a).mean() / np.abs(a).mean() * 100.0),
+        "mae": float(np.mean(np.abs(p - a))),
+        "n": int(ok.sum()),
+    }
+
+
+class _PerHorizonRidge(BaseEstimator, RegressorMixin):
+    """One ridge regression per (issue hour, horizon step): a direct multi-horizon model.
+
+    Column 0 of X is the horizon in steps and column 4 the issue hour; ``columns`` are the
+    regressors. No intercept: with every feature at zero the forecast is persistence.
+    An issue hour not seen in training uses the nearest trained one.
+    """
+
+    def __init__(self, columns=(1, 2, 5, 6, 7, 8, 9, 10, 11), alpha: float = 1.0, fit_intercept: bool = False):
+        self.columns = columns
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "_PerHorizonRidge":
+        from sklearn.linear_model import Ridge
+
+        cols = list(self.columns)
+        keys = np.column_stack([X[:, 4], X[:, 0]])
+        self.models_ = {}
+        for key in np.unique(keys, axis=0):
+            sel = (keys[:, 0] == key[0]) & (keys[:, 1] == key[1])
+            self.models_[(float(key[0]), int(key[1]))] = Ridge(
+                alpha=self.alpha, fit_intercept=self.fit_intercept).fit(np.nan_to_num(X[sel][:, cols]), y[sel])
+        self.issue_hours_ = np.array(sorted({k[0] for k in self.models_}))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        cols = list(self.columns)
+        out = np.zeros(len(X))
+        for ih in np.unique(X[:, 4]):
+            d = np.abs(self.issue_hours_ - ih)
+            d = np.minimum(d, 24 - d)
+            near = float(self.issue_hours_[np.argmin(d)])
+            hs = np.array(sorted(k[1] for k in self.models_ if k[0] == near))
+            for h in np.unique(X[X[:, 4] == ih, 0]):
+                key = (near, int(hs[np.clip(np.searchsorted(hs, h), 0, len(hs) - 1)]))
+                sel = (X[:, 4] == ih) & (X[:, 0] == h)
+                out[sel] = self.models_[key].predict(np.nan_to_num(X[sel][:, cols]))
+        return out

@@ -1,0 +1,441 @@
+"""Learned thermal/power model of the facility, linear in the decisions.
+
+:class:`LinearPlantModel` learns from facility telemetry (:mod:`coolshift.schema`) how
+cooling power, facility power and rack inlet temperatures respond to the decisions
+(per-zone supply-air setpoint, chilled-water setpoint, per-zone IT power) under the
+exogenous conditions (outside dry-bulb temperature and humidity). It is a
+*varying-coefficient* linear model: the outside wet-bulb (or dry-bulb) temperature picks a
+regime (economiser, partial, mechanical ... : quantiles of the training data unless
+given), and inside a regime every coefficient is itself linear in the exogenous
+conditions. For a *forecast* of the weather the coefficients are numbers per step, so the
+optimiser's problem stays an LP; :meth:`LinearPlantModel.coefficients` returns them as a
+:class:`~coolshift.models.coefficients.PlantCoefficients`, and :meth:`predict` is exactly
+``PlantCoefficients.predict`` on those coefficients.
+
+:class:`ReferencePlantModel` (gradient-boosted trees on the same inputs plus active
+servers) shows what the linearity costs.
+
+Nothing here uses the simulator's equations: only telemetry columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from coolshift.models.coefficients import PlantCoefficients
+from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, col
+
+__all__ = [
+    "LinearPlantModel",
+    "ReferencePlantModel",
+    "wetbulb_stull_c",
+    "plant_metrics",
+    "time_block_split",
+    "TARGET_COLUMNS",
+    "IT_FAN_FRAC_PER_C",
+]
+
+OUTSIDE_TEMP = "outside_temp_c"
+OUTSIDE_RH = "outside_rh_pct"
+# Server fan/leakage power rise with inlet temperature above 25 degC: ASHRAE TC 9.9 (2011),
+# "Thermal Guidelines for Data Processing Environments - Expanded Data Center Classes",
+# Fig. 5, 4-20 % more server power at 35 degC than at 25 degC; the middle of that band,
+# 12 % over 10 K, linearised. Telemetry of zone IT power includes the fans but cannot
+# separate them from the compute load, so this prior (times the zone's mean IT power)
+# gives the optimiser the cost of warm inlets.
+IT_FAN_FRAC_PER_C = 0.012
+IT_FAN_THRESHOLD_C = 25.0
+REGIME_NAMES = {1: ["all"], 2: ["economiser", "mechanical"], 3: ["economiser", "partial", "mechanical"]}
+
+
+def wetbulb_stull_c(temp_c, rh_pct):
+    """Wet-bulb temperature [degC] from dry-bulb [degC] and relative humidity [%].
+
+    Stull, R. (2011), "Wet-bulb temperature from relative humidity and air temperature",
+    J. Appl. Meteor. Climatol. 50, 2267-2269, eq. 1 (sea-level pressure; within about
+    1 degC for RH 5-99 % and -20..50 degC).
+    """
+    t = np.asarray(temp_c, dtype=float)
+    rh = np.clip(np.asarray(rh_pct, dtype=float), 5.0, 99.0)
+    return (t * np.arctan(0.151977 * np.sqrt(rh + 8.313659)) + np.arctan(t + rh) - np.arctan(rh - 1.676331)
+            + 0.00391838 * rh ** 1.5 * np.arctan(0.023101 * rh) - 4.686035)
+
+
+def _exog(frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outside dry-bulb, RH and wet-bulb from telemetry (outside_*) or forecast (temp_c ...) columns."""
+    if OUTSIDE_TEMP in frame.columns:
+        t = frame[OUTSIDE_TEMP].to_numpy(float)
+    elif TEMP_C in frame.columns:
+        t = frame[TEMP_C].to_numpy(float)
+    else:
+        raise ValueError(f"{where}: needs an outside temperature column ({OUTSIDE_TEMP!r} or {TEMP_C!r})")
+    if OUTSIDE_RH in frame.columns:
+        rh = frame[OUTSIDE_RH].to_numpy(float)
+    elif RH_PCT in frame.columns:
+        rh = frame[RH_PCT].to_numpy(float)
+    else:
+        raise ValueError(f"{where}: needs an outside humidity column ({OUTSIDE_RH!r} or {RH_PCT!r})")
+    wb = frame[WETBULB_C].to_numpy(float) if WETBULB_C in frame.columns else wetbulb_stull_c(t, rh)
+    for name, v in (("outside temperature", t), ("outside humidity", rh)):
+        if not np.isfinite(v).all():
+            i = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise ValueError(f"{where}: {name} missing at row {i} ({frame.index[i]})")
+    return t, rh, wb
+
+
+def _check_index(frame: pd.DataFrame, where: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{where}: expected a DataFrame, got {type(frame).__name__}")
+    if not isinstance(frame.index, pd.DatetimeIndex) or frame.index.tz is None:
+        raise ValueError(f"{where}: needs a tz-aware (UTC) DatetimeIndex")
+
+
+def _require(frame: pd.DataFrame, cols: list[str], where: str) -> None:
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing} (telemetry schema: coolshift/schema.py)")
+    for c in cols:
+        v = frame[c].to_numpy(float)
+        if not np.isfinite(v).all():
+            i = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise ValueError(f"{where}: column {c!r} is missing/non-finite at row {i} ({frame.index[i]})")
+
+
+def _lstsq(D: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Ridge least squares on column-scaled features (the intercept column is not penalised)."""
+    from sklearn.linear_model import Ridge
+
+    scale = np.abs(D).max(axis=0)
+    scale[scale == 0] = 1.0
+    r = Ridge(alpha=alpha, fit_intercept=False).fit(D / scale, y)
+    return r.coef_ / scale
+
+
+class LinearPlantModel(BaseEstimator, RegressorMixin):
+    """Varying-coefficient linear plant model (see the module docstring).
+
+    Parameters
+    ----------
+    n_regimes : number of outside-condition regimes (quantiles of the training data);
+        ignored when ``regime_edges_c`` is given.
+    regime_edges_c : explicit regime boundaries [degC] on ``regime_on``.
+    regime_on : ``"wetbulb"`` (water-side economiser, cooling towers) or ``"drybulb"``.
+    alpha : ridge penalty on scaled features (small: telemetry is plentiful).
+    it_fan_frac_per_c : server fan/leakage prior, fraction of zone IT per degC above
+        ``it_fan_threshold_c`` (ASHRAE TC 9.9 2011; see :data:`IT_FAN_FRAC_PER_C`).
+    envelope_margin_frac : tolerance outside the training range, as a fraction of it.
+    min_regime_samples : a regime with fewer training rows is merged into its neighbour.
+    """
+
+    def __init__(self, n_regimes: int = 1, n_knots: int = 12, regime_edges_c=None, regime_on: str = "wetbulb",
+                 alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
+                 it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
+                 min_regime_samples: int = 50):
+        self.n_regimes = n_regimes
+        self.n_knots = n_knots
+        self.regime_edges_c = regime_edges_c
+        self.regime_on = regime_on
+        self.alpha = alpha
+        self.it_fan_frac_per_c = it_fan_frac_per_c
+        self.it_fan_threshold_c = it_fan_threshold_c
+        self.envelope_margin_frac = envelope_margin_frac
+        self.min_regime_samples = min_regime_samples
+
+    # -- inputs -----------------------------------------------------------------------
+    def _decision_cols(self, zones: list[str]) -> tuple[list[str], list[str]]:
+        return [col("zone_it_power_kw", z) for z in zones], [col("supply_setpoint_c", z) for z in zones]
+
+    def _regime_var(self, t: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        if self.regime_on not in ("wetbulb", "drybulb"):
+            raise ValueError(f"regime_on must be 'wetbulb' or 'drybulb', got {self.regime_on!r}")
+        return wb if self.regime_on == "wetbulb" else t
+
+    def _regimes(self, t: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.regime_edges_, self._regime_var(t, wb), side="right")
+
+    def _E(self, t: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        """Exogenous basis each coefficient is linear in.
+
+        Piecewise-linear "hat" functions of the regime variable at ``knots_`` (they sum to
+        one, so they hold the constant) plus the dry-bulb temperature: each coefficient is a
+        continuous piecewise-linear function of the outside conditions.
+        """
+        v = self._regime_var(t, wb)
+        k = self.knots_
+        if len(k) < 2:
+            return np.column_stack([np.ones_like(t), t, wb])
+        H = np.empty((len(v), len(k)))
+        vc = np.clip(v, k[0], k[-1])
+        for i in range(len(k)):
+            e = np.zeros(len(k))
+            e[i] = 1.0
+            H[:, i] = np.interp(vc, k, e)
+        # beyond the outer knots the coefficients extrapolate linearly in dry-bulb only
+        return np.column_stack([H, t])
+
+    # -- fit ----------------------------------------------------------------------------
+    def fit(self, telemetry: pd.DataFrame, site=None, zones: list[str] | None = None) -> "LinearPlantModel":
+        """Learn from telemetry rows (a tz-aware frame in the schema of :mod:`coolshift.schema`)."""
+        where = "LinearPlantModel.fit"
+        _check_index(telemetry, where)
+        zones = list(zones) if zones is not None else [z.name for z in site.zones] if site is not None else None
+        if not zones:
+            raise ValueError(f"{where}: pass the site (or zones) so the per-zone columns are known")
+        it_cols, sp_cols = self._decision_cols(zones)
+        inlet_cols = [col("inlet_temp_c", z) for z in zones]
+        need = it_cols + sp_cols + inlet_cols + ["chw_setpoint_c", "cooling_power_kw", "facility_power_kw", "it_power_kw"]
+        _require(telemetry, need, where)
+        if len(telemetry) < 10 * (2 * len(zones) + 2) * 3:
+            raise ValueError(f"{where}: {len(telemetry)} rows are too few for {len(zones)} zones")
+        t, rh, wb = _exog(telemetry, where)
+        self.zones_ = zones
+        self.pools_ = [c.split("__", 1)[1] for c in telemetry.columns if c.startswith("active_servers__")]
+
+        # regimes: explicit edges, else quantiles; merge regimes with too few rows
+        v = self._regime_var(t, wb)
+        if self.regime_edges_c is not None:
+            edges = np.sort(np.asarray(self.regime_edges_c, dtype=float))
+        else:
+            edges = np.quantile(v, np.linspace(0, 1, self.n_regimes + 1)[1:-1])
+        edges = np.unique(edges)
+        while len(edges):
+            counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+            small = np.flatnonzero(counts < self.min_regime_samples)
+            if not len(small):
+                break
+            k = int(small[0])
+            edges = np.delete(edges, min(k, len(edges) - 1))
+        self.regime_edges_ = edges
+        n_reg = len(edges) + 1
+        self.regime_names_ = REGIME_NAMES.get(n_reg, [f"regime_{k}" for k in range(n_reg)])
+        reg = self._regimes(t, wb)
+        self.knots_ = (np.quantile(v, np.linspace(0, 1, self.n_knots)) if self.n_knots >= 2 else np.array([]))
+        E = self._E(t, wb)
+        IT = telemetry[it_cols].to_numpy(float)
+        SP = telemetry[sp_cols].to_numpy(float)
+        CHW = telemetry["chw_setpoint_c"].to_numpy(float)
+        cool = telemetry["cooling_power_kw"].to_numpy(float)
+        nz = len(zones)
+
+        # cooling: per regime, y = E.c + sum_z (E.a_z) it_z + sum_z (E.b_z) sp_z + (E.d) chw
+        ne = E.shape[1]
+        self.cooling_coef_ = np.zeros((n_reg, 2 * nz + 2, ne))  # [const, it_z.., sp_z.., chw] x E
+        self.inlet_coef_ = np.zeros((n_reg, nz, 3, ne))  # per zone: [const, sp, it] x E
+        self.regime_counts_ = np.bincount(reg, minlength=n_reg).astype(int)
+        for r in range(n_reg):
+            m = reg == r
+            Er = E[m]
+            X = np.column_stack([np.ones(m.sum()), IT[m], SP[m], CHW[m]])  # (n, 2nz+2)
+            D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
+            self.cooling_coef_[r] = _lstsq(D, cool[m], self.alpha).reshape(2 * nz + 2, ne)
+            for j, zc in enumerate(inlet_cols):
+                Xz = np.column_stack([np.ones(m.sum()), SP[m, j], IT[m, j]])
+                Dz = (Xz[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
+                y = telemetry[zc].to_numpy(float)[m]
+                self.inlet_coef_[r, j] = _lstsq(Dz, y, self.alpha).reshape(3, ne)
+
+        # server fans: a prior per zone (kW per degC above the threshold), see IT_FAN_FRAC_PER_C
+        self.it_fan_kw_per_c_ = self.it_fan_frac_per_c * IT.mean(axis=0)
+        # electrical: facility - cooling = const + per_it * (IT incl. fans)
+        it_total = telemetry["it_power_kw"].to_numpy(float)
+        other = telemetry["facility_power_kw"].to_numpy(float) - cool
+        c = _lstsq(np.column_stack([np.ones_like(it_total), it_total]), other, self.alpha)
+        self.facility_const_kw_, self.facility_per_it_kw_ = float(c[0]), float(c[1])
+
+        # the training envelope: every input's range
+        env = {OUTSIDE_TEMP: t, OUTSIDE_RH: rh, WETBULB_C: wb, "chw_setpoint_c": CHW}
+        for j in range(nz):
+            env[it_cols[j]] = IT[:, j]
+            env[sp_cols[j]] = SP[:, j]
+        for p in self.pools_:
+            env[col("active_servers", p)] = telemetry[col("active_servers", p)].to_numpy(float)
+        self.envelope_ = {k: (float(np.min(x)), float(np.max(x))) for k, x in env.items()}
+        self.n_train_rows_ = int(len(telemetry))
+        self.train_period_ = (telemetry.index[0].isoformat(), telemetry.index[-1].isoformat())
+        return self
+
+    # -- coefficients for a forecast ----------------------------------------------------
+    def coefficients(self, site=None, forecast: pd.DataFrame | None = None) -> PlantCoefficients:
+        """Per-step linear coefficients for the weather in ``forecast`` (temp_c/rh_pct or outside_*)."""
+        if forecast is None:  # allow coefficients(forecast) as a positional shortcut
+            forecast, site = site, None
+        where = "LinearPlantModel.coefficients"
+        self._check_fitted()
+        _check_index(forecast, where)
+        if site is not None and [z.name for z in site.zones] != self.zones_:
+            raise ValueError(f"{where}: the site's zones {[z.name for z in site.zones]} differ from the "
+                             f"zones the model was trained on {self.zones_}")
+        t, rh, wb = _exog(forecast, where)
+        reg = self._regimes(t, wb)
+        E = self._E(t, wb)
+        idx = forecast.index
+        zones = self.zones_
+        nz = len(zones)
+        cc = np.einsum("te,tke->tk", E, self.cooling_coef_[reg])  # (T, 2nz+2)
+        ic = np.einsum("te,tzke->tzk", E, self.inlet_coef_[reg])  # (T, nz, 3)
+
+        def zf(a):
+            return pd.DataFrame(a, index=idx, columns=zones)
+
+        env = self._envelope_mask(forecast, exog_only=True)
+        return PlantCoefficients(
+            cooling_const_kw=pd.Series(cc[:, 0], index=idx),
+            cooling_per_it_kw=zf(cc[:, 1:1 + nz]),
+            cooling_per_supply_c=zf(cc[:, 1 + nz:1 + 2 * nz]),
+            cooling_per_chw_c=pd.Series(cc[:, 1 + 2 * nz], index=idx),
+            inlet_const_c=zf(ic[:, :, 0]),
+            inlet_per_supply_c=zf(ic[:, :, 1]),
+            inlet_per_it_kw=zf(ic[:, :, 2]),
+            it_fan_kw_per_c=zf(np.tile(self.it_fan_kw_per_c_, (len(idx), 1))),
+            facility_const_kw=pd.Series(self.facility_const_kw_, index=idx),
+            facility_per_it_kw=pd.Series(self.facility_per_it_kw_, index=idx),
+            it_fan_threshold_c=float(self.it_fan_threshold_c),
+            in_envelope=env,
+            model_version=getattr(self, "model_version_", None),
+        )
+
+    def regime(self, frame: pd.DataFrame) -> pd.Series:
+        """Name of the regime each row falls in."""
+        self._check_fitted()
+        t, rh, wb = _exog(frame, "LinearPlantModel.regime")
+        return pd.Series(np.asarray(self.regime_names_)[self._regimes(t, wb)], index=frame.index)
+
+    # -- predict ------------------------------------------------------------------------
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predict cooling, facility, IT power, inlet per zone and PUE for telemetry-like rows.
+
+        Exactly ``self.coefficients(frame).predict(...)`` with the rows' decisions, plus PUE.
+        """
+        where = "LinearPlantModel.predict"
+        self._check_fitted()
+        _check_index(frame, where)
+        it_cols, sp_cols = self._decision_cols(self.zones_)
+        _require(frame, it_cols + sp_cols + ["chw_setpoint_c"], where)
+        pc = self.coefficients(None, frame)
+        it = pd.DataFrame(frame[it_cols].to_numpy(float), index=frame.index, columns=self.zones_)
+        sp = pd.DataFrame(frame[sp_cols].to_numpy(float), index=frame.index, columns=self.zones_)
+        out = pc.predict(it, sp, frame["chw_setpoint_c"].astype(float))
+        out["pue"] = out["facility_power_kw"] / out["it_power_kw"]
+        return out
+
+    # -- envelope -----------------------------------------------------------------------
+    def in_envelope(self, frame: pd.DataFrame) -> pd.Series:
+        """True where every input present in ``frame`` lies inside the training range (with margin)."""
+        self._check_fitted()
+        return self._envelope_mask(frame, exog_only=False)
+
+    def _envelope_mask(self, frame: pd.DataFrame, exog_only: bool) -> pd.Series:
+        t, rh, wb = _exog(frame, "LinearPlantModel.in_envelope")
+        values = {OUTSIDE_TEMP: t, OUTSIDE_RH: rh, WETBULB_C: wb}
+        if not exog_only:
+            for k in self.envelope_:
+                if k in frame.columns and k not in values:
+                    values[k] = frame[k].to_numpy(float)
+        ok = np.ones(len(frame), dtype=bool)
+        for k, v in values.items():
+            lo, hi = self.envelope_[k]
+            tol = self.envelope_margin_frac * max(hi - lo, 1e-9)
+            ok &= (v >= lo - tol) & (v <= hi + tol)
+        return pd.Series(ok, index=frame.index, name="in_envelope")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cooling_coef_"):
+            raise RuntimeError("LinearPlantModel is not fitted: call fit(telemetry, site) first")
+
+
+class ReferencePlantModel(BaseEstimator, RegressorMixin):
+    """Nonlinear reference: one ``HistGradientBoostingRegressor`` per target.
+
+    Features: outside dry-bulb, RH, wet-bulb, chilled-water setpoint, per-zone supply
+    setpoint and IT power, per-pool active servers (when present). Same ``predict``
+    output as :class:`LinearPlantModel`.
+    """
+
+    def __init__(self, max_iter: int = 300, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
+                 random_state: int = 0):
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.random_state = random_state
+
+    def _X(self, frame: pd.DataFrame) -> np.ndarray:
+        t, rh, wb = _exog(frame, "ReferencePlantModel")
+        _require(frame, self.feature_columns_, "ReferencePlantModel")
+        return np.column_stack([t, rh, wb, frame[self.feature_columns_].to_numpy(float)])
+
+    def fit(self, telemetry: pd.DataFrame, site=None, zones: list[str] | None = None) -> "ReferencePlantModel":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        _check_index(telemetry, "ReferencePlantModel.fit")
+        zones = list(zones) if zones is not None else [z.name for z in site.zones]
+        self.zones_ = zones
+        pools = [c for c in telemetry.columns if c.startswith("active_servers__")]
+        self.feature_columns_ = (["chw_setpoint_c"] + [col("supply_setpoint_c", z) for z in zones]
+                                 + [col("zone_it_power_kw", z) for z in zones] + pools)
+        self.targets_ = ["cooling_power_kw", "facility_power_kw"] + [col("inlet_temp_c", z) for z in zones]
+        _require(telemetry, self.targets_, "ReferencePlantModel.fit")
+        X = self._X(telemetry)
+        self.estimators_ = []
+        for tcol in self.targets_:
+            m = HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                                              max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state,
+                                              early_stopping=False)
+            self.estimators_.append(m.fit(X, telemetry[tcol].to_numpy(float)))
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not hasattr(self, "estimators_"):
+            raise RuntimeError("ReferencePlantModel is not fitted")
+        _check_index(frame, "ReferencePlantModel.predict")
+        X = self._X(frame)
+        out = pd.DataFrame(index=frame.index)
+        it = frame[[col("zone_it_power_kw", z) for z in self.zones_]].sum(axis=1).astype(float)
+        out["it_power_kw"] = it
+        for tcol, m in zip(self.targets_, self.estimators_):
+            out[tcol] = m.predict(X)
+        out["pue"] = out["facility_power_kw"] / out["it_power_kw"]
+        return out
+
+
+TARGET_COLUMNS = ("cooling_power_kw", "facility_power_kw", "inlet_temp_c", "pue")
+
+
+def plant_metrics(actual: pd.DataFrame, predicted: pd.DataFrame, zones: list[str]) -> dict[str, float]:
+    """Held-out errors: MAPE of cooling and facility power [%], MAE of inlet [degC] and of PUE [-]."""
+    def mape(c):
+        a, p = actual[c].to_numpy(float), predicted[c].to_numpy(float)
+        return float(np.mean(np.abs(p - a) / np.maximum(np.abs(a), 1e-9)) * 100.0)
+
+    inlet = [col("inlet_temp_c", z) for z in zones]
+    pue_a = actual["pue"] if "pue" in actual.columns else actual["facility_power_kw"] / actual["it_power_kw"]
+    return {
+        "cooling_power_mape_pct": mape("cooling_power_kw"),
+        "facility_power_mape_pct": mape("facility_power_kw"),
+        "inlet_temp_mae_c": float(np.mean(np.abs(predicted[inlet].to_numpy() - actual[inlet].to_numpy()))),
+        "inlet_temp_max_abs_err_c": float(np.max(np.abs(predicted[inlet].to_numpy() - actual[inlet].to_numpy()))),
+        "pue_mae": float(np.mean(np.abs(predicted["pue"].to_numpy() - pue_a.to_numpy()))),
+        "n_test_rows": int(len(actual)),
+    }
+
+
+def time_block_split(frame: pd.DataFrame, test_from, gap: pd.Timedelta | str = "1D",
+                     test_to=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split by time, never shuffled: train before ``test_from - gap``, test from ``test_from``.
+
+    The gap keeps slow thermal state (and autocorrelated weather) from leaking across the cut.
+    """
+    _check_index(frame, "time_block_split")
+    t0 = pd.Timestamp(test_from)
+    t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0
+    gap = pd.Timedelta(gap)
+    train = frame[frame.index < t0 - gap]
+    test = frame[frame.index >= t0]
+    if test_to is not None:
+        t1 = pd.Timestamp(test_to)
+        test = test[test.index < (t1.tz_localize("UTC") if t1.tzinfo is None else t1)]
+    if train.empty or test.empty:
+        raise ValueError(f"time_block_split: test_from {t0} leaves an empty side "
+                         f"(data {frame.index[0]} .. {frame.index[-1]})")
+    return train, test
