@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -99,50 +100,58 @@ def _range_min(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 
 
 # ----------------------------------------------------------------- constraint families
-def _rows(matrix: sp.csr_array, variables: list, lower, upper):
-    """(lb, LinearExpression, ub) per row of a CSR matrix over ``variables``."""
-    from pyomo.core.expr.numeric_expr import LinearExpression
+@dataclass(frozen=True)
+class Family:
+    """One constraint family as data: ``lower <= A @ x <= upper`` (None = unbounded)."""
 
-    ptr, idx, val = matrix.indptr, matrix.indices, matrix.data
-    out = []
-    for r in range(matrix.shape[0]):
-        a, b = ptr[r], ptr[r + 1]
-        expr = LinearExpression(linear_coefs=val[a:b].tolist(),
-                                linear_vars=[variables[k] for k in idx[a:b]], constant=0.0)
-        out.append((None if lower is None else float(lower[r]), expr,
-                    None if upper is None else float(upper[r])))
-    return out
+    name: str
+    A: sp.csr_array
+    lower: np.ndarray | None
+    upper: np.ndarray | None
 
 
-def _add_family(m, name: str, rows: list) -> None:
-    import pyomo.environ as pyo
+@dataclass(frozen=True)
+class CapacityModel:
+    """Columns (block candidates, then interruptible job-slot pairs), their cost [kg],
+    and the constraint families; pure numpy, so it can go to Pyomo or straight to HiGHS."""
 
-    con = pyo.Constraint(range(len(rows)))
-    m.add_component(name, con)
-    for r, tpl in enumerate(rows):
-        con[r] = tpl
+    cand_job: np.ndarray
+    cand_start: np.ndarray
+    run_job: np.ndarray
+    run_slot: np.ndarray
+    cost_kg: np.ndarray
+    families: list[Family]
+
+    @property
+    def n_int(self) -> int:
+        return len(self.cand_job)
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.cand_job) + len(self.run_job)
 
 
-def add_block_choice(m, cand_job: np.ndarray, jobs: np.ndarray) -> None:
+def block_choice(cand_job: np.ndarray, jobs: np.ndarray, n_cols: int) -> Family:
     """Every contiguous job picks exactly one of its candidate blocks."""
     row = np.searchsorted(jobs, cand_job)
     A = sp.csr_array((np.ones(len(cand_job)), (row, np.arange(len(cand_job)))),
-                     shape=(len(jobs), len(cand_job)))
+                     shape=(len(jobs), n_cols))
     ones = np.ones(len(jobs))
-    _add_family(m, "block_choice", _rows(A, m._start_list, ones, ones))
+    return Family("block_choice", A, ones, ones)
 
 
-def add_run_hours(m, prob: ShiftProblem, run_job: np.ndarray, jobs: np.ndarray) -> None:
+def run_hours(prob: ShiftProblem, run_job: np.ndarray, jobs: np.ndarray, offset: int,
+              n_cols: int) -> Family:
     """Every interruptible job runs its duration: sum of slot fractions = duration/slot."""
     row = np.searchsorted(jobs, run_job)
-    A = sp.csr_array((np.ones(len(run_job)), (row, np.arange(len(run_job)))),
-                     shape=(len(jobs), len(run_job)))
+    A = sp.csr_array((np.ones(len(run_job)), (row, offset + np.arange(len(run_job)))),
+                     shape=(len(jobs), n_cols))
     need = prob.duration_h[jobs] / prob.slot_h
-    _add_family(m, "run_hours", _rows(A, m._run_list, need, need))
+    return Family("run_hours", A, need, need)
 
 
-def add_capacity(m, prob: ShiftProblem, cap: np.ndarray, rows_slot: np.ndarray,
-                 cand_job, cand_start, run_job, run_slot) -> None:
+def capacity(prob: ShiftProblem, cap: np.ndarray, rows_slot: np.ndarray, cand_job, cand_start,
+             run_job, run_slot) -> Family:
     """Load in each binding slot <= capacity [kW]: full power for every block touching
     the slot, power x fraction for interruptible runs."""
     row_of = np.full(len(prob.slots), -1)
@@ -158,24 +167,12 @@ def add_capacity(m, prob: ShiftProblem, cap: np.ndarray, rows_slot: np.ndarray,
     A = sp.csr_array((vals, (rows, cols)), shape=(len(rows_slot), nc + len(run_job)))
     A.sum_duplicates()
     A.sort_indices()
-    _add_family(m, "capacity", _rows(A, m._start_list + m._run_list, None, cap[rows_slot]))
+    return Family("capacity", A, None, cap[rows_slot])
 
 
-def add_objective(m, cand_cost: np.ndarray, run_cost: np.ndarray) -> None:
-    import pyomo.environ as pyo
-    from pyomo.core.expr.numeric_expr import LinearExpression
-
-    expr = LinearExpression(linear_coefs=np.r_[cand_cost, run_cost].tolist(),
-                            linear_vars=m._start_list + m._run_list, constant=0.0)
-    m.emissions_kg = pyo.Objective(expr=expr, sense=pyo.minimize)
-
-
-# ---------------------------------------------------------------------------- build/solve
-def build_model(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray, jobs: np.ndarray,
-                rows_slot: np.ndarray):
-    """Pyomo model of the coupled ``jobs``; returns (model, arrays describing columns)."""
-    import pyomo.environ as pyo
-
+def model_matrices(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray, jobs: np.ndarray,
+                   rows_slot: np.ndarray) -> CapacityModel:
+    """Columns, costs and constraint families of the coupled ``jobs``."""
     block = jobs[~prob.interruptible[jobs]]
     split = jobs[prob.interruptible[jobs]]
     cand_job, cand_start, cand_cost = _candidates(prob, block, decision, cap)
@@ -188,51 +185,103 @@ def build_model(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray, jobs:
     run_slot = np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width) + \
         np.repeat(prob.first[split], width)
     run_cost = prob.power_kw[run_job] * prob.slot_h * decision[run_slot] * _KG_PER_G
+    n_cols = len(cand_job) + len(run_job)
+    fams = []
+    if len(block):
+        fams.append(block_choice(cand_job, block, n_cols))
+    if len(split):
+        fams.append(run_hours(prob, run_job, split, len(cand_job), n_cols))
+    fams.append(capacity(prob, cap, rows_slot, cand_job, cand_start, run_job, run_slot))
+    return CapacityModel(cand_job, cand_start, run_job, run_slot,
+                         np.r_[cand_cost, run_cost], fams)
+
+
+# ------------------------------------------------------------------------ Pyomo model
+def _rows(matrix: sp.csr_array, variables: list, lower, upper):
+    """(lb, LinearExpression, ub) per row of a CSR matrix over ``variables``."""
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    ptr, idx, val = matrix.indptr, matrix.indices, matrix.data
+    out = []
+    for r in range(matrix.shape[0]):
+        a, b = ptr[r], ptr[r + 1]
+        expr = LinearExpression(linear_coefs=val[a:b].tolist(),
+                                linear_vars=[variables[k] for k in idx[a:b]], constant=0.0)
+        out.append((None if lower is None else float(lower[r]), expr,
+                    None if upper is None else float(upper[r])))
+    return out
+
+
+def build_model(cm: CapacityModel):
+    """The Pyomo model: binary ``start``, fractional ``run``, one Constraint per family,
+    objective kgCO2 on the decision intensity."""
+    import pyomo.environ as pyo
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
     with _gc_paused():
         m = pyo.ConcreteModel(name="shift")
-        m.start = pyo.Var(range(len(cand_job)), domain=pyo.Binary)
-        m.run = pyo.Var(range(len(run_job)), bounds=(0.0, 1.0))
-        m._start_list = list(m.start.values())
-        m._run_list = list(m.run.values())
-        if len(block):
-            add_block_choice(m, cand_job, block)
-        if len(split):
-            add_run_hours(m, prob, run_job, split)
-        add_capacity(m, prob, cap, rows_slot, cand_job, cand_start, run_job, run_slot)
-        add_objective(m, cand_cost, run_cost)
-    cols = dict(cand_job=cand_job, cand_start=cand_start, run_job=run_job, run_slot=run_slot)
-    return m, cols
+        m.start = pyo.Var(range(cm.n_int), domain=pyo.Binary)
+        m.run = pyo.Var(range(cm.n_cols - cm.n_int), bounds=(0.0, 1.0))
+        m._columns = list(m.start.values()) + list(m.run.values())
+        for fam in cm.families:
+            rows = _rows(fam.A, m._columns, fam.lower, fam.upper)
+            con = pyo.Constraint(range(len(rows)))
+            m.add_component(fam.name, con)
+            for r, tpl in enumerate(rows):
+                con[r] = tpl
+        m.emissions_kg = pyo.Objective(
+            expr=LinearExpression(linear_coefs=cm.cost_kg.tolist(), linear_vars=m._columns,
+                                  constant=0.0), sense=pyo.minimize)
+    return m
 
 
-def solve_highs(m, mip_rel_gap: float = 1e-4, time_limit_s: float | None = None):
-    """Compile ``m`` to standard form, solve with highspy; returns (x, status, stats)."""
+def standard_form(m):
+    """Compile the Pyomo model to (A csc, cost, row_lower, row_upper) in our column order."""
     import highspy
     from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
-    t0 = time.perf_counter()
-    order = m._start_list + m._run_list
+    order = m._columns
     info = LinearStandardFormCompiler().write(m, mixed_form=True, column_order=order)
     if len(info.columns) != len(order) or any(a is not b for a, b in zip(info.columns, order)):
         raise RuntimeError("standard form changed the column order")  # guards the mapping
-    A = sp.csc_array(info.A)
     sense = np.array([mult for _, mult in info.rows])
     rhs = np.asarray(info.rhs, float)
-    row_lo = np.where(sense >= 0, np.where(sense == 0, rhs, -highspy.kHighsInf), rhs)
-    row_hi = np.where(sense <= 0, np.where(sense == 0, rhs, highspy.kHighsInf), rhs)
-    t_compile = time.perf_counter() - t0
+    inf = highspy.kHighsInf
+    row_lo = np.where(sense == 1, -inf, rhs)   # mixed form: 0 '==', 1 '<=', -1 '>='
+    row_hi = np.where(sense == -1, inf, rhs)
+    return sp.csc_array(info.A), np.asarray(info.c.toarray()).ravel(), row_lo, row_hi
+
+
+def matrices_direct(cm: CapacityModel):
+    """The same (A csc, cost, row_lower, row_upper) straight from numpy, no Pyomo: the
+    floor the Pyomo route is compared with in ``benchmarks/bench_shift.py``."""
+    import highspy
+
+    inf = highspy.kHighsInf
+    A = sp.vstack([f.A for f in cm.families]).tocsc()
+    lo = np.concatenate([f.lower if f.lower is not None else np.full(f.A.shape[0], -inf)
+                         for f in cm.families])
+    hi = np.concatenate([f.upper if f.upper is not None else np.full(f.A.shape[0], inf)
+                         for f in cm.families])
+    return A, cm.cost_kg, lo, hi
+
+
+def run_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
+              time_limit_s: float | None = None):
+    """Pass the matrices to HiGHS in one call and solve; returns (x, status, stats)."""
+    import highspy
 
     lp = highspy.HighsLp()
-    n = len(order)
+    n = len(cost)
     lp.num_col_, lp.num_row_ = n, A.shape[0]
-    lp.col_cost_ = np.asarray(info.c.toarray()).ravel()
+    lp.col_cost_ = np.asarray(cost, float)
     lp.col_lower_ = np.zeros(n)
     lp.col_upper_ = np.ones(n)
-    lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+    lp.row_lower_, lp.row_upper_ = np.asarray(row_lo, float), np.asarray(row_hi, float)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = A.indptr
     lp.a_matrix_.index_ = A.indices
     lp.a_matrix_.value_ = A.data
-    n_int = len(m._start_list)
     if n_int:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n_int + \
             [highspy.HighsVarType.kContinuous] * (n - n_int)
@@ -248,7 +297,7 @@ def solve_highs(m, mip_rel_gap: float = 1e-4, time_limit_s: float | None = None)
     status = h.modelStatusToString(h.getModelStatus())
     x = np.asarray(h.getSolution().col_value, float) if h.getInfo().primal_solution_status \
         else None
-    stats = {"compile_s": t_compile, "highs_s": t_solve, "variables": n, "rows": A.shape[0],
+    stats = {"highs_s": t_solve, "variables": n, "rows": A.shape[0],
              "integer_variables": n_int, "highs_status": status}
     if n_int:
         stats["mip_gap"] = float(h.getInfo().mip_gap)
@@ -264,24 +313,28 @@ def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
     free_j, free_s, free_h = independent_runs(prob, decision, ~coupled)
     jobs = np.flatnonzero(coupled)
     rows_slot = np.flatnonzero(binding)
-    m, cols = build_model(prob, decision, cap, jobs, rows_slot)
+    cm = model_matrices(prob, decision, cap, jobs, rows_slot)
+    m = build_model(cm)
     t_build = time.perf_counter() - t0
-    x, status, stats = solve_highs(m, mip_rel_gap, time_limit_s)
+    t1 = time.perf_counter()
+    A, cost, lo, hi = standard_form(m)
+    t_compile = time.perf_counter() - t1
+    x, status, stats = run_highs(A, cost, lo, hi, cm.n_int, mip_rel_gap, time_limit_s)
     if x is None:
         raise JobsError(f"capacity: no schedule fits every job under the capacity in its window "
                         f"(HiGHS: {status})")
-    nc = len(cols["cand_job"])
+    nc = cm.n_int
     y, f = x[:nc], np.clip(x[nc:], 0.0, 1.0)
-    cj, cs = cols["cand_job"], cols["cand_start"]
+    cj, cs = cm.cand_job, cm.cand_start
     # the chosen block of each job: its largest start variable (1 at an integer optimum)
     order = np.lexsort((-y, cj))
     first_of_job = np.r_[True, cj[order][1:] != cj[order][:-1]] if nc else np.zeros(0, bool)
     pick = order[first_of_job]
     bj, bs, bh = _block_runs(prob, cj[pick], cs[pick])
-    rj, rs = cols["run_job"], cols["run_slot"]
+    rj, rs = cm.run_job, cm.run_slot
     job = np.r_[free_j, bj, rj]
     slot = np.r_[free_s, bs, rs]
     hours = np.r_[free_h, bh, f * prob.slot_h]
-    stats.update(method="milp" if nc else "lp", build_s=t_build, coupled_jobs=int(len(jobs)),
+    stats.update(method="milp" if nc else "lp", build_s=t_build, compile_s=t_compile, coupled_jobs=int(len(jobs)),
                  capacity_rows=int(len(rows_slot)))
     return job, slot, hours, stats

@@ -173,3 +173,25 @@ def test_per_slot_capacity_array_and_mixed_interruptible_jobs():
         if need < 1e-9:
             best = min(best, g / 1000)
     assert s.summary()["shifted_kgco2"] == pytest.approx(best, rel=1e-6)
+
+
+def test_pyomo_standard_form_equals_the_numpy_matrices():
+    from coolshift.optimizer import shift_model as sm
+
+    intensity = profile([300, 100, 200, 50])
+    jobs = validate_jobs(pd.DataFrame([
+        {"job_id": "a", "release": T0.isoformat(), "deadline": (T0 + pd.Timedelta("2h")).isoformat(),
+         "duration_h": 1.0, "power_kw": 4.0, "interruptible": "false"},
+        {"job_id": "b", "release": T0.isoformat(), "deadline": (T0 + pd.Timedelta("2h")).isoformat(),
+         "duration_h": 0.75, "power_kw": 6.0, "interruptible": "true"},
+    ]))
+    prob = prepare(jobs, intensity)
+    cap = np.full(4, 8.0)
+    binding = sm.binding_slots(prob, cap)
+    cm = sm.model_matrices(prob, prob.actual, cap, np.arange(2), np.flatnonzero(binding))
+    A, c, lo, hi = sm.standard_form(sm.build_model(cm))
+    A2, c2, lo2, hi2 = sm.matrices_direct(cm)
+    assert (A != A2).nnz == 0
+    assert np.allclose(c, c2) and np.array_equal(lo, lo2) and np.array_equal(hi, hi2)
+    # 3 block candidates + 4 run slots; rows: 1 choice, 1 hours, 4 capacity
+    assert A.shape == (6, 7)
