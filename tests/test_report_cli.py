@@ -229,3 +229,19 @@ def test_report_on_simulator_runs(tmp_path):
     assert red["total_kg"] / 1000 == pytest.approx(sums["static"]["tco2_location"] - s["tco2_location"], rel=1e-6, abs=1e-9)
     page = (out / "carbon_report.html").read_text()
     assert all(f">{H.escape(t)}</h2>" in page for t in SECTIONS)
+
+
+def test_report_on_telemetry_lists_filled_gaps(tmp_path):
+    _, post, _, _ = synthetic_site(6, days_pre=2, days_post=5)
+    _telemetry_csv(post, tmp_path / "post.csv")  # row 5 has an empty facility reading
+    pd.DataFrame({"timestamp": post.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "gco2_per_kwh": post["gco2_per_kwh"].to_numpy()}).to_csv(
+        tmp_path / "grid.csv", index=False)
+    out = tmp_path / "rep"
+    res = runner.invoke(app, ["report", str(tmp_path / "post.csv"), "--carbon", str(tmp_path / "grid.csv"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    figs = json.loads((out / "carbon_report.json").read_text())
+    dq = figs["data_quality"]
+    assert dq["estimated_steps"] == 1 and dq["fills"] == 1 and not dq["simulated"]
+    assert dq["fills_detail"][0]["column"] == "facility_power_kw"
+    assert figs["energy"]["water_l"] is None  # not metered: WUE not invented
+    assert "metered telemetry" in (out / "carbon_report.html").read_text()
