@@ -10,8 +10,9 @@ block; every interruptible job runs its duration; the load in every slot where t
 capacity can bind stays under it. Objective: kgCO2 on the decision intensity.
 
 Exact reductions before the build: slots whose largest possible load fits the capacity
-get no row, and jobs whose window touches no such row are fixed at their independent
-optimum (nothing couples them to the rest). The model is built lean (GC paused,
+get no row, jobs whose window touches no such row are fixed at their independent
+optimum (nothing couples them to the rest), and the remaining jobs are split into groups
+that share no binding slot, each solved as its own model. The model is built lean (GC paused,
 ``LinearExpression`` from coefficient lists, ``(lb, body, ub)`` tuples), compiled to a
 sparse matrix by Pyomo's ``LinearStandardFormCompiler`` and passed to ``highspy`` in one
 call (see shared notes: the default appsi hand-over adds rows one at a time).
@@ -57,12 +58,6 @@ def binding_slots(prob: ShiftProblem, cap: np.ndarray) -> np.ndarray:
     np.add.at(diff, prob.first, prob.power_kw)
     np.add.at(diff, prob.stop, -prob.power_kw)
     return np.cumsum(diff)[:-1] > cap + _TOL_KW
-
-
-def _coupled_jobs(prob: ShiftProblem, binding: np.ndarray) -> np.ndarray:
-    """Bool per job: its window contains a binding slot."""
-    c = np.r_[0, np.cumsum(binding)]
-    return c[prob.stop] - c[prob.first] > 0
 
 
 def _candidates(prob: ShiftProblem, jobs: np.ndarray, decision: np.ndarray, cap: np.ndarray):
@@ -304,15 +299,41 @@ def run_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
     return x, status, stats
 
 
-def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
-                   mip_rel_gap: float = 1e-4, time_limit_s: float | None = None):
-    """Optimal runs under a per-slot capacity [kW]: (job, slot, hours, info)."""
+def components(prob: ShiftProblem, binding: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Independent sub-problems: (jobs, binding slots) groups that share no binding slot.
+
+    Two jobs are coupled only through a binding slot both windows contain. Binding
+    slots form runs; a job links the runs its window touches; runs linked through any
+    chain of jobs form one group. Solving groups separately is exact.
+    """
+    idx = np.flatnonzero(binding)
+    if len(idx) == 0:
+        return []
+    run_of = np.cumsum(np.r_[True, np.diff(idx) > 1]) - 1      # run id per binding slot
+    c = np.r_[0, np.cumsum(binding)]
+    jobs = np.flatnonzero(c[prob.stop] - c[prob.first] > 0)
+    lo = run_of[np.searchsorted(idx, prob.first[jobs])]
+    hi = run_of[np.searchsorted(idx, prob.stop[jobs]) - 1]
+    order = np.argsort(lo, kind="stable")
+    reach = np.maximum.accumulate(hi[order])
+    start_new = np.r_[True, lo[order][1:] > reach[:-1]]
+    group_of_sorted = np.cumsum(start_new) - 1
+    group = np.empty(len(jobs), np.int64)
+    group[order] = group_of_sorted
+    n_groups = int(group_of_sorted[-1]) + 1
+    first_run = np.full(n_groups, np.iinfo(np.int64).max)
+    last_run = np.zeros(n_groups, np.int64)
+    np.minimum.at(first_run, group, lo)
+    np.maximum.at(last_run, group, hi)
+    out = []
+    for g in range(n_groups):
+        slots = idx[(run_of >= first_run[g]) & (run_of <= last_run[g])]
+        out.append((np.sort(jobs[group == g]), slots))
+    return out
+
+
+def _solve_group(prob, decision, cap, jobs, rows_slot, mip_rel_gap, time_limit_s):
     t0 = time.perf_counter()
-    binding = binding_slots(prob, cap)
-    coupled = _coupled_jobs(prob, binding)
-    free_j, free_s, free_h = independent_runs(prob, decision, ~coupled)
-    jobs = np.flatnonzero(coupled)
-    rows_slot = np.flatnonzero(binding)
     cm = model_matrices(prob, decision, cap, jobs, rows_slot)
     m = build_model(cm)
     t_build = time.perf_counter() - t0
@@ -321,8 +342,9 @@ def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
     t_compile = time.perf_counter() - t1
     x, status, stats = run_highs(A, cost, lo, hi, cm.n_int, mip_rel_gap, time_limit_s)
     if x is None:
+        first = prob.jobs["job_id"].iat[jobs[0]]
         raise JobsError(f"capacity: no schedule fits every job under the capacity in its window "
-                        f"(HiGHS: {status})")
+                        f"(HiGHS: {status}; jobs {first!r} .. {prob.jobs['job_id'].iat[jobs[-1]]!r})")
     nc = cm.n_int
     y, f = x[:nc], np.clip(x[nc:], 0.0, 1.0)
     cj, cs = cm.cand_job, cm.cand_start
@@ -331,10 +353,40 @@ def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
     first_of_job = np.r_[True, cj[order][1:] != cj[order][:-1]] if nc else np.zeros(0, bool)
     pick = order[first_of_job]
     bj, bs, bh = _block_runs(prob, cj[pick], cs[pick])
-    rj, rs = cm.run_job, cm.run_slot
-    job = np.r_[free_j, bj, rj]
-    slot = np.r_[free_s, bs, rs]
-    hours = np.r_[free_h, bh, f * prob.slot_h]
-    stats.update(method="milp" if nc else "lp", build_s=t_build, compile_s=t_compile, coupled_jobs=int(len(jobs)),
-                 capacity_rows=int(len(rows_slot)))
-    return job, slot, hours, stats
+    stats.update(build_s=t_build, compile_s=t_compile)
+    return (np.r_[bj, cm.run_job], np.r_[bs, cm.run_slot], np.r_[bh, f * prob.slot_h], stats)
+
+
+def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
+                   mip_rel_gap: float = 1e-4, time_limit_s: float | None = None):
+    """Optimal runs under a per-slot capacity [kW]: (job, slot, hours, info).
+
+    Jobs touching no binding slot keep their independent optimum; the rest are solved
+    per independent group (:func:`components`), each a Pyomo MILP/LP with HiGHS
+    (``time_limit_s`` applies per group).
+    """
+    binding = binding_slots(prob, cap)
+    groups = components(prob, binding)
+    coupled = np.zeros(prob.n_jobs, bool)
+    for jobs, _ in groups:
+        coupled[jobs] = True
+    parts = [independent_runs(prob, decision, ~coupled)]
+    info = {"build_s": 0.0, "compile_s": 0.0, "highs_s": 0.0, "variables": 0, "rows": 0,
+            "integer_variables": 0, "groups": len(groups), "largest_group_jobs": 0,
+            "coupled_jobs": int(coupled.sum()), "capacity_rows": int(binding.sum())}
+    statuses, gaps = set(), []
+    for jobs, rows_slot in groups:
+        j, s, h, st = _solve_group(prob, decision, cap, jobs, rows_slot, mip_rel_gap, time_limit_s)
+        parts.append((j, s, h))
+        for k in ("build_s", "compile_s", "highs_s", "variables", "rows", "integer_variables"):
+            info[k] += st[k]
+        info["largest_group_jobs"] = max(info["largest_group_jobs"], len(jobs))
+        statuses.add(st["highs_status"])
+        if "mip_gap" in st:
+            gaps.append(st["mip_gap"])
+    job, slot, hours = (np.concatenate(x) for x in zip(*parts))
+    info["highs_status"] = "/".join(sorted(statuses))
+    if gaps:
+        info["mip_gap"] = float(max(gaps))
+    info["method"] = "milp" if info["integer_variables"] else "lp"
+    return job, slot, hours, info

@@ -17,7 +17,7 @@ from coolshift.optimizer.shift import (
     slot_load_kw,
     validate_jobs,
 )
-from coolshift.optimizer.shift_model import binding_slots
+from coolshift.optimizer.shift_model import binding_slots, components
 
 T0 = pd.Timestamp("2024-01-01T00:00Z")
 
@@ -195,3 +195,18 @@ def test_pyomo_standard_form_equals_the_numpy_matrices():
     assert np.allclose(c, c2) and np.array_equal(lo, lo2) and np.array_equal(hi, hi2)
     # 3 block candidates + 4 run slots; rows: 1 choice, 1 hours, 4 capacity
     assert A.shape == (6, 7)
+
+
+def test_jobs_sharing_no_binding_slot_are_solved_as_separate_groups():
+    intensity = profile([1, 2, 3, 4, 5, 6, 7, 8])
+    # a, b overlap on slots 1-2 (12 kW > 10); c, d on slots 5-6; e's window is slot 4 only
+    jobs = jobs_frame([("a", 0, 3, 0.5, 6.0), ("b", 1, 4, 0.5, 6.0), ("e", 4, 5, 0.5, 6.0),
+                       ("c", 5, 7, 0.5, 6.0), ("d", 5, 8, 0.5, 6.0)])
+    prob = prepare(jobs, intensity)
+    groups = components(prob, binding_slots(prob, np.full(8, 10.0)))
+    assert [g[0].tolist() for g in groups] == [[0, 1], [3, 4]]
+    assert [g[1].tolist() for g in groups] == [[1, 2], [5, 6]]
+    s = schedule_jobs(jobs, intensity, capacity_kw=10.0)
+    assert s.info["groups"] == 2 and s.info["coupled_jobs"] == 4
+    # a -> slot 0 (1), b -> slot 1 (2), e -> slot 4 (5), c -> 5 (6), d -> 6 (7): x 6 kW x 0.5 h
+    assert s.summary()["shifted_kgco2"] == pytest.approx(6 * 0.5 * (1 + 2 + 5 + 6 + 7) / 1000)
