@@ -245,3 +245,12 @@ def test_report_on_telemetry_lists_filled_gaps(tmp_path):
     assert dq["fills_detail"][0]["column"] == "facility_power_kw"
     assert figs["energy"]["water_l"] is None  # not metered: WUE not invented
     assert "metered telemetry" in (out / "carbon_report.html").read_text()
+
+
+def test_report_rejects_missing_power_values(runs, tmp_path):
+    _, post, _, _ = runs
+    holes = post.copy()
+    holes.iloc[7, holes.columns.get_loc("facility_power_kw")] = np.nan
+    holes.to_parquet(tmp_path / "holes.parquet")
+    res = runner.invoke(app, ["report", str(tmp_path / "holes.parquet"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "facility_power_kw" in res.output and post.index[7].isoformat() in res.output

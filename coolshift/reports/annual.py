@@ -419,7 +419,7 @@ def write_pdf(path, figs: dict, ctx: ReportContext, figures: dict) -> None:
             for para in text_of(bodies[title]).splitlines():
                 lines += textwrap.wrap(para, 105) or [""]
         lines += ["", "FIGURES (following pages)"] + [f"{i + 1}. {cap}" for i, (_, cap) in enumerate(figures.values())]
-        per_page = 62
+        per_page = 86
         for i in range(0, len(lines), per_page):
             page = plt.figure(figsize=(8.27, 11.69))
             page.text(0.05, 0.97, "\n".join(lines[i:i + per_page]), va="top", family="monospace", fontsize=7.2)

@@ -85,6 +85,11 @@ def read_run(path: str | Path, zones: list[str] | None = None) -> RunData:
             raise DataError(path, f"missing column {c!r}")
     if len(frame) < 2:
         raise DataError(path, "needs at least two time steps")
+    for c in ("it_power_kw", "facility_power_kw"):
+        missing = frame[c].isna().to_numpy()
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise DataError(path, f"{int(missing.sum())} missing value(s), first at {frame.index[i].isoformat()}", c)
     bad = frame["facility_power_kw"].to_numpy() + 1e-6 < frame["it_power_kw"].to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
