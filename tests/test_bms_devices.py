@@ -123,6 +123,50 @@ def test_bacnet_refused_pushes_write_nothing(tmp_path, case, plan_kw, values, ex
     assert (df.action == "refuse").sum() >= 1 and not ((df.action == "write")).any()
 
 
+def test_bacnet_zone_envelope_binds_inside_the_point_limits(tmp_path):
+    """Point limits 13-37 degC; hall_a is at 26.8 (ours): 27.5 is a 0.7 K step inside the point's
+    limits but above the zone's ASHRAE inlet maximum of 27 degC, so it is refused."""
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port, wide_limits=True)
+    plan = read_plan(make_plan(tmp_path / "plan", {SUPPLY_A: 27.5, SUPPLY_B: 18.5, CHW: 10.5}))
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        dev.set_slot("hall_a_supply_sp", 10, 26.8)
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "refused"
+            assert out.messages == ["hall_a_supply_sp: supply air 27.5 degC is outside zone hall_a's envelope "
+                                    "16..27 degC (supply setpoint range, ASHRAE inlet max 27 degC)"]
+            assert dev.slot("hall_a_supply_sp", 10) == pytest.approx(26.8) and dev.writes == 0
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+
+
+def test_bacnet_point_the_plan_no_longer_carries_is_handed_back(tmp_path):
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    plan = read_plan(make_plan(tmp_path / "plan", {SUPPLY_A: 19.0, SUPPLY_B: 18.5}))  # no chilled water
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        dev.set_slot("chw_sp", 10, 11.0)  # commanded by an earlier plan
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "applied"
+            assert [d.action for d in out.diff.points] == ["write", "write", "release"]
+            assert dev.slot("chw_sp", 10) is None and dev.value("chw_sp") == pytest.approx(RD["chw_sp"])
+            assert dev.slot("hall_a_supply_sp", 10) == pytest.approx(19.0)
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    df = read_audit(log.path)
+    assert df[(df.action == "relinquish") & (df.point == "chw_sp")].result.tolist() == ["intent", "ok"]
+
+
 def test_bacnet_rate_limit_refuses_a_second_write_too_soon(tmp_path):
     port = free_port()
     pm, site, log = _setup(tmp_path, "bacnet", port, min_write_interval_s=300)

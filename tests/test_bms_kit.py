@@ -61,13 +61,16 @@ def make_plan(folder: Path, values: dict[str, float], *, created_at: pd.Timestam
 
 
 def write_point_map(path: Path, protocol: str, port: int, *, timeout_s: float = 1.0, min_write_interval_s: float = 0,
-                    max_plan_age_h: float = 26, restore_timeout_s: float = 15, coil_release: bool = False) -> Path:
+                    max_plan_age_h: float = 26, restore_timeout_s: float = 15, coil_release: bool = False,
+                    wide_limits: bool = False) -> Path:
     """A San Jose point map (3 setpoints) for a device on 127.0.0.1:port; audit log beside it."""
     points = []
     for name in ("hall_a_supply_sp", "hall_b_supply_sp", "chw_sp"):
         chw = name == "chw_sp"
-        p = {"name": name, "variable": VAR[name], "min_value": 7 if chw else 18, "max_value": 16 if chw else 27,
-             "max_change_per_write": 1.0}
+        lo, hi = (7, 16) if chw else (18, 27)
+        if wide_limits:  # engineering limits looser than the site's envelope, so the envelope binds
+            lo, hi = lo - 5, hi + 10
+        p = {"name": name, "variable": VAR[name], "min_value": lo, "max_value": hi, "max_change_per_write": 1.0}
         if protocol == "bacnet":
             p["bacnet"] = {"object": f"analog-value,{AV[name]}", "priority": 10}
         else:

@@ -54,7 +54,12 @@ class PointDiff:
 
     @property
     def action(self) -> str:
+        if self.reasons:
+            return "refused"
         if self.target is None:
+            # a point we still command from an earlier plan goes back to local control
+            if self.state is not None and self.state.commanded is not None:
+                return "release"
             return "not in plan"
         if self.reasons:
             return "refused"
@@ -82,7 +87,8 @@ class StepDiff:
 
     @property
     def to_write(self) -> list[PointDiff]:
-        return [p for p in self.points if p.action == "write"]
+        """Points this push changes: writes, and releases of points the plan no longer carries."""
+        return [p for p in self.points if p.action in ("write", "release")]
 
 
 @dataclass
@@ -224,26 +230,33 @@ async def apply_diff(adapter: Adapter, pm: PointMap, diff: StepDiff, audit: Audi
     if not todo:
         return PushOutcome(diff, "nothing_to_do", messages=["every point already holds the plan's value"])
     written: list[tuple[Point, PointState]] = []
+    step = f"step {diff.step.isoformat() if diff.step is not None else ''}"
     for d in todo:
         p, prev = d.point, d.state
-        assert prev is not None and d.target is not None
-        audit.record("write", "intent", p.name, old_value=prev.value, new_value=d.target,
-                     priority=adapter.priority(p), detail=f"step {diff.step.isoformat() if diff.step is not None else ''}")
+        assert prev is not None
+        releasing = d.target is None
+        kind = "relinquish" if releasing else "write"
+        audit.record(kind, "intent", p.name, old_value=prev.value, new_value=d.target, priority=adapter.priority(p),
+                     detail=f"{step}: not in the plan" if releasing else step)
         written.append((p, prev))  # from here on its state is uncertain
         failure = None
         try:
-            await adapter.write(p, d.target)
-            audit.record("write", "ok", p.name, old_value=prev.value, new_value=d.target, priority=adapter.priority(p))
+            if releasing:
+                await adapter.release(p)
+            else:
+                await adapter.write(p, d.target)  # type: ignore[arg-type]
+            audit.record(kind, "ok", p.name, old_value=prev.value, new_value=d.target, priority=adapter.priority(p))
             if pm.safety.verify_settle_s:
                 await asyncio.sleep(pm.safety.verify_settle_s)
-            ok, detail, st = await _verify(adapter, p, d.target_encoded)
+            ok, detail, st = await _verify(adapter, p, None if releasing else d.target_encoded)
             audit.record("verify", "ok" if ok else "mismatch", p.name,
                          old_value=None if st is None else st.value, new_value=d.target,
                          priority=adapter.priority(p), detail=detail)
             if not ok:
-                failure = f"{p.name}: read back {st.value if st else '?'} after writing {d.target:g} ({detail})"
+                want = "local control" if releasing else f"{d.target:g}"
+                failure = f"{p.name}: read back {st.value if st else '?'} ({detail}), expected {want}"
         except DeviceError as exc:
-            audit.record("write", "timeout" if "no answer" in str(exc) else "error", p.name,
+            audit.record(kind, "timeout" if "no answer" in str(exc) else "error", p.name,
                          old_value=prev.value, new_value=d.target, priority=adapter.priority(p), detail=str(exc))
             failure = str(exc)
         if failure:
@@ -255,7 +268,7 @@ async def apply_diff(adapter: Adapter, pm: PointMap, diff: StepDiff, audit: Audi
                 return PushOutcome(diff, "rollback_failed", msgs, names)
             msgs.append(f"restored {names} to their previous values or local control")
             return PushOutcome(diff, "rolled_back", msgs, names)
-    return PushOutcome(diff, "applied", [f"wrote {len(written)} point(s)"], [p.name for p, _ in written])
+    return PushOutcome(diff, "applied", [f"changed {len(written)} point(s)"], [p.name for p, _ in written])
 
 
 async def release_points(adapter: Adapter, points: list[Point], audit: AuditLog) -> list[tuple[str, bool, str]]:

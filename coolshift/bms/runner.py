@@ -61,6 +61,14 @@ async def run_plan(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
 
+    try:
+        return await _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason) -> RunResult:
     audit.new_push()
     audit.record("run", "start", detail=f"run-plan {plan_dir} apply={apply}")
     result = RunResult(exit_code=0, reason="")
@@ -116,6 +124,4 @@ async def run_plan(
                 if not all(ok for _, ok, _ in result.released):
                     result.exit_code = result.exit_code or 1
             audit.record("run", "end", detail=result.reason)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
     return result

@@ -86,7 +86,7 @@ def _print_diff(pm, out) -> None:
         st = pd_.state
         change = "-" if st is None or pd_.target is None else f"{pd_.target - st.value:+.2f}"
         action = pd_.action
-        style = {"write": "bold", "refused": "red", "unchanged": "dim"}.get(action, "")
+        style = {"write": "bold", "release": "bold", "refused": "red", "unchanged": "dim"}.get(action, "")
         t.add_row(pd_.point.name, _address(pm, pd_.point),
                   _fmt(None if st is None else st.value), _fmt(None if st is None else st.commanded),
                   _fmt(pd_.target), change, f"[{style}]{action}[/]" if style else action)
