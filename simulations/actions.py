@@ -58,6 +58,11 @@ class SiteArrays:
     eligible: np.ndarray  # (classes, pools) bool
     deadline_h: np.ndarray  # (batch,)
 
+    @property
+    def open_to(self) -> np.ndarray:
+        """(pools,) how many classes each pool serves."""
+        return self.eligible.sum(axis=0)
+
     @classmethod
     def from_site(cls, site: SiteConfig) -> "SiteArrays":
         zones = [z.name for z in site.zones]

@@ -108,7 +108,7 @@ class _Params:
         self.boot_frac = np.minimum(self.boot_time_s, self.step_s) / self.step_s
         self.pool_zone_onehot = np.zeros((len(pools), len(zones)))
         self.pool_zone_onehot[np.arange(len(pools)), n.pool_zone] = 1.0
-        self.gop, elig_g = workload.pool_groups(n.eligible)
+        self.gop, elig_g, _ = workload.pool_groups(n.eligible)
         self.group_onehot = np.zeros((len(pools), elig_g.shape[1]))
         self.group_onehot[np.arange(len(pools)), self.gop] = 1.0
         self.curve_slope_w = np.diff(self.curve_w, axis=1)  # (pools, 10)
@@ -388,8 +388,8 @@ class _Physics:
             zone_it_kw=it_zone, inlet_c=inlet, supply_act_c=supply_act, supply_sp_c=a.supply_c, chw_c=chw,
             util_g=util_g, inter_demand=inter, inter_served=served_all[:, : len(p.inter_idx)],
             unserved_inter=np.maximum(unserved_inter, 0.0), arrivals=arrivals, served_local=served_local,
-            served_edge=served_edge_b, queue=queue, release_unused=np.maximum(drain - served, 0.0) / step_h,
-            capacity_shortfall=np.maximum(a.release_units_per_h - servable_b, 0.0),
+            served_edge=served_edge_b, queue=queue, release_unused=_above_tol(drain - served) / step_h,
+            capacity_shortfall=_above_tol(a.release_units_per_h - servable_b),
             edge_load=edge_load, edge_fac_kw=edge_fac, network_kw=net_kw,
             supply_below_chw=below, **viol,
         )
@@ -398,6 +398,11 @@ class _Physics:
             active_servers=act[-1].copy(), queue_units=queue[-1].copy() if nb else np.zeros(0),
         )
         return out, new_state
+
+
+def _above_tol(x: np.ndarray) -> np.ndarray:
+    """Positive part, with float noise below ``UNITS_TOL`` counted as zero."""
+    return np.where(x > UNITS_TOL, x, 0.0)
 
 
 def _as_array(frame: pd.DataFrame, c: str, path_hint: str) -> np.ndarray:

@@ -165,16 +165,16 @@ def _run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: n
     n = dem.shape[0]
     load = np.zeros_like(cap)
     for c in ci:
-        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]])
+        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]], names.open_to)
         free -= l
         load += l
     rel = np.zeros((n, len(names.batch)))
     for b, name in enumerate(names.batch):
         c = names.classes.index(name)
-        avail, _ = allocate_to_pools(np.full((n, 1), BIG), free, names.eligible[[c]])
+        avail, _ = allocate_to_pools(np.full((n, 1), BIG), free, names.eligible[[c]], names.open_to)
         _, served = lindley_queue(q0[b], dem[:, c] * step_h, avail[:, 0] * step_h)
         rel[:, b] = served / step_h
-        _, l = allocate_to_pools(rel[:, [b]], free, names.eligible[[c]])
+        _, l = allocate_to_pools(rel[:, [b]], free, names.eligible[[c]], names.open_to)
         free -= l
         load += l
     return rel, load
@@ -197,8 +197,9 @@ def consolidate(site: SiteConfig, load: np.ndarray, headroom: float, prev_active
 
     Servers switched on in a step give no capacity while they boot (``boot_time_s`` of the
     step), so a rise from N' to N servers' worth of need switches on
-    ``(N - b N') / (1 - b)`` servers, ``b`` the booting share of the step; ``prev_active``
-    are the servers on before the first step.
+    ``(N - b N') / (1 - b)`` servers, ``b`` the booting share of the step; where that exceeds
+    the pool, the servers are switched on one step earlier instead. ``prev_active`` are the
+    servers on before the first step; pass one row more than needed to look one step ahead.
     """
     pa = _pools(site)
     per, lo, hi = pa.per, pa.lo, pa.servers
@@ -206,7 +207,10 @@ def consolidate(site: SiteConfig, load: np.ndarray, headroom: float, prev_active
     bf = np.minimum(pa.boot_s / (step_h * 3600.0), 0.95)
     prev = np.vstack([np.asarray(prev_active, dtype=float)[None], need[:-1]])
     cover = np.ceil((need - bf * prev) / (1.0 - bf) - 1e-9)
-    return np.clip(np.maximum(need, cover), lo, hi)
+    active = np.minimum(np.maximum(need, cover), hi)
+    early = cover[1:] > hi  # cannot cover the boot in the step itself: boot a step ahead
+    active[:-1] = np.where(early, np.maximum(active[:-1], need[1:]), active[:-1])
+    return np.clip(active, lo, hi)
 
 
 def static_actions(site: SiteConfig, forecast, state: SimState, n: int, step_h: float) -> Actions:
@@ -230,9 +234,10 @@ def _best_practice_setpoints(site: SiteConfig, state: SimState, n: int, step_h: 
 
 
 def _consolidated(site, names, forecast, n, step_h, rel_fn, headroom, prev_active):
-    """Release and pool loads (from ``rel_fn``) and consolidated servers for n steps."""
-    dem = _demand(site, forecast, n)
-    cap = _full_capacity(site, n)
+    """Release and pool loads (from ``rel_fn``) and consolidated servers for n steps (one step look-ahead)."""
+    m = min(n + 1, _len(forecast))
+    dem = _demand(site, forecast, m)
+    cap = _full_capacity(site, m)
     rel, load = rel_fn(dem, cap)
     active = consolidate(site, load, headroom, prev_active, step_h)
     return rel[:n], active[:n]
@@ -273,26 +278,32 @@ def _greedy_release(
     ii = [names.classes.index(c) for c in names.interactive]
     free = np.array(cap, dtype=float)
     for c in ii:
-        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]])
+        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]], names.open_to)
         free -= l
     bmask = names.eligible[[names.classes.index(c) for c in names.batch]].any(axis=0)
-    slot_units = free[:, bmask].sum(axis=1) * step_h  # units per step
-    jobs = []  # (due, start, class, units)
+    step_units = free[:, bmask].sum(axis=1) * step_h  # batch capacity per step [units]
+    # slots are whole blocks (hours): servers are not cycled within the hour
+    nb_ = (W + block - 1) // block
+    bid = np.arange(W) // block
+    slot_units = np.bincount(bid, weights=step_units, minlength=nb_)
+    g_block = np.bincount(bid, weights=gco2, minlength=nb_) / np.bincount(bid, minlength=nb_)
+    jobs = []  # (due block, start block, class, units)
     for b in range(len(names.batch)):
         due, units = pending[b]
         for d, u in zip(due, units):
-            jobs.append((int(d), 0, b, float(u)))
+            jobs.append(((int(d) + 1) // block - 1, 0, b, float(u)))
         c = names.classes.index(names.batch[b])
         dsteps = max(1, int(round(names.deadline_h[b] / step_h)))
-        arr = dem[:, c] * step_h
-        for s in range(0, W, block):
-            u = float(arr[s : s + block].sum())
-            if u > 0:  # a block's work is available once the whole block has arrived
-                jobs.append((s + dsteps - 1, min(s + block - 1, W - 1), b, u))
+        arr = np.bincount(bid, weights=dem[:, c] * step_h, minlength=nb_)
+        for k in np.flatnonzero(arr > 0):
+            # a block's arrivals can run from the next block on, and must finish by the last
+            # whole block before the deadline of the block's first arrival
+            jobs.append(((k * block + dsteps) // block - 1, k + 1, b, float(arr[k])))
+    jobs = [j for j in jobs if j[1] < nb_]
     jobs.sort(key=lambda j: (j[0], j[1]))
-    rank = np.lexsort((np.arange(W), gco2))  # by intensity, then time
-    pos = np.empty(W, dtype=int)
-    pos[rank] = np.arange(W)
+    rank = np.lexsort((np.arange(nb_), g_block))  # by intensity, then time
+    pos = np.empty(nb_, dtype=int)
+    pos[rank] = np.arange(nb_)
 
     def fill(order: np.ndarray, units: float):
         f = slot_units[order]
@@ -301,26 +312,30 @@ def _greedy_release(
         return order, take
 
     # pass 1: as soon as possible (first in, first out): feasible whenever run-on-arrival is
-    placed = [fill(np.arange(start, W), units) for _, start, _, units in jobs]
+    placed = [fill(np.arange(max(start, 0), nb_), units) for _, start, _, units in jobs]
     # pass 2: each job in turn moves to the cheapest free slots of its window; it can always
     # return to its own slots, so this never makes work later than pass 1
     for j, (due, start, b, units) in enumerate(jobs):
         old_i, old_t = placed[j]
         slot_units[old_i] += old_t
-        end = min(due, W - 1)
+        end = min(due, nb_ - 1)
         got = float(old_t.sum())
         if end >= start and got > 0:
             win = np.arange(start, end + 1)
             in_win = float(old_t[old_i <= end].sum())  # what pass 1 managed before the deadline
             i1, t1 = fill(win[np.argsort(pos[win], kind="stable")], in_win)
             rest = got - float(t1.sum())
-            i2, t2 = fill(np.arange(end + 1, W), rest) if rest > 1e-9 else (np.zeros(0, int), np.zeros(0))
+            i2, t2 = fill(np.arange(end + 1, nb_), rest) if rest > 1e-9 else (np.zeros(0, int), np.zeros(0))
             placed[j] = (np.concatenate([i1, i2]), np.concatenate([t1, t2]))
         else:
             placed[j] = fill(old_i, got)
-    alloc = np.zeros((W, len(names.batch)))
+    alloc_b = np.zeros((nb_, len(names.batch)))
     for (_, _, b, _), (i, t) in zip(jobs, placed):
-        np.add.at(alloc[:, b], i, t)
+        np.add.at(alloc_b[:, b], i, t)
+    # spread each block's work over its steps in proportion to their free capacity
+    tot = np.bincount(bid, weights=step_units, minlength=nb_)
+    share = np.divide(step_units, tot[bid], out=np.zeros(W), where=tot[bid] > 0)
+    alloc = alloc_b[bid] * share[:, None]
     return alloc / step_h
 
 
@@ -343,9 +358,10 @@ def carbon_greedy_actions(
     block = max(1, int(round(1.0 / step_h)))
     pend = [(d - step0, u) for d, u in pending]
     rel_all = _greedy_release(site, names, dem, cap, gco2, pend, step_h, block)
-    rel = rel_all[:n]
-    load = _serve_load(names, dem[:n], rel, cap[:n])
-    active = consolidate(site, load, headroom, state.active_servers, step_h)
+    m = min(n + 1, W)
+    rel = rel_all[:m]
+    load = _serve_load(names, dem[:m], rel, cap[:m])
+    active = consolidate(site, load, headroom, state.active_servers, step_h)[:n]
     return Actions(supply_c=supply, chw_c=chw, active_servers=active, release_units_per_h=rel[:n],
                    offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
 

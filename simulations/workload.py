@@ -17,44 +17,50 @@ import numpy as np
 __all__ = ["allocate_to_pools", "lindley_queue", "lateness"]
 
 
-def pool_groups(eligible) -> tuple[np.ndarray, np.ndarray]:
-    """Group pools with the same eligibility (they always end at the same utilisation).
+def pool_groups(eligible, open_to=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group pools with the same eligibility and openness (they always end at the same utilisation).
 
-    Returns (group index per pool, eligibility per group: classes x groups)."""
+    ``open_to``: how many classes each pool serves in the whole site (default: counted from
+    ``eligible``; pass it when ``eligible`` holds only some of the classes). Returns (group
+    index per pool, eligibility per group: classes x groups, classes each group is open to)."""
     eligible = np.asarray(eligible, dtype=bool)
-    return _pool_groups(eligible.tobytes(), eligible.shape)
+    spec = eligible.sum(axis=0) if open_to is None else np.asarray(open_to)
+    key = np.vstack([eligible.astype(np.int64), spec.astype(np.int64)[None]])
+    return _pool_groups(key.tobytes(), key.shape)
 
 
 @lru_cache(maxsize=64)
-def _pool_groups(raw: bytes, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    eligible = np.frombuffer(raw, dtype=bool).reshape(shape)
-    uniq, inv = np.unique(eligible.T, axis=0, return_inverse=True)
-    return inv.reshape(-1), uniq.T
+def _pool_groups(raw: bytes, shape: tuple):
+    key = np.frombuffer(raw, dtype=np.int64).reshape(shape)
+    uniq, inv = np.unique(key.T, axis=0, return_inverse=True)
+    return inv.reshape(-1), uniq.T[:-1].astype(bool), uniq.T[-1]
 
 
 @lru_cache(maxsize=64)
 def _group_onehot(raw: bytes, shape: tuple) -> np.ndarray:
-    gop, elig_g = _pool_groups(raw, shape)
+    gop, elig_g, _ = _pool_groups(raw, shape)
     onehot = np.zeros((shape[1], elig_g.shape[1]))
     onehot[np.arange(shape[1]), gop] = 1.0
     return onehot
 
 
-def allocate_groups(want, cap_g, elig_g) -> tuple[np.ndarray, np.ndarray]:
+def allocate_groups(want, cap_g, elig_g, spec_g=None) -> tuple[np.ndarray, np.ndarray]:
     """Serve each class's wanted work on its eligible pool groups, classes in column order.
 
     ``want`` (steps x classes) [units/h], ``cap_g`` (steps x groups) [units/h], ``elig_g``
-    (classes x groups) bool. A class fills its most specialised eligible groups first (open
-    to the fewest classes, so general pools stay free for the others), sharing within a tier
-    in proportion to free capacity, so every pool of a group ends at the same utilisation.
+    (classes x groups) bool, ``spec_g`` classes each group is open to (default from
+    ``elig_g``). A class fills its most specialised eligible groups first (open to the fewest
+    classes, so general pools stay free for the others), sharing within a tier in proportion
+    to free capacity, so every pool of a group ends at the same utilisation.
     Returns (served steps x classes, used fraction of capacity steps x groups).
     """
     want = np.asarray(want, dtype=float)
     elig_g = np.asarray(elig_g, dtype=bool)
+    spec_g = elig_g.sum(axis=0) if spec_g is None else np.asarray(spec_g, dtype=np.int64)
     cap_g = np.asarray(cap_g, dtype=float)
     free = cap_g.copy()
     served = np.zeros_like(want)
-    for c, tiers in enumerate(_tiers(elig_g.tobytes(), elig_g.shape)):
+    for c, tiers in enumerate(_tiers(elig_g.tobytes(), elig_g.shape, spec_g.astype(np.int64).tobytes())):
         left = want[:, c].copy()
         for el in tiers:
             f = free[:, el]
@@ -69,20 +75,25 @@ def allocate_groups(want, cap_g, elig_g) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=64)
-def _tiers(raw: bytes, shape: tuple) -> list[list[np.ndarray]]:
+def _tiers(raw: bytes, shape: tuple, spec_raw: bytes) -> list[list[np.ndarray]]:
     """Per class, its eligible groups as index arrays, most specialised tier first."""
     elig_g = np.frombuffer(raw, dtype=bool).reshape(shape)
-    spec = elig_g.sum(axis=0)
+    spec = np.frombuffer(spec_raw, dtype=np.int64)
     return [[np.flatnonzero(elig_g[c] & (spec == t)) for t in np.unique(spec[elig_g[c]])] for c in range(shape[0])]
 
 
-def allocate_to_pools(want, cap, eligible) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`allocate_groups` on pools: returns (served steps x classes, load steps x pools [units/h])."""
+def allocate_to_pools(want, cap, eligible, open_to=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`allocate_groups` on pools: returns (served steps x classes, load steps x pools [units/h]).
+
+    Pass ``open_to`` (classes each pool serves, site-wide) when ``eligible`` holds a subset of
+    the classes, so that specialised pools are still filled first."""
     cap = np.asarray(cap, dtype=float)
     eligible = np.asarray(eligible, dtype=bool)
-    key = (eligible.tobytes(), eligible.shape)
-    gop, elig_g = _pool_groups(*key)
-    served, used = allocate_groups(want, cap @ _group_onehot(*key), elig_g)
+    spec = eligible.sum(axis=0) if open_to is None else np.asarray(open_to)
+    key = np.vstack([eligible.astype(np.int64), spec.astype(np.int64)[None]])
+    raw = (key.tobytes(), key.shape)
+    gop, elig_g, spec_g = _pool_groups(*raw)
+    served, used = allocate_groups(want, cap @ _group_onehot(*raw), elig_g, spec_g)
     return served, cap * used[:, gop]
 
 
