@@ -14,7 +14,9 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 - ``fan_power``: fan[t,z] >= it_fan_kw_per_c * (inlet[t,z] - threshold)
 - ``facility_power``: facility = const + facility_per_it*(IT + fans) + cooling(IT, sp, chw)
 - ``cooling_floor``: cooling(IT, sp, chw) >= 0
-- ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0)
+- ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0);
+  0 on steps whose forecast lies outside the learned model's envelope (the setpoint holds)
+- ``envelope_hold``: chw[t] = chw[t-1] on those steps
 - ``setpoint_move_*``/``chw_move_*``: move magnitudes for the move penalty
 - ``edge_capacity``: sum_k off[t,e,k] <= edge capacity
 - ``site_power_cap``: facility[t] <= cap
@@ -201,11 +203,21 @@ def cooling_floor(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
 
 
 def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
-    lb = np.broadcast_to(-d.sp_step, (d.n, len(d.zones))).copy()
-    ub = -lb
+    """Ramp limit; where the forecast is outside the model's training data the setpoint holds."""
+    step = np.where(d.in_envelope[:, None], d.sp_step[None, :], 0.0)
+    lb, ub = -step, step.copy()
     lb[0] += d.sp0
     ub[0] += d.sp0
     lp.add_cons("setpoint_ramp", {"step": d.index, "zone": d.zones}, [(1.0, v.sp), (-1.0, _prev(v.sp))], lb=lb, ub=ub)
+
+
+def envelope_hold(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Chilled-water setpoint holds on steps outside the learned model's envelope."""
+    out = np.flatnonzero(~d.in_envelope)
+    if not out.size:
+        return
+    rhs = np.where(out == 0, d.chw0, 0.0)
+    lp.add_cons("envelope_hold", {"step": d.index[out]}, [(1.0, v.chw[out]), (-1.0, _prev(v.chw)[out])], lb=rhs, ub=rhs)
 
 
 def setpoint_moves(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
@@ -251,6 +263,7 @@ FAMILIES = (
     facility_power,
     cooling_floor,
     setpoint_ramp,
+    envelope_hold,
     setpoint_moves,
     edge_capacity,
     site_power_cap,

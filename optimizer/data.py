@@ -100,6 +100,7 @@ class ProblemData:
     fan_thr: float
     fac_const: np.ndarray
     fac_it: np.ndarray
+    in_envelope: np.ndarray  # (n,) bool: forecast conditions inside the model's training data
     # grid
     gco2: np.ndarray  # (n,) site intensity, gCO2/kWh
     accounting: str
@@ -318,6 +319,7 @@ def prepare(
         fan_thr=float(c.it_fan_threshold_c),
         fac_const=c.facility_const_kw.to_numpy(float),
         fac_it=c.facility_per_it_kw.to_numpy(float),
+        in_envelope=c.in_envelope.reindex(idx).fillna(False).to_numpy(bool),
         gco2=gco2,
         accounting=accounting,
         ppa_kw=_ppa_kw(site, forecast) if accounting == "market" else np.zeros(len(idx)),

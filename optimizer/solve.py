@@ -290,7 +290,7 @@ class Planner:
             changed.update(costs=int(jc.size), col_bounds=int(jb.size), row_bounds=int(ib.size), coefficients=int(dv.size))
             bounds = (jb, clb, cub, ib, rlb, rub)
             many = jb.size + ib.size > self.options.warm_bound_share * (a.shape[0] + a.shape[1])
-            if method == "cold" or dv.size or many:
+            if method == "cold" or dv.size or many or self.options.integer_servers:
                 self._push_bounds(*bounds)
                 self._pending = "cold"
             elif jc.size and (jb.size or ib.size):

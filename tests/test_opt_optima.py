@@ -9,6 +9,7 @@ costs 0.3 kWh.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from coolshift.optimizer import InitialState, PlanOptions, plan_site
@@ -141,3 +142,19 @@ def test_learned_model_is_not_extrapolated():
     env = {"supply_setpoint_c__hall": (18.0, 22.0)}
     plan2 = plan_site(site, co2, fc, options=PlanOptions(move_penalty_kg_per_c=0.0, decision_envelope=env))
     np.testing.assert_allclose(plan2.frame["supply_setpoint_c__hall"], 22.0, atol=1e-6)  # not the 24 the inlet allows
+
+
+def test_setpoints_hold_where_the_forecast_leaves_the_model_envelope():
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}], horizon_h=3)
+    fc = tiny_forecast(site, [500.0, 500.0, 500.0], web_units_per_h=2.0)
+    co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=60.0, cooling_per_supply_c=-2.0)
+    co = type(co)(**{**co.__dict__, "in_envelope": pd.Series([True, False, True], index=fc.index)})
+    state = InitialState({"hall": 20.0}, 10.0, {"pool": 10.0})
+    # the zone may ramp 20 degC a step (tiny_site); the inlet caps the setpoint at 24
+    plan = plan_site(site, co, fc, state, options=NO_MOVES)
+    np.testing.assert_allclose(plan.frame["supply_setpoint_c__hall"], [24.0, 24.0, 24.0], atol=1e-6)
+    co0 = type(co)(**{**co.__dict__, "in_envelope": pd.Series([False, True, True], index=fc.index)})
+    plan0 = plan_site(site, co0, fc, state, options=NO_MOVES)
+    # step 0 is outside: setpoint and chilled water stay where they are, then move
+    np.testing.assert_allclose(plan0.frame["supply_setpoint_c__hall"], [20.0, 24.0, 24.0], atol=1e-6)
+    assert plan0.frame["chw_setpoint_c"].iloc[0] == pytest.approx(10.0)
