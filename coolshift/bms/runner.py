@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 
 from ..config import SiteConfig
 from .audit import AuditLog
@@ -96,8 +95,9 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
                         log(f"{step.isoformat()}: {out.status} ({', '.join(out.written) or 'no writes'})")
                     elif out.status == "refused":
                         log(f"{step.isoformat()}: refused: " + "; ".join(out.messages))
-                        if any("stale" in m for m in out.messages):
-                            result.exit_code, result.reason = 3, "plan is stale: " + out.messages[0]
+                        stale = [m for m in out.messages if m.startswith("plan is stale")]
+                        if stale:  # it only gets staler: stop
+                            result.exit_code, result.reason = 3, stale[0]
                             break
                         if apply:  # not written: hand the points back to local control
                             await release_points(adapter, pm.writable, audit)
