@@ -128,3 +128,23 @@ def test_estimated_hours_counts_each_step_once():
     q = C.estimated_hours(idx, filled)
     assert q["estimated_steps"] == 4 and q["estimated_hours"] == 4.0 and q["estimated_pct"] == pytest.approx(40.0)
     assert C.estimated_hours(idx, filled, columns=["a"])["estimated_steps"] == 3
+
+
+def test_market_matching_per_reporting_year():
+    # year 1: 10 kWh used, 20 kWh PPA (10 surplus); year 2: 10 kWh used, no PPA; residual mix 400 g
+    e, ppa, g = [10.0, 10.0], [20.0, 0.0], [100.0, 100.0]
+    whole = C.scope2(e, g, ppa, 400.0)
+    by_year = C.scope2(e, g, ppa, 400.0, periods=[2022, 2023])
+    assert whole["market_kgco2"] == 0.0  # surplus of one year cannot cover the next ...
+    assert by_year["market_kgco2"] == pytest.approx(4.0)  # ... so per-year matching leaves year 2 uncovered
+    assert by_year["ppa_surplus_kwh"] == pytest.approx(10.0) and by_year["renewable_share"] == pytest.approx(0.5)
+
+
+def test_monthly_market_adds_up_to_the_period():
+    f = _frame(n=24 * 2 * 40, step="30min")  # 40 days over two months, PPA 20 % of load
+    f["ppa_kw"] = np.where(np.arange(len(f)) < len(f) // 4, 100.0, 0.0)  # supply only early in the period
+    steps = C.account_steps(f, residual_mix_gco2_per_kwh=500.0)
+    m = C.monthly_table(steps)
+    total = C.scope2(steps["facility_kwh"], steps["gco2_per_kwh"], steps["ppa_kwh"], 500.0, periods=steps.index.year)
+    assert m["tco2_market"].sum() == pytest.approx(total["market_kgco2"] / 1000.0)
+    assert (m["renewable_share_pct"] > 0).all()  # the year's claim is spread over its months

@@ -68,7 +68,7 @@ def carbon_figures(post: pd.DataFrame, ctx: ReportContext, baseline: pd.DataFram
     steps = C.account_steps(post, ctx.residual_mix_gco2_per_kwh)
     rmix = ctx.residual_mix_gco2_per_kwh
     it_kwh, fac_kwh = float(steps["it_kwh"].sum()), float(steps["facility_kwh"].sum())
-    s2 = C.scope2(steps["facility_kwh"], steps["gco2_per_kwh"], steps["ppa_kwh"], rmix)
+    s2 = C.scope2(steps["facility_kwh"], steps["gco2_per_kwh"], steps["ppa_kwh"], rmix, periods=steps.index.year)
     fp = C.footprint(steps["facility_kwh"], steps["gco2_per_kwh"], steps["step_h"])
     edge = _edge_kg(post)
     water = float(steps["water_l"].sum()) if "water_l" in steps else None
@@ -93,7 +93,7 @@ def carbon_figures(post: pd.DataFrame, ctx: ReportContext, baseline: pd.DataFram
         if len(bsteps) != len(steps) or not bsteps.index.equals(steps.index):
             raise ValueError("the baseline run must cover exactly the same steps as the reported run")
         split = C.reduction_split(bsteps["facility_kwh"], steps["facility_kwh"], steps["gco2_per_kwh"])
-        b_s2 = C.scope2(bsteps["facility_kwh"], bsteps["gco2_per_kwh"], bsteps["ppa_kwh"], rmix)
+        b_s2 = C.scope2(bsteps["facility_kwh"], bsteps["gco2_per_kwh"], bsteps["ppa_kwh"], rmix, periods=bsteps.index.year)
         d_edge = _edge_kg(post) - _edge_kg(baseline)
         reduction = {
             "label": ctx.baseline_label or "baseline", "source": ctx.baseline_source,
@@ -269,7 +269,8 @@ def section_bodies(figs: dict, ctx: ReportContext, figures: dict | None = None) 
         "(E_baseline - E_reported) x f_baseline and timing = E_reported x (f_baseline - f_reported), where f is each "
         "profile's energy-weighted factor; the two parts add up to the total exactly.",
         "Market-based (GHG Protocol Scope 2 Guidance, 2015): contractual instruments (PPA with their certificates, "
-        "0 gCO2/kWh) applied first over the reporting period, the rest at the residual mix; hourly matching "
+        "0 gCO2/kWh) applied first, matched within each calendar-year reporting period, the rest at the residual mix; "
+        "monthly figures are the year's result allocated pro rata, so they add up to it; hourly matching "
         "(24/7 carbon-free energy) shown beside it. PUE = facility / IT energy and WUE = site water / IT energy "
         "(The Green Grid WP #49, #35).",
     ) + html_kv([

@@ -33,7 +33,7 @@ from coolshift import accounting
 
 __all__ = [
     "step_hours", "emissions_kg", "average_factor_gco2_per_kwh", "weighted_factor_gco2_per_kwh",
-    "footprint", "ReductionSplit", "reduction_split", "period_matched_market_kg", "scope2",
+    "footprint", "ReductionSplit", "reduction_split", "claimed_share", "scope2",
     "pue", "monthly_table", "offsets_needed_t", "neutrality_statement", "estimated_hours",
     "account_steps", "REQUIRED_COLUMNS",
 ]
@@ -148,46 +148,53 @@ def reduction_split(baseline_kwh, post_kwh, gco2_per_kwh, post_gco2_per_kwh=None
     return ReductionSplit(Eb, Ep, cb, cp, fb, fp, cb - cp, eff, (cb - cp) - eff)
 
 
-def period_matched_market_kg(energy_kwh, ppa_kwh, location_gco2_per_kwh, residual_mix_gco2_per_kwh: float | None) -> dict:
-    """Market-based emissions with instruments matched over the whole reporting period.
+def claimed_share(energy_kwh, ppa_kwh, periods=None) -> np.ndarray:
+    """Per step, the share of its energy covered by instruments matched within its matching period.
 
-    The GHG Protocol Scope 2 Guidance (2015) lets certificates from the same reporting period
-    cover consumption at any hour: claimed = min(total PPA, total consumption) at 0 gCO2/kWh;
-    the remainder, spread pro rata over the steps, at the residual mix (or the hourly
-    location factor when no residual mix is stated).
+    ``periods`` labels each step's matching period (e.g. its calendar year; GHG Protocol Scope 2
+    Quality Criteria: instruments from the same reporting year); None = one period. Within a
+    period the claim min(supply, consumption) is spread pro rata over its steps.
     """
-    e = np.asarray(energy_kwh, float)
-    total, supply = float(e.sum()), float(np.asarray(ppa_kwh, float).sum())
-    claimed = min(total, supply)
-    share_unmatched = 1.0 - claimed / total if total > 0 else 0.0
-    factor = location_gco2_per_kwh if residual_mix_gco2_per_kwh is None else residual_mix_gco2_per_kwh
-    kg = float(emissions_kg(e * share_unmatched, np.broadcast_to(np.asarray(factor, float), e.shape)).sum())
-    return {"claimed_kwh": claimed, "unmatched_kwh": total - claimed, "surplus_kwh": supply - claimed, "kgco2": kg}
+    e, p = np.asarray(energy_kwh, float), np.asarray(ppa_kwh, float)
+    labels = np.zeros(len(e)) if periods is None else np.asarray(periods)
+    share = np.zeros_like(e)
+    for lab in np.unique(labels):
+        m = labels == lab
+        tot, sup = e[m].sum(), p[m].sum()
+        share[m] = min(tot, sup) / tot if tot > 0 else 0.0
+    return share
 
 
-def scope2(energy_kwh, gco2_per_kwh, ppa_kwh=None, residual_mix_gco2_per_kwh: float | None = None) -> dict:
-    """Scope 2 location- and market-based (period-matched and hourly-matched) with renewable shares."""
+def scope2(energy_kwh, gco2_per_kwh, ppa_kwh=None, residual_mix_gco2_per_kwh: float | None = None, periods=None) -> dict:
+    """Scope 2 location- and market-based (period-matched and hourly-matched) with renewable shares.
+
+    ``periods``: matching period of each step (see :func:`claimed_share`); None = the whole span.
+    """
     e = np.asarray(energy_kwh, float)
     ppa = np.zeros_like(e) if ppa_kwh is None else np.asarray(ppa_kwh, float)
     loc = float(emissions_kg(e, gco2_per_kwh).sum())
-    period = period_matched_market_kg(e, ppa, gco2_per_kwh, residual_mix_gco2_per_kwh)
+    share = claimed_share(e, ppa, periods)
+    factor = gco2_per_kwh if residual_mix_gco2_per_kwh is None else residual_mix_gco2_per_kwh
+    market_kg = float(emissions_kg(e * (1.0 - share), np.broadcast_to(np.asarray(factor, float), e.shape)).sum())
+    claimed = float((e * share).sum())
     hourly_kg = float(accounting.market_kgco2(e, ppa, gco2_per_kwh, residual_mix_gco2_per_kwh).sum())
     hourly_matched = float(np.minimum(e, ppa).sum())
     total = float(e.sum())
     return {
         "energy_kwh": total,
         "location_kgco2": loc,
-        "market_kgco2": period["kgco2"],
+        "market_kgco2": market_kg,
         "market_hourly_kgco2": hourly_kg,
         "ppa_supply_kwh": float(ppa.sum()),
-        "ppa_claimed_kwh": period["claimed_kwh"],
-        "ppa_surplus_kwh": period["surplus_kwh"],
+        "ppa_claimed_kwh": claimed,
+        "ppa_surplus_kwh": float(ppa.sum()) - claimed,
         "ppa_hourly_matched_kwh": hourly_matched,
-        "renewable_share": period["claimed_kwh"] / total if total > 0 else float("nan"),
+        "renewable_share": claimed / total if total > 0 else float("nan"),
         "renewable_share_hourly": hourly_matched / total if total > 0 else float("nan"),
         "residual_mix_gco2_per_kwh": residual_mix_gco2_per_kwh,
         "residual_factor_source": "residual mix (operator)" if residual_mix_gco2_per_kwh is not None
         else "grid average (no residual mix stated: GHG Protocol Scope 2 Table 6.3 fallback)",
+        "matching": "whole period" if periods is None else "per calendar year",
     }
 
 
@@ -213,6 +220,10 @@ def account_steps(frame: pd.DataFrame, residual_mix_gco2_per_kwh: float | None =
     out["ppa_kwh"] = frame["ppa_kw"].to_numpy(float) * h if "ppa_kw" in frame else 0.0
     out["kgco2_location"] = emissions_kg(out["facility_kwh"], out["gco2_per_kwh"])
     out["kgco2_market_hourly"] = accounting.market_kgco2(out["facility_kwh"], out["ppa_kwh"], out["gco2_per_kwh"], residual_mix_gco2_per_kwh)
+    share = claimed_share(out["facility_kwh"], out["ppa_kwh"], frame.index.year)
+    out["ppa_claimed_kwh"] = out["facility_kwh"] * share
+    factor = out["gco2_per_kwh"] if residual_mix_gco2_per_kwh is None else residual_mix_gco2_per_kwh
+    out["kgco2_market"] = emissions_kg(out["facility_kwh"] * (1.0 - share), np.broadcast_to(np.asarray(factor, float), share.shape))
     if "water_l" in frame:
         out["water_l"] = frame["water_l"].to_numpy(float)
     if "kgco2_edge" in frame:
@@ -221,19 +232,23 @@ def account_steps(frame: pd.DataFrame, residual_mix_gco2_per_kwh: float | None =
 
 
 def monthly_table(steps: pd.DataFrame, residual_mix_gco2_per_kwh: float | None = None) -> pd.DataFrame:
-    """Calendar-month (UTC) totals: IT/facility kWh, PUE, WUE, tCO2 location/market, factors."""
+    """Calendar-month (UTC) totals of :func:`account_steps`: IT/facility MWh, PUE, WUE, tCO2, factors.
+
+    ``residual_mix_gco2_per_kwh`` is unused (the steps carry their market-based emissions) and
+    kept for call compatibility.
+    """
     rows = []
     for month, g in steps.groupby(steps.index.strftime("%Y-%m")):
-        s2 = scope2(g["facility_kwh"], g["gco2_per_kwh"], g["ppa_kwh"], residual_mix_gco2_per_kwh)
         row = {
             "month": month,
             "it_mwh": g["it_kwh"].sum() / 1000.0,
             "facility_mwh": g["facility_kwh"].sum() / 1000.0,
             "pue": pue(g["facility_kwh"], g["it_kwh"]),
             "wue_l_per_kwh": accounting.wue_l_per_kwh(g["water_l"].sum(), g["it_kwh"].sum()) if "water_l" in g else float("nan"),
-            "tco2_location": s2["location_kgco2"] / 1000.0,
-            "tco2_market": s2["market_kgco2"] / 1000.0,
-            "renewable_share_pct": 100.0 * s2["renewable_share"],
+            "tco2_location": g["kgco2_location"].sum() / 1000.0,
+            # the year's period-matched result allocated to its months: months add up to the year
+            "tco2_market": g["kgco2_market"].sum() / 1000.0,
+            "renewable_share_pct": 100.0 * g["ppa_claimed_kwh"].sum() / g["facility_kwh"].sum() if g["facility_kwh"].sum() > 0 else float("nan"),
             "average_factor_gco2_per_kwh": average_factor_gco2_per_kwh(g["gco2_per_kwh"], g["step_h"]),
             "weighted_factor_gco2_per_kwh": weighted_factor_gco2_per_kwh(g["facility_kwh"], g["gco2_per_kwh"]),
         }
