@@ -243,6 +243,12 @@ def prepare(
     ) if edges else np.zeros((len(idx), 0))
 
     c = coefficients
+    for name in ("cooling_const_kw", "cooling_per_it_kw", "cooling_per_supply_c", "cooling_per_chw_c", "inlet_const_c",
+                 "inlet_per_supply_c", "inlet_per_it_kw", "it_fan_kw_per_c", "facility_const_kw", "facility_per_it_kw"):
+        v = np.asarray(getattr(c, name), float).reshape(len(idx), -1)
+        bad = ~np.isfinite(v).all(axis=1)
+        if bad.any():
+            raise ValueError(f"coefficients: {name} is missing/non-finite at step {idx[bad.argmax()]}")
     zf = site.zones
     accounting = options.accounting or site.planning.accounting
     if accounting not in ("location", "market"):

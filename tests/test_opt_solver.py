@@ -129,6 +129,9 @@ def test_bad_inputs_name_the_problem(small):
         plan_site(site, co, bad)
     with pytest.raises(ValueError, match="coefficients cover"):
         plan_site(site, co, fc.iloc[:-1])
+    bad_co = type(co)(**{**co.__dict__, "cooling_const_kw": co.cooling_const_kw.where(co.index != co.index[2])})
+    with pytest.raises(ValueError, match=r"cooling_const_kw is missing/non-finite at step " + str(co.index[2])[:10]):
+        plan_site(site, bad_co, fc)
     with pytest.raises(ValueError, match="unknown zone 'nowhere'"):
         plan_site(site, co, fc, InitialState({"nowhere": 20.0}, 10.0, {}))
 
