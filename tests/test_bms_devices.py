@@ -167,6 +167,26 @@ def test_bacnet_point_the_plan_no_longer_carries_is_handed_back(tmp_path):
     assert df[(df.action == "relinquish") & (df.point == "chw_sp")].result.tolist() == ["intent", "ok"]
 
 
+def test_bacnet_object_without_priority_array_is_never_written(tmp_path):
+    """A plain AnalogValueObject would take a priority write silently and could never be
+    relinquished; the push must refuse it before writing anything."""
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    plan = read_plan(make_plan(tmp_path / "plan", GOOD))
+
+    async def main():
+        dev = BacnetDevice(port, plain=("chw_sp",)).start()
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "refused"
+            assert any(m.startswith("chw_sp: cannot read the current value") for m in out.messages), out.messages
+            assert dev.writes == 0 and dev.value("chw_sp") == RD["chw_sp"]
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+
+
 def test_bacnet_rate_limit_refuses_a_second_write_too_soon(tmp_path):
     port = free_port()
     pm, site, log = _setup(tmp_path, "bacnet", port, min_write_interval_s=300)

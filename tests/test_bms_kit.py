@@ -94,8 +94,10 @@ def write_point_map(path: Path, protocol: str, port: int, *, timeout_s: float = 
 class BacnetDevice:
     """A bacpypes3 device with commandable AVs; ``go_silent_after`` writes it stops answering."""
 
-    def __init__(self, port: int, go_silent_after: int | None = None, silence_s: float = 0.0):
+    def __init__(self, port: int, go_silent_after: int | None = None, silence_s: float = 0.0,
+                 plain: tuple[str, ...] = ()):
         self.port, self.go_silent_after, self.silence_s = port, go_silent_after, silence_s
+        self.plain = plain  # points served as non-commandable AnalogValueObject (no priority array)
         self.writes = 0
         self.dropped = 0
         self.silent_until = 0.0
@@ -104,7 +106,7 @@ class BacnetDevice:
 
     def start(self) -> "BacnetDevice":
         from bacpypes3.app import Application
-        from bacpypes3.local.analog import AnalogValueObjectCmd
+        from bacpypes3.local.analog import AnalogValueObject, AnalogValueObjectCmd
         from bacpypes3.local.device import DeviceObject
         from bacpypes3.local.networkport import NetworkPortObject
 
@@ -131,8 +133,12 @@ class BacnetDevice:
                 return await super().do_ReadPropertyRequest(apdu)
 
         for name, inst in AV.items():
-            self.objects[name] = AnalogValueObjectCmd(objectIdentifier=("analog-value", inst), objectName=name,
-                                                      presentValue=RD[name], relinquishDefault=RD[name])
+            if name in self.plain:
+                self.objects[name] = AnalogValueObject(objectIdentifier=("analog-value", inst), objectName=name,
+                                                       presentValue=RD[name])
+            else:
+                self.objects[name] = AnalogValueObjectCmd(objectIdentifier=("analog-value", inst), objectName=name,
+                                                          presentValue=RD[name], relinquishDefault=RD[name])
         device = DeviceObject(objectIdentifier=("device", 4001), objectName="test-device", vendorIdentifier=999)
         port = NetworkPortObject(f"127.0.0.1/8:{self.port}", objectIdentifier=("network-port", 1),
                                  objectName="NetworkPort-1")

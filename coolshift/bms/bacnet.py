@@ -63,7 +63,7 @@ class BacnetAdapter:
         from bacpypes3.apdu import ErrorRejectAbortNack
 
         try:
-            return await asyncio.wait_for(coro, self.conn.timeout_s)
+            result = await asyncio.wait_for(coro, self.conn.timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
             raise DeviceTimeout(
                 f"{what}: no answer from {self.conn.device_address} within {self.conn.timeout_s:g} s"
@@ -72,6 +72,9 @@ class BacnetAdapter:
             raise DeviceError(f"{what}: device {self.conn.device_address} answered {exc}") from None
         except (OSError, ValueError, TypeError) as exc:
             raise DeviceError(f"{what}: {exc}") from None
+        if isinstance(result, ErrorRejectAbortNack):  # some paths return the error instead of raising
+            raise DeviceError(f"{what}: device {self.conn.device_address} answered {result}")
+        return result
 
     async def _read(self, point: Point, prop: str) -> Any:
         assert self.app is not None and point.bacnet is not None
@@ -81,7 +84,11 @@ class BacnetAdapter:
         )
 
     async def read_value(self, point: Point) -> float:
-        return float(await self._read(point, "present-value"))
+        v = await self._read(point, "present-value")
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise DeviceError(f"read {point.name}: present-value {v!r} is not a number") from None
 
     async def read_state(self, point: Point) -> PointState:
         assert point.bacnet is not None
@@ -95,9 +102,12 @@ class BacnetAdapter:
             )
         occupied = {}
         for i, pv in enumerate(slots, start=1):
-            choice = pv._choice
+            choice = getattr(pv, "_choice", None)
             if choice != "null":
-                occupied[i] = float(getattr(pv, choice))
+                try:
+                    occupied[i] = float(getattr(pv, choice))
+                except (TypeError, ValueError, AttributeError):
+                    raise DeviceError(f"read {point.name}: priority {i} holds {pv!r}, not a number") from None
         rd = await self._read(point, "relinquish-default")
         mine = occupied.get(point.bacnet.priority)
         higher = {p: v for p, v in occupied.items() if p < point.bacnet.priority}
