@@ -148,3 +148,15 @@ def test_monthly_market_adds_up_to_the_period():
     total = C.scope2(steps["facility_kwh"], steps["gco2_per_kwh"], steps["ppa_kwh"], 500.0, periods=steps.index.year)
     assert m["tco2_market"].sum() == pytest.approx(total["market_kgco2"] / 1000.0)
     assert (m["renewable_share_pct"] > 0).all()  # the year's claim is spread over its months
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1e4), st.floats(0, 1e4), st.floats(0, 1500)), min_size=1, max_size=30),
+       st.floats(0, 1500))
+def test_period_matching_claims_at_least_hourly_matching(rows, rmix):
+    e, ppa, g = map(np.array, zip(*rows))
+    s = C.scope2(e, g, ppa, rmix)
+    assert s["ppa_claimed_kwh"] >= s["ppa_hourly_matched_kwh"] - 1e-6
+    assert s["market_kgco2"] <= s["market_hourly_kgco2"] + 1e-6  # with one residual factor, fewer kWh -> fewer kg
+    if rmix <= g.min():  # a residual mix no dirtier than any hour cannot exceed location-based
+        assert s["market_kgco2"] <= s["location_kgco2"] + 1e-6
