@@ -377,9 +377,9 @@ def verify_savings(pre: pd.DataFrame, post: pd.DataFrame, *, freq: str = "h", lo
     F = avoided / base if base > 0 else 0.0
     n, m = model.n_, len(b)
     n_eff = effective_n(n, model.rho_)
-    fsu68 = fractional_savings_uncertainty(model.cv_rmse_, n, n_eff, m, F, model.n_params_, 0.68)
-    fsu90 = fractional_savings_uncertainty(model.cv_rmse_, n, n_eff, m, F, model.n_params_, 0.90)
-    u68, u90 = abs(avoided) * fsu68, abs(avoided) * fsu90
+    # absolute uncertainty = FSU x |savings| = t 1.26 CV sqrt(...) x adjusted baseline: finite even at zero savings
+    u68, u90 = (fractional_savings_uncertainty(model.cv_rmse_, n, n_eff, m, 1.0, model.n_params_, c) * base for c in (0.68, 0.90))
+    fsu68, fsu90 = (u / abs(avoided) if avoided != 0 else float("inf") for u in (u68, u90))
     kg = u_kg68 = u_kg90 = red = None
     if "kgco2" in b:
         f = b["factor_gco2_per_kwh"].to_numpy()
