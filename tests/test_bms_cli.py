@@ -191,3 +191,16 @@ def test_bad_input_exits_2_without_traceback(tmp_path):
     assert code == 2 and "plan.csv: missing" in text and "Traceback" not in text
     code, text = _cli("release", "--bms", str(tmp_path / "nope.yaml"))
     assert code == 2 and "nope.yaml: file not found" in text and "Traceback" not in text
+
+
+def test_push_to_a_device_that_does_not_answer_exits_1_after_one_timeout(tmp_path):
+    bms = write_point_map(tmp_path / "map.yaml", "bacnet", free_port(), timeout_s=1.0)  # nothing listens
+    plan = make_plan(tmp_path / "plan", GOOD)
+    t = time.monotonic()
+    code, text = _cli("push", "--plan", str(plan), "--bms", str(bms), "--apply")
+    elapsed = time.monotonic() - t
+    assert code == 1, text
+    assert "no answer from 127.0.0.1" in text and text.count("not read: the device did not answer") == 2
+    assert elapsed < 10  # one 1 s timeout, not one per point
+    df = read_audit(tmp_path / "audit.sqlite")
+    assert df[df.action == "read"].result.tolist() == ["timeout"] and not (df.action == "write").any()

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import SiteConfig
 from .audit import AuditLog
-from .device import Adapter, DeviceError, PointState, open_adapter, values_match
+from .device import Adapter, DeviceError, DeviceTimeout, PointState, open_adapter, values_match
 from .plan import Plan, current_step
 from .points import Point, PointMap
 from .safety import check_write, envelope_flag, plan_freshness
@@ -68,6 +68,7 @@ class PointDiff:
         return "write"
 
     target_encoded: float | None = None
+    unreadable: bool = False  # the device did not give us its current state
 
 
 @dataclass
@@ -84,6 +85,11 @@ class StepDiff:
     @property
     def refused(self) -> bool:
         return bool(self.reasons)
+
+    @property
+    def unreadable(self) -> bool:
+        """Some point could not be read: a device problem rather than a plan problem."""
+        return any(p.unreadable for p in self.points)
 
     @property
     def to_write(self) -> list[PointDiff]:
@@ -140,16 +146,25 @@ async def read_diff(
     step, plan_reasons = plan_checks(plan, pm, site, now)
     row = plan.frame.loc[step] if step is not None else None
     diffs = []
+    silent = None  # after one timeout, do not wait again for every other point
     for p in pm.writable:
         target = None if row is None or p.variable not in row.index else float(row[p.variable])
         d = PointDiff(point=p, target=target)
+        if silent is not None:
+            d.reasons.append(f"{p.name}: not read: the device did not answer for {silent}")
+            d.unreadable = True
+            diffs.append(d)
+            continue
         try:
             d.state = await adapter.read_state(p)
             audit.record("read", "ok", p.name, old_value=d.state.value, new_value=d.state.commanded,
                          priority=adapter.priority(p), detail=d.state.detail)
         except DeviceError as exc:
-            audit.record("read", "timeout" if "no answer" in str(exc) else "error", p.name, detail=str(exc))
+            audit.record("read", "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name, detail=str(exc))
             d.reasons.append(f"{p.name}: cannot read the current value: {exc}")
+            d.unreadable = True
+            if isinstance(exc, DeviceTimeout):
+                silent = p.name
             diffs.append(d)
             continue
         if target is not None and d.state.overridden_by is not None:
@@ -210,7 +225,7 @@ async def restore_points(
                              priority=adapter.priority(p), detail=detail)
                 done = ok
             except DeviceError as exc:
-                audit.record(action, "timeout" if "no answer" in str(exc) else "error", p.name,
+                audit.record(action, "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name,
                              new_value=expect, priority=adapter.priority(p), detail=str(exc))
             if not done:
                 if time.monotonic() >= deadline:
@@ -256,7 +271,7 @@ async def apply_diff(adapter: Adapter, pm: PointMap, diff: StepDiff, audit: Audi
                 want = "local control" if releasing else f"{d.target:g}"
                 failure = f"{p.name}: read back {st.value if st else '?'} ({detail}), expected {want}"
         except DeviceError as exc:
-            audit.record(kind, "timeout" if "no answer" in str(exc) else "error", p.name,
+            audit.record(kind, "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name,
                          old_value=prev.value, new_value=d.target, priority=adapter.priority(p), detail=str(exc))
             failure = str(exc)
         if failure:
@@ -283,7 +298,7 @@ async def release_points(adapter: Adapter, points: list[Point], audit: AuditLog)
                          old_value=None if st is None else st.value, priority=adapter.priority(p), detail=detail)
             results.append((p.name, ok, detail if ok else f"still commanded after release ({detail})"))
         except DeviceError as exc:
-            audit.record("relinquish", "timeout" if "no answer" in str(exc) else "error", p.name,
+            audit.record("relinquish", "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name,
                          priority=adapter.priority(p), detail=str(exc))
             results.append((p.name, False, str(exc)))
     return results

@@ -114,10 +114,10 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
         n = len(out.diff.to_write)
         if out.diff.refused:
             console.print(f"dry run: this step would be REFUSED ({len(out.diff.reasons)} reason(s) above); nothing written")
-            raise typer.Exit(EXIT_REFUSED)
+            raise typer.Exit(EXIT_FAILURE if out.diff.unreadable else EXIT_REFUSED)
         console.print(f"dry run: {n} point(s) would be written; nothing written (add --apply to write)")
     elif out.status == "refused":
-        raise typer.Exit(EXIT_REFUSED)
+        raise typer.Exit(EXIT_FAILURE if out.diff.unreadable else EXIT_REFUSED)
     elif not out.ok:
         raise typer.Exit(EXIT_FAILURE)
     elif out.status == "applied":
