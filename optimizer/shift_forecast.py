@@ -4,7 +4,8 @@
 - ``model``: decide on Coolshift's own day-ahead forecaster
   (:class:`coolshift.models.forecast.CarbonIntensityForecaster`). Each job is decided at
   its release (rounded down to the slot), on a forecast issued then from observations
-  before it; the forecaster is refitted every ``refit_every`` on the ``train_window``
+  before it; the forecaster (trained for horizons up to the latest deadline) is refitted
+  every ``refit_every`` (default 14 days) on the ``train_window`` (default 56 days)
   before the refit time, so it is trained only on data before each decision. Jobs with
   the same issue time are decided together; with a capacity limit, later decisions see
   the capacity earlier ones committed (a rolling commitment, as in operation).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -67,7 +69,7 @@ class Decision:
 
 
 def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | None = None,
-                    refit_every: str = "7D", train_window: str | None = "28D",
+                    refit_every: str = "14D", train_window: str | None = "56D",
                     progress: Callable[[int, int], None] | None = None) -> tuple[list, dict]:
     """Day-ahead forecasts at each job's release, from a forecaster trained before it.
 
@@ -77,7 +79,6 @@ def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | Non
     """
     from coolshift.models.forecast import CarbonIntensityForecaster, PersistenceForecaster
 
-    make_forecaster = make_forecaster or CarbonIntensityForecaster
     slot = pd.Timedelta(hours=prob.slot_h)
     history = pd.Series(prob.actual, index=prob.slots, name="gco2_per_kwh")
     issue_slot = prob.first.copy()  # release rounded up; the issue is the slot before or at it
@@ -85,6 +86,12 @@ def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | Non
     floor_ns = prob.slots.asi8[np.minimum(issue_slot, len(prob.slots) - 1)]
     issue_ns = np.where(floor_ns > release_ns, floor_ns - slot.value, floor_ns)
     issues = np.unique(issue_ns)
+    if make_forecaster is None:
+        # train only the horizons the decisions need: issue to the latest deadline
+        ends_ns = prob.slots.asi8[prob.stop - 1] + slot.value
+        horizon_h = float(np.max(ends_ns - issue_ns)) / 3.6e12
+        make_forecaster = partial(CarbonIntensityForecaster,
+                                  max_horizon_h=float(np.ceil(horizon_h + prob.slot_h)))
     refit = pd.Timedelta(refit_every)
     window = pd.Timedelta(train_window) if train_window else None
     model, fitted_at, fits, fallback, t_fit = None, None, 0, 0, 0.0
