@@ -20,6 +20,9 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file 0600; plans and reports are meant to be read by others
+    # (a web server, the BMS team), so give them the usual 0644.
+    os.chmod(tmp, 0o644)
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
