@@ -440,3 +440,25 @@ def test_bacnet_sim_serves_philadelphia_points_and_telemetry_follows_setpoints(t
             sim.close()
 
     asyncio.run(main())
+
+
+def test_run_plan_without_apply_writes_nothing_at_all(tmp_path):
+    from coolshift.bms.runner import run_plan
+
+    port = free_port()
+    pm, site, log = _setup(tmp_path, "bacnet", port)
+    seen = []
+
+    async def main():
+        dev = BacnetDevice(port).start()
+        plan = _plan_steps(tmp_path / "plan", [{SUPPLY_A: 19.0, SUPPLY_B: 18.5, CHW: 10.5},
+                                               {SUPPLY_A: 19.5, SUPPLY_B: 18.5, CHW: 10.5}], step_s=2.0)
+        try:
+            res = await run_plan(pm, site, plan, log, apply=False, log=seen.append)
+            assert res.exit_code == 0 and res.steps_written == 0 and res.released == []
+            assert dev.writes == 0  # not even a relinquish
+        finally:
+            dev.close()
+
+    asyncio.run(main())
+    assert sum("dry_run" in m for m in seen) == 2, seen
