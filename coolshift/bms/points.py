@@ -202,7 +202,14 @@ class Point(_Strict):
 
 
 class Safety(_Strict):
-    """Site-wide safety settings for pushes."""
+    """Site-wide safety settings for pushes.
+
+    Defaults: a day-ahead plan (24 h horizon, ``Planning.horizon_h``) stays usable for its
+    whole horizon plus 2 h of slack; one write per point per 5 min allows every 15-min
+    planning step (``Planning.step_minutes``) and stops a loop from hammering the BMS;
+    30 s of restore retries outlasts a typical BACnet APDU timeout with retries
+    (ASHRAE 135 default APDU timeout 3 s x 3 retries = 9 s, clause 12.11.27-28).
+    """
 
     max_plan_age_h: float = Field(26.0, gt=0, description="refuse plans created longer ago than this")
     min_write_interval_s: float = Field(
