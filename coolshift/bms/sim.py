@@ -32,8 +32,9 @@ __all__ = ["SimConditions", "local_default", "steady_telemetry", "BacnetSim", "M
 class SimConditions:
     """The fixed operating point the simulated plant runs at (a demo choice, not data).
 
-    60 % load is a typical average server utilisation for a well-run colocation hall
-    (Uptime Institute surveys report 40-60 %); 20 degC dry-bulb / 14 degC wet-bulb is a
+    60 % of capacity keeps the plant well loaded, a little above the 10-50 % band in which
+    servers spend most of their time (Barroso & Hoelzle, "The case for energy-proportional
+    computing", IEEE Computer 2007); 20 degC dry-bulb / 14 degC wet-bulb is a
     mild day (about 50 % relative humidity, ASHRAE Fundamentals 2021 ch. 1 psychrometrics),
     so the water-side economiser is partly on and setpoints visibly change chiller power.
     """
