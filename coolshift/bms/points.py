@@ -208,7 +208,8 @@ class Safety(_Strict):
     whole horizon plus 2 h of slack; one write per point per 5 min allows every 15-min
     planning step (``Planning.step_minutes``) and stops a loop from hammering the BMS;
     30 s of restore retries outlasts a typical BACnet APDU timeout with retries
-    (ASHRAE 135 default APDU timeout 3 s x 3 retries = 9 s, clause 12.11.27-28).
+    (ASHRAE 135 Device object: APDU_Timeout typically 3 s with 3 retries, 9 s in all;
+    bacpypes3 uses 3 s).
     """
 
     max_plan_age_h: float = Field(26.0, gt=0, description="refuse plans created longer ago than this")
