@@ -574,14 +574,16 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
     ts["supply_below_chw_zones"] = r["supply_below_chw"].sum(axis=1)
     ts["batch_capacity_shortfall_units_per_h"] = r["capacity_shortfall"].sum(axis=1)
     ts["batch_release_unused_units_per_h"] = r["release_unused"].sum(axis=1)
-    # one float block plus one integer block of active servers per pool (fast to build)
-    block = np.empty((T, len(ts)))
+    # one float block plus one integer block of active servers per pool, built column-major
+    # so that pandas takes them without a transposing copy
+    block = np.empty((len(ts), T))
     for i, v in enumerate(ts.values()):
-        block[:, i] = v
+        block[i] = v
+    iblock = np.ascontiguousarray(actions.active_servers.T, dtype=np.int32)
     frame = pd.concat(
-        [pd.DataFrame(block, index=idx, columns=list(ts)),
-         pd.DataFrame(actions.active_servers.astype(np.int32), index=idx, columns=[col("active_servers", q) for q in names.pools])],
-        axis=1,
+        [pd.DataFrame(block.T, index=idx, columns=list(ts), copy=False),
+         pd.DataFrame(iblock.T, index=idx, columns=[col("active_servers", q) for q in names.pools], copy=False)],
+        axis=1, copy=False,
     )
     frame.index.name = "timestamp"
 

@@ -39,7 +39,7 @@ from coolshift.config import SiteConfig
 from coolshift.schema import CARBON_GCO2_PER_KWH, demand_col
 
 from .actions import Actions, Observation, Policy, SimState, SiteArrays
-from .workload import allocate_to_pools, lindley_queue
+from .workload import allocate_groups, allocate_to_pools, lindley_queue, pool_groups
 
 __all__ = [
     "Policy",
@@ -155,32 +155,47 @@ def _chw_for_supply(site: SiteConfig, supply: np.ndarray) -> np.ndarray:
     return np.clip(chw, ch.chw_setpoint_min_c, ch.chw_setpoint_max_c)
 
 
+def _groups(site: SiteConfig):
+    """(group of each pool, eligibility classes x groups, classes each group serves, pools x groups one-hot)."""
+    names = _names(site)
+    gop, elig_g, spec_g = pool_groups(names.eligible)
+    onehot = np.zeros((len(gop), elig_g.shape[1]))
+    onehot[np.arange(len(gop)), gop] = 1.0
+    return gop, elig_g, spec_g, onehot
+
+
+def _alloc_g(want_col: np.ndarray, free_g: np.ndarray, elig_row: np.ndarray, spec_g: np.ndarray) -> np.ndarray:
+    """Serve one class on the free group capacity (in place); returns what was served."""
+    served, used = allocate_groups(want_col[:, None], free_g, elig_row[None], spec_g)
+    free_g *= 1.0 - used
+    return served[:, 0]
+
+
 def _run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: np.ndarray, q0: np.ndarray, step_h: float):
     """Batch served as soon as capacity allows (FIFO per class, classes in config order).
 
-    Returns (release units/h per batch class, load per pool units/h of everything served).
+    ``cap``: capacity per pool (steps x pools). Returns (release units/h per batch class,
+    load per pool units/h of everything served). Works on pool groups (same eligibility).
     """
-    free = np.array(cap, dtype=float)
-    ci = [names.classes.index(c) for c in names.interactive]
+    gop, elig_g, spec_g, onehot = _groups(site)
+    cap_g = np.asarray(cap, dtype=float) @ onehot
+    free_g = cap_g.copy()
     n = dem.shape[0]
-    load = np.zeros_like(cap)
-    for c in ci:
-        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]], names.open_to)
-        free -= l
-        load += l
+    for name in names.interactive:
+        c = names.classes.index(name)
+        _alloc_g(dem[:, c], free_g, elig_g[c], spec_g)
     rel = np.zeros((n, len(names.batch)))
     for b, name in enumerate(names.batch):
         c = names.classes.index(name)
-        avail, _ = allocate_to_pools(np.full((n, 1), BIG), free, names.eligible[[c]], names.open_to)
-        _, served = lindley_queue(q0[b], dem[:, c] * step_h, avail[:, 0] * step_h)
+        avail = (free_g * elig_g[c]).sum(axis=1)
+        _, served = lindley_queue(q0[b], dem[:, c] * step_h, avail * step_h)
         rel[:, b] = served / step_h
-        _, l = allocate_to_pools(rel[:, [b]], free, names.eligible[[c]], names.open_to)
-        free -= l
-        load += l
-    return rel, load
+        _alloc_g(rel[:, b], free_g, elig_g[c], spec_g)
+    used = 1.0 - np.divide(free_g, cap_g, out=np.ones_like(free_g), where=cap_g > 0)
+    return rel, cap * used[:, gop]
 
 
-def _serve_load(names: SiteArrays, dem: np.ndarray, rel: np.ndarray, cap: np.ndarray) -> np.ndarray:
+def _serve_load(names: SiteArrays, dem: np.ndarray, rel: np.ndarray, cap: np.ndarray, site: SiteConfig | None = None) -> np.ndarray:
     want = np.zeros_like(dem)
     ii = [names.classes.index(c) for c in names.interactive]
     bi = [names.classes.index(c) for c in names.batch]
@@ -276,12 +291,12 @@ def _greedy_release(
     Returns release units/h (steps x batch)."""
     W = dem.shape[0]
     ii = [names.classes.index(c) for c in names.interactive]
-    free = np.array(cap, dtype=float)
+    gop, elig_g, spec_g, onehot = _groups(site)
+    free_g = np.asarray(cap, dtype=float) @ onehot
     for c in ii:
-        _, l = allocate_to_pools(dem[:, [c]], free, names.eligible[[c]], names.open_to)
-        free -= l
-    bmask = names.eligible[[names.classes.index(c) for c in names.batch]].any(axis=0)
-    step_units = free[:, bmask].sum(axis=1) * step_h  # batch capacity per step [units]
+        _alloc_g(dem[:, c], free_g, elig_g[c], spec_g)
+    bmask = elig_g[[names.classes.index(c) for c in names.batch]].any(axis=0)
+    step_units = free_g[:, bmask].sum(axis=1) * step_h  # batch capacity per step [units]
     # slots are whole blocks (hours): servers are not cycled within the hour
     nb_ = (W + block - 1) // block
     bid = np.arange(W) // block
