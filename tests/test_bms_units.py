@@ -205,3 +205,11 @@ def test_reads_a_plan_written_the_way_the_optimiser_writes_it(tmp_path):
     assert p.frame.index.equals(idx.rename("timestamp"))
     assert p.frame.loc[idx[1], "chw_setpoint_c"] == 10.5
     assert p.frame["in_envelope"].tolist() == [True, True, False]
+
+
+def test_plan_carries_other_mapped_variables_when_asked(tmp_path):
+    make_plan(tmp_path, {"chw_setpoint_c": 10.0, "crah_fan_min_frac__hall_a": 0.4, "note": 1.0})
+    assert "crah_fan_min_frac__hall_a" not in read_plan(tmp_path).frame.columns
+    p = read_plan(tmp_path, ["crah_fan_min_frac__hall_a"])
+    assert p.setpoint_columns == ["chw_setpoint_c", "crah_fan_min_frac__hall_a"]
+    assert (p.frame["crah_fan_min_frac__hall_a"] == 0.4).all()

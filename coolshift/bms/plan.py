@@ -62,8 +62,12 @@ def _bool(v: object, where: str) -> bool:
     raise PlanError(f"{where}: in_envelope must be true/false, got {v!r}")
 
 
-def read_plan(run_dir: str | Path) -> Plan:
-    """Validate and load a plan run folder; errors name the file, column and row."""
+def read_plan(run_dir: str | Path, variables: tuple[str, ...] | list[str] = ()) -> Plan:
+    """Validate and load a plan run folder; errors name the file, column and row.
+
+    Reads the setpoint columns of the contract plus any other ``variables`` present
+    (a point map may carry, say, ``crah_fan_min_frac__hall_a``), all as finite numbers.
+    """
     run_dir = Path(run_dir)
     csv, sj = run_dir / "plan.csv", run_dir / "summary.json"
     if not run_dir.is_dir():
@@ -90,10 +94,12 @@ def read_plan(run_dir: str | Path) -> Plan:
         raise PlanError(f"{csv}: no 'timestamp' column (columns: {list(raw.columns)})")
     if raw.empty:
         raise PlanError(f"{csv}: no rows")
-    cols = [c for c in raw.columns if c == "chw_setpoint_c" or c.startswith("supply_setpoint_c__")]
+    cols = [c for c in raw.columns
+            if c == "chw_setpoint_c" or c.startswith("supply_setpoint_c__") or (c in variables and c != "in_envelope")]
     if not cols:
         raise PlanError(
-            f"{csv}: no setpoint columns (expected supply_setpoint_c__<zone> and/or chw_setpoint_c)"
+            f"{csv}: no setpoint columns (expected supply_setpoint_c__<zone> and/or chw_setpoint_c"
+            + (f", or one of {sorted(variables)})" if variables else ")")
         )
     index = [_utc(v, f"{csv}: row {i + 2}, column timestamp") for i, v in enumerate(raw["timestamp"])]
     out = pd.DataFrame(index=pd.DatetimeIndex(index, name="timestamp"))

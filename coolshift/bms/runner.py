@@ -77,7 +77,7 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
             while not stop.is_set():
                 now = utcnow()
                 try:
-                    plan = read_plan(plan_dir)
+                    plan = read_plan(plan_dir, [p.variable for p in pm.writable])
                 except PlanError as exc:
                     result.exit_code, result.reason = 2, f"cannot read the plan: {exc}"
                     break

@@ -98,9 +98,9 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
     from coolshift.bms.plan import read_plan
     from coolshift.bms.push import push
 
-    p = read_plan(plan)
     pm, site, log = _load(bms, audit)
     with log:
+        p = read_plan(plan, [q.variable for q in pm.writable])
         out = asyncio.run(push(pm, site, p, log, apply=apply))
     _print_diff(pm, out)
     from rich.markup import escape
@@ -143,8 +143,8 @@ def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: Aud
     from coolshift.bms.plan import read_plan
     from coolshift.bms.runner import run_plan
 
-    read_plan(plan)  # fail fast on a bad folder
     pm, site, log = _load(bms, audit)
+    read_plan(plan, [q.variable for q in pm.writable])  # fail fast on a bad folder
     if not apply:
         console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
     with log:
