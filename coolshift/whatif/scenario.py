@@ -180,7 +180,7 @@ class Scenario(_Strict):
     def _top_keys(self) -> "Scenario":
         unknown = sorted(set(self.overrides) - set(SiteConfig.model_fields) - {"base_dir"})
         if unknown:
-            raise ValueError(f"overrides: unknown site keys {unknown} (site keys: {sorted(SiteConfig.model_fields)})")
+            raise ValueError(f"overrides: unknown site keys {unknown} (site keys: {sorted(set(SiteConfig.model_fields) - {'base_dir'})})")
         if "base_dir" in self.overrides:
             raise ValueError("overrides: base_dir cannot be overridden")
         return self

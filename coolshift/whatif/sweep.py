@@ -171,7 +171,8 @@ def run_sweep(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any
     try:
         out.scheduler = client.scheduler.address
         out.workers = len(client.scheduler_info().get("workers", {}))
-        shared_f = client.scatter(shared, broadcast=True) if shared is not None else None
+        # hash=False: a fresh key per sweep, so a previous sweep releasing its copy cannot race this one
+        shared_f = client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
         by_key = {}
         futures = []
         for t in todo:
