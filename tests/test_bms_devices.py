@@ -462,3 +462,40 @@ def test_run_plan_without_apply_writes_nothing_at_all(tmp_path):
 
     asyncio.run(main())
     assert sum("dry_run" in m for m in seen) == 2, seen
+
+
+def test_bacnet_analog_output_object_write_and_relinquish(tmp_path):
+    """Analog Output objects are always commandable in ASHRAE 135: the same priority-array path."""
+    import yaml
+    from bacpypes3.local.analog import AnalogOutputObject
+
+    from coolshift.bms.bacnet import make_application
+    from coolshift.bms.device import open_adapter
+
+    port = free_port()
+    path = write_point_map(tmp_path / "map.yaml", "bacnet", port)
+    doc = yaml.safe_load(path.read_text())
+    doc["points"] = [p for p in doc["points"] if p["name"] == "chw_sp"]
+    doc["points"][0]["bacnet"] = {"object": "analog-output,3", "priority": 12}
+    path.write_text(yaml.safe_dump(doc))
+    pm, log = load_point_map(path), AuditLog(tmp_path / "audit.sqlite")
+    site = load_site(pm.resolve(pm.site))
+    plan = read_plan(make_plan(tmp_path / "plan", {CHW: 10.6}))
+
+    async def main():
+        ao = AnalogOutputObject(objectIdentifier=("analog-output", 3), objectName="chw", presentValue=10.0,
+                                relinquishDefault=10.0)
+        app = make_application(f"127.0.0.1/8:{port}", 4002, "ao-device", [ao])
+        try:
+            out = await push(pm, site, plan, log, apply=True)
+            assert out.status == "applied", out.messages
+            pv = ao.priorityArray[11]
+            assert pv._choice == "real" and pv.real == pytest.approx(10.6, abs=1e-5)
+            async with open_adapter(pm) as ad:
+                assert (await ad.read_state(pm.points[0])).detail.startswith("p12=10.6")
+                await release(pm, log, adapter=ad)
+            assert ao.priorityArray[11]._choice == "null" and float(ao.presentValue) == 10.0
+        finally:
+            app.close()
+
+    asyncio.run(main())
