@@ -55,7 +55,9 @@ __all__ = [
 
 REQUIRED_COLUMNS = ("job_id", "release", "deadline", "duration_h", "power_kw")
 OPTIONAL_COLUMNS = ("interruptible", "baseline_start")
-_TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}(:?\d{2})?)$", re.IGNORECASE)
+# a time of day followed by Z or an offset (a bare date such as 2024-01-01 is naive)
+_TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$",
+                        re.IGNORECASE)
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 _EPS_H = 1e-9  # tolerance on hours when counting whole slots
@@ -90,19 +92,20 @@ def _parse_times(values: pd.Series, column: str, bad: list[tuple[int, str]]) -> 
         return values.dt.tz_convert("UTC")
     text = values.astype(str).str.strip()
     parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    for i, (s, t) in enumerate(zip(text, parsed)):
-        if pd.isna(t):
-            bad.append((i, f"{column} {s!r} is not an ISO 8601 timestamp"))
-        elif not _TZ_SUFFIX.search(s):
-            bad.append((i, f"{column} {s!r} has no UTC offset (give e.g. 'Z' or '+01:00')"))
+    unparsed = parsed.isna().to_numpy()
+    naive = ~unparsed & ~text.str.contains(_TZ_SUFFIX).to_numpy()
+    for i in np.flatnonzero(unparsed):
+        bad.append((int(i), f"{column} {text.iat[i]!r} is not an ISO 8601 timestamp"))
+    for i in np.flatnonzero(naive):
+        bad.append((int(i), f"{column} {text.iat[i]!r} has no UTC offset (give e.g. 'Z' or "
+                            "'+01:00')"))
     return parsed
 
 
 def _parse_numbers(values: pd.Series, column: str, bad: list[tuple[int, str]]) -> pd.Series:
     num = pd.to_numeric(values, errors="coerce").astype(float)
-    for i, (s, v) in enumerate(zip(values, num)):
-        if not np.isfinite(v):
-            bad.append((i, f"{column} {s!r} is not a finite number"))
+    for i in np.flatnonzero(~np.isfinite(num.to_numpy())):
+        bad.append((int(i), f"{column} {values.iat[i]!r} is not a finite number"))
     return num
 
 
@@ -145,7 +148,7 @@ def validate_jobs(frame: pd.DataFrame, source: str = "jobs") -> pd.DataFrame:
                         "duration_h": duration, "power_kw": power})
     if "interruptible" in frame.columns:
         flags = frame["interruptible"]
-        if flags.dtype == bool:
+        if pd.api.types.is_bool_dtype(flags):
             out["interruptible"] = flags.astype("boolean")
         else:
             text = flags.astype(str).str.strip().str.lower()
@@ -266,13 +269,7 @@ def prepare(jobs: pd.DataFrame, intensity: pd.Series | pd.DataFrame, slot: str =
     ``interruptible`` is the default for jobs whose column is empty or absent
     (``None`` = not interruptible).
     """
-    if not {"release", "deadline", "duration_h", "power_kw"} <= set(jobs.columns) or \
-            not pd.api.types.is_datetime64_any_dtype(jobs["release"]):
-        jobs = validate_jobs(jobs)
-    if "baseline_start" not in jobs.columns:
-        jobs = jobs.assign(baseline_start=jobs["release"])
-    if "interruptible" not in jobs.columns:
-        jobs = jobs.assign(interruptible=pd.array([pd.NA] * len(jobs), dtype="boolean"))
+    jobs = validate_jobs(jobs)  # idempotent on a validated table
     per_slot = resample_intensity(intensity, slot)
     slots = per_slot.index.as_unit("ns")
     slot_td = pd.Timedelta(slot)

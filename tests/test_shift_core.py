@@ -160,6 +160,7 @@ def test_read_jobs_parses_offsets_to_utc(tmp_path):
 @pytest.mark.parametrize("row,needle", [
     ("c,2024-01-01T00:00Z,2024-01-01T00:30Z,1,2", "before release"),
     ("c,2024-01-01 00:00,2024-01-01T03:00Z,1,2", "no UTC offset"),
+    ("c,2024-01-01,2024-01-01T03:00Z,1,2", "'2024-01-01' has no UTC offset"),
     ("c,yesterday,2024-01-01T03:00Z,1,2", "not an ISO 8601"),
     ("c,2024-01-01T00:00Z,2024-01-01T03:00Z,1,-5", "power_kw -5.0 is negative"),
     ("c,2024-01-01T00:00Z,2024-01-01T03:00Z,0,5", "duration_h 0.0 must be > 0"),
