@@ -68,17 +68,25 @@ def crah_airflow_m3_s(server_airflow, containment: str, rated_total_m3_s: float,
     return np.clip(want, min_frac * rated_total_m3_s, rated_total_m3_s)
 
 
-def recirculation_rise_c(it_kw, crah_airflow, racks: int, containment: str) -> np.ndarray:
+def recirculation_rise_c(it_kw, crah_airflow, racks, containment: str) -> np.ndarray:
     """Rack inlet minus supply air temperature [K] from recirculated hot exhaust.
 
     Grows with heat density (kW per rack) and with any shortfall of CRAH airflow below
     the server airflow (the missing air is drawn from the hot aisle); falls with airflow.
     """
+    return recirculation_rise_by_index_c(
+        it_kw, crah_airflow, racks, RECIRCULATION_INDEX[containment], AIRFLOW_OVERPROVISION[containment]
+    )
+
+
+def recirculation_rise_by_index_c(it_kw, crah_airflow, racks, recirc_index, overprovision) -> np.ndarray:
+    """:func:`recirculation_rise_c` with the containment's index and overprovision given as
+    numbers or arrays (one per zone), for vectorised use over zones."""
     it = np.asarray(it_kw, dtype=float)
     v_srv = server_airflow_m3_s(it)
     v = np.maximum(np.asarray(crah_airflow, dtype=float), 1e-9)
     density = np.maximum(it / racks, 0.0) / REFERENCE_RACK_KW
-    base = RECIRCULATION_INDEX[containment] * np.sqrt(density) * np.minimum(v_srv * AIRFLOW_OVERPROVISION[containment] / v, 1.0)
+    base = recirc_index * np.sqrt(density) * np.minimum(v_srv * overprovision / v, 1.0)
     shortfall = np.maximum(1.0 - v / np.maximum(v_srv, 1e-9), 0.0)
     return SERVER_DELTA_T_K * (base + shortfall)
 

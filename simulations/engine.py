@@ -118,6 +118,9 @@ class _Params:
         self.racks = np.array([z.racks for z in zones], dtype=float)
         self.containment = [z.containment for z in zones]
         self.crah_rated_m3_s = np.array([z.crah.count * z.crah.rated_airflow_m3_s for z in zones])
+        self.crah_count = np.array([z.crah.count for z in zones], dtype=float)
+        self.crah_unit_m3_s = np.array([z.crah.rated_airflow_m3_s for z in zones])
+        self.crah_unit_kw = np.array([z.crah.rated_fan_power_kw for z in zones])
         self.crah_min_frac = np.array([z.crah.min_airflow_frac for z in zones])
         self.crah_fan_rated_kw = np.array([z.crah.count * z.crah.rated_fan_power_kw for z in zones])
         self.overprov = np.array([airside.AIRFLOW_OVERPROVISION[c] for c in self.containment])
@@ -239,7 +242,7 @@ class _Physics:
         p = self.p
         v_srv = airside.server_airflow_m3_s(it_zone_kw)
         v_crah = np.clip(v_srv * p.overprov, p.crah_min_frac * p.crah_rated_m3_s, p.crah_rated_m3_s)
-        fan_kw = p.crah_fan_rated_kw * (v_crah / p.crah_rated_m3_s) ** 3
+        fan_kw = airside.crah_fan_kw(v_crah, p.crah_count, p.crah_unit_m3_s, p.crah_unit_kw)
         pdu_zone = it_zone_kw * p.site.electrical.pdu_loss_frac
         it_tot = it_zone_kw.sum(axis=1)
         pdu = pdu_zone.sum(axis=1)
@@ -347,11 +350,7 @@ class _Physics:
         supply_eff = np.maximum(a.supply_c, supply_floor)
 
         def inlet_target(it_zone, v_crah, supply):
-            v_srv = airside.server_airflow_m3_s(it_zone)
-            dens = np.maximum(it_zone / p.racks, 0.0) / airside.REFERENCE_RACK_KW
-            base = p.recirc * np.sqrt(dens) * np.minimum(v_srv * p.overprov / np.maximum(v_crah, 1e-9), 1.0)
-            short = np.maximum(1.0 - v_crah / np.maximum(v_srv, 1e-9), 0.0)
-            return supply + airside.SERVER_DELTA_T_K * (base + short)
+            return supply + airside.recirculation_rise_by_index_c(it_zone, v_crah, p.racks, p.recirc, p.overprov)
 
         # pass 1: fan rise from the steady inlet at the setpoint
         it0 = zone_active + zone_other
