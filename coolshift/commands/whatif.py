@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         else:
             outcome = run_sweep(tasks, run_scenario_task, res_dir, data, scheduler=scheduler, n_workers=workers,
                                 progress=True, resume=resume)
-        rows = compile_whatif(outcome.records, acc)
+        rows = compile_whatif(outcome.records, acc, order=[t.name for t in tasks])
         meta = {
             "site": base.name, "site_config": str(Path(site).resolve()), "start": t0.isoformat(), "end": t1.isoformat(),
             "step_minutes": step, "accounting": acc, "policies": policies, "scheduler": outcome.scheduler,

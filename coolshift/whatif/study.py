@@ -124,7 +124,8 @@ def _row(res: dict, role: str, accounting: str, base: dict | None) -> dict:
     return row
 
 
-def compile_whatif(records: dict[str, dict], accounting: str = "location", headline_role: str = "coolshift") -> dict:
+def compile_whatif(records: dict[str, dict], accounting: str = "location", headline_role: str = "coolshift",
+                   order: list[str] | None = None) -> dict:
     """``whatif.json``: scenario name -> headline row (policy of ``headline_role``), with every policy's row.
 
     A failed scenario keeps its row with null figures and its ``error``.
@@ -132,7 +133,7 @@ def compile_whatif(records: dict[str, dict], accounting: str = "location", headl
     base_rec = records.get(BASELINE)
     base = base_rec["result"] if base_rec and base_rec.get("status") == "ok" else None
     out: dict[str, dict] = {}
-    order = [BASELINE] + [n for n in records if n != BASELINE]
+    order = [BASELINE] + [n for n in (order or records) if n != BASELINE]
     for name in order:
         rec = records.get(name)
         if rec is None:
