@@ -88,16 +88,20 @@ def shift(
         write_frame_atomic(out / "schedule_greedy.csv", _for_csv(run.greedy[0].table))
     write_json_atomic(out / "summary.json", summary)
     s = run.summary
-    line = (f"{s['jobs']} jobs, {forecast}: {s['baseline_kgco2']:,.1f} -> {s['shifted_kgco2']:,.1f} "
+    line = (f"{s['jobs']} jobs, {forecast}: {_kg(s['baseline_kgco2'])} -> {_kg(s['shifted_kgco2'])} "
             f"kgCO2 ({s['savings_pct']:.1f} % saved), {s['late_jobs']} late, solved in "
             f"{s['solve_time_s']:.2f} s ({s['method']})")
     console.print(line, highlight=False)
     if "greedy" in s:
         g = s["greedy"]
-        console.print(f"greedy one-job-at-a-time: {g['shifted_kgco2']:,.1f} kgCO2 ({g['savings_pct']:.1f} % saved, "
+        console.print(f"greedy one-job-at-a-time: {_kg(g['shifted_kgco2'])} kgCO2 ({g['savings_pct']:.1f} % saved, "
                       f"{g['late_jobs']} jobs it could not place); optimum emits "
                       f"{s['optimal_vs_greedy_pct']:.2f} % less", highlight=False)
     console.print(f"wrote {out / 'schedule.csv'} and {out / 'summary.json'}", highlight=False)
+
+
+def _kg(x: float) -> str:
+    return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.4g}"
 
 
 def _for_csv(frame):
