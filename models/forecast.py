@@ -381,7 +381,10 @@ class _LagForecaster(_BaseForecaster):
         else:
             self._set_residual_table(np.zeros(1), np.ones(1), int(DAY / self.step_))
         # 2) the final model on everything
-        self.regressor_ = model(self.alpha_).fit(Xall, tall)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="openmp"):  # see thermal._openmp_threads
+            self.regressor_ = model(self.alpha_).fit(Xall, tall)
         self.n_training_rows_ = int(len(tall))
         return self
 

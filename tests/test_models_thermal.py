@@ -1,0 +1,200 @@
+"""Learned plant model: coefficient recovery, exact mapping to PlantCoefficients, envelope, time blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coolshift.models.coefficients import PlantCoefficients
+from coolshift.models.thermal import (
+    LinearPlantModel, ReferencePlantModel, plant_metrics, time_block_split, wetbulb_stull_c,
+)
+from coolshift.schema import col
+
+ZONES = ["hall_a", "hall_b"]
+
+
+def _inputs(n: int, seed: int = 0, t_range=(0.0, 35.0)) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2022-01-01", periods=n, freq="15min", tz="UTC")
+    f = pd.DataFrame(index=idx)
+    f["outside_temp_c"] = rng.uniform(*t_range, n)
+    f["outside_rh_pct"] = rng.uniform(20, 90, n)
+    f["chw_setpoint_c"] = rng.uniform(8, 16, n)
+    for z in ZONES:
+        f[col("zone_it_power_kw", z)] = rng.uniform(300, 900, n)
+        f[col("supply_setpoint_c", z)] = rng.uniform(18, 25, n)
+    f[col("active_servers", "p1")] = rng.integers(500, 1500, n)
+    return f
+
+
+# A known plant, linear in the decisions, whose coefficients are linear in outside dry-bulb T.
+TRUE = {
+    "c0": 40.0, "cT": 2.0,
+    "a": {"hall_a": (0.05, 0.004), "hall_b": (0.08, 0.003)},  # kW cooling per kW IT: a0 + aT*T
+    "b": {"hall_a": -3.0, "hall_b": -2.0},  # kW per degC supply setpoint
+    "d": (-4.0, -0.1),  # kW per degC chilled water: d0 + dT*T
+    "i0": {"hall_a": 0.5, "hall_b": 1.0}, "isp": {"hall_a": 1.0, "hall_b": 0.95},
+    "iit": {"hall_a": 0.0005, "hall_b": 0.001},
+    "f0": 30.0, "f1": 1.06,
+}
+
+
+def _known_plant(f: pd.DataFrame, noise: float = 0.0, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    T = f["outside_temp_c"]
+    cool = TRUE["c0"] + TRUE["cT"] * T + (TRUE["d"][0] + TRUE["d"][1] * T) * f["chw_setpoint_c"]
+    it_total = 0.0
+    for z in ZONES:
+        a0, aT = TRUE["a"][z]
+        it = f[col("zone_it_power_kw", z)]
+        cool = cool + (a0 + aT * T) * it + TRUE["b"][z] * f[col("supply_setpoint_c", z)]
+        f[col("inlet_temp_c", z)] = (TRUE["i0"][z] + TRUE["isp"][z] * f[col("supply_setpoint_c", z)]
+                                    + TRUE["iit"][z] * it)
+        it_total = it_total + it
+    f["cooling_power_kw"] = cool + noise * rng.standard_normal(len(f))
+    f["it_power_kw"] = it_total
+    f["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * it_total + f["cooling_power_kw"]
+    return f
+
+
+def test_known_linear_plant_recovers_its_coefficients():
+    tel = _known_plant(_inputs(3000))
+    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0).fit(tel, zones=ZONES)
+    fc = pd.DataFrame({"temp_c": [0.0, 10.0, 30.0], "rh_pct": [50.0, 50.0, 50.0]},
+                      index=pd.date_range("2023-01-01", periods=3, freq="h", tz="UTC"))
+    pc = m.coefficients(None, fc)
+    T = fc["temp_c"].to_numpy()
+    np.testing.assert_allclose(pc.cooling_const_kw, TRUE["c0"] + TRUE["cT"] * T, rtol=1e-4, atol=1e-3)
+    for z in ZONES:
+        a0, aT = TRUE["a"][z]
+        np.testing.assert_allclose(pc.cooling_per_it_kw[z], a0 + aT * T, atol=1e-6)
+        np.testing.assert_allclose(pc.cooling_per_supply_c[z], TRUE["b"][z], atol=1e-4)
+        np.testing.assert_allclose(pc.inlet_per_supply_c[z], TRUE["isp"][z], atol=1e-6)
+        np.testing.assert_allclose(pc.inlet_per_it_kw[z], TRUE["iit"][z], atol=1e-8)
+        np.testing.assert_allclose(pc.inlet_const_c[z], TRUE["i0"][z], atol=1e-4)
+    np.testing.assert_allclose(pc.cooling_per_chw_c, TRUE["d"][0] + TRUE["d"][1] * T, atol=1e-4)
+    assert pc.facility_const_kw.iloc[0] == pytest.approx(TRUE["f0"], abs=1e-3)
+    assert pc.facility_per_it_kw.iloc[0] == pytest.approx(TRUE["f1"], abs=1e-6)
+
+
+def test_noisy_known_plant_recovers_coefficients_within_noise():
+    tel = _known_plant(_inputs(4000, seed=3), noise=5.0)  # 5 kW sensor noise on ~200-500 kW
+    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0).fit(tel, zones=ZONES)
+    fc = pd.DataFrame({"temp_c": [20.0], "rh_pct": [50.0]}, index=pd.DatetimeIndex(["2023-06-01"], tz="UTC"))
+    pc = m.coefficients(None, fc)
+    assert pc.cooling_per_it_kw["hall_a"].iloc[0] == pytest.approx(0.05 + 0.004 * 20, abs=0.003)
+    assert pc.cooling_per_chw_c.iloc[0] == pytest.approx(-4.0 - 0.1 * 20, abs=0.5)
+
+
+def test_two_regimes_are_recovered_with_explicit_edges():
+    f = _inputs(4000, seed=5)
+    wb = wetbulb_stull_c(f["outside_temp_c"], f["outside_rh_pct"])
+    edge = 12.0
+    tel = _known_plant(f.copy())
+    # mechanical regime above the edge: cooling per kW IT doubles, offset rises
+    hot = wb > edge
+    extra = 50.0 + sum(0.1 * tel[col("zone_it_power_kw", z)] for z in ZONES)
+    tel.loc[hot, "cooling_power_kw"] += extra[hot]
+    tel["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * tel["it_power_kw"] + tel["cooling_power_kw"]
+    m = LinearPlantModel(regime_edges_c=[edge], n_knots=0, it_fan_frac_per_c=0.0).fit(tel, zones=ZONES)
+    assert list(m.regime_names_) == ["economiser", "mechanical"]
+    fc = pd.DataFrame({"temp_c": [10.0, 30.0], "rh_pct": [50.0, 60.0]},
+                      index=pd.date_range("2023-01-01", periods=2, freq="h", tz="UTC"))
+    pc = m.coefficients(None, fc)
+    T = fc["temp_c"].to_numpy()
+    a0, aT = TRUE["a"]["hall_a"]
+    np.testing.assert_allclose(pc.cooling_per_it_kw["hall_a"], a0 + aT * T + np.array([0.0, 0.1]), atol=1e-5)
+    assert list(m.regime(fc)) == ["economiser", "mechanical"]
+
+
+def test_predict_is_exactly_plant_coefficients_predict():
+    tel = _known_plant(_inputs(2000, seed=7), noise=3.0)
+    m = LinearPlantModel().fit(tel, zones=ZONES)  # default: hat basis and the fan prior
+    test = _known_plant(_inputs(200, seed=8))
+    pred = m.predict(test)
+    pc = m.coefficients(None, test)
+    assert isinstance(pc, PlantCoefficients)
+    it = test[[col("zone_it_power_kw", z) for z in ZONES]].set_axis(ZONES, axis=1)
+    sp = test[[col("supply_setpoint_c", z) for z in ZONES]].set_axis(ZONES, axis=1)
+    ref = pc.predict(it, sp, test["chw_setpoint_c"])
+    pd.testing.assert_frame_equal(pred[ref.columns], ref)
+    assert (pc.it_fan_kw_per_c > 0).all().all()  # the fan prior reaches the optimiser
+    np.testing.assert_allclose(pred["pue"], pred["facility_power_kw"] / pred["it_power_kw"])
+    # and it is accurate on this plant (training noise 3 kW; the test rows are noise-free)
+    assert np.abs(pred["cooling_power_kw"] - test["cooling_power_kw"]).mean() < 1.0
+    assert np.abs(pred[[col("inlet_temp_c", z) for z in ZONES]].to_numpy()
+                  - test[[col("inlet_temp_c", z) for z in ZONES]].to_numpy()).mean() < 0.01
+
+
+def test_coefficients_vary_by_step_with_the_forecast():
+    tel = _known_plant(_inputs(2000, seed=9))
+    m = LinearPlantModel().fit(tel, zones=ZONES)
+    fc = pd.DataFrame({"temp_c": np.linspace(2, 33, 8), "rh_pct": 50.0},
+                      index=pd.date_range("2023-07-01", periods=8, freq="h", tz="UTC"))
+    pc = m.coefficients(None, fc)
+    assert pc.cooling_per_it_kw["hall_a"].is_monotonic_increasing
+    assert pc.cooling_per_it_kw["hall_a"].iloc[-1] > pc.cooling_per_it_kw["hall_a"].iloc[0] + 0.08
+
+
+def test_in_envelope_flags_inputs_outside_training():
+    tel = _known_plant(_inputs(2000, seed=11, t_range=(5.0, 25.0)))
+    m = LinearPlantModel().fit(tel, zones=ZONES)
+    assert m.in_envelope(tel).all()
+    fc = pd.DataFrame({"temp_c": [15.0, 40.0, 15.0], "rh_pct": [50.0, 50.0, 50.0]},
+                      index=pd.date_range("2023-01-01", periods=3, freq="h", tz="UTC"))
+    assert list(m.in_envelope(fc)) == [True, False, True]
+    assert list(m.coefficients(None, fc).in_envelope) == [True, False, True]
+    odd = tel.iloc[:3].copy()
+    odd[col("supply_setpoint_c", "hall_b")] = [20.0, 35.0, 20.0]  # a decision never seen
+    assert list(m.in_envelope(odd)) == [True, False, True]
+
+
+def test_bad_input_names_the_column_and_row():
+    tel = _known_plant(_inputs(500))
+    with pytest.raises(ValueError, match="zone_it_power_kw__hall_b"):
+        LinearPlantModel().fit(tel.drop(columns=[col("zone_it_power_kw", "hall_b")]), zones=ZONES)
+    tel.iloc[17, tel.columns.get_loc("chw_setpoint_c")] = np.nan
+    with pytest.raises(ValueError, match="chw_setpoint_c.*row 17"):
+        LinearPlantModel().fit(tel, zones=ZONES)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LinearPlantModel().predict(tel)
+
+
+def test_time_block_split_leaks_nothing():
+    """A memoriser (nearest training timestamp) scores well on a shuffled split of a random
+    walk and badly on a time block: the split must give the honest, bad score."""
+    rng = np.random.default_rng(0)
+    idx = pd.date_range("2022-01-01", periods=4000, freq="15min", tz="UTC")
+    frame = pd.DataFrame({"y": np.cumsum(rng.standard_normal(4000))}, index=idx)
+    train, test = time_block_split(frame, "2022-02-01", gap="1D")
+    assert train.index.max() < test.index.min() - pd.Timedelta("1D") + pd.Timedelta("15min")
+    assert train.index.intersection(test.index).empty
+
+    def memoriser_mae(tr, te):
+        pos = np.clip(np.searchsorted(tr.index.asi8, te.index.asi8), 0, len(tr) - 1)
+        return float(np.mean(np.abs(tr["y"].to_numpy()[pos] - te["y"].to_numpy())))
+
+    honest = memoriser_mae(train, test)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    n = len(train)
+    leaky = memoriser_mae(shuffled.iloc[:n].sort_index(), shuffled.iloc[n:].sort_index())
+    assert leaky < 1.0  # neighbours in time leak the answer
+    assert honest > 5 * leaky
+
+
+def test_reference_model_fits_a_nonlinear_plant_better():
+    f = _inputs(3000, seed=13)
+    tel = _known_plant(f)
+    # a cube-law fan term, nonlinear in IT: the linear model cannot follow it exactly
+    tel["cooling_power_kw"] += 300.0 + 150.0 * (tel[col("zone_it_power_kw", "hall_a")] / 900.0) ** 4
+    tel["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * tel["it_power_kw"] + tel["cooling_power_kw"]
+    train, test = time_block_split(tel, tel.index[2400])
+    lin = LinearPlantModel().fit(train, zones=ZONES)
+    ref = ReferencePlantModel(max_iter=150).fit(train, zones=ZONES)
+    ml, mr = plant_metrics(test, lin.predict(test), ZONES), plant_metrics(test, ref.predict(test), ZONES)
+    assert set(ml) >= {"cooling_power_mape_pct", "facility_power_mape_pct", "inlet_temp_mae_c", "pue_mae"}
+    # the trees follow the curvature the linear model has to average out
+    assert mr["cooling_power_mape_pct"] < 0.7 * ml["cooling_power_mape_pct"]
+    assert ml["cooling_power_mape_pct"] < 5.0
