@@ -36,7 +36,6 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option("--resume/--no-resume", help="keep finished scenario results in OUT/scenarios")] = True,
     ) -> None:
         """Evaluate what-if scenarios (baseline and Coolshift policy) side by side against the current site."""
-        import pandas as pd
 
         from coolshift.config import load_site
         from coolshift.io import load_site_data

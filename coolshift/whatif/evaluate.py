@@ -14,9 +14,7 @@ scenario changes their source.
 
 from __future__ import annotations
 
-import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +22,7 @@ import pandas as pd
 from coolshift.config import SiteConfig
 from coolshift.schema import CARBON_GCO2_PER_KWH, CPU_UTIL, DEMAND_SUFFIX, demand_col
 
-from .scenario import BASELINE, ScenarioError
+from .scenario import ScenarioError
 
 __all__ = [
     "PolicyUnavailable",
@@ -215,20 +213,3 @@ def evaluate_scenario(site: SiteConfig, data: pd.DataFrame, policies: dict, star
     out["period_h"] = float(len(data) * ((data.index[1] - data.index[0]) / pd.Timedelta(hours=1) if len(data) > 1 else site.step_h))
     out["start"], out["end"] = data.index[0].isoformat(), (data.index[-1] + (data.index[1] - data.index[0])).isoformat()
     return out
-
-
-def headline(result: dict, role: str, accounting: str) -> dict:
-    """The headline figures of one scenario result under the policy of ``role``."""
-    s = result["policies"][role]
-    tco2 = s["tco2_market"] if accounting == "market" else s["tco2_location"]
-    return {"facility_kwh": s["facility_kwh"], "it_kwh": s["it_kwh"], "pue": s["pue"], "tco2_operational": tco2}
-
-
-def _nan_to_none(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def is_baseline(name: str) -> bool:
-    return name == BASELINE

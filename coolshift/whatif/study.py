@@ -106,6 +106,8 @@ def _row(res: dict, role: str, accounting: str, base: dict | None) -> dict:
         "tco2_total": op + emb,
         "cooling_kwh": s.get("cooling_kwh"),
         "server_fan_kwh": s.get("server_fan_kwh"),
+        "chiller_kwh": s.get("chiller_kwh"),
+        "crah_fan_kwh": s.get("crah_fan_kwh"),
         "sla_violations": s.get("sla_violations"),
         "late_work_units": s.get("late_work_units"),
         "thermal_violation_minutes": s.get("thermal_violation_minutes"),

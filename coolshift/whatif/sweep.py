@@ -26,6 +26,9 @@ from coolshift.io.atomic import write_json_atomic
 
 __all__ = ["Task", "SweepOutcome", "run_sweep", "run_loop", "load_finished", "result_path"]
 
+# Resubmissions of a task cancelled because a worker holding its input was lost.
+MAX_RESUBMITS = 2
+
 
 @dataclass(frozen=True)
 class Task:
@@ -182,9 +185,25 @@ def run_sweep(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any
         prog, label = _progress(len(tasks), progress, "scenarios")
         with prog:
             bar = prog.add_task(label, total=len(tasks), failed=0, completed=len(done))
-            for f in as_completed(futures):
+            pending = as_completed(futures)
+            retries: dict[str, int] = {}
+            for f in pending:
                 t = by_key[f.key]
-                if f.status == "error":  # the worker died (KilledWorker) or the call could not run
+                if f.status == "cancelled" and retries.get(t.name, 0) < MAX_RESUBMITS:
+                    # A worker that held the scattered input was lost (e.g. restarted by its nanny):
+                    # scatter the input again and resubmit, rather than failing the scenario.
+                    retries[t.name] = retries.get(t.name, 0) + 1
+                    if shared is not None and shared_f.status != "finished":
+                        shared_f = client.scatter(shared, broadcast=True, hash=False)
+                    nf = client.submit(_call, fn, t.payload, shared_f, key=f"whatif-{t.name}-{t.key}-r{retries[t.name]}",
+                                       pure=False)
+                    by_key[nf.key] = t
+                    pending.add(nf)
+                    continue
+                if f.status == "cancelled":
+                    rec = {"status": "failed", "error": f"cancelled by the scheduler {MAX_RESUBMITS + 1} times "
+                                                        f"(workers lost?)", "traceback": ""}
+                elif f.status == "error":  # the worker died (KilledWorker) or the call could not run
                     exc = f.exception()
                     rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                            "traceback": "".join(traceback.format_tb(f.traceback())) if f.traceback() else ""}
