@@ -10,7 +10,7 @@ solved, in the same run. ``ratio`` = Coolshift total / highspy direct.
 over a re-solve of the loaded model after a new intensity forecast and a new initial
 state (setpoints, active servers, backlog); both must reach the same objective. The table also shows a re-solve after a whole new forecast (demand too).
 
-Usage: python benchmarks/bench_optimizer.py [--sizes small,medium[,large]] [--scaling]
+Usage: python benchmarks/bench_optimizer.py [--sizes small,medium[,large]] [--scaling] [--repeat N]
 Prints a table and, as its last line, one JSON object.
 """
 
@@ -55,16 +55,29 @@ def highspy_direct(arrays, offset=0.0):
     return time.perf_counter() - t0, h.getInfo().objective_function_value
 
 
-def run_size(name, zones, pools, opts, **kw):
+def run_size(name, zones, pools, opts, repeat=1, **kw):
+    """Coolshift end to end vs highspy direct, interleaved ``repeat`` times; the fastest of each.
+
+    On a shared machine identical HiGHS runs differ by up to 2x at the small size, so the
+    minimum over interleaved repeats is the fair figure for both sides.
+    """
     site, fc, co = case(zones, pools, **kw)
-    t0 = time.perf_counter()
-    planner = Planner(site, co, fc, options=opts)
-    plan = planner.solve()
-    total = time.perf_counter() - t0
+    best = None
+    direct_s = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        planner = Planner(site, co, fc, options=opts)
+        plan = planner.solve()
+        total = time.perf_counter() - t0
+        if best is None or total < best[0]:
+            best = (total, planner, plan)
+        lp = planner.problem.lp
+        ds, direct_obj = highspy_direct(lp.arrays(), lp.offset)
+        direct_s = min(direct_s, ds)
+        if plan.fallback or abs(plan.objective_kg - direct_obj) > 1e-6 * abs(direct_obj):
+            raise SystemExit(f"{name}: Coolshift and direct highspy disagree ({plan.status}, {plan.objective_kg} vs {direct_obj})")
+    total, planner, plan = best
     lp = planner.problem.lp
-    direct_s, direct_obj = highspy_direct(lp.arrays(), lp.offset)
-    if plan.fallback or abs(plan.objective_kg - direct_obj) > 1e-6 * abs(direct_obj):
-        raise SystemExit(f"{name}: Coolshift and direct highspy disagree ({plan.status}, {plan.objective_kg} vs {direct_obj})")
     t = plan.timings
     return planner, {
         "name": name,
@@ -168,12 +181,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="small,medium", help="comma list of small,medium,large")
     ap.add_argument("--resolve-size", default="medium")
     ap.add_argument("--scaling", action="store_true", help="also time growth with horizon and pools")
+    ap.add_argument("--repeat", type=int, default=None, help="interleaved repeats per size (default small 5, medium 2, large 1)")
     args = ap.parse_args()
     opts = PlanOptions(deadline_prices=False)
     rows, planners = [], {}
     for name in args.sizes.split(","):
         z, p = SIZES[name]
-        planners[name], r = run_size(name, z, p, opts)
+        rep = args.repeat or {"small": 5, "medium": 2, "large": 1}[name]
+        planners[name], r = run_size(name, z, p, opts, repeat=rep)
         rows.append(r)
         print(f"  done {name}: {r['coolshift_s']:.2f} s", flush=True)
     rname = args.resolve_size
