@@ -190,3 +190,30 @@ def test_sweep_against_a_real_scheduler_address_with_one_failing_scenario(site, 
     # rerun: the failed scenario is retried, the finished ones are kept
     out2 = run_sweep(tasks, fn, tmp_path / "res", data, scheduler=addr)
     assert out2.computed == ["too_far"] and sorted(out2.skipped) == ["baseline", "cons2", "warm"]
+
+
+def test_interrupted_sweep_keeps_finished_results_and_resumes(client, tmp_path, monkeypatch):
+    from coolshift.whatif import sweep as sweep_mod
+
+    res = tmp_path / "res"
+    tasks = [Task(f"t{i}", f"k{i}", {"name": f"t{i}", "x": i}) for i in range(6)]
+    real_record = sweep_mod._record
+    written = []
+
+    def record_then_interrupt(task, rec, out_dir):
+        out = real_record(task, rec, out_dir)
+        written.append(task.name)
+        if len(written) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the client after two results were written
+        return out
+
+    monkeypatch.setattr(sweep_mod, "_record", record_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tasks, _toy, res, {"scale": 1}, client=client)
+    monkeypatch.setattr(sweep_mod, "_record", real_record)
+    assert sorted(p.stem for p in res.glob("*.json")) == sorted(written)  # only complete files, no temporaries
+    assert not list(res.glob(".*.tmp"))
+    out = run_sweep(tasks, _toy, res, {"scale": 1}, client=client)
+    assert sorted(out.skipped) == sorted(written)
+    assert sorted(out.computed) == sorted(set(t.name for t in tasks) - set(written))
+    assert {n: r["value"] for n, r in out.ok.items()} == {f"t{i}": i for i in range(6)}

@@ -77,8 +77,14 @@ def register(app: typer.Typer) -> None:
         if workers == 0:
             outcome = run_loop(tasks, run_scenario_task, res_dir, data, progress=True, resume=resume)
         else:
-            outcome = run_sweep(tasks, run_scenario_task, res_dir, data, scheduler=scheduler, n_workers=workers,
-                                progress=True, resume=resume)
+            try:
+                outcome = run_sweep(tasks, run_scenario_task, res_dir, data, scheduler=scheduler, n_workers=workers,
+                                    progress=True, resume=resume)
+            except (OSError, TimeoutError) as exc:
+                if not scheduler:
+                    raise
+                err_console.print(f"[bold red]error:[/] cannot reach the Dask scheduler {scheduler}: {exc}", highlight=False)
+                raise typer.Exit(EXIT_BAD_INPUT) from None
         rows = compile_whatif(outcome.records, acc, order=[t.name for t in tasks])
         meta = {
             "site": base.name, "site_config": str(Path(site).resolve()), "start": t0.isoformat(), "end": t1.isoformat(),
