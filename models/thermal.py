@@ -111,13 +111,13 @@ def _openmp_threads(n: int | None):
     return threadpool_limits(limits=n, user_api="openmp")
 
 
-def _lstsq(D: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Ridge least squares on column-scaled features (the intercept column is not penalised)."""
+def _lstsq(D: np.ndarray, y: np.ndarray, alpha: float, weight: np.ndarray | None = None) -> np.ndarray:
+    """Ridge least squares on column-scaled features (no separate intercept: the basis holds it)."""
     from sklearn.linear_model import Ridge
 
     scale = np.abs(D).max(axis=0)
     scale[scale == 0] = 1.0
-    r = Ridge(alpha=alpha, fit_intercept=False).fit(D / scale, y)
+    r = Ridge(alpha=alpha, fit_intercept=False).fit(D / scale, y, sample_weight=weight)
     return r.coef_ / scale
 
 
@@ -140,7 +140,8 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
     def __init__(self, n_regimes: int = 1, n_knots: int = 12, regime_edges_c=None, regime_on: str = "wetbulb",
                  alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
-                 min_regime_samples: int = 50):
+                 min_regime_samples: int = 50, relative_loss: bool = False):
+        self.relative_loss = relative_loss
         self.n_regimes = n_regimes
         self.n_knots = n_knots
         self.regime_edges_c = regime_edges_c
@@ -237,7 +238,9 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             Er = E[m]
             X = np.column_stack([np.ones(m.sum()), IT[m], SP[m], CHW[m]])  # (n, 2nz+2)
             D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
-            self.cooling_coef_[r] = _lstsq(D, cool[m], self.alpha).reshape(2 * nz + 2, ne)
+            # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
+            w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
+            self.cooling_coef_[r] = _lstsq(D, cool[m], self.alpha, w).reshape(2 * nz + 2, ne)
             for j, zc in enumerate(inlet_cols):
                 Xz = np.column_stack([np.ones(m.sum()), SP[m, j], IT[m, j]])
                 Dz = (Xz[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)

@@ -155,9 +155,11 @@ def train(
 
     t = Table(title=f"{cfg.name}: held-out errors ({split}; {len(test_df):,} rows)")
     t.add_column("model")
+    labels = {"cooling_power_mape_pct": "cooling MAPE %", "facility_power_mape_pct": "facility MAPE %",
+              "inlet_temp_mae_c": "inlet MAE degC", "pue_mae": "PUE MAE"}
     for k in METRIC_KEYS:
         target = TARGETS[k]
-        t.add_column(k + (f" (<= {target:g})" if target else ""))
+        t.add_column(labels[k] + (f" (<= {target:g})" if target else ""))
     for name, m in metrics.items():
         cells = []
         for k in METRIC_KEYS:
