@@ -472,6 +472,8 @@ def forecast_scores(actual, predicted) -> dict[str, float]:
         "mape_pct": float(np.mean(np.abs(p - a) / np.abs(a)) * 100.0),
         "bias_pct": float((p - a).mean() / np.abs(a).mean() * 100.0),
         "mae": float(np.mean(np.abs(p - a))),
+        # robust to near-zero actuals (a marginal signal can drop to ~35 g and blow up MAPE)
+        "median_ape_pct": float(np.median(np.abs(p - a) / np.abs(a)) * 100.0),
         "n": int(ok.sum()),
     }
 
