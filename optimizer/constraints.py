@@ -202,6 +202,20 @@ def cooling_floor(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     )
 
 
+def model_envelope(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Zone IT power inside the range the learned model was trained on (when given): outside
+    it the linear model extrapolates, and the LP would exploit exactly that error."""
+    if d.zone_it_lo is None:
+        return
+    lp.add_cons(
+        "model_envelope",
+        {"step": d.index, "zone": d.zones},
+        [(1.0, _zone_sum_ids(v.pit, d))],
+        lb=np.broadcast_to(d.zone_it_lo, (d.n, len(d.zones))),
+        ub=np.broadcast_to(d.zone_it_hi, (d.n, len(d.zones))),
+    )
+
+
 def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     """Ramp limit; where the forecast is outside the model's training data the setpoint holds."""
     step = np.where(d.in_envelope[:, None], d.sp_step[None, :], 0.0)
@@ -262,6 +276,7 @@ FAMILIES = (
     fan_power,
     facility_power,
     cooling_floor,
+    model_envelope,
     setpoint_ramp,
     envelope_hold,
     setpoint_moves,

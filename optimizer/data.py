@@ -40,6 +40,7 @@ class PlanOptions:
     # LinearPlantModel's ``envelope_``): setpoints are kept inside them, because a linear
     # model extrapolated to an unseen corner is what an optimiser exploits first.
     decision_envelope: dict | None = None
+    envelope_zone_it: bool = False  # also keep zone IT power inside the envelope (hard rows)
 
 
 @dataclass
@@ -101,6 +102,8 @@ class ProblemData:
     fac_const: np.ndarray
     fac_it: np.ndarray
     in_envelope: np.ndarray  # (n,) bool: forecast conditions inside the model's training data
+    zone_it_lo: np.ndarray | None  # (Z,) zone IT kW range of the training data, if known
+    zone_it_hi: np.ndarray | None
     # grid
     gco2: np.ndarray  # (n,) site intensity, gCO2/kWh
     accounting: str
@@ -275,6 +278,9 @@ def prepare(
         lo, hi = env["chw_setpoint_c"]
         chw_lo = min(max(chw_lo, lo), state.chw_setpoint_c)
         chw_hi = max(min(chw_hi, hi), state.chw_setpoint_c)
+    zit = (None, None)
+    if options.envelope_zone_it and all(f"zone_it_power_kw__{z.name}" in env for z in zf):
+        zit = tuple(np.array([env[f"zone_it_power_kw__{z.name}"][j] for z in zf], float) for j in (0, 1))
     return ProblemData(
         index=idx,
         step_h=step_h,
@@ -326,6 +332,8 @@ def prepare(
         fac_const=c.facility_const_kw.to_numpy(float),
         fac_it=c.facility_per_it_kw.to_numpy(float),
         in_envelope=c.in_envelope.reindex(idx).fillna(False).to_numpy(bool),
+        zone_it_lo=zit[0],
+        zone_it_hi=zit[1],
         gco2=gco2,
         accounting=accounting,
         ppa_kw=_ppa_kw(site, forecast) if accounting == "market" else np.zeros(len(idx)),

@@ -26,6 +26,7 @@ POLICY_FAMILIES = {
     "setpoint_ramp",
     "site_power_cap",
     "edge_capacity",
+    "model_envelope",
 }
 PHYSICS_WEIGHT = 1000.0
 

@@ -51,14 +51,16 @@ def _take(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def actions_from_solution(p: PlanningLP, x: np.ndarray) -> Actions:
-    v = p.vars
+    """Decisions from a solution vector, clipped to their bounds (HiGHS meets them only to
+    its feasibility tolerance, ~1e-7: a release of -1e-10 units/h must not reach a plant)."""
+    v, d = p.vars, p.data
     return Actions(
-        sp=x[v.sp],
-        chw=x[v.chw],
-        nact=x[v.nact],
-        work=_take(x, v.work),
-        off=_take(x, v.off),
-        backlog=_take(x, v.backlog),
+        sp=np.clip(x[v.sp], d.sp_min, d.sp_max),
+        chw=np.clip(x[v.chw], d.chw_min, d.chw_max),
+        nact=np.clip(x[v.nact], d.min_active, d.servers),
+        work=np.maximum(_take(x, v.work), 0.0),
+        off=np.maximum(_take(x, v.off), 0.0),
+        backlog=np.maximum(_take(x, v.backlog), 0.0),
     )
 
 

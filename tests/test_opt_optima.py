@@ -158,3 +158,16 @@ def test_setpoints_hold_where_the_forecast_leaves_the_model_envelope():
     # step 0 is outside: setpoint and chilled water stay where they are, then move
     np.testing.assert_allclose(plan0.frame["supply_setpoint_c__hall"], [20.0, 24.0, 24.0], atol=1e-6)
     assert plan0.frame["chw_setpoint_c"].iloc[0] == pytest.approx(10.0)
+
+
+def test_zone_it_kept_inside_the_model_envelope_when_asked():
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [500.0, 500.0], web_units_per_h=2.0)  # needs 0.6 kW of IT
+    env = {"zone_it_power_kw__hall": (1.0, 2.0)}
+    opts = PlanOptions(decision_envelope=env, envelope_zone_it=True)
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc, options=opts)
+    # the 1.0 kW floor keeps servers on: n x 0.1 kW idle + 2 units x 0.2 kW = 1.0 kW -> n = 6
+    np.testing.assert_allclose(plan.frame["zone_it_power_kw__hall"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(plan.frame["active_servers__pool"], 6.0, atol=1e-6)
+    free = plan_site(site, zero_coefficients(site, fc.index), fc, options=PlanOptions(decision_envelope=env))
+    np.testing.assert_allclose(free.frame["zone_it_power_kw__hall"], 0.6, atol=1e-6)
