@@ -62,9 +62,9 @@ def _plots(rows: dict) -> list[str]:
     axes[0].set_yticks(list(y), names)
     axes[0].invert_yaxis()
     axes[0].set_xlabel("tCO2e over the period")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     axes[1].set_xlabel("facility MWh over the period")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.suptitle("Carbon and energy per scenario")
     out.append(_png(fig))
 
@@ -80,7 +80,8 @@ def _plots(rows: dict) -> list[str]:
     for i, v in enumerate(pb):
         axes[1].text(0, i, " n/a" if v is None else f" {v:.1f}", va="center", fontsize=8)
     axes[1].set_xlabel("carbon payback [months]")
-    fig.suptitle(f"Headline policy: {ok[names[0]]['headline_policy']}")
+    stand_in = ok[names[0]].get("stand_in_for")
+    fig.suptitle(f"Headline policy: {ok[names[0]]['headline_policy']}" + (f" (stand-in for {stand_in})" if stand_in else ""))
     out.append(_png(fig))
 
     fig, ax = plt.subplots(figsize=(12, 0.45 * len(names) + 1.8))
@@ -91,7 +92,7 @@ def _plots(rows: dict) -> list[str]:
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xlabel("MWh over the period")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     ax.set_title("Cooling energy against the server fan penalty (headline policy)")
     out.append(_png(fig))
     return out

@@ -100,13 +100,13 @@ def _check_names(tasks: list[Task]) -> None:
         raise ValueError(f"duplicate scenario names in the sweep: {dup}")
 
 
-def _progress(total: int, enabled: bool, label: str):
+def _progress(enabled: bool):
+    """A rich progress bar over tasks, with the count of failed ones."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn(),
                     disable=not enabled, transient=False)
-    return prog, label
 
 
 def run_loop(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any = None, *,
@@ -116,9 +116,9 @@ def run_loop(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any 
     t0 = time.perf_counter()
     out = SweepOutcome(workers=1, scheduler="in-process loop")
     done = load_finished(tasks, out_dir) if (resume and out_dir is not None) else {}
-    prog, label = _progress(len(tasks), progress, "scenarios")
+    prog = _progress(progress)
     with prog:
-        bar = prog.add_task(label, total=len(tasks), failed=0, completed=len(done))
+        bar = prog.add_task("scenarios", total=len(tasks), failed=0, completed=len(done))
         for t in tasks:
             if t.name in done:
                 out.records[t.name] = done[t.name]
@@ -182,9 +182,9 @@ def run_sweep(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any
             f = client.submit(_call, fn, t.payload, shared_f, key=f"whatif-{t.name}-{t.key}", pure=False)
             by_key[f.key] = t
             futures.append(f)
-        prog, label = _progress(len(tasks), progress, "scenarios")
+        prog = _progress(progress)
         with prog:
-            bar = prog.add_task(label, total=len(tasks), failed=0, completed=len(done))
+            bar = prog.add_task("scenarios", total=len(tasks), failed=0, completed=len(done))
             pending = as_completed(futures)
             retries: dict[str, int] = {}
             for f in pending:
