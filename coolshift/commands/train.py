@@ -95,7 +95,11 @@ def train(
             span = frame.index[-1] - frame.index[0]
             t0 = (frame.index[0] + 0.75 * span).normalize()
         else:
-            t0 = pd.Timestamp(test_from)
+            try:
+                t0 = pd.Timestamp(test_from)
+            except ValueError:
+                err_console.print(f"[bold red]error:[/] --test-from {test_from!r} is not an ISO 8601 date")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
             t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
         try:
             train_df, test_df = time_block_split(frame, t0, gap="1D")
