@@ -70,7 +70,6 @@ class Decision:
 
 def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | None = None,
                     refit_every: str = "14D", train_window: str | None = "56D",
-                    issue_every_h: float | None = None,
                     progress: Callable[[int, int], None] | None = None) -> tuple[list, dict]:
     """Day-ahead forecasts at each job's release, from a forecaster trained before it.
 
@@ -86,11 +85,6 @@ def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | Non
     release_ns = prob.jobs["release"].dt.as_unit("ns").array.asi8
     floor_ns = prob.slots.asi8[np.minimum(issue_slot, len(prob.slots) - 1)]
     issue_ns = np.where(floor_ns > release_ns, floor_ns - slot.value, floor_ns)
-    if issue_every_h:
-        # decide at the latest issue time on the forecaster's training grid (every
-        # issue_every_h from midnight UTC) at or before the release
-        grid = int(round(issue_every_h * 3.6e12))
-        issue_ns = issue_ns - (issue_ns % grid)
     issues = np.unique(issue_ns)
     if make_forecaster is None:
         # train only the horizons the decisions need: issue to the latest deadline
