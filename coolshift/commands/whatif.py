@@ -118,7 +118,8 @@ def _print_table(rows: dict) -> None:
 
     t = Table(title="what-if (headline policy)")
     for c in ("scenario", "policy", "facility MWh", "PUE", "tCO2 op.", "tCO2 emb.", "net tCO2", "payback mo."):
-        t.add_column(c, justify="left" if c in ("scenario", "policy") else "right", no_wrap=c == "scenario")
+        t.add_column(c, justify="left" if c in ("scenario", "policy") else "right", no_wrap=c != "scenario",
+                     overflow="fold")
     f = lambda v, d=1: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
     for n, r in rows.items():
         if r.get("status") != "ok":
