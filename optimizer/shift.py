@@ -614,6 +614,8 @@ def solve_runs(prob: ShiftProblem, decision: np.ndarray | None = None,
 
     job, slot, hours, info = solve_capacity(prob, decision, cap, mip_rel_gap=mip_rel_gap,
                                             time_limit_s=time_limit_s)
+    over = slot_load_kw(prob, job, slot, hours) - cap
+    info["max_over_capacity_kw"] = float(max(over.max(), 0.0))  # 0 up to solver tolerance
     return job, slot, hours, info.pop("method"), info
 
 

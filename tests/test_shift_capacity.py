@@ -54,6 +54,7 @@ def test_capacity_forces_one_job_out_of_the_cleanest_slot_and_greedy_picks_wrong
     opt = schedule_jobs(jobs, intensity, capacity_kw=10.0)
     assert opt.method == "milp"
     assert opt.summary()["shifted_kgco2"] == pytest.approx(0.8)
+    assert opt.summary()["max_over_capacity_kw"] == pytest.approx(0.0, abs=1e-9)
     t = opt.table.set_index("job_id")
     assert t.loc["big", "start"] == T0 + pd.Timedelta("30min")
     assert t.loc["small", "start"] == T0 + pd.Timedelta("60min")
