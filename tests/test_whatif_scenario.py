@@ -167,3 +167,13 @@ def test_pv_output_night_noon_clouds_and_inverter_limit():
     assert 0.5 * 1000 / 1.2 < clear[noon] <= 1000 / 1.2 + 1e-9  # inverter AC rating = DC / 1.2
     assert cloudy.sum() == pytest.approx(clear.sum() * 0.25, rel=0.15)  # Kasten-Czeplak: 1 - 0.75 at full cover
     assert kasten_czeplak_ghi(800.0, 0.5) == pytest.approx(800 * (1 - 0.75 * 0.5 ** 3.4))
+
+
+def test_pv_reads_cloud_cover_from_the_bundled_open_meteo_file(site):
+    from coolshift.whatif.pv import openmeteo_cloud_frac
+
+    idx = pd.date_range("2022-01-10T00:00Z", periods=24 * 14, freq="h")
+    cloud = openmeteo_cloud_frac(site.resolve(site.weather.path), idx)
+    assert cloud is not None and cloud.shape == (len(idx),)
+    assert 0.0 <= cloud.min() and cloud.max() <= 1.0 and cloud.std() > 0.05  # real, varying cover
+    assert openmeteo_cloud_frac(REPO / "data/workload/Alibaba_CPU_Data_Hourly_1.csv", idx) is None  # not Open-Meteo
