@@ -140,8 +140,9 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
     def __init__(self, n_regimes: int = 1, n_knots: int = 12, regime_edges_c=None, regime_on: str = "wetbulb",
                  alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
-                 min_regime_samples: int = 50, relative_loss: bool = False):
+                 min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True):
         self.relative_loss = relative_loss
+        self.drybulb_term = drybulb_term
         self.n_regimes = n_regimes
         self.n_knots = n_knots
         self.regime_edges_c = regime_edges_c
@@ -181,8 +182,9 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             e = np.zeros(len(k))
             e[i] = 1.0
             H[:, i] = np.interp(vc, k, e)
-        # beyond the outer knots the coefficients extrapolate linearly in dry-bulb only
-        return np.column_stack([H, t])
+        # beyond the outer knots the hats hold the edge value (no extrapolation of curvature);
+        # the optional dry-bulb term adds a linear trend in dry-bulb
+        return np.column_stack([H, t]) if self.drybulb_term else H
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, telemetry: pd.DataFrame, site=None, zones: list[str] | None = None) -> "LinearPlantModel":
