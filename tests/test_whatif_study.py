@@ -115,3 +115,26 @@ def test_cli_writes_whatif_json_report_and_mlflow_runs(tmp_path, monkeypatch):
     assert r.exit_code == 2
     assert "bad.yaml" in r.output and "hall_a" in r.output and "ASHRAE A1" in r.output
     assert "Traceback" not in r.output
+
+
+def test_command_line_data_override_reaches_every_scenario(site):
+    """A --carbon override is part of the current site on the workers too, also for scenarios
+    that reload data (here: a new edge site)."""
+    from coolshift.io.site_data import override_source
+
+    bpat = REPO / "data/carbon_intensity/eia930_2022/BPAT_2022_hourly.csv"
+    over = {"carbon": override_source(site.carbon, bpat, "eia930").model_dump(mode="json")}
+    site_o = load_site(SMALL_SITE, **over)
+    t0, t1 = START, START + pd.Timedelta(days=1)
+    spec = ScenarioSpec(load_scenario(WHATIF / "edge_portland.yaml"), str(WHATIF / "edge_portland.yaml"), WHATIF)
+    pol = choose_policies("static", "coolshift")
+    rows = {}
+    for label, s, ov in (("caiso", site, None), ("bpat", site_o, over)):
+        data = load_site_data(s, t0, t1, step_minutes=60)
+        tasks = build_tasks(SMALL_SITE, s, [spec], t0, t1, 60, pol, site_overrides=ov)
+        out = run_loop(tasks, run_scenario_task, None, data)
+        assert out.failed == {}
+        rows[label] = compile_whatif(out.records)
+    for name in ("baseline", "edge_portland"):
+        per_kwh = {k: r[name]["tco2_operational"] / r[name]["facility_kwh"] for k, r in rows.items()}
+        assert per_kwh["bpat"] < 0.5 * per_kwh["caiso"], (name, per_kwh)

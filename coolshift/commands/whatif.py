@@ -7,7 +7,23 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EndOpt, SiteOpt, StartOpt, cli_errors, console, err_console
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    CarbonFmtOpt,
+    CarbonOpt,
+    EndOpt,
+    SiteOpt,
+    StartOpt,
+    WeatherFmtOpt,
+    WeatherOpt,
+    WorkloadFmtOpt,
+    WorkloadOpt,
+    cli_errors,
+    console,
+    err_console,
+)
 
 ScenarioOpt = Annotated[Optional[List[Path]], typer.Option("--scenario", help="scenario YAML (repeatable), e.g. configs/whatif/virtualisation.yaml")]
 SweepOpt = Annotated[Optional[List[Path]], typer.Option("--sweep", help="sweep YAML: a grid over a base scenario (repeatable)")]
@@ -34,6 +50,12 @@ def register(app: typer.Typer) -> None:
         accounting: Annotated[Optional[str], typer.Option(help="location or market (default: the site's planning.accounting)")] = None,
         mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log a parent run and a child run per scenario")] = True,
         resume: Annotated[bool, typer.Option("--resume/--no-resume", help="keep finished scenario results in OUT/scenarios")] = True,
+        carbon: CarbonOpt = None,
+        weather: WeatherOpt = None,
+        workload: WorkloadOpt = None,
+        carbon_format: CarbonFmtOpt = None,
+        weather_format: WeatherFmtOpt = None,
+        workload_format: WorkloadFmtOpt = None,
     ) -> None:
         """Evaluate what-if scenarios (baseline and Coolshift policy) side by side against the current site."""
 
@@ -48,7 +70,18 @@ def register(app: typer.Typer) -> None:
 
         from ._common import default_period
 
-        base = load_site(site)
+        from coolshift.io.site_data import override_source
+
+        raw = load_site(site)
+        # Command-line data sources become top-level overrides of the current site, applied
+        # identically by every worker (relative parts such as a trace's start are kept).
+        site_overrides = {
+            key: override_source(getattr(raw, key), path, fmt).model_dump(mode="json")
+            for key, path, fmt in (("carbon", carbon, carbon_format), ("weather", weather, weather_format),
+                                   ("workload", workload, workload_format))
+            if path is not None
+        }
+        base = load_site(site, **site_overrides)
         specs = [ScenarioSpec(load_scenario(p), str(p), Path(p).resolve().parent) for p in scenario or []]
         for sw in sweep or []:
             specs += [ScenarioSpec(s, str(sw), d) for s, d in expand_sweep(sw)]
@@ -69,7 +102,7 @@ def register(app: typer.Typer) -> None:
         t0, t1 = default_period(base, start, end)
         step = step_minutes or base.planning.step_minutes
         data = load_site_data(base, t0, t1, step_minutes=step)
-        tasks = build_tasks(site, base, specs, t0, t1, step, policies)
+        tasks = build_tasks(site, base, specs, t0, t1, step, policies, site_overrides=site_overrides)
         out.mkdir(parents=True, exist_ok=True)
         res_dir = out / "scenarios"
         console.print(f"{len(tasks)} scenarios (current site + {len(tasks) - 1}), {t0.date()} to {t1.date()} at "
@@ -114,17 +147,20 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_table(rows: dict) -> None:
+    from rich import box
     from rich.table import Table
 
-    t = Table(title="what-if (headline policy)")
-    for c in ("scenario", "policy", "facility MWh", "PUE", "tCO2 op.", "tCO2 emb.", "net tCO2", "payback mo."):
-        t.add_column(c, justify="left" if c in ("scenario", "policy") else "right", no_wrap=c != "scenario",
-                     overflow="fold")
+    ok = [r for r in rows.values() if r.get("status") == "ok"]
+    head = ok[0]["headline_policy"] + (f", stand-in for {ok[0]['stand_in_for']}" if ok and ok[0].get("stand_in_for") else "") if ok else "-"
+    t = Table(title=f"what-if, headline policy: {head}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for c in ("scenario", "MWh", "PUE", "tCO2 op", "tCO2 emb", "net tCO2", "payback mo"):
+        t.add_column(c, justify="left" if c == "scenario" else "right", no_wrap=c != "scenario", overflow="fold",
+                     min_width=18 if c == "scenario" else None)
     f = lambda v, d=1: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
     for n, r in rows.items():
         if r.get("status") != "ok":
-            t.add_row(n, "[red]failed[/]", *["-"] * 6)
+            t.add_row(n, "[red]failed[/]", *["-"] * 5)
             continue
-        t.add_row(n, r["headline_policy"], f(r["facility_kwh"] / 1000.0), f(r["pue"], 3), f(r["tco2_operational"], 2),
-                  f(r["tco2_embodied"], 2), f(r["net_tco2_change_vs_baseline"], 2), f(r["payback_months"]))
+        t.add_row(n, f(r["facility_kwh"] / 1000.0, 0), f(r["pue"], 3), f(r["tco2_operational"]),
+                  f(r["tco2_embodied"]), f(r["net_tco2_change_vs_baseline"]), f(r["payback_months"]))
     console.print(t)

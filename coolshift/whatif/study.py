@@ -41,8 +41,14 @@ class ScenarioSpec:
 
 
 def build_tasks(site_path: Path, site: SiteConfig, specs: list[ScenarioSpec], start: pd.Timestamp, end: pd.Timestamp,
-                step_minutes: int, policies: dict, evaluator: str = "simulator") -> list[Task]:
-    """One task per scenario (the current site first); every override is applied once here to fail early."""
+                step_minutes: int, policies: dict, evaluator: str = "simulator",
+                site_overrides: dict | None = None) -> list[Task]:
+    """One task per scenario (the current site first); every override is applied once here to fail early.
+
+    ``site`` is the current site as loaded with ``site_overrides`` (top-level keys given to
+    :func:`coolshift.config.load_site`, e.g. a command-line ``carbon`` source), which the
+    workers apply the same way.
+    """
     tasks = []
     names = set()
     for spec in [ScenarioSpec(None, str(site_path), Path(site_path).parent)] + [s for s in specs if s.scenario is not None]:
@@ -57,6 +63,7 @@ def build_tasks(site_path: Path, site: SiteConfig, specs: list[ScenarioSpec], st
             "name": spec.name,
             "site_path": str(Path(site_path).resolve()),
             "site_mtime": Path(site_path).stat().st_mtime if Path(site_path).exists() else None,
+            "site_overrides": site_overrides or {},
             "scenario": None if spec.scenario is None else spec.scenario.model_dump(mode="json"),
             "source": spec.source,
             "base_dir": str(spec.base_dir),
@@ -72,7 +79,7 @@ def build_tasks(site_path: Path, site: SiteConfig, specs: list[ScenarioSpec], st
 
 def run_scenario_task(payload: dict, base_data: pd.DataFrame, evaluate: Callable = evaluate_scenario) -> dict:
     """One scenario, on a worker: apply it, simulate both policies, add its embodied carbon."""
-    base = load_site(payload["site_path"])
+    base = load_site(payload["site_path"], **payload.get("site_overrides", {}))
     scen = None if payload["scenario"] is None else Scenario.model_validate(payload["scenario"])
     site = base if scen is None else apply_scenario(base, scen, payload["source"], Path(payload["base_dir"]))
     data = scenario_data(base, site, base_data, payload["name"])
