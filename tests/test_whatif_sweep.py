@@ -149,13 +149,13 @@ def external_cluster(tmp_path):
             time.sleep(0.5)
         yield addr, worker.pid
     finally:
-        for p in (worker, sched):
+        for p in (worker, sched):  # the worker first, while its scheduler still answers
             p.terminate()
-        for p in (worker, sched):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(timeout=10)
 
 
 def test_sweep_against_a_real_scheduler_address_with_one_failing_scenario(site, data, external_cluster, tmp_path):
