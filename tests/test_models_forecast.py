@@ -109,3 +109,20 @@ def test_forecast_evaluate_cli_writes_metrics(tmp_path):
     r = CliRunner().invoke(app, ["forecast", "evaluate", "--carbon", str(csv), "--train-end", "2030-01-01",
                                  "--out", str(out)])
     assert r.exit_code == 2 and "train-end" in r.output
+
+
+def test_evaluate_workload_cli_has_the_same_output(tmp_path):
+    from coolshift.cli import app
+
+    y = (_series(days=45, seed=5, name="cpu_util") / 600.0).clip(0.05, 0.95)
+    csv = tmp_path / "trace.csv"
+    pd.DataFrame({"timestamp": y.index.strftime("%Y-%m-%dT%H:%M:%S+00:00"), "cpu_util": y.to_numpy()}).to_csv(
+        csv, index=False)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["forecast", "evaluate-workload", "--workload", str(csv), "--train-end",
+                                 "2022-04-05", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "workload_forecast_metrics.json").read_text())
+    assert {"model", "persistence", "seasonal_naive"} <= set(m)
+    assert m["model"]["mape_pct"] < m["persistence"]["mape_pct"]
+    assert m["setup"]["test_steps"] > 24 * 5
