@@ -96,6 +96,8 @@ def register(app: typer.Typer) -> None:
         accounting: Annotated[Optional[str], typer.Option(help="location or market (default: the config's)")] = None,
         time_limit_s: Annotated[float, typer.Option(help="solver time limit; beyond it the rule plan is used")] = 600.0,
         integer_servers: Annotated[bool, typer.Option(help="whole servers (a MILP) instead of continuous")] = False,
+        envelope_zone_it: Annotated[bool, typer.Option(
+            help="keep zone IT power inside the plant model's trained range (see docs/optimizer.md)")] = False,
     ) -> None:
         """Plan the next horizon (length and step from the config) for least carbon."""
         import pandas as pd
@@ -124,7 +126,7 @@ def register(app: typer.Typer) -> None:
             coefs, envelope = load_coefficients(site, data, site_path)
             prog.update(task, description="building the LP")
             opts = PlanOptions(accounting=accounting, time_limit_s=time_limit_s, integer_servers=integer_servers,
-                               decision_envelope=envelope)
+                               decision_envelope=envelope, envelope_zone_it=envelope_zone_it)
             try:
                 planner = Planner(site, coefs, data, InitialState.from_site(site), opts)
             except ValueError as exc:
