@@ -160,3 +160,28 @@ def test_actions_from_solution_round_trip(small):
     pd.testing.assert_frame_equal(again, plan.frame)
     d = prepare(site, co, fc)
     assert d.n == len(fc) and d.step_h == 0.25
+
+
+def test_power_cap_below_the_redundancy_floor_is_diagnosed():
+    # 4 servers must stay on (0.4 kW idle) and serve 2 units (0.4 kW): 0.8 kW > a 0.5 kW cap
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}], min_active_servers=4,
+                     site_power_cap_kw=0.5)
+    fc = tiny_forecast(site, [400.0, 400.0], web_units_per_h=2.0)
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc)
+    assert plan.fallback and plan.status == "infeasible"
+    # the cheapest way out is 0.3 kW over the cap in each step (not 2 units/h of unserved web work)
+    assert plan.diagnosis.families == ["site_power_cap"]
+    assert plan.diagnosis.conflicts["violation"].sum() == pytest.approx(2 * 0.3, rel=1e-6)
+    assert "site_power_cap at steps 0-1" in plan.reason
+
+
+def test_local_rule_plan_serves_demand_within_bounds(small):
+    from coolshift.optimizer.fallback import rule_actions
+
+    site, fc, co = small
+    d = prepare(site, co, fc)
+    a = rule_actions(d)
+    np.testing.assert_allclose(a.work.sum(axis=1), d.demand, rtol=1e-9)  # work on arrival, all of it
+    assert (a.nact >= d.min_active - 1e-9).all() and (a.nact <= d.servers + 1e-9).all()
+    frame = evaluate_actions(d, a)
+    assert (frame["facility_power_kw"] > frame["it_power_kw"]).all()
