@@ -185,3 +185,21 @@ def test_local_rule_plan_serves_demand_within_bounds(small):
     assert (a.nact >= d.min_active - 1e-9).all() and (a.nact <= d.servers + 1e-9).all()
     frame = evaluate_actions(d, a)
     assert (frame["facility_power_kw"] > frame["it_power_kw"]).all()
+
+
+@pytest.mark.parametrize("scale_steps", [1, None])
+def test_resolve_after_new_coefficients_equals_fresh_solve(small, scale_steps):
+    """A new weather forecast changes the learned coefficients: a few (changeCoeff) or all (passModel)."""
+    site, fc, co = small
+    planner = Planner(site, co, fc, options=OPTS)
+    planner.solve()
+    f = co.cooling_per_it_kw.copy()
+    rows = slice(0, scale_steps) if scale_steps else slice(None)
+    f.iloc[rows] = f.iloc[rows] * 1.5
+    co2 = type(co)(**{**co.__dict__, "cooling_per_it_kw": f})
+    info = planner.update(coefficients=co2)
+    assert info["rebuilt"] == (scale_steps is None)
+    assert info["method"] == "cold"
+    again = planner.solve()
+    fresh = Planner(site, co2, fc, options=OPTS).solve()
+    assert again.objective_kg == pytest.approx(fresh.objective_kg, rel=1e-7)
