@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -235,3 +236,33 @@ def test_every_choice_is_within_the_window_for_all_small_cases():
     assert (s.table["end"] <= s.table["deadline"]).all()
     assert s.summary()["late_jobs"] == 0
     assert (s.table["kgco2_shifted"] <= s.table["kgco2_unshifted"] + 1e-12).all()
+
+
+LWA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carbon_intensity" / \
+    "lets_wait_awhile_entsoe_2020" / "ger_ci.csv"
+
+
+@pytest.mark.skipif(not LWA.exists(), reason="Let's Wait Awhile data not in ../shared/data")
+def test_nightly_jobs_on_real_de_data_match_a_pandas_brute_force():
+    from coolshift.io import read_carbon
+
+    raw = pd.read_csv(LWA)
+    raw.index = pd.to_datetime(raw["Time"]).dt.tz_localize("UTC")
+    per15 = raw["Carbon Intensity"]
+    rows = []
+    for d in pd.date_range("2020-03-01", periods=10, freq="D", tz="UTC"):
+        nominal = d + pd.Timedelta("1h")
+        rows.append(job(d.strftime("%m%d"), nominal - pd.Timedelta("8h"),
+                        nominal + pd.Timedelta("8h30min"), 0.5, 1.0,
+                        baseline_start=nominal.isoformat()))
+    s = schedule_jobs(jobs_frame(*rows), read_carbon(LWA, "lwa"))
+    for i, r in enumerate(rows):
+        # every 30-min slot of the window: the mean of its two 15-min readings
+        slots = pd.date_range(pd.Timestamp(r["release"]), pd.Timestamp(r["deadline"]) - pd.Timedelta("30min"),
+                              freq="30min")
+        g = [(per15[t] + per15[t + pd.Timedelta("15min")]) / 2 for t in slots]
+        base = (per15[pd.Timestamp(r["baseline_start"])] +
+                per15[pd.Timestamp(r["baseline_start"]) + pd.Timedelta("15min")]) / 2
+        assert s.table["kgco2_shifted"].iat[i] == pytest.approx(0.5 * min(g) / 1000, rel=1e-9)
+        assert s.table["kgco2_unshifted"].iat[i] == pytest.approx(0.5 * base / 1000, rel=1e-9)
+        assert s.table["start"].iat[i] == slots[int(np.argmin(g))]
