@@ -263,13 +263,13 @@ class ShiftProblem:
 
 
 def prepare(jobs: pd.DataFrame, intensity: pd.Series | pd.DataFrame, slot: str = "30min",
-            interruptible: bool | None = None) -> ShiftProblem:
+            interruptible: bool | None = None, source: str = "jobs") -> ShiftProblem:
     """Map validated jobs onto the slot grid of the resampled intensity.
 
     ``interruptible`` is the default for jobs whose column is empty or absent
-    (``None`` = not interruptible).
+    (``None`` = not interruptible); ``source`` names the jobs in error messages.
     """
-    jobs = validate_jobs(jobs)  # idempotent on a validated table
+    jobs = validate_jobs(jobs, source)  # idempotent on a validated table
     per_slot = resample_intensity(intensity, slot)
     slots = per_slot.index.as_unit("ns")
     slot_td = pd.Timedelta(slot)
@@ -301,7 +301,7 @@ def prepare(jobs: pd.DataFrame, intensity: pd.Series | pd.DataFrame, slot: str =
     for i in np.flatnonzero(no_base):
         bad.append((i, "baseline start does not fit the window after aligning to slots"))
     if bad:
-        raise JobsError(_format_bad("jobs", bad, jobs["job_id"].astype(str)))
+        raise JobsError(_format_bad(source, bad, jobs["job_id"].astype(str)))
     return ShiftProblem(slots=slots, slot_h=float(slot_h), actual=per_slot.to_numpy(float),
                         jobs=jobs.reset_index(drop=True),
                         power_kw=jobs["power_kw"].to_numpy(float), duration_h=duration,

@@ -82,7 +82,7 @@ def test_noise_mode_writes_one_block_per_seed(tmp_path, carbon):
 @pytest.mark.parametrize("text,needle", [
     ("a,2024-01-01T00:00Z,2024-01-01T00:10Z,0.5,4\n", "row 1 (line 2, job_id 'a')"),
     ("a,2024-01-01T00:00Z,2024-01-01T06:00Z,0.5,-4\n", "power_kw -4.0 is negative"),
-    ("a,2024-01-05T00:00Z,2024-01-05T06:00Z,0.5,4\n", "outside the intensity data"),
+    ("a,2024-01-05T00:00Z,2024-01-05T06:00Z,0.5,4\n", "jobs.csv: 1 bad job row(s) row 1 (line 2, job_id 'a'): window"),
 ])
 def test_bad_jobs_exit_2_with_the_row_and_no_traceback(tmp_path, carbon, text, needle):
     jobs = jobs_file(tmp_path, text)
@@ -107,3 +107,6 @@ def test_bad_options_exit_2(tmp_path, carbon):
     r = runner.invoke(app, ["shift", "--carbon", str(tmp_path / "missing.csv"), "--jobs", str(jobs),
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+    (tmp_path / "a_file").write_text("x")
+    r = runner.invoke(app, base[:-1] + [str(tmp_path / "a_file")])
+    assert r.exit_code == 2 and "exists and is not a folder" in " ".join(r.output.split())

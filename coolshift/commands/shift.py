@@ -58,10 +58,12 @@ def shift(
         _fail(f"--slot {slot!r} is not a duration such as 30min or 1h")
     if step <= pd.Timedelta(0) or pd.Timedelta("1D") % step != pd.Timedelta(0):
         _fail(f"--slot {slot!r} must be positive and divide a day")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
     try:
         intensity = read_carbon(carbon, carbon_format)
         table = read_jobs(jobs)
-        prob = prepare(table, intensity, slot, interruptible)
+        prob = prepare(table, intensity, slot, interruptible, source=str(jobs))
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task(f"shift ({forecast})", total=None)
@@ -83,10 +85,13 @@ def shift(
     schedule = pd.concat(frames, ignore_index=True)
     summary = {**run.summary, "carbon": str(carbon), "jobs_file": str(jobs),
                "interruptible_default": interruptible}
-    write_frame_atomic(out / "schedule.csv", _for_csv(schedule))
-    if run.greedy:
-        write_frame_atomic(out / "schedule_greedy.csv", _for_csv(run.greedy[0].table))
-    write_json_atomic(out / "summary.json", summary)
+    try:
+        write_frame_atomic(out / "schedule.csv", _for_csv(schedule))
+        if run.greedy:
+            write_frame_atomic(out / "schedule_greedy.csv", _for_csv(run.greedy[0].table))
+        write_json_atomic(out / "summary.json", summary)
+    except OSError as exc:
+        _fail(f"cannot write to {out}: {exc}")
     s = run.summary
     line = (f"{s['jobs']} jobs, {forecast}: {_kg(s['baseline_kgco2'])} -> {_kg(s['shifted_kgco2'])} "
             f"kgCO2 ({s['savings_pct']:.1f} % saved), {s['late_jobs']} late, solved in "
