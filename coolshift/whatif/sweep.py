@@ -18,6 +18,7 @@ import os
 import socket
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -175,11 +176,13 @@ def run_sweep(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any
         out.scheduler = client.scheduler.address
         out.workers = len(client.scheduler_info().get("workers", {}))
         # hash=False: a fresh key per sweep, so a previous sweep releasing its copy cannot race this one
-        shared_f = client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
+        # (wrapped in a list so a dict is scattered as one object, not value by value)
+        shared_f = client.scatter([shared], broadcast=True, hash=False)[0] if shared is not None else None
+        run_id = uuid.uuid4().hex[:8]  # task keys unique per sweep: an interrupted sweep's leftovers cannot collide
         by_key = {}
         futures = []
         for t in todo:
-            f = client.submit(_call, fn, t.payload, shared_f, key=f"whatif-{t.name}-{t.key}", pure=False)
+            f = client.submit(_call, fn, t.payload, shared_f, key=f"whatif-{t.name}-{t.key}-{run_id}", pure=False)
             by_key[f.key] = t
             futures.append(f)
         prog = _progress(progress)
@@ -194,9 +197,9 @@ def run_sweep(tasks: list[Task], fn: Callable, out_dir: Path | None, shared: Any
                     # scatter the input again and resubmit, rather than failing the scenario.
                     retries[t.name] = retries.get(t.name, 0) + 1
                     if shared is not None and shared_f.status != "finished":
-                        shared_f = client.scatter(shared, broadcast=True, hash=False)
-                    nf = client.submit(_call, fn, t.payload, shared_f, key=f"whatif-{t.name}-{t.key}-r{retries[t.name]}",
-                                       pure=False)
+                        shared_f = client.scatter([shared], broadcast=True, hash=False)[0]
+                    nf = client.submit(_call, fn, t.payload, shared_f, pure=False,
+                                       key=f"whatif-{t.name}-{t.key}-{run_id}-r{retries[t.name]}")
                     by_key[nf.key] = t
                     pending.add(nf)
                     continue
