@@ -19,6 +19,13 @@ setpoint ``sp[z]`` in degC, chilled-water setpoint ``chw`` in degC)::
     facility_kw[t]  = facility_const_kw[t] + facility_per_it_kw[t] * sum_z (it_kw[z] + fan_kw[t, z])
                       + cooling_kw[t]
 
+Optionally the cooling response is *convex piecewise linear*: ``cooling_pieces`` is a
+list of further affine pieces of the same form (fields ``const_kw``, ``per_it_kw``,
+``per_supply_c``, ``per_chw_c``), and ``cooling_kw[t]`` is the largest of the main piece
+and every extra piece. An LP represents it exactly by ``cooling >= piece`` for every
+piece (minimising carbon pushes cooling down onto the maximum). This follows kinks such
+as the economiser taking over below a wet-bulb-dependent chilled-water setpoint.
+
 ``fan_kw`` is the server-fan/leakage power that rises with inlet temperature (the
 reason raising setpoints is not free); it is part of IT power. ``in_envelope[t]`` is
 False where the forecast conditions fall outside the training data: the optimiser and
@@ -32,7 +39,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["PlantCoefficients"]
+__all__ = ["PlantCoefficients", "CoolingPiece"]
+
+
+@dataclass(frozen=True)
+class CoolingPiece:
+    """One affine piece of a convex piecewise-linear cooling response (same units as the main one)."""
+
+    const_kw: pd.Series
+    per_it_kw: pd.DataFrame
+    per_supply_c: pd.DataFrame
+    per_chw_c: pd.Series
+
+    def evaluate(self, it_kw: pd.DataFrame, supply_c: pd.DataFrame, chw_c: pd.Series) -> pd.Series:
+        return (self.const_kw + (self.per_it_kw * it_kw).sum(axis=1) + (self.per_supply_c * supply_c).sum(axis=1)
+                + self.per_chw_c * chw_c)
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,11 @@ class PlantCoefficients:
     it_fan_threshold_c: float = 25.0
     in_envelope: pd.Series = field(default=None)  # bool per step
     model_version: str | None = None
+    # Extra convex pieces of cooling power (see module docstring); each a CoolingPiece.
+    cooling_pieces: tuple = ()
+    # Training range of each decision column ({telemetry column: (lo, hi)}), so the
+    # optimiser can stay where the model was fitted without reading the estimator.
+    decision_envelope: dict | None = None
 
     def __post_init__(self) -> None:
         idx = self.cooling_const_kw.index
@@ -70,6 +96,14 @@ class PlantCoefficients:
         for name in ("cooling_per_chw_c", "facility_const_kw", "facility_per_it_kw"):
             if not getattr(self, name).index.equals(idx):
                 raise ValueError(f"PlantCoefficients.{name}: index differs from cooling_const_kw")
+        for k, piece in enumerate(self.cooling_pieces):
+            for name in ("per_it_kw", "per_supply_c"):
+                f = getattr(piece, name)
+                if not f.index.equals(idx) or list(f.columns) != list(zones):
+                    raise ValueError(f"PlantCoefficients.cooling_pieces[{k}].{name}: index/columns differ")
+            for name in ("const_kw", "per_chw_c"):
+                if not getattr(piece, name).index.equals(idx):
+                    raise ValueError(f"PlantCoefficients.cooling_pieces[{k}].{name}: index differs")
         if self.in_envelope is None:
             object.__setattr__(self, "in_envelope", pd.Series(True, index=idx))
 
@@ -91,6 +125,8 @@ class PlantCoefficients:
             + (self.cooling_per_supply_c * supply_c).sum(axis=1)
             + self.cooling_per_chw_c * chw_c
         )
+        for piece in self.cooling_pieces:
+            cooling = np.maximum(cooling, piece.evaluate(it_kw, supply_c, chw_c))
         it_total = (it_kw + fan).sum(axis=1)
         facility = self.facility_const_kw + self.facility_per_it_kw * it_total + cooling
         out = pd.DataFrame({"it_power_kw": it_total, "cooling_power_kw": cooling, "facility_power_kw": facility})
