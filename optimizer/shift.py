@@ -588,12 +588,14 @@ def greedy_schedule(prob: ShiftProblem, capacity_kw: float | np.ndarray,
 # ------------------------------------------------------------------------- entry point
 def solve_runs(prob: ShiftProblem, decision: np.ndarray | None = None,
                capacity_kw: float | np.ndarray | None = None, mip_rel_gap: float = 1e-4,
-               time_limit_s: float | None = None):
+               time_limit_s: float | None = None, cache: dict | None = None):
     """The optimal runs ``(job, slot, hours, method, info)`` on ``decision`` intensity.
 
     Without ``capacity_kw`` the exact per-job optimum, vectorised. With it, the
     independent optimum is tried first (if it fits the capacity it is optimal);
     otherwise the Pyomo MILP/LP of :mod:`coolshift.optimizer.shift_model` with HiGHS.
+    Pass the same ``cache`` dict to repeated calls on one problem and capacity (e.g.
+    noise seeds) to build that model once and change only its costs.
     """
     decision = prob.actual if decision is None else np.asarray(decision, float)
     if decision.shape != prob.actual.shape:
@@ -610,10 +612,13 @@ def solve_runs(prob: ShiftProblem, decision: np.ndarray | None = None,
                         f"{prob.power_kw[i]} kW, more than the capacity {cap.max()} kW")
     if np.all(slot_load_kw(prob, *runs) <= cap + 1e-9):
         return (*runs, "independent-exact (capacity not binding)", {})
-    from coolshift.optimizer.shift_model import solve_capacity
+    from coolshift.optimizer.shift_model import CapacitySolver
 
-    job, slot, hours, info = solve_capacity(prob, decision, cap, mip_rel_gap=mip_rel_gap,
-                                            time_limit_s=time_limit_s)
+    cache = {} if cache is None else cache
+    solver = cache.get("capacity_solver")
+    if solver is None or solver.prob is not prob or not np.array_equal(solver.cap, cap):
+        solver = cache["capacity_solver"] = CapacitySolver(prob, cap, mip_rel_gap, time_limit_s)
+    job, slot, hours, info = solver.solve(decision)
     over = slot_load_kw(prob, job, slot, hours) - cap
     info["max_over_capacity_kw"] = float(max(over.max(), 0.0))  # 0 up to solver tolerance
     return job, slot, hours, info.pop("method"), info

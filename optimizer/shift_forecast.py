@@ -206,12 +206,13 @@ def run_forecast_mode(prob: ShiftProblem, forecast: str = "perfect", seeds: int 
                                      {"unplaced_jobs": int(un.sum())}, un))
     else:
         runs = 1 if forecast == "perfect" else seeds
+        cache: dict = {}  # one capacity model for all seeds; only its costs change
         for k in range(runs):
             dec = prob.actual if forecast == "perfect" else noisy_decision(
                 prob.actual, NOISE_SD_FRACTION[forecast], base_seed + k)
             t0 = time.perf_counter()
             job, slot, hours, method, info = solve_runs(prob, dec, capacity_kw, mip_rel_gap,
-                                                        time_limit_s)
+                                                        time_limit_s, cache)
             opt.append(make_schedule(prob, job, slot, hours, method, time.perf_counter() - t0,
                                      info))
             if want_greedy:

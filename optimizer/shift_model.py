@@ -261,9 +261,9 @@ def matrices_direct(cm: CapacityModel):
     return A, cm.cost_kg, lo, hi
 
 
-def run_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
-              time_limit_s: float | None = None):
-    """Pass the matrices to HiGHS in one call and solve; returns (x, status, stats)."""
+def load_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
+               time_limit_s: float | None = None):
+    """A ``highspy.Highs`` with the matrices passed in one call (not yet solved)."""
     import highspy
 
     lp = highspy.HighsLp()
@@ -286,17 +286,50 @@ def run_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(lp)
+    return h
+
+
+def run_loaded(h, n_int: int, cost: np.ndarray | None = None):
+    """Solve a loaded model, after replacing its costs if given; (x, status, stats).
+
+    New costs go in with ``changeColsCost`` and ``clearSolver`` drops the old basis, so
+    HiGHS presolves afresh (shared notes: a kept basis skips presolve and was slower).
+    """
+    n = h.getNumCol()
+    if cost is not None:
+        h.changeColsCost(n, np.arange(n, dtype=np.int32), np.asarray(cost, float))
+    h.clearSolver()
     t1 = time.perf_counter()
     h.run()
     t_solve = time.perf_counter() - t1
     status = h.modelStatusToString(h.getModelStatus())
     x = np.asarray(h.getSolution().col_value, float) if h.getInfo().primal_solution_status \
         else None
-    stats = {"highs_s": t_solve, "variables": n, "rows": A.shape[0],
+    stats = {"highs_s": t_solve, "variables": n, "rows": h.getNumRow(),
              "integer_variables": n_int, "highs_status": status}
     if n_int:
         stats["mip_gap"] = float(h.getInfo().mip_gap)
     return x, status, stats
+
+
+def run_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
+              time_limit_s: float | None = None):
+    """Pass the matrices to HiGHS in one call and solve; returns (x, status, stats)."""
+    return run_loaded(load_highs(A, cost, row_lo, row_hi, n_int, mip_rel_gap, time_limit_s),
+                      n_int)
+
+
+def column_costs(prob: ShiftProblem, cm: CapacityModel, decision: np.ndarray) -> np.ndarray:
+    """kgCO2 of every column on ``decision`` [gCO2/kWh]: the objective for a new forecast
+    without rebuilding the model."""
+    csum = np.r_[0.0, np.cumsum(decision)]
+    padded = np.r_[decision, 0.0]
+    cj, cs = cm.cand_job, cm.cand_start
+    nf = prob.n_full[cj]
+    g_per_kw = prob.slot_h * (csum[cs + nf] - csum[cs]) + prob.rem_h[cj] * padded[cs + nf]
+    cand = prob.power_kw[cj] * g_per_kw * _KG_PER_G
+    run = prob.power_kw[cm.run_job] * prob.slot_h * decision[cm.run_slot] * _KG_PER_G
+    return np.r_[cand, run]
 
 
 def components(prob: ShiftProblem, binding: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -332,29 +365,71 @@ def components(prob: ShiftProblem, binding: np.ndarray) -> list[tuple[np.ndarray
     return out
 
 
-def _solve_group(prob, decision, cap, jobs, rows_slot, mip_rel_gap, time_limit_s):
-    t0 = time.perf_counter()
-    cm = model_matrices(prob, decision, cap, jobs, rows_slot)
-    m = build_model(cm)
-    t_build = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    A, cost, lo, hi = standard_form(m)
-    t_compile = time.perf_counter() - t1
-    x, status, stats = run_highs(A, cost, lo, hi, cm.n_int, mip_rel_gap, time_limit_s)
-    if x is None:
-        first = prob.jobs["job_id"].iat[jobs[0]]
-        raise JobsError(f"capacity: no schedule fits every job under the capacity in its window "
-                        f"(HiGHS: {status}; jobs {first!r} .. {prob.jobs['job_id'].iat[jobs[-1]]!r})")
-    nc = cm.n_int
-    y, f = x[:nc], np.clip(x[nc:], 0.0, 1.0)
-    cj, cs = cm.cand_job, cm.cand_start
-    # the chosen block of each job: its largest start variable (1 at an integer optimum)
-    order = np.lexsort((-y, cj))
-    first_of_job = np.r_[True, cj[order][1:] != cj[order][:-1]] if nc else np.zeros(0, bool)
-    pick = order[first_of_job]
-    bj, bs, bh = _block_runs(prob, cj[pick], cs[pick])
-    stats.update(build_s=t_build, compile_s=t_compile)
-    return (np.r_[bj, cm.run_job], np.r_[bs, cm.run_slot], np.r_[bh, f * prob.slot_h], stats)
+class CapacitySolver:
+    """The capacity problem of ``prob`` built once (Pyomo, compiled, loaded into HiGHS per
+    independent group); :meth:`solve` takes a decision intensity and changes only the
+    costs, so several forecasts (noise seeds) reuse one build."""
+
+    def __init__(self, prob: ShiftProblem, cap: np.ndarray, mip_rel_gap: float = 1e-4,
+                 time_limit_s: float | None = None):
+        t0 = time.perf_counter()
+        self.prob, self.cap = prob, cap
+        binding = binding_slots(prob, cap)
+        self.groups = []
+        self.coupled = np.zeros(prob.n_jobs, bool)
+        t_build = t_compile = 0.0
+        for jobs, rows_slot in components(prob, binding):
+            t1 = time.perf_counter()
+            cm = model_matrices(prob, prob.actual, cap, jobs, rows_slot)
+            m = build_model(cm)
+            t2 = time.perf_counter()
+            A, cost, lo, hi = standard_form(m)
+            t3 = time.perf_counter()
+            self.groups.append((jobs, cm, load_highs(A, cost, lo, hi, cm.n_int, mip_rel_gap,
+                                                     time_limit_s)))
+            self.coupled[jobs] = True
+            t_build += t2 - t1
+            t_compile += t3 - t2
+        self.info = {"build_s": t_build, "compile_s": t_compile,
+                     "setup_s": time.perf_counter() - t0, "groups": len(self.groups),
+                     "largest_group_jobs": max((len(g[0]) for g in self.groups), default=0),
+                     "coupled_jobs": int(self.coupled.sum()),
+                     "capacity_rows": int(binding.sum())}
+
+    def solve(self, decision: np.ndarray):
+        """Optimal runs on ``decision``: (job, slot, hours, info)."""
+        prob = self.prob
+        parts = [independent_runs(prob, decision, ~self.coupled)]
+        info = dict(self.info, highs_s=0.0, variables=0, rows=0, integer_variables=0)
+        statuses, gaps = set(), []
+        for jobs, cm, h in self.groups:
+            x, status, st = run_loaded(h, cm.n_int, column_costs(prob, cm, decision))
+            if x is None:
+                raise JobsError(
+                    "capacity: no schedule fits every job under the capacity in its window "
+                    f"(HiGHS: {status}; jobs {prob.jobs['job_id'].iat[jobs[0]]!r} .. "
+                    f"{prob.jobs['job_id'].iat[jobs[-1]]!r})")
+            nc = cm.n_int
+            y, f = x[:nc], np.clip(x[nc:], 0.0, 1.0)
+            cj, cs = cm.cand_job, cm.cand_start
+            # the chosen block of each job: its largest start variable (1 at an integer optimum)
+            order = np.lexsort((-y, cj))
+            first = np.r_[True, cj[order][1:] != cj[order][:-1]] if nc else np.zeros(0, bool)
+            pick = order[first]
+            bj, bs, bh = _block_runs(prob, cj[pick], cs[pick])
+            parts.append((np.r_[bj, cm.run_job], np.r_[bs, cm.run_slot],
+                          np.r_[bh, f * prob.slot_h]))
+            for k in ("highs_s", "variables", "rows", "integer_variables"):
+                info[k] += st[k]
+            statuses.add(status)
+            if "mip_gap" in st:
+                gaps.append(st["mip_gap"])
+        job, slot, hours = (np.concatenate(x) for x in zip(*parts))
+        info["highs_status"] = "/".join(sorted(statuses))
+        if gaps:
+            info["mip_gap"] = float(max(gaps))
+        info["method"] = "milp" if info["integer_variables"] else "lp"
+        return job, slot, hours, info
 
 
 def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
@@ -365,28 +440,4 @@ def solve_capacity(prob: ShiftProblem, decision: np.ndarray, cap: np.ndarray,
     per independent group (:func:`components`), each a Pyomo MILP/LP with HiGHS
     (``time_limit_s`` applies per group).
     """
-    binding = binding_slots(prob, cap)
-    groups = components(prob, binding)
-    coupled = np.zeros(prob.n_jobs, bool)
-    for jobs, _ in groups:
-        coupled[jobs] = True
-    parts = [independent_runs(prob, decision, ~coupled)]
-    info = {"build_s": 0.0, "compile_s": 0.0, "highs_s": 0.0, "variables": 0, "rows": 0,
-            "integer_variables": 0, "groups": len(groups), "largest_group_jobs": 0,
-            "coupled_jobs": int(coupled.sum()), "capacity_rows": int(binding.sum())}
-    statuses, gaps = set(), []
-    for jobs, rows_slot in groups:
-        j, s, h, st = _solve_group(prob, decision, cap, jobs, rows_slot, mip_rel_gap, time_limit_s)
-        parts.append((j, s, h))
-        for k in ("build_s", "compile_s", "highs_s", "variables", "rows", "integer_variables"):
-            info[k] += st[k]
-        info["largest_group_jobs"] = max(info["largest_group_jobs"], len(jobs))
-        statuses.add(st["highs_status"])
-        if "mip_gap" in st:
-            gaps.append(st["mip_gap"])
-    job, slot, hours = (np.concatenate(x) for x in zip(*parts))
-    info["highs_status"] = "/".join(sorted(statuses))
-    if gaps:
-        info["mip_gap"] = float(max(gaps))
-    info["method"] = "milp" if info["integer_variables"] else "lp"
-    return job, slot, hours, info
+    return CapacitySolver(prob, cap, mip_rel_gap, time_limit_s).solve(decision)

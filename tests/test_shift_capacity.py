@@ -211,3 +211,30 @@ def test_jobs_sharing_no_binding_slot_are_solved_as_separate_groups():
     assert s.info["groups"] == 2 and s.info["coupled_jobs"] == 4
     # a -> slot 0 (1), b -> slot 1 (2), e -> slot 4 (5), c -> 5 (6), d -> 6 (7): x 6 kW x 0.5 h
     assert s.summary()["shifted_kgco2"] == pytest.approx(6 * 0.5 * (1 + 2 + 5 + 6 + 7) / 1000)
+
+
+def test_one_built_model_solves_new_forecasts_like_a_fresh_build():
+    from coolshift.optimizer.shift import solve_runs
+    from coolshift.optimizer.shift_model import CapacitySolver, solve_capacity
+
+    rng = np.random.default_rng(3)
+    intensity = profile(rng.uniform(50, 400, 24))
+    rows = [(f"j{i}", int(a), int(a) + 6, float(d), float(p)) for i, (a, d, p) in
+            enumerate(zip(rng.integers(0, 18, 12), rng.choice([0.5, 1.0, 1.5], 12),
+                          rng.integers(2, 9, 12)))]
+    prob = prepare(jobs_frame(rows), intensity, interruptible=None)
+    cap = np.full(24, 12.0)
+    solver = CapacitySolver(prob, cap)
+    for seed in range(3):
+        dec = prob.actual + np.random.default_rng(seed).normal(0, 40, 24)
+        j1, s1, h1, i1 = solver.solve(dec)
+        j2, s2, h2, i2 = solve_capacity(prob, dec, cap)
+        kg = lambda j, s, h: float((prob.power_kw[j] * h * dec[s]).sum())  # noqa: E731
+        assert kg(j1, s1, h1) == pytest.approx(kg(j2, s2, h2), rel=1e-6)
+        assert slot_load_kw(prob, j1, s1, h1).max() <= 12.0 + 1e-9
+    cache = {}
+    solve_runs(prob, prob.actual, cap, cache=cache)
+    built = cache.get("capacity_solver")
+    assert built is not None  # the capacity binds here, so a model was built
+    solve_runs(prob, prob.actual * 1.1, cap, cache=cache)
+    assert cache.get("capacity_solver") is built
