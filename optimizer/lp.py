@@ -4,9 +4,9 @@ Variables and constraints are added one *family* at a time over whole coordinate
 arrays (steps x zones, steps x pools ...), never one element at a time: each family
 is a numpy block of column or row indices with its coordinate labels, so results,
 duals and infeasibility diagnoses can be mapped back to "inlet_limit at hall_a,
-steps 12-20". :meth:`LinearProgram.to_highs` hands the CSC matrix to HiGHS in one
-call; :meth:`LinearProgram.to_pyomo` gives the same LP as a Pyomo model for
-inspection, LP-file export or other solvers.
+steps 12-20". The planner states these families as a Pyomo model
+(:mod:`.pyomo_model`) and solves that; :meth:`LinearProgram.to_highs` hands the numpy
+assembly straight to HiGHS, the floor the benchmark compares the Pyomo path with.
 """
 
 from __future__ import annotations
@@ -201,39 +201,8 @@ class LinearProgram:
         return h
 
     def to_pyomo(self):
-        """The same LP as a Pyomo ``ConcreteModel`` (x[j] columns, one constraint per row).
+        """The same LP as a Pyomo ``ConcreteModel`` (one Var per variable family, one indexed
+        Constraint per constraint family): what :class:`~.solve.Planner` compiles and solves."""
+        from .pyomo_model import build_pyomo
 
-        Built from the assembled matrix, so it is exactly the LP the solver sees; meant for
-        inspection, ``model.write('plan.lp')`` and other Pyomo solvers, not for speed.
-        """
-        import pyomo.environ as pyo
-        from pyomo.core.expr.numeric_expr import LinearExpression
-
-        cost, clb, cub, rlb, rub, a, integ = self.arrays()
-        m = pyo.ConcreteModel(name="coolshift")
-        m.J = pyo.RangeSet(0, self.n_cols - 1)
-        m.x = pyo.Var(m.J, within=pyo.Reals)
-        for j in range(self.n_cols):
-            m.x[j].setlb(None if np.isinf(clb[j]) else float(clb[j]))
-            m.x[j].setub(None if np.isinf(cub[j]) else float(cub[j]))
-            if integ[j]:
-                m.x[j].domain = pyo.Integers
-        csr = a.tocsr()
-        m.c = pyo.ConstraintList()
-        for i in range(self.n_rows):
-            lo, hi = csr.indptr[i], csr.indptr[i + 1]
-            body = LinearExpression(
-                constant=0.0,
-                linear_coefs=[float(v) for v in csr.data[lo:hi]],
-                linear_vars=[m.x[int(j)] for j in csr.indices[lo:hi]],
-            )
-            m.c.add((None if np.isinf(rlb[i]) else float(rlb[i]), body, None if np.isinf(rub[i]) else float(rub[i])))
-        nz = np.flatnonzero(cost)
-        m.obj = pyo.Objective(
-            expr=LinearExpression(
-                constant=float(self.offset),
-                linear_coefs=[float(cost[j]) for j in nz],
-                linear_vars=[m.x[int(j)] for j in nz],
-            )
-        )
-        return m
+        return build_pyomo(self).model

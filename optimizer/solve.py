@@ -1,9 +1,12 @@
 """Solve the planning LP with HiGHS, keep the model loaded, re-solve after forecast changes.
 
-:class:`Planner` builds once, hands the CSC matrix to one persistent ``highspy.Highs``
-and, on :meth:`Planner.resolve`, rebuilds only the numeric arrays (milliseconds to a
-second), pushes the changed costs and bounds (``changeColsCost``, ``changeColsBounds``,
-``changeRowsBounds``) and picks the algorithm for the change:
+:class:`Planner` builds the LP's constraint families (:mod:`.build`), states them as one
+Pyomo model (:mod:`.pyomo_model`: the model of record), compiles it with Pyomo's
+``LinearStandardFormCompiler`` and hands the matrix to one persistent ``highspy.Highs``.
+On :meth:`Planner.resolve` it rebuilds only the numeric arrays (milliseconds to a
+second), updates the changed Params, bounds and rows of the Pyomo model, pushes the
+same changes into the loaded HiGHS model (``changeColsCost``, ``changeColsBounds``,
+``changeRowsBounds``, ``changeCoeff``) and picks the algorithm for the change:
 
 - only costs changed (new intensity forecast): the old basis is still primal feasible,
   so primal simplex continues from it;
@@ -34,6 +37,7 @@ from coolshift.config import SiteConfig
 from coolshift.models.coefficients import PlantCoefficients
 
 from .build import PlanningLP, build_lp
+from .pyomo_model import build_pyomo, compile_model, pass_to_highs
 from .constraints import batch_not_due_units
 from .data import PlanOptions, prepare
 from .diagnose import diagnose
@@ -124,8 +128,11 @@ class Planner:
         self.forecast = forecast
         self.initial_state = initial_state or InitialState.from_site(site)
         self.problem = build_lp(prepare(site, coefficients, forecast, self.initial_state, self.options))
+        self.pyomo = build_pyomo(self.problem.lp)
+        self.compiled = None
         self.highs = None
-        self.timings: dict = {"build_s": self.problem.build_s}
+        self.timings: dict = {"build_s": self.problem.build_s + self.pyomo.build_s,
+                              "terms_s": self.problem.build_s, "pyomo_build_s": self.pyomo.build_s}
         self._pending: str = "cold"
         self._bound_changes = None
 
@@ -137,10 +144,33 @@ class Planner:
         return highspy.HighsModelStatus.kOptimal
 
     def _load(self) -> None:
+        """Compile the Pyomo model and hand it to HiGHS (one ``passModel``)."""
+        self.compiled = compile_model(self.pyomo)
+        self.timings["compile_s"] = self.compiled.compile_s
         t0 = time.perf_counter()
-        self.highs = self.problem.lp.to_highs()
+        self.highs = pass_to_highs(self.compiled, self.highs)
         self._loaded = self.problem.lp.arrays()
         self.timings["handover_s"] = time.perf_counter() - t0
+
+    # -- maps between HiGHS' (the compiler's) order and the families' flat order ------
+    def solution_x(self) -> np.ndarray:
+        """Column values in the families' flat order (columns the compiler dropped, which
+        appear nowhere, sit at the bound nearest 0)."""
+        cost, clb, cub, *_ = self.problem.lp.arrays()
+        x = np.clip(np.zeros(self.problem.lp.n_cols), clb, cub)
+        x[self.compiled.col_ids] = np.asarray(self.highs.getSolution().col_value)
+        return x
+
+    def _duals(self):
+        sol = self.highs.getSolution()
+        y = np.zeros(self.problem.lp.n_rows)
+        y[self.compiled.row_ids] = np.asarray(sol.row_dual)
+        rc = np.zeros(self.problem.lp.n_cols)
+        rc[self.compiled.col_ids] = np.asarray(sol.col_dual)
+        return y, rc
+
+    def _hrows(self, ids: np.ndarray) -> np.ndarray:
+        return self.compiled.hrow[np.asarray(ids, np.int64)].astype(np.int32)
 
     def _run(self, strategy: str) -> None:
         h = self.highs
@@ -197,10 +227,10 @@ class Planner:
     def _extract(self, status: str) -> Plan:
         p = self.problem
         sol = self.highs.getSolution()
-        x = np.asarray(sol.col_value)
+        x = self.solution_x()
         frame = evaluate_actions(p.data, actions_from_solution(p, x))
         if sol.dual_valid and not self.options.integer_servers:
-            sh = shadow_prices(p, np.asarray(sol.row_dual), np.asarray(sol.col_dual), x)
+            sh = shadow_prices(p, *self._duals(), x)
         else:
             sh = pd.DataFrame(columns=["family", "component", "value", "unit", "binding_steps"])
         info = self.highs.getInfo()
@@ -237,9 +267,9 @@ class Planner:
         base = batch_not_due_units(d)
         longer = batch_not_due_units(d, extra)
         for j, cname in enumerate(fam.coords["class"]):
-            r = ids[:, j].astype(np.int32)
+            r = self._hrows(ids[:, j])
             diff = longer[:, j] != base[:, j]
-            if not diff.any():
+            if not diff.any() or (r < 0).any():
                 continue
             h.changeRowsBounds(r.size, r, np.full(r.size, -np.inf), longer[:, j])
             self._run("dual")
@@ -267,28 +297,45 @@ class Planner:
         new = build_lp(prepare(self.site, self.coefficients, self.forecast, self.initial_state, self.options))
         self.problem = new
         if self.highs is None:
-            self.timings.update(build_s=new.build_s)
+            self.pyomo = build_pyomo(new.lp)
+            self.timings.update(build_s=new.build_s + self.pyomo.build_s)
             return {"rebuilt": True}
         cost, clb, cub, rlb, rub, a, _ = new.lp.arrays()
         ocost, oclb, ocub, orlb, orub, oa, _ = self._loaded
         same = a.shape == oa.shape and np.array_equal(a.indptr, oa.indptr) and np.array_equal(a.indices, oa.indices)
         changed = {"rebuilt": False, "costs": 0, "col_bounds": 0, "row_bounds": 0, "coefficients": 0}
-        if not same or np.count_nonzero(a.data != oa.data) > 0.01 * max(a.nnz, 1):
-            new.lp.to_highs(self.highs)
+        c = self.compiled
+        if same:
+            dv = np.flatnonzero(a.data != oa.data)
+            dcol = np.searchsorted(a.indptr, dv, side="right") - 1
+            drow = a.indices[dv]
+            jc = np.flatnonzero(cost != ocost)
+            jb = np.flatnonzero((clb != oclb) | (cub != ocub))
+            ib = np.flatnonzero((rlb != orlb) | (rub != orub))
+            # a change to a row or column the compiler left out (no terms, no bounds) needs a recompile
+            absent = (c.hcol[np.concatenate([jc, jb, dcol])] < 0).any() or (c.hrow[np.concatenate([ib, drow])] < 0).any()
+        if not same or absent or dv.size > 0.01 * max(a.nnz, 1):
+            # a new structure: a new Pyomo model, compiled and handed over again
+            self.pyomo = build_pyomo(new.lp)
+            self.compiled = compile_model(self.pyomo)
+            pass_to_highs(self.compiled, self.highs)
             changed["rebuilt"] = True
             self._pending = "cold"
         else:
+            # keep the Pyomo model and the loaded HiGHS model: update what changed in both
             h = self.highs
-            dv = np.flatnonzero(a.data != oa.data)
-            if dv.size:
-                cols = np.searchsorted(a.indptr, dv, side="right") - 1
-                for j, i, val in zip(cols, a.indices[dv], a.data[dv]):
-                    h.changeCoeff(int(i), int(j), float(val))
-            jc = np.flatnonzero(cost != ocost)
+            rows = np.union1d(ib, drow)
+            if rows.size:
+                self.pyomo.set_rows(new.lp, rows)
+            self.pyomo.lp = new.lp
             if jc.size:
-                h.changeColsCost(jc.size, jc.astype(np.int32), cost[jc])
-            jb = np.flatnonzero((clb != oclb) | (cub != ocub))
-            ib = np.flatnonzero((rlb != orlb) | (rub != orub))
+                self.pyomo.set_costs(jc, cost)
+            if jb.size:
+                self.pyomo.set_col_bounds(jb, clb, cub)
+            for i, j, val in zip(c.hrow[drow].tolist(), c.hcol[dcol].tolist(), a.data[dv].tolist()):
+                h.changeCoeff(int(i), int(j), float(val))
+            if jc.size:
+                h.changeColsCost(jc.size, c.hcol[jc].astype(np.int32), cost[jc])
             changed.update(costs=int(jc.size), col_bounds=int(jb.size), row_bounds=int(ib.size), coefficients=int(dv.size))
             bounds = (jb, clb, cub, ib, rlb, rub)
             many = jb.size + ib.size > self.options.warm_bound_share * (a.shape[0] + a.shape[1])
@@ -305,15 +352,17 @@ class Planner:
                 self._pending = "dual"
         self._loaded = (cost, clb, cub, rlb, rub, a, None)
         self.timings = {"build_s": new.build_s, "update_s": time.perf_counter() - t0}
+        if changed["rebuilt"]:
+            self.timings.update(pyomo_build_s=self.pyomo.build_s, compile_s=self.compiled.compile_s)
         changed["method"] = self._pending
         return changed
 
     def _push_bounds(self, jb, clb, cub, ib, rlb, rub) -> None:
-        h = self.highs
+        h, c = self.highs, self.compiled
         if jb.size:
-            h.changeColsBounds(jb.size, jb.astype(np.int32), clb[jb], cub[jb])
+            h.changeColsBounds(jb.size, c.hcol[jb].astype(np.int32), clb[jb], cub[jb])
         if ib.size:
-            h.changeRowsBounds(ib.size, ib.astype(np.int32), rlb[ib], rub[ib])
+            h.changeRowsBounds(ib.size, c.hrow[ib].astype(np.int32), rlb[ib], rub[ib])
 
     def resolve(self, forecast=None, coefficients=None, initial_state=None, method: str = "auto") -> Plan:
         self.update(forecast, coefficients, initial_state, method)

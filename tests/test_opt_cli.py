@@ -28,8 +28,11 @@ class _StandIn:
 
 @pytest.fixture
 def registry(monkeypatch):
+    import coolshift.models.registry as real
+
     mod = types.ModuleType("coolshift.models.registry")
-    mod.load_plant_model = lambda site, alias="production": _StandIn()
+    mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
+    mod.load_plant_model = lambda site, alias="production", **kw: _StandIn()
     monkeypatch.setitem(sys.modules, "coolshift.models.registry", mod)
     return mod
 

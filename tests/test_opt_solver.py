@@ -105,7 +105,9 @@ def test_integer_servers_gives_whole_servers():
     np.testing.assert_allclose(cont.frame["active_servers__pool"], 2.5, atol=1e-6)
 
 
-def test_pyomo_view_is_the_same_lp():
+def test_pyomo_model_is_what_highs_solves():
+    """The Planner solves its Pyomo model: appsi on that model, the compiled matrix and the
+    numpy assembly passed straight to highspy all reach the same optimum."""
     pyo = pytest.importorskip("pyomo.environ")
     site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 0.6},
                               {"name": "batch", "kind": "batch", "share": 0.4, "deadline_h": 3}], horizon_h=4)
@@ -113,10 +115,53 @@ def test_pyomo_view_is_the_same_lp():
     co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=30.0, cooling_per_supply_c=-1.0)
     planner = Planner(site, co, fc)
     plan = planner.solve()
-    m = planner.problem.lp.to_pyomo()
+    assert plan.status == "optimal"
+    m = planner.pyomo.model
+    assert hasattr(m, "batch_deadline") and hasattr(m, "active_servers")  # one component per family
     res = pyo.SolverFactory("appsi_highs").solve(m)
     assert str(res.solver.termination_condition) == "optimal"
     assert pyo.value(m.obj) == pytest.approx(plan.objective_kg, rel=1e-7)
+    direct = planner.problem.lp.to_highs()
+    direct.run()
+    assert direct.getInfo().objective_function_value == pytest.approx(plan.objective_kg, rel=1e-7)
+
+
+def _same_lp(compiled, lp):
+    got = compiled.in_lp_order(lp.n_cols, lp.n_rows)
+    want = lp.arrays()
+    a_w = want[5].copy()
+    a_w.eliminate_zeros()
+    kept_c, kept_r = compiled.col_ids, compiled.row_ids
+    for g, w in zip(got[:5], want[:5]):
+        idx = kept_c if g.size == lp.n_cols else kept_r
+        np.testing.assert_allclose(g[idx], w[idx])
+    assert abs(got[5] - a_w).max() < 1e-12
+    # what the compiler left out has no terms at all
+    assert a_w[:, np.setdiff1d(np.arange(lp.n_cols), kept_c)].nnz == 0
+    assert a_w[np.setdiff1d(np.arange(lp.n_rows), kept_r)].nnz == 0
+
+
+@pytest.mark.parametrize("change", ["intensity+state", "coefficients"])
+def test_pyomo_model_stays_the_record_after_a_resolve(small, change):
+    """After an in-place update the Pyomo model, compiled afresh, is the new LP exactly."""
+    from coolshift.optimizer.pyomo_model import compile_model
+
+    site, fc, co = small
+    planner = Planner(site, co, fc, options=OPTS)
+    planner.solve()
+    _same_lp(planner.compiled, planner.problem.lp)
+    if change == "coefficients":
+        f = co.cooling_per_it_kw.copy()
+        f.iloc[:1] *= 1.5
+        info = planner.update(coefficients=type(co)(**{**co.__dict__, "cooling_per_it_kw": f}))
+        assert info["coefficients"] > 0
+    else:
+        fc2 = fc.copy()
+        fc2["gco2_per_kwh"] = fc["gco2_per_kwh"].to_numpy()[::-1]
+        info = planner.update(forecast=fc2, initial_state=_state(site, 2))
+        assert info["costs"] > 0 and info["row_bounds"] > 0
+    assert not info["rebuilt"]
+    _same_lp(compile_model(planner.pyomo), planner.problem.lp)
 
 
 def test_bad_inputs_name_the_problem(small):
@@ -155,7 +200,7 @@ def test_actions_from_solution_round_trip(small):
     site, fc, co = small
     planner = Planner(site, co, fc, options=OPTS)
     plan = planner.solve()
-    x = np.asarray(planner.highs.getSolution().col_value)
+    x = planner.solution_x()
     again = evaluate_actions(planner.problem.data, actions_from_solution(planner.problem, x))
     pd.testing.assert_frame_equal(again, plan.frame)
     d = prepare(site, co, fc)
