@@ -57,6 +57,7 @@ def staged_run_dir(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
+    os.chmod(stage, 0o755)  # mkdtemp makes it 0700; runs are read by others (BMS push, web)
     try:
         yield stage
     except BaseException:

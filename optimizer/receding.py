@@ -30,7 +30,62 @@ from .replay import simulator_actions
 from .solve import plan_site
 from .state import InitialState
 
-__all__ = ["RecedingHorizonPolicy", "observed_forecast", "ModelForecast", "initial_state_from_observation"]
+__all__ = ["RecedingHorizonPolicy", "observed_forecast", "ModelForecast", "initial_state_from_observation",
+           "forecast_columns", "noisy_forecast"]
+
+# Below this much history the forecasters fall back on persistence (same hour yesterday).
+MIN_HISTORY_DAYS = 14.0
+
+
+def _forecastable(frame: pd.DataFrame) -> list[str]:
+    from coolshift.schema import CARBON_GCO2_PER_KWH
+
+    return [c for c in frame.columns if c.startswith(CARBON_GCO2_PER_KWH) or c.endswith("_units_per_h")]
+
+
+def _persistence(history: pd.DataFrame, column: str, index: pd.DatetimeIndex) -> np.ndarray:
+    lag = pd.Timedelta("1D")
+    src = history[column]
+    vals = src.reindex(index - lag)
+    while vals.isna().any() and len(src):  # horizons beyond a day: repeat the last observed day
+        lag += pd.Timedelta("1D")
+        vals = vals.fillna(pd.Series(src.reindex(index - lag).to_numpy(), index=vals.index))
+        if lag > pd.Timedelta("7D"):
+            break
+    return vals.fillna(src.iloc[-1] if len(src) else np.nan).to_numpy()
+
+
+def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict | None = None,
+                     refit: pd.Timedelta | None = None) -> tuple[pd.DataFrame, dict]:
+    """Forecast the intensity and demand columns of ``horizon`` from ``history`` only.
+
+    Coolshift's day-ahead forecasters (:mod:`coolshift.models.forecast`) once at least
+    ``MIN_HISTORY_DAYS`` of history exist, persistence before. ``fitted`` caches models
+    per column (refitted after ``refit``). Returns the frame and which method each column used.
+    """
+    from coolshift.models.forecast import CarbonIntensityForecaster, WorkloadForecaster
+
+    fc = horizon.copy()
+    issue = horizon.index[0]
+    used = {}
+    enough = len(history) and history.index[-1] - history.index[0] >= pd.Timedelta(days=MIN_HISTORY_DAYS)
+    for c in _forecastable(horizon):
+        if not enough:
+            fc[c] = _persistence(history, c, horizon.index) if len(history) else horizon[c].iloc[0]
+            used[c] = "persistence"
+            continue
+        cached = (fitted or {}).get(c)
+        if cached is not None and (refit is None or issue - cached[0] < refit):
+            model = cached[1]
+        else:
+            cls = CarbonIntensityForecaster if c.startswith("gco2") else WorkloadForecaster
+            model = cls(name=c).fit(history[c])
+            if fitted is not None:
+                fitted[c] = (issue, model)
+        pred = model.predict_day_ahead(history[c], issue, horizon.index)
+        fc[c] = np.clip(pred[c].to_numpy(), 0.0, None)
+        used[c] = type(model).__name__
+    return fc, used
 
 
 def observed_forecast(obs, horizon_steps: int) -> pd.DataFrame:
@@ -102,47 +157,21 @@ class RecedingHorizonPolicy:
 class ModelForecast:
     """Forecasts from Coolshift's own forecasters, trained only on data before each decision.
 
-    The carbon-intensity forecaster (site grid and each edge grid) and the workload
-    forecaster are refitted every ``refit_days`` on the history before the decision; until
-    ``min_history_days`` of history exist, persistence (same hour yesterday) is used.
-    Weather is taken as observed (a day-ahead weather forecast is outside this project).
+    Grid intensities (site and edges) and demand per class are forecast by
+    :func:`forecast_columns`, refitted every ``refit_days`` on the history before the
+    decision. Weather is taken as observed (a day-ahead weather forecast is outside
+    this project).
     """
 
-    def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, min_history_days: float = 14.0):
-        from coolshift.schema import CARBON_GCO2_PER_KWH
-
+    def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0):
         self.actual = actual
         self.refit = pd.Timedelta(days=refit_days)
-        self.min_history = pd.Timedelta(days=min_history_days)
-        self.columns = [c for c in actual.columns if c.startswith(CARBON_GCO2_PER_KWH) or c.endswith("_units_per_h")]
-        self._fitted: dict[str, tuple[pd.Timestamp, object]] = {}
-
-    def _model(self, column: str, issue: pd.Timestamp):
-        from coolshift.models.forecast import CarbonIntensityForecaster, WorkloadForecaster
-
-        last = self._fitted.get(column)
-        if last is not None and issue - last[0] < self.refit:
-            return last[1]
-        hist = self.actual[column].loc[: issue - pd.Timedelta("1ns")]
-        cls = CarbonIntensityForecaster if column.startswith("gco2") else WorkloadForecaster
-        m = cls(name=column).fit(hist)
-        self._fitted[column] = (issue, m)
-        return m
+        self._fitted: dict = {}
 
     def __call__(self, obs, horizon_steps: int) -> pd.DataFrame:
-        fc = obs.forecast.iloc[:horizon_steps].copy()
-        issue = fc.index[0]
-        history = self.actual.loc[: issue - pd.Timedelta("1ns")]
-        start = self.actual.index[0]
-        for c in self.columns:
-            if issue - start < self.min_history:
-                # persistence: the same time one day earlier (or the first observed values)
-                lagged = self.actual[c].reindex(fc.index - pd.Timedelta("1D"))
-                fc[c] = lagged.fillna(self.actual[c].iloc[0]).to_numpy()
-            else:
-                pred = self._model(c, issue).predict_day_ahead(history[c], issue, fc.index)
-                fc[c] = np.clip(pred[c].to_numpy(), 0.0, None)
-        return fc
+        horizon = obs.forecast.iloc[:horizon_steps]
+        history = self.actual.loc[: horizon.index[0] - pd.Timedelta("1ns")]
+        return forecast_columns(history, horizon, self._fitted, self.refit)[0]
 
 
 def noisy_forecast(actual: pd.DataFrame, sd_frac: float, seed: int = 0) -> pd.DataFrame:

@@ -8,10 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from coolshift.commands._common import (
-    EXIT_BAD_INPUT, EXIT_FALLBACK, CarbonFmtOpt, CarbonOpt, SiteOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt,
+    EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, CarbonFmtOpt, CarbonOpt, SiteOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt,
     WorkloadOpt, cli_errors, console, err_console,
 )
 
+# EX_TEMPFAIL (sysexits.h): another run holds the lock; cron/systemd may retry later.
+EXIT_LOCKED = 75
 NO_MODEL_HINT = "run `coolshift train --site {cfg}` first to fit and register the plant model"
 
 
@@ -20,7 +22,7 @@ def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
-def load_coefficients(site, data, site_path: Path):
+def load_coefficients(site, data, site_path: Path, workdir: Path | None = None):
     """The registered plant model's coefficients for this forecast, or a clear error."""
     hint = NO_MODEL_HINT.format(cfg=site_path)
     try:
@@ -28,7 +30,7 @@ def load_coefficients(site, data, site_path: Path):
     except ImportError:
         _fail(f"no plant model registry is available for site {site.name}: {hint}")
     try:
-        model = load_plant_model(site, alias="production")
+        model = load_plant_model(site, alias="production", workdir=workdir)
     except Exception as exc:  # registry back-ends raise their own lookup errors
         _fail(f"no registered plant model for site {site.name} (alias 'production'): {hint} ({type(exc).__name__}: {exc})")
     if model is None:
@@ -85,8 +87,13 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def plan_cmd(
         site_path: SiteOpt,
-        start: Annotated[str, typer.Option("--start", help="first step of the plan, ISO 8601 (UTC if no offset)")],
-        out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default plans/<site>/<start>)")] = None,
+        start: Annotated[Optional[str], typer.Option("--start", help="first step of the plan, ISO 8601 (UTC if no offset)")] = None,
+        for_: Annotated[Optional[str], typer.Option("--for", help="today, tomorrow or YYYY-MM-DD (00:00 UTC)")] = None,
+        runs: Annotated[Path, typer.Option("--runs", help="root of the dated run folders")] = Path("runs"),
+        out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default <runs>/<site>/<date>)")] = None,
+        forecast: Annotated[str, typer.Option(help="model: Coolshift's forecasters trained on data before the start; perfect: the data as given")] = "model",
+        workdir: Annotated[Optional[Path], typer.Option(help="site working folder with mlflow.db (default ./.coolshift/<site>)")] = None,
+        mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="record the run in MLflow")] = True,
         carbon: CarbonOpt = None,
         weather: WeatherOpt = None,
         workload: WorkloadOpt = None,
@@ -99,18 +106,46 @@ def register(app: typer.Typer) -> None:
         envelope_zone_it: Annotated[bool, typer.Option(
             help="keep zone IT power inside the plant model's trained range (see docs/optimizer.md)")] = False,
     ) -> None:
-        """Plan the next horizon (length and step from the config) for least carbon."""
+        """Plan the next horizon (length and step from the config) for least carbon.
+
+        The nightly job: `coolshift plan --site S --for tomorrow` writes plan.csv/.parquet,
+        summary.json and report.html into <runs>/<site>/<date> (re-running replaces that
+        run atomically; a lock stops concurrent runs) and records the run in MLflow. Exit
+        codes: 0 plan, 3 fallback plan, 2 bad input, 1 failure, 75 another run holds the lock.
+        """
+        try:
+            _plan(site_path, start, for_, runs, out, forecast, workdir, mlflow_log, carbon, weather, workload,
+                  carbon_format, weather_format, workload_format, accounting, time_limit_s, integer_servers, envelope_zone_it)
+        except typer.Exit:
+            raise
+        except (ValueError, LookupError) as exc:
+            from coolshift.config import ConfigError
+            from coolshift.io.checks import DataError
+
+            if isinstance(exc, (ConfigError, DataError)):
+                raise
+            _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the nightly job reports, never dumps a traceback
+            _fail(f"plan failed: {type(exc).__name__}: {exc}", EXIT_FAILURE)
+
+    def _plan(site_path, start, for_, runs, out, forecast, workdir, mlflow_log, carbon, weather, workload,
+              carbon_format, weather_format, workload_format, accounting, time_limit_s, integer_servers, envelope_zone_it):
         import pandas as pd
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from coolshift.commands._common import load_inputs
+        from coolshift.io.checks import DataError
         from coolshift.io.atomic import write_frame_atomic, write_json_atomic
         from coolshift.optimizer import InitialState, Planner, PlanOptions, evaluate_actions
         from coolshift.optimizer.fallback import baseline_actions
         from coolshift.optimizer.plan import totals_of
-        from coolshift.runs import staged_run_dir
+        from coolshift.nightly import HISTORY_DAYS, horizon_forecast, log_plan_run, plan_report_html, plan_start
+        from coolshift.runs import RunLocked, run_lock, staged_run_dir
 
+        if forecast not in ("model", "perfect"):
+            _fail(f"--forecast must be 'model' or 'perfect', not {forecast!r}")
+        t0 = plan_start(for_, start)
         if accounting not in (None, "location", "market"):
             _fail(f"--accounting must be 'location' or 'market', not {accounting!r}")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as prog:
@@ -118,12 +153,19 @@ def register(app: typer.Typer) -> None:
             from coolshift.config import load_site
 
             site0 = load_site(site_path)
-            t0 = pd.Timestamp(start)
-            t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
             t1 = t0 + pd.Timedelta(hours=site0.planning.horizon_h)
-            site, data = load_inputs(site_path, t0, t1, carbon, weather, workload, carbon_format, weather_format, workload_format)
+            h0 = t0 - pd.Timedelta(days=HISTORY_DAYS) if forecast == "model" else t0
+            try:
+                site, full = load_inputs(site_path, h0, t1, carbon, weather, workload, carbon_format, weather_format, workload_format)
+            except DataError:
+                if forecast != "model":
+                    raise
+                # less history than HISTORY_DAYS: forecast from whatever precedes the start
+                site, full = load_inputs(site_path, t0, t1, carbon, weather, workload, carbon_format, weather_format, workload_format)
+            prog.update(task, description="forecasting intensity and demand")
+            data, fc_info = horizon_forecast(full, t0, forecast)
             prog.update(task, description="loading the plant model")
-            coefs, envelope = load_coefficients(site, data, site_path)
+            coefs, envelope = load_coefficients(site, data, site_path, workdir)
             prog.update(task, description="building the LP")
             opts = PlanOptions(accounting=accounting, time_limit_s=time_limit_s, integer_servers=integer_servers,
                                decision_envelope=envelope, envelope_zone_it=envelope_zone_it)
@@ -137,12 +179,30 @@ def register(app: typer.Typer) -> None:
             acts, rule = baseline_actions(site, planner.problem.data)
             base = totals_of(planner.problem.data, evaluate_actions(planner.problem.data, acts))
         summary = summary_of(site, plan, base, rule, planner, t0, t1, coefs)
+        summary["forecast"] = fc_info
         frame = plan.frame.copy()
         frame["in_envelope"] = coefs.in_envelope.reindex(frame.index).fillna(False).astype(bool).to_numpy()
-        out_dir = out or Path("plans") / site.name / f"{t0:%Y-%m-%dT%H%MZ}"
-        with staged_run_dir(out_dir) as stage:
-            write_frame_atomic(stage / "plan.csv", frame)
-            write_json_atomic(stage / "summary.json", summary)
+        out_dir = out or runs / site.name / f"{t0:%Y-%m-%d}"
+        baseline_frame = evaluate_actions(planner.problem.data, acts)
+        baseline_frame.index = frame.index
+        html = plan_report_html(site, plan, baseline_frame, summary, data)
+        try:
+            with run_lock(out_dir.parent, name=f"plan-{site.name}"):
+                with staged_run_dir(out_dir) as stage:
+                    write_frame_atomic(stage / "plan.csv", frame)
+                    write_frame_atomic(stage / "plan.parquet", frame)
+                    write_json_atomic(stage / "summary.json", summary)
+                    (stage / "report.html").write_text(html, encoding="utf-8")
+        except RunLocked as exc:
+            _fail(str(exc), EXIT_LOCKED)
+        if mlflow_log:
+            from coolshift.models.registry import site_workdir
+
+            try:
+                run_id = log_plan_run(site, workdir or site_workdir(site), summary, out_dir)
+                console.print(f"MLflow run {run_id}")
+            except Exception as exc:  # noqa: BLE001 - the plan stands even if tracking is down
+                err_console.print(f"[yellow]warning:[/] MLflow logging failed: {exc}")
 
         t = Table(title=f"Plan for {site.name}, {t0:%Y-%m-%d %H:%M} UTC + {site.planning.horizon_h} h ({summary['steps']} steps)")
         t.add_column("")
@@ -164,7 +224,7 @@ def register(app: typer.Typer) -> None:
             for r in plan.shadow_prices.itertuples():
                 sp.add_row(r.family, r.component, f"{r.value:,.4g}", r.unit, str(r.binding_steps))
             console.print(sp)
-        console.print(f"wrote {out_dir / 'plan.csv'} and {out_dir / 'summary.json'}")
+        console.print(f"wrote {out_dir / 'plan.csv'}, {out_dir / 'summary.json'} and the report {out_dir / 'report.html'}")
         if plan.fallback:
             err_console.print(f"[bold yellow]fallback plan:[/] {plan.reason}", markup=True, highlight=False)
             raise typer.Exit(EXIT_FALLBACK)

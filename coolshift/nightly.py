@@ -1,0 +1,158 @@
+"""The nightly plan's pieces around the optimiser: dates, forecasts, report, MLflow record.
+
+Pure functions where possible; the CLI (``coolshift plan``) does the I/O.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plan_start", "horizon_forecast", "plan_report_html", "log_plan_run", "HISTORY_DAYS"]
+
+# History the forecasters train on before the plan's first step.
+HISTORY_DAYS = 60
+
+
+def plan_start(for_: str | None, start: str | None, now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The plan's first step (UTC): ``--start`` as given, or ``--for today|tomorrow|YYYY-MM-DD`` at 00:00 UTC."""
+    if (for_ is None) == (start is None):
+        raise ValueError("give exactly one of --for (today, tomorrow or a date) and --start")
+    if start is not None:
+        t = pd.Timestamp(start)
+        return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    now = now or pd.Timestamp.now(tz="UTC")
+    today = now.tz_convert("UTC").normalize()
+    if for_ == "today":
+        return today
+    if for_ == "tomorrow":
+        return today + pd.Timedelta("1D")
+    try:
+        t = pd.Timestamp(for_)
+    except ValueError:
+        raise ValueError(f"--for must be today, tomorrow or a date (YYYY-MM-DD), not {for_!r}") from None
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).normalize()
+
+
+def horizon_forecast(data: pd.DataFrame, t0: pd.Timestamp, mode: str = "model") -> tuple[pd.DataFrame, dict]:
+    """The inputs the plan sees for [t0, end of ``data``).
+
+    ``mode='model'``: grid intensities (site and edges) and demand per class are forecast
+    by Coolshift's forecasters trained only on ``data`` before ``t0`` (persistence, the
+    same hour a day earlier, when under 14 days of history exist). Weather is taken from
+    the data as given: pass a weather forecast file with ``--weather`` for real nights.
+    ``mode='perfect'``: the data as they are (hindcasts and what-if replays).
+    """
+    from coolshift.optimizer.receding import forecast_columns
+
+    horizon = data.loc[t0:]
+    if mode == "perfect":
+        return horizon.copy(), {"mode": "perfect"}
+    if mode != "model":
+        raise ValueError(f"forecast mode must be 'model' or 'perfect', not {mode!r}")
+    history = data.loc[: t0 - pd.Timedelta("1ns")]
+    fc, used = forecast_columns(history, horizon)
+    return fc, {"mode": "model", "history_from": history.index[0].isoformat() if len(history) else None, "forecasters": used}
+
+
+def _figures(plan, baseline: pd.DataFrame, forecast: pd.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = plan.frame
+    out = []
+    fig, ax = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    ci = [c for c in forecast.columns if c.startswith("gco2_per_kwh")]
+    forecast[ci].plot(ax=ax[0])
+    ax[0].set_ylabel("gCO2/kWh")
+    ax[0].set_title("Grid intensity the plan used")
+    sp = [c for c in f.columns if c.startswith("supply_setpoint_c__")] + ["chw_setpoint_c"]
+    f[sp].plot(ax=ax[1])
+    ax[1].set_ylabel("degC")
+    ax[1].set_title("Supply-air and chilled-water setpoints")
+    out.append((fig, "Intensity and setpoints"))
+    fig, ax = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    f[[c for c in f.columns if c.startswith("active_servers__")]].plot(ax=ax[0])
+    ax[0].set_ylabel("servers")
+    ax[0].set_title("Active servers per pool")
+    rel = [c for c in f.columns if c.startswith(("release_units_per_h__", "offload_units_per_h__"))]
+    if rel:
+        f[rel].plot(ax=ax[1])
+    ax[1].set_ylabel("units/h")
+    ax[1].set_title("Batch work released and offloaded (shifted work)")
+    out.append((fig, "Consolidation and shifted work"))
+    fig, ax = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    ax[0].plot(f.index, f["facility_power_kw"], label="plan")
+    ax[0].plot(baseline.index, baseline["facility_power_kw"], label="best-practice baseline", ls="--")
+    ax[0].set_ylabel("kW")
+    ax[0].set_title("Predicted facility power")
+    ax[0].legend()
+    ax[1].plot(f.index, f["kgco2"].cumsum(), label="plan")
+    ax[1].plot(baseline.index, baseline["kgco2"].cumsum(), label="best-practice baseline", ls="--")
+    ax[1].set_ylabel("kgCO2 (cumulative)")
+    ax[1].legend()
+    out.append((fig, "Predicted power and carbon against the baseline"))
+    return out
+
+
+def plan_report_html(site, plan, baseline: pd.DataFrame, summary: dict, forecast: pd.DataFrame) -> str:
+    """Self-contained HTML report of one plan."""
+    from coolshift.reports.html import Section, html_figure, html_kv, html_paragraphs, html_table, render_page
+
+    pr, bs, sv = summary["predicted"], summary["baseline"], summary["savings"]
+    kv = {
+        "site": site.name, "period": f"{summary['start']} to {summary['end']}", "steps": summary["steps"],
+        "status": summary["status"] + (" (FALLBACK: " + str(summary["reason"]) + ")" if summary["fallback"] else ""),
+        "plant model": summary.get("model_version") or "-", "forecast": summary.get("forecast", {}).get("mode"),
+        "predicted tCO2": pr["tco2"], "baseline tCO2": bs["tco2"], "saving tCO2": sv["tco2"],
+        "saving %": sv["pct_co2"], "predicted PUE": pr["pue"], "baseline PUE": bs["pue"],
+        "steps outside the model's training envelope": summary["out_of_envelope_steps"],
+    }
+    sp = plan.shadow_prices
+    sections = [
+        Section("Summary", html_kv(kv, digits=3)),
+        Section("Figures", "".join(html_figure(fig, cap) for fig, cap in _figures(plan, baseline, forecast))),
+        Section("Shadow prices", html_table(sp, index=False, digits=4) if len(sp) else html_paragraphs("No constraint family binds.")
+                + html_paragraphs("What relaxing a binding policy by one unit would save over this horizon "
+                                  "(kgCO2 per degC of inlet limit, per hour of deadline, per server of redundancy).")),
+        Section("Solver", html_kv(summary["solver"], digits=3)),
+    ]
+    if summary.get("fallback"):
+        sections.insert(1, Section("Fallback", html_paragraphs(
+            f"The optimiser did not return a plan ({summary['reason']}); this is the best-practice rule plan.", note=True)))
+    return render_page(f"Coolshift plan: {site.name}", sections, subtitle=f"{summary['start']} + {summary['steps']} steps")
+
+
+def log_plan_run(site, workdir: Path, summary: dict, run_dir: Path) -> str | None:
+    """Record the plan run in MLflow (params, metrics, artifacts, model version); returns the run id."""
+    from coolshift.models.registry import configure
+
+    mlflow = configure(workdir)
+    mlflow.set_experiment(f"coolshift-plans-{site.name}")
+    with mlflow.start_run(run_name=summary["run_id"]) as run:
+        mlflow.log_params({
+            "site": site.name, "start": summary["start"], "steps": summary["steps"], "step_minutes": summary["step_minutes"],
+            "accounting": summary["accounting"], "forecast": summary.get("forecast", {}).get("mode"),
+            "model_version": summary.get("model_version"),
+        })
+        mlflow.set_tags({"fallback": str(summary["fallback"]), "status": summary["status"]})
+        metrics = {
+            "predicted_tco2": summary["predicted"]["tco2"], "baseline_tco2": summary["baseline"]["tco2"],
+            "saving_tco2": summary["savings"]["tco2"], "predicted_pue": summary["predicted"]["pue"],
+            "predicted_facility_kwh": summary["predicted"]["facility_kwh"],
+        }
+        if summary["savings"]["pct_co2"] is not None:
+            metrics["saving_pct"] = summary["savings"]["pct_co2"]
+        for k in ("build_s", "handover_s", "solve_s"):
+            v = summary["solver"].get(k)
+            if v is not None and np.isfinite(v):
+                metrics[k] = float(v)
+        mlflow.log_metrics(metrics)
+        for name in ("plan.csv", "summary.json", "report.html"):
+            if (run_dir / name).exists():
+                mlflow.log_artifact(str(run_dir / name))
+        return run.info.run_id
