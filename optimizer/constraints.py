@@ -6,7 +6,7 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 
 - ``interactive_demand``: sum_p work[t,p,k] + sum_e off[t,e,k] = demand[t,k]
 - ``batch_balance``: backlog[t,k] = backlog[t-1,k] + dt*(arrivals[t,k] - served[t,k])
-- ``batch_deadline``: backlog[t,k] <= work arrived but not yet due (0 at the horizon end)
+- ``batch_deadline``: backlog[t,k] <= work arrived (or queued) but not yet due (0 at the horizon end)
 - ``pool_capacity``: sum_k work[t,p,k] <= cap_p * (active[t,p] - boot_frac_p * switched_on[t,p])
 - ``server_boot``: switched_on[t,p] >= active[t,p] - active[t-1,p]
 - ``it_power``: pool_it_kw >= N*sleep + active*(a_s*peak - sleep) + b_s*peak*work/cap per segment s
@@ -66,7 +66,8 @@ def batch_not_due_units(d: ProblemData, extra_steps: int = 0) -> np.ndarray:
     """(n, Kb) work arrived by the end of each step but not yet due (units).
 
     Work arriving in step a is due by the end of step a + D - 1 (D = deadline in steps);
-    the initial backlog is due by the end of its own due step; nothing may be left at
+    each chunk of the initial backlog is due by the end of its own due step (so the
+    backlog bound is the cumulative queue not yet due); nothing may be left at
     the end of the horizon (a rolling plan re-plans the rest with the next forecast).
     """
     kb = np.flatnonzero(d.batch)
@@ -77,7 +78,9 @@ def batch_not_due_units(d: ProblemData, extra_steps: int = 0) -> np.ndarray:
         due = np.zeros(d.n)
         if d.n >= D:
             due[D - 1 :] = arrived[: d.n - D + 1, j]
-        b0_due = d.backlog0[k] * (np.arange(d.n) >= d.backlog0_due_step[k])
+        b0_due = np.zeros(d.n)
+        for due_step, units in d.backlog0_chunks[k]:  # each queued chunk by its own due time
+            b0_due += units * (np.arange(d.n) >= due_step)
         out[:, j] = arrived[:, j] + d.backlog0[k] - due - b0_due
     out[-1] = 0.0
     return np.maximum(out, 0.0)

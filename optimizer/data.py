@@ -69,7 +69,7 @@ class ProblemData:
     deadline_steps: np.ndarray  # (K,) int, batch only
     demand: np.ndarray  # (n, K) units/h
     backlog0: np.ndarray  # (K,) units
-    backlog0_due_step: np.ndarray  # (K,) int
+    backlog0_chunks: list[list[tuple[int, float]]]  # per class: (due step, units), the due step the last step to serve it by
     data_gb_per_unit: np.ndarray
     offloadable: np.ndarray  # (K,) bool: the class may run at an edge site at all
     # edges
@@ -224,15 +224,13 @@ def prepare(
     if (demand < 0).any():
         k = int(np.argwhere(demand < 0)[0][1])
         raise ValueError(f"forecast: column '{cls_names[k]}_units_per_h' has negative demand")
-    backlog0 = np.array([float(state.backlog_units.get(c, 0.0)) for c in cls_names])
-    due = np.array(
-        [
-            max(0, int(math.ceil(state.backlog_deadline_h.get(c, 0.0) / step_h - 1e-9)) - 1)
-            if backlog0[k] > 0
-            else 0
-            for k, c in enumerate(cls_names)
-        ]
-    )
+    chunks_h = state.backlog_chunks()
+    # a chunk due in h hours must be served by the end of step ceil(h / dt) - 1 (step 0 at the latest)
+    chunks = [
+        [(max(0, int(math.ceil(h / step_h - 1e-9)) - 1), u) for h, u in chunks_h.get(c, []) if u > 0]
+        for c in cls_names
+    ]
+    backlog0 = np.array([sum(u for _, u in ch) for ch in chunks], float)
     edges = site.edge_sites
     offload_ok = np.array(
         [
@@ -302,7 +300,7 @@ def prepare(
         deadline_steps=deadline_steps,
         demand=demand,
         backlog0=backlog0,
-        backlog0_due_step=due,
+        backlog0_chunks=chunks,
         data_gb_per_unit=np.array([c_.data_gb_per_unit for c_ in classes], float),
         offloadable=np.array([c_.offloadable for c_ in classes], dtype=bool),
         offload_ok=offload_ok,

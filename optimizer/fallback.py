@@ -29,8 +29,9 @@ def rule_actions(d: ProblemData, target_utilisation: float = TARGET_UTILISATION)
     n, P, K, E = d.n, len(d.pools), len(d.classes), len(d.edges)
     demand = d.demand.copy()
     for k in np.flatnonzero(d.backlog0 > 0):
-        due = min(int(d.backlog0_due_step[k]), n - 1) + 1
-        demand[:due, k] += d.backlog0[k] / (due * d.step_h)
+        for due_step, units in d.backlog0_chunks[k]:  # each queued chunk spread up to its due step
+            due = min(int(due_step), n - 1) + 1
+            demand[:due, k] += units / (due * d.step_h)
     cap = d.servers * d.cap_per_server  # (P,) units/h at full load
     share = d.serves * cap[:, None]
     share = share / np.maximum(share.sum(axis=0, keepdims=True), 1e-12)  # (P, K)

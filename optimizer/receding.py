@@ -96,27 +96,26 @@ def observed_forecast(obs, horizon_steps: int) -> pd.DataFrame:
 def initial_state_from_observation(site: SiteConfig, obs) -> InitialState:
     """The plant's observed state as the plan's starting point.
 
-    Queued batch work per class is planned against its *earliest* due time, so the plan
-    can never make queued work late (conservative: later chunks could wait longer).
+    Queued batch work per class is passed chunk by chunk with each chunk's own due time
+    (``InitialState.backlog_due``), so the plan serves every chunk by its due step and no
+    earlier than it needs to; work already overdue is due in the first step.
     """
     names = obs.names
     st = obs.state
-    backlog, due_h = {}, {}
+    chunks = {}
     for b, c in enumerate(names.batch):
-        due, units = obs.pending(b)
-        total = float(np.sum(units))
-        if total > 1e-9:
-            backlog[c] = total
-            # due step is the last step by which it must be served: hours to the end of it
-            due_h[c] = max(float(due.min() - obs.step + 1) * obs.step_h, obs.step_h)
+        due, units = obs.pending(b)  # per arrival chunk, oldest first: last step to serve it by, units
+        if float(np.sum(units)) > 1e-9:
+            # hours to the end of the due step, at least the first step
+            hours = np.maximum((np.asarray(due, float) - obs.step + 1) * obs.step_h, obs.step_h)
+            chunks[c] = [(float(h), float(u)) for h, u in zip(hours, units) if u > 1e-9]
     zones = {z.name: z for z in site.zones}
     return InitialState(
         supply_setpoint_c={z: float(np.clip(st.supply_c[i], zones[z].supply_setpoint_min_c, zones[z].supply_setpoint_max_c))
                            for i, z in enumerate(names.zones)},
         chw_setpoint_c=float(st.chw_c),
         active_servers={p: float(st.active_servers[i]) for i, p in enumerate(names.pools)},
-        backlog_units=backlog,
-        backlog_deadline_h=due_h,
+        backlog_due=chunks,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from coolshift.config import SiteConfig
 
 __all__ = ["InitialState"]
@@ -13,8 +15,11 @@ __all__ = ["InitialState"]
 class InitialState:
     """Where the plan starts from (values in force just before the first step).
 
-    ``backlog_units`` is batch work already queued per class (work units = reference
-    server-hours) and ``backlog_deadline_h`` the hours left until it is due.
+    Batch work already queued per class (work units = reference server-hours) is given
+    either as ``backlog_due[class]`` = ``[(hours until due, units), ...]`` chunks, oldest
+    first (a queue whose chunks fall due at different times: each must be served by its
+    own due time, no earlier), or as one chunk ``backlog_units[class]`` due in
+    ``backlog_deadline_h[class]`` hours. ``backlog_due`` wins where both name a class.
     """
 
     supply_setpoint_c: dict[str, float]
@@ -22,6 +27,15 @@ class InitialState:
     active_servers: dict[str, float]
     backlog_units: dict[str, float] = field(default_factory=dict)
     backlog_deadline_h: dict[str, float] = field(default_factory=dict)
+    backlog_due: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def backlog_chunks(self) -> dict[str, list[tuple[float, float]]]:
+        """Per batch class, the queued work as (hours until due, units) chunks."""
+        out = {k: [(float(h), float(u)) for h, u in v] for k, v in self.backlog_due.items()}
+        for k, v in self.backlog_units.items():
+            if k not in out and v > 0:
+                out[k] = [(float(self.backlog_deadline_h[k]), float(v))]
+        return out
 
     @classmethod
     def from_site(cls, site: SiteConfig) -> "InitialState":
@@ -56,5 +70,14 @@ class InitialState:
                 raise ValueError(f"initial state: backlog_units names {k!r}, not a batch class")
             if v < 0:
                 raise ValueError(f"initial state: backlog_units[{k}] = {v} is negative")
-            if v > 0 and self.backlog_deadline_h.get(k) is None:
+            if v > 0 and self.backlog_deadline_h.get(k) is None and k not in self.backlog_due:
                 raise ValueError(f"initial state: backlog_units[{k}] needs backlog_deadline_h[{k}]")
+        for k, chunks in self.backlog_due.items():
+            if k not in classes or classes[k].kind != "batch":
+                raise ValueError(f"initial state: backlog_due names {k!r}, not a batch class")
+            for i, chunk in enumerate(chunks):
+                if len(chunk) != 2:
+                    raise ValueError(f"initial state: backlog_due[{k}][{i}] must be (hours until due, units)")
+                h, u = float(chunk[0]), float(chunk[1])
+                if not (np.isfinite(h) and np.isfinite(u)) or u < 0 or h < 0:
+                    raise ValueError(f"initial state: backlog_due[{k}][{i}] = ({h}, {u}): hours and units must be >= 0")

@@ -171,3 +171,53 @@ def test_zone_it_kept_inside_the_model_envelope_when_asked():
     np.testing.assert_allclose(plan.frame["active_servers__pool"], 6.0, atol=1e-6)
     free = plan_site(site, zero_coefficients(site, fc.index), fc, options=PlanOptions(decision_envelope=env))
     np.testing.assert_allclose(free.frame["zone_it_power_kw__hall"], 0.6, atol=1e-6)
+
+
+def test_queued_chunks_are_each_served_by_their_own_due_time():
+    """Queue: 2 units due in 1 h, 3 units due in 4 h; intensity 300, 500, 500, 100 g/kWh.
+
+    The first chunk must run in step 0; the second waits for the clean last hour. Planning
+    the whole queue against the earliest due time would force all 5 units into step 0.
+    """
+    site = tiny_site(horizon_h=4)
+    fc = tiny_forecast(site, [300.0, 500.0, 500.0, 100.0], batch_units_per_h=0.0)
+    base = InitialState.from_site(site)
+    chunks = InitialState(base.supply_setpoint_c, base.chw_setpoint_c, base.active_servers,
+                          backlog_due={"batch": [(1.0, 2.0), (4.0, 3.0)]})
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc, chunks)
+    served = plan.frame["served_units_per_h__pool__batch"].to_numpy()
+    np.testing.assert_allclose(served, [2.0, 0.0, 0.0, 3.0], atol=1e-6)
+    # 0.3 kWh per unit at full load: 2 x 0.3 x 300 g + 3 x 0.3 x 100 g = 0.27 kg
+    assert plan.totals["tco2"] * 1000 == pytest.approx(0.27, rel=1e-6)
+    one = InitialState(base.supply_setpoint_c, base.chw_setpoint_c, base.active_servers,
+                       backlog_units={"batch": 5.0}, backlog_deadline_h={"batch": 1.0})
+    early = plan_site(site, zero_coefficients(site, fc.index), fc, one)
+    np.testing.assert_allclose(early.frame["served_units_per_h__pool__batch"], [5.0, 0.0, 0.0, 0.0], atol=1e-6)
+    late = InitialState(base.supply_setpoint_c, base.chw_setpoint_c, base.active_servers,
+                        backlog_units={"batch": 5.0}, backlog_deadline_h={"batch": 4.0})
+    np.testing.assert_allclose(plan_site(site, zero_coefficients(site, fc.index), fc, late)
+                               .frame["served_units_per_h__pool__batch"], [0.0, 0.0, 0.0, 5.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"backlog_due\[batch\]\[0\]"):
+        InitialState(base.supply_setpoint_c, base.chw_setpoint_c, base.active_servers,
+                     backlog_due={"batch": [(1.0, -2.0)]}).validate(site)
+
+
+def test_observed_queue_is_passed_chunk_by_chunk():
+    """The receding-horizon policy hands each queued chunk to the plan with its own due time."""
+    from types import SimpleNamespace
+
+    from coolshift.optimizer.receding import initial_state_from_observation
+
+    site = tiny_site(horizon_h=4)
+    obs = SimpleNamespace(
+        names=SimpleNamespace(batch=["batch"], zones=["hall"], pools=["pool"]),
+        state=SimpleNamespace(supply_c=np.array([20.0]), chw_c=10.0, active_servers=np.array([4.0])),
+        step=10, step_h=1.0,
+        # chunks due at the end of steps 9 (overdue), 10 and 13: 1, 2 and 3 units
+        pending=lambda b: (np.array([9, 10, 13]), np.array([1.0, 2.0, 3.0])),
+    )
+    st = initial_state_from_observation(site, obs)
+    assert st.backlog_due == {"batch": [(1.0, 1.0), (1.0, 2.0), (4.0, 3.0)]}
+    fc = tiny_forecast(site, [300.0, 500.0, 500.0, 100.0], batch_units_per_h=0.0)
+    plan = plan_site(site, zero_coefficients(site, fc.index), fc, st)
+    np.testing.assert_allclose(plan.frame["served_units_per_h__pool__batch"], [3.0, 0.0, 0.0, 3.0], atol=1e-6)
