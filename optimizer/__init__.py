@@ -4,13 +4,14 @@
 :class:`Planner` keeps the model loaded in HiGHS for receding-horizon re-solves.
 """
 
-from .data import PlanOptions, ProblemData, power_curve_error, power_curve_segments, prepare
+from .data import LEVERS, PlanOptions, ProblemData, power_curve_error, power_curve_segments, prepare
 from .plan import Actions, Plan, evaluate_actions
 from .solve import Planner, plan_site, shadow_prices
 from .state import InitialState
 
 __all__ = [
     "Actions",
+    "LEVERS",
     "InitialState",
     "Plan",
     "PlanOptions",

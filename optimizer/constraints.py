@@ -107,8 +107,12 @@ def batch_balance(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
         ub=rhs,
     )
     arrivals = d.demand[:, kb]
+    ub = batch_not_due_units(d)
+    lb = -INF
+    if d.backlog_fixed is not None:  # shifting off: the queue follows the run-on-arrival rule
+        lb = ub = d.backlog_fixed[:, kb]
     lp.add_cons(
-        "batch_deadline", coords, [(1.0, b)], ub=batch_not_due_units(d), arrivals_units_per_h=arrivals,
+        "batch_deadline", coords, [(1.0, b)], lb=lb, ub=ub, arrivals_units_per_h=arrivals,
         deadline_steps=d.deadline_steps[kb],
     )
 

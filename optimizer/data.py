@@ -18,7 +18,10 @@ from coolshift.models.coefficients import PlantCoefficients
 
 from .state import InitialState
 
-__all__ = ["PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error"]
+__all__ = ["LEVERS", "PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error"]
+
+# What the optimiser may move; a lever left out behaves like the static baseline for it.
+LEVERS = frozenset({"cooling", "consolidation", "shifting", "offload"})
 
 _CURVE_U = np.linspace(0.0, 1.0, 11)  # SPECpower_ssj2008 load levels: active idle, 10 % ... 100 %
 
@@ -41,6 +44,11 @@ class PlanOptions:
     # model extrapolated to an unseen corner is what an optimiser exploits first.
     decision_envelope: dict | None = None
     envelope_zone_it: bool = False  # also keep zone IT power inside the envelope (hard rows)
+    # Levers the plan may use (for attributing savings). Off: cooling -> supply and chilled
+    # water held at the config's initial setpoints; consolidation -> every server active;
+    # shifting -> batch served on arrival as capacity allows (the simulator's run-on-arrival
+    # rule); offload -> none.
+    levers: frozenset = LEVERS
 
 
 @dataclass
@@ -70,6 +78,7 @@ class ProblemData:
     demand: np.ndarray  # (n, K) units/h
     backlog0: np.ndarray  # (K,) units
     backlog0_chunks: list[list[tuple[int, float]]]  # per class: (due step, units), the due step the last step to serve it by
+    backlog_fixed: np.ndarray | None  # (n, K) backlog pinned to the run-on-arrival rule's queue (shifting off)
     data_gb_per_unit: np.ndarray
     offloadable: np.ndarray  # (K,) bool: the class may run at an edge site at all
     # edges
@@ -279,7 +288,14 @@ def prepare(
     zit = (None, None)
     if options.envelope_zone_it and all(f"zone_it_power_kw__{z.name}" in env for z in zf):
         zit = tuple(np.array([env[f"zone_it_power_kw__{z.name}"][j] for z in zf], float) for j in (0, 1))
-    return ProblemData(
+    unknown = set(options.levers) - LEVERS
+    if unknown:
+        raise ValueError(f"PlanOptions.levers: unknown lever(s) {sorted(unknown)}; choose from {sorted(LEVERS)}")
+    if "cooling" not in options.levers:  # setpoints held where the config starts them
+        sp0 = np.array([z.supply_setpoint_initial_c for z in zf], float)
+        sp_lo, sp_hi = sp0.copy(), sp0.copy()
+        chw_lo = chw_hi = float(ch.chw_setpoint_initial_c)
+    d = ProblemData(
         index=idx,
         step_h=step_h,
         zones=zones,
@@ -301,6 +317,7 @@ def prepare(
         demand=demand,
         backlog0=backlog0,
         backlog0_chunks=chunks,
+        backlog_fixed=None,
         data_gb_per_unit=np.array([c_.data_gb_per_unit for c_ in classes], float),
         offloadable=np.array([c_.offloadable for c_ in classes], dtype=bool),
         offload_ok=offload_ok,
@@ -340,3 +357,27 @@ def prepare(
         power_cap_kw=options.site_power_cap_kw or site.planning.site_power_cap_kw,
         options=options,
     )
+    if "cooling" not in options.levers:
+        d.chw0 = chw_lo
+    if "consolidation" not in options.levers:
+        d.min_active = d.servers.copy()
+    if "offload" not in options.levers:
+        d.offload_ok = np.zeros_like(d.offload_ok)
+    if "shifting" not in options.levers and d.batch.any():
+        d.backlog_fixed = run_on_arrival_backlog(site, d, forecast)
+    return d
+
+
+def run_on_arrival_backlog(site: SiteConfig, d: ProblemData, forecast: pd.DataFrame) -> np.ndarray:
+    """(n, K) batch queue after each step when batch runs on arrival as far as the full site's
+    capacity allows: the simulator's rule (:func:`coolshift.simulations.policies.static_actions`)."""
+    from coolshift.simulations.actions import SimState
+    from coolshift.simulations.policies import static_actions
+
+    kb = np.flatnonzero(d.batch)
+    state = SimState(inlet_c=np.full(len(d.zones), np.nan), supply_c=d.sp0.copy(), chw_c=float(d.chw0),
+                     active_servers=d.servers.copy(), queue_units=d.backlog0[kb].copy())
+    rel = np.asarray(static_actions(site, forecast, state, d.n, d.step_h).release_units_per_h, float)
+    q = np.zeros((d.n, len(d.classes)))
+    q[:, kb] = np.maximum(d.backlog0[kb] + np.cumsum((d.demand[:, kb] - rel) * d.step_h, axis=0), 0.0)
+    return q

@@ -259,7 +259,7 @@ class Planner:
         p, h = self.problem, self.highs
         fam = p.lp.cons.get("batch_deadline")
         rows = []
-        if fam is None:
+        if fam is None or p.data.backlog_fixed is not None:  # no shifting, no deadline to value
             return pd.DataFrame(rows)
         d = p.data
         extra = max(1, int(np.ceil(1.0 / d.step_h - 1e-9)))
