@@ -39,7 +39,8 @@ def registry(monkeypatch):
 
 def test_plan_writes_plan_and_summary(registry, tmp_path):
     out = tmp_path / "plan"
-    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--out", str(out)])
+    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--out", str(out),
+                                        "--forecast", "perfect", "--no-mlflow"])
     assert res.exit_code == 0, res.output
     frame = pd.read_csv(out / "plan.csv", index_col="timestamp", parse_dates=True)
     summary = json.loads((out / "summary.json").read_text())
@@ -65,12 +66,13 @@ def test_plan_writes_plan_and_summary(registry, tmp_path):
 def test_plan_without_a_registered_model_says_to_train(monkeypatch, tmp_path):
     mod = types.ModuleType("coolshift.models.registry")
 
-    def missing(site, alias="production"):
+    def missing(site, alias="production", **kw):
         raise LookupError(f"no model registered under alias {alias!r}")
 
     mod.load_plant_model = missing
     monkeypatch.setitem(sys.modules, "coolshift.models.registry", mod)
-    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--out", str(tmp_path / "p")])
+    res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--out", str(tmp_path / "p"),
+                                        "--forecast", "perfect", "--no-mlflow"])
     assert res.exit_code == 2
     assert "coolshift train" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "p").exists()
