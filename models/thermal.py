@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from coolshift.models.coefficients import PlantCoefficients
+from coolshift.models.coefficients import CoolingPiece, PlantCoefficients
 from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, col
 
 __all__ = [
@@ -121,6 +121,67 @@ def _lstsq(D: np.ndarray, y: np.ndarray, alpha: float, weight: np.ndarray | None
     return r.coef_ / scale
 
 
+def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray, n_hinges: int,
+                candidates: np.ndarray, alpha: float, weight: np.ndarray | None,
+                min_gain_frac: float) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
+    """Least squares ``y ~ D @ a + sum_m (Hb @ c_m) * max(0, delta_m - margin)`` with ``Hb @ c_m >= 0``.
+
+    Each hinge adds cooling below a knot in the margin (chilled water above outside
+    wet-bulb), with a slope that may vary with the weather (``Hb``: non-negative hat
+    functions, so ``c_m >= 0`` keeps every slope >= 0 and the response convex in the
+    chilled-water setpoint). Knots ``delta_m`` are chosen greedily from ``candidates``
+    (forward selection on the training error, a MARS-style search: Friedman 1991,
+    "Multivariate adaptive regression splines", Ann. Stat. 19) and kept only if each
+    cuts the squared error by ``min_gain_frac`` of the single-piece error. All fits are
+    ridge solves on one Gram matrix; ``c_m >= 0`` by an active set (negative slopes are
+    fixed at zero and the rest refitted). Returns (a, knots, slopes c_m).
+    """
+    n, p = D.shape
+    nh = Hb.shape[1]
+    cols = [D] + [Hb * np.maximum(0.0, d - margin)[:, None] for d in candidates] if n_hinges > 0 else [D]
+    Z = np.column_stack(cols)
+    scale = np.abs(Z).max(axis=0)
+    scale[scale == 0] = 1.0
+    Z = Z / scale
+    Zw = Z if weight is None else Z * weight[:, None]
+    G = Zw.T @ Z
+    g = Zw.T @ y
+    yy = float(y @ (y if weight is None else weight * y))
+
+    def solve(hinges: list[int]):
+        keep = list(range(p)) + [p + h * nh + j for h in hinges for j in range(nh)]
+        free = np.ones(len(keep), dtype=bool)
+        beta = np.zeros(len(keep))
+        for _ in range(nh * max(len(hinges), 1) + 1):
+            k = np.asarray(keep)[free]
+            beta[:] = 0.0
+            beta[free] = np.linalg.solve(G[np.ix_(k, k)] + alpha * np.eye(len(k)), g[k])
+            neg = free & (beta < 0) & (np.arange(len(keep)) >= p)
+            if not neg.any():
+                break
+            free &= ~neg
+        k = np.asarray(keep)
+        sse = yy - 2.0 * beta @ g[k] + beta @ G[np.ix_(k, k)] @ beta
+        return beta / scale[k], float(sse)
+
+    chosen: list[int] = []
+    beta, base = solve(chosen)
+    best = base
+    for _ in range(max(0, n_hinges)):
+        trials = [(solve(chosen + [c]), c) for c in range(len(candidates)) if c not in chosen]
+        if not trials:
+            break
+        (b_new, sse_new), c = min(trials, key=lambda x: x[0][1])
+        if best - sse_new < min_gain_frac * base:
+            break
+        chosen.append(c)
+        beta, best = b_new, sse_new
+    order = np.argsort([candidates[c] for c in chosen])
+    knots = [float(candidates[chosen[i]]) for i in order]
+    slopes = [beta[p + i * nh:p + (i + 1) * nh] for i in order]
+    return beta[:p], knots, slopes
+
+
 class LinearPlantModel(BaseEstimator, RegressorMixin):
     """Varying-coefficient linear plant model (see the module docstring).
 
@@ -135,12 +196,24 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         ``it_fan_threshold_c`` (ASHRAE TC 9.9 2011; see :data:`IT_FAN_FRAC_PER_C`).
     envelope_margin_frac : tolerance outside the training range, as a fraction of it.
     min_regime_samples : a regime with fewer training rows is merged into its neighbour.
+    n_cooling_pieces : most affine pieces of the convex piecewise-linear cooling response;
+        each piece beyond the first is a hinge in the chilled-water setpoint at a knot
+        ``wet-bulb + delta`` with a weather-dependent slope >= 0 (:func:`_fit_hinged`).
+        1 = the single linear piece (the fallback).
+    piece_min_gain_frac : a hinge is kept only if it cuts the training squared error by at
+        least this fraction of the single piece's.
+    n_hinge_candidates : knots ``delta`` tried (quantiles 10-90 % of chilled water minus
+        wet-bulb in the training data).
     """
 
     def __init__(self, n_regimes: int = 1, n_knots: int = 12, regime_edges_c=None, regime_on: str = "wetbulb",
                  alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
-                 min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True):
+                 min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True,
+                 n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.02, n_hinge_candidates: int = 17):
+        self.n_cooling_pieces = n_cooling_pieces
+        self.piece_min_gain_frac = piece_min_gain_frac
+        self.n_hinge_candidates = n_hinge_candidates
         self.relative_loss = relative_loss
         self.drybulb_term = drybulb_term
         self.n_regimes = n_regimes
@@ -185,6 +258,12 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         # beyond the outer knots the hats hold the edge value (no extrapolation of curvature);
         # the optional dry-bulb term adds a linear trend in dry-bulb
         return np.column_stack([H, t]) if self.drybulb_term else H
+
+    def _hinge_basis(self, t: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        """Basis of the hinge slopes: the hat functions alone (non-negative, so non-negative
+        weights give a slope >= 0 at every weather), or a constant without knots."""
+        E = self._E(t, wb)
+        return E[:, :len(self.knots_)] if len(self.knots_) >= 2 else np.ones((len(t), 1))
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, telemetry: pd.DataFrame, site=None, zones: list[str] | None = None) -> "LinearPlantModel":
@@ -232,9 +311,18 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
 
         # cooling: per regime, y = E.c + sum_z (E.a_z) it_z + sum_z (E.b_z) sp_z + (E.d) chw
         ne = E.shape[1]
+        if int(self.n_cooling_pieces) < 1:
+            raise ValueError(f"{where}: n_cooling_pieces must be >= 1, got {self.n_cooling_pieces!r}")
         self.cooling_coef_ = np.zeros((n_reg, 2 * nz + 2, ne))  # [const, it_z.., sp_z.., chw] x E
         self.inlet_coef_ = np.zeros((n_reg, nz, 3, ne))  # per zone: [const, sp, it] x E
         self.regime_counts_ = np.bincount(reg, minlength=n_reg).astype(int)
+        # economiser margin (chilled water above outside wet-bulb [K]): where the cooling
+        # response kinks (chillers below a weather-dependent margin, economiser above)
+        margin = CHW - wb
+        Hb = self._hinge_basis(t, wb)
+        n_h = int(self.n_cooling_pieces) - 1
+        cands = np.unique(np.round(np.quantile(margin, np.linspace(0.1, 0.9, int(self.n_hinge_candidates))), 2))
+        hinges = []
         for r in range(n_reg):
             m = reg == r
             Er = E[m]
@@ -242,12 +330,25 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
             # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
             w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
-            self.cooling_coef_[r] = _lstsq(D, cool[m], self.alpha, w).reshape(2 * nz + 2, ne)
+            a, knots, slopes = _fit_hinged(D, Hb[m], cool[m], margin[m], n_h, cands, self.alpha, w,
+                                           self.piece_min_gain_frac)
+            self.cooling_coef_[r] = a.reshape(2 * nz + 2, ne)
+            hinges.append((knots, slopes))
             for j, zc in enumerate(inlet_cols):
                 Xz = np.column_stack([np.ones(m.sum()), SP[m, j], IT[m, j]])
                 Dz = (Xz[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
                 y = telemetry[zc].to_numpy(float)[m]
                 self.inlet_coef_[r, j] = _lstsq(Dz, y, self.alpha).reshape(3, ne)
+        # every regime gets the same number of hinges (padding: zero slope, no effect)
+        n_keep = max(len(k) for k, _ in hinges)
+        self.hinge_knots_c_ = np.zeros((n_reg, n_keep))
+        self.hinge_coef_ = np.zeros((n_reg, n_keep, Hb.shape[1]))
+        for r, (knots, slopes) in enumerate(hinges):
+            pad = n_keep - len(knots)
+            self.hinge_knots_c_[r] = list(knots) + [max(knots, default=0.0)] * pad
+            for i, c in enumerate(slopes):
+                self.hinge_coef_[r, i] = c
+        self.n_cooling_pieces_ = int(n_keep + 1)
 
         # server fans: a prior per zone (kW per degC above the threshold), see IT_FAN_FRAC_PER_C
         self.it_fan_kw_per_c_ = self.it_fan_frac_per_c * IT.mean(axis=0)
@@ -293,6 +394,21 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             return pd.DataFrame(a, index=idx, columns=zones)
 
         env = self._envelope_mask(forecast, exog_only=True)
+        # hinges (knots ascending): cooling = main + sum_m s_m max(0, wb + delta_m - chw) with
+        # s_m >= 0, i.e. the max of the main piece and, for each j, the main piece plus the
+        # hinges j.. (all of them active at the coldest chilled water)
+        extra = []
+        knots = getattr(self, "hinge_knots_c_", np.zeros((len(self.regime_edges_) + 1, 0)))
+        if knots.shape[1]:
+            Hb = self._hinge_basis(t, wb)
+            slope = np.einsum("th,tmh->tm", Hb, self.hinge_coef_[reg])  # (T, M) kW per K, >= 0
+            at = wb[:, None] + knots[reg]  # knot in chilled water [degC] per step and hinge
+            for j in range(knots.shape[1]):
+                s_j = slope[:, j:].sum(axis=1)
+                extra.append(CoolingPiece(
+                    const_kw=pd.Series(cc[:, 0] + (slope[:, j:] * at[:, j:]).sum(axis=1), index=idx),
+                    per_it_kw=zf(cc[:, 1:1 + nz]), per_supply_c=zf(cc[:, 1 + nz:1 + 2 * nz]),
+                    per_chw_c=pd.Series(cc[:, 1 + 2 * nz] - s_j, index=idx)))
         return PlantCoefficients(
             cooling_const_kw=pd.Series(cc[:, 0], index=idx),
             cooling_per_it_kw=zf(cc[:, 1:1 + nz]),
@@ -307,7 +423,17 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             it_fan_threshold_c=float(self.it_fan_threshold_c),
             in_envelope=env,
             model_version=getattr(self, "model_version_", None),
+            cooling_pieces=tuple(extra),
+            decision_envelope=self.decision_envelope(),
         )
+
+    def decision_envelope(self) -> dict[str, tuple[float, float]]:
+        """Training range of every decision column ({telemetry column: (lo, hi)}, no margin)."""
+        self._check_fitted()
+        it_cols, sp_cols = self._decision_cols(self.zones_)
+        keys = ["chw_setpoint_c", *sp_cols, *it_cols, *[col("active_servers", p) for p in self.pools_]]
+        return {k: tuple(self.envelope_[k]) for k in keys if k in self.envelope_}
+
 
     def regime(self, frame: pd.DataFrame) -> pd.Series:
         """Name of the regime each row falls in."""

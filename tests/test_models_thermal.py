@@ -223,3 +223,50 @@ def test_learns_the_simulators_telemetry_export(tmp_path):
     assert met["inlet_temp_mae_c"] < 0.5 and met["pue_mae"] < 0.01
     assert met["cooling_power_mape_pct"] < 6.0  # measured 3.3 %: chillers running, no economiser kink
     assert m.in_envelope(test).mean() > 0.9
+
+
+def _kinked_plant(n: int, seed: int) -> pd.DataFrame:
+    """The known linear plant plus an economiser kink: below chilled water = wet-bulb + 4 K the
+    chillers add 25 kW per K (more at a warmer wet-bulb), above it cooling is flat in chilled water."""
+    f = _known_plant(_inputs(n, seed=seed))
+    wb = wetbulb_stull_c(f["outside_temp_c"], f["outside_rh_pct"])
+    slope = 25.0 + 0.5 * wb
+    f["cooling_power_kw"] += slope * np.maximum(0.0, wb + 4.0 - f["chw_setpoint_c"])
+    f["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * f["it_power_kw"] + f["cooling_power_kw"]
+    return f
+
+
+def test_convex_pieces_follow_an_economiser_kink_and_predict_is_their_max():
+    train, test = _kinked_plant(3000, seed=21), _kinked_plant(300, seed=22)
+    m = LinearPlantModel(n_cooling_pieces=3).fit(train, zones=ZONES)
+    one = LinearPlantModel(n_cooling_pieces=1).fit(train, zones=ZONES)
+    assert m.n_cooling_pieces_ >= 2 and one.n_cooling_pieces_ == 1
+    err = np.abs(m.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
+    err1 = np.abs(one.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
+    assert err < 1.0 and err < 0.5 * err1  # kW on ~100-600 kW (measured 0.33 vs 1.97)
+    pc = m.coefficients(None, test)
+    assert len(pc.cooling_pieces) == m.n_cooling_pieces_ - 1 and one.coefficients(None, test).cooling_pieces == ()
+    it = test[[col("zone_it_power_kw", z) for z in ZONES]].set_axis(ZONES, axis=1)
+    sp = test[[col("supply_setpoint_c", z) for z in ZONES]].set_axis(ZONES, axis=1)
+    ref = pc.predict(it, sp, test["chw_setpoint_c"])
+    pd.testing.assert_frame_equal(m.predict(test)[ref.columns], ref)
+    # convex and physical: every extra piece is steeper in chilled water than the main (economiser) one
+    for piece in pc.cooling_pieces:
+        assert (piece.per_chw_c <= pc.cooling_per_chw_c + 1e-9).all()
+    # the kink sits where it was built (wet-bulb + 4 K): at +8 K the main piece alone holds
+    wb = wetbulb_stull_c(test["outside_temp_c"], test["outside_rh_pct"])
+    hi = pc.cooling_const_kw + (pc.cooling_per_it_kw * it).sum(axis=1) + (pc.cooling_per_supply_c * sp).sum(axis=1)
+    main_at = hi + pc.cooling_per_chw_c * (wb + 8.0)
+    assert all((piece.evaluate(it, sp, wb + 8.0) <= main_at + 2.0).all() for piece in pc.cooling_pieces)
+
+
+def test_coefficients_carry_the_decisions_training_range():
+    tel = _known_plant(_inputs(1000, seed=23))
+    pc = LinearPlantModel().fit(tel, zones=ZONES).coefficients(None, tel.iloc[:4])
+    env = pc.decision_envelope
+    assert env["chw_setpoint_c"] == (tel["chw_setpoint_c"].min(), tel["chw_setpoint_c"].max())
+    for z in ZONES:
+        for c in (col("supply_setpoint_c", z), col("zone_it_power_kw", z)):
+            assert env[c] == (tel[c].min(), tel[c].max())
+    assert env[col("active_servers", "p1")][1] == tel[col("active_servers", "p1")].max()
+    assert "outside_temp_c" not in env  # decisions only
