@@ -13,7 +13,9 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 - ``inlet_limit``: inlet_min <= inlet_const + inlet_per_supply*sp + inlet_per_it*zone_it <= inlet_max
 - ``fan_power``: fan[t,z] >= it_fan_kw_per_c * (inlet[t,z] - threshold)
 - ``facility_power``: facility = const + facility_per_it*(IT + fans) + cooling(IT, sp, chw)
-- ``cooling_floor``: cooling(IT, sp, chw) >= 0
+- ``cooling_pieces`` (piecewise-linear cooling only): cooling >= each affine piece, and the
+  facility row uses the cooling variable
+- ``cooling_floor``: cooling(IT, sp, chw) >= 0 (the main piece)
 - ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0);
   0 on steps whose forecast lies outside the learned model's envelope (the setpoint holds)
 - ``envelope_hold``: chw[t] = chw[t-1] on those steps
@@ -181,6 +183,18 @@ def fan_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
 
 
 def facility_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """facility = const + per_it (IT + fans) + cooling; the affine cooling is substituted
+    unless cooling is piecewise linear (then the ``cooling_power_kw`` variable stands in)."""
+    if v.cool is not None:
+        rhs = d.fac_const
+        lp.add_cons(
+            "facility_power",
+            {"step": d.index},
+            [(1.0, v.fac), (-d.fac_it[:, None], v.pit), (-d.fac_it[:, None], v.fan), (-1.0, v.cool)],
+            lb=rhs,
+            ub=rhs,
+        )
+        return
     per_pool = d.fac_it[:, None] + d.cool_it[:, d.pool_zone]
     rhs = d.fac_const + d.cool_const
     lp.add_cons(
@@ -195,6 +209,30 @@ def facility_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
         ],
         lb=rhs,
         ub=rhs,
+    )
+
+
+def cooling_pieces(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """cooling >= each affine piece (the main one and every extra): the LP's cooling is their
+    maximum, exactly, because minimising carbon pushes it down onto the largest piece."""
+    if v.cool is None:
+        return
+    pieces = [(d.cool_const, d.cool_it, d.cool_sp, d.cool_chw), *d.cool_pieces]
+    P = len(pieces)
+    const = np.stack([p[0] for p in pieces], axis=1)  # (n, P)
+    it = np.stack([p[1][:, d.pool_zone] for p in pieces], axis=1)  # (n, P, pools)
+    spc = np.stack([p[2] for p in pieces], axis=1)  # (n, P, Z)
+    chw = np.stack([p[3] for p in pieces], axis=1)  # (n, P)
+    lp.add_cons(
+        "cooling_pieces",
+        {"step": d.index, "piece": ["main", *[f"piece{k}" for k in range(1, P)]]},
+        [
+            (1.0, v.cool[:, None]),
+            (-it, np.broadcast_to(v.pit[:, None, :], it.shape)),
+            (-spc, np.broadcast_to(v.sp[:, None, :], spc.shape)),
+            (-chw, np.broadcast_to(v.chw[:, None], chw.shape)),
+        ],
+        lb=const,
     )
 
 
@@ -282,6 +320,7 @@ FAMILIES = (
     inlet_limit,
     fan_power,
     facility_power,
+    cooling_pieces,
     cooling_floor,
     model_envelope,
     setpoint_ramp,

@@ -110,6 +110,8 @@ class ProblemData:
     fan_thr: float
     fac_const: np.ndarray
     fac_it: np.ndarray
+    # extra convex pieces of cooling power (cooling = max(main, pieces)): (n,), (n,Z), (n,Z), (n,) each
+    cool_pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     in_envelope: np.ndarray  # (n,) bool: forecast conditions inside the model's training data
     zone_it_lo: np.ndarray | None  # (Z,) zone IT kW range of the training data, if known
     zone_it_hi: np.ndarray | None
@@ -275,7 +277,17 @@ def prepare(
     sp_hi = np.array([z.supply_setpoint_max_c for z in zf], float)
     ch = site.cooling.chiller
     chw_lo, chw_hi = ch.chw_setpoint_min_c, ch.chw_setpoint_max_c
-    env = options.decision_envelope or {}
+    # the coefficients' own training range when the model provides it, else the options'
+    env = (c.decision_envelope if c.decision_envelope is not None else options.decision_envelope) or {}
+    pieces = []
+    for k, pc in enumerate(c.cooling_pieces):
+        arr = (pc.const_kw.to_numpy(float), pc.per_it_kw.to_numpy(float), pc.per_supply_c.to_numpy(float),
+               pc.per_chw_c.to_numpy(float))
+        for name, a in zip(("const_kw", "per_it_kw", "per_supply_c", "per_chw_c"), arr):
+            if not np.isfinite(a).all():
+                bad = ~np.isfinite(a.reshape(len(idx), -1)).all(axis=1)
+                raise ValueError(f"coefficients: cooling_pieces[{k}].{name} is missing/non-finite at step {idx[bad.argmax()]}")
+        pieces.append(arr)
     for i, z in enumerate(zf):
         lo, hi = env.get(f"supply_setpoint_c__{z.name}", (-np.inf, np.inf))
         # never exclude where the plant is now: it must be able to ramp in from there
@@ -346,6 +358,7 @@ def prepare(
         fan_thr=float(c.it_fan_threshold_c),
         fac_const=c.facility_const_kw.to_numpy(float),
         fac_it=c.facility_per_it_kw.to_numpy(float),
+        cool_pieces=pieces,
         in_envelope=c.in_envelope.reindex(idx).fillna(False).to_numpy(bool),
         zone_it_lo=zit[0],
         zone_it_hi=zit[1],

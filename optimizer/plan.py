@@ -94,6 +94,8 @@ def evaluate_actions(d: ProblemData, a: Actions) -> pd.DataFrame:
     inlet = d.inlet_const + d.inlet_sp * a.sp + d.inlet_it * zit
     fan = d.fan_k * np.maximum(inlet - d.fan_thr, 0.0)
     cooling = d.cool_const + (d.cool_it * zit).sum(1) + (d.cool_sp * a.sp).sum(1) + d.cool_chw * a.chw
+    for const, per_it, per_sp, per_chw in d.cool_pieces:  # convex piecewise linear: the largest piece
+        cooling = np.maximum(cooling, const + (per_it * zit).sum(1) + (per_sp * a.sp).sum(1) + per_chw * a.chw)
     it_total = zit.sum(1) + fan.sum(1)
     facility = d.fac_const + d.fac_it * it_total + cooling
     dt = d.step_h

@@ -33,6 +33,7 @@ class Vars:
     dsp: np.ndarray | None  # (n, Z) |setpoint move|
     dchw: np.ndarray | None  # (n,) |chw move|
     unmatched: np.ndarray | None  # (n,) grid energy not matched by the PPA (market), kW
+    cool: np.ndarray | None = None  # (n,) cooling power kW, only with piecewise-linear cooling
 
 
 def _pairs(mask: np.ndarray, rows: list[str], cols: list[str]):
@@ -76,5 +77,8 @@ def add_variables(lp: LinearProgram, d: ProblemData) -> Vars:
     unmatched = None
     if d.accounting == "market":
         unmatched = lp.add_vars("unmatched_kw", step, lb=0.0)
-    return Vars(sp, chw, nact, up, pit, work, off, backlog, fan, fac, dsp, dchw, unmatched)
+    cool = None
+    if d.cool_pieces:  # cooling = max of affine pieces: a variable above each of them
+        cool = lp.add_vars("cooling_power_kw", step, lb=-np.inf)
+    return Vars(sp, chw, nact, up, pit, work, off, backlog, fan, fac, dsp, dchw, unmatched, cool)
 

@@ -221,3 +221,44 @@ def test_observed_queue_is_passed_chunk_by_chunk():
     fc = tiny_forecast(site, [300.0, 500.0, 500.0, 100.0], batch_units_per_h=0.0)
     plan = plan_site(site, zero_coefficients(site, fc.index), fc, st)
     np.testing.assert_allclose(plan.frame["served_units_per_h__pool__batch"], [3.0, 0.0, 0.0, 3.0], atol=1e-6)
+
+
+def _piece(index, zones, const, per_supply):
+    from coolshift.models.coefficients import CoolingPiece
+
+    z = pd.DataFrame(0.0, index=index, columns=zones)
+    return CoolingPiece(const_kw=pd.Series(const, index=index), per_it_kw=z, per_supply_c=z + per_supply,
+                        per_chw_c=pd.Series(0.0, index=index))
+
+
+def test_piecewise_linear_cooling_stops_at_the_kink():
+    """Main piece 60 - 2 sp (falls as supply air warms), extra piece -20 + 2 sp (rises: e.g.
+    fans speeding up); cooling = max of both is least at their crossing, sp = 20 degC, 20 kW.
+    With the main piece alone the inlet limit stops it: sp = 24, 12 kW."""
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [500.0, 500.0], web_units_per_h=2.0)
+    co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=60.0, cooling_per_supply_c=-2.0)
+    kinked = type(co)(**{**co.__dict__, "cooling_pieces": (_piece(fc.index, co.zones, -20.0, 2.0),)})
+    plan = plan_site(site, kinked, fc, options=NO_MOVES)
+    assert plan.status == "optimal"
+    np.testing.assert_allclose(plan.frame["supply_setpoint_c__hall"], 20.0, atol=1e-6)
+    np.testing.assert_allclose(plan.frame["cooling_power_kw"], 20.0, atol=1e-6)
+    # 2 servers serve 2 units/h: 0.6 kW IT; 2 h x 20.6 kW x 0.5 kg/kWh
+    assert plan.totals["tco2"] * 1000 == pytest.approx(20.6, rel=1e-6)
+    assert plan.objective_kg == pytest.approx(plan.totals["tco2"] * 1000, rel=1e-5)
+    flat = plan_site(site, co, fc, options=NO_MOVES)
+    np.testing.assert_allclose(flat.frame["supply_setpoint_c__hall"], 24.0, atol=1e-6)
+    assert flat.totals["tco2"] * 1000 == pytest.approx(12.6, rel=1e-6)
+    # a piece that never binds (below the main one everywhere in range) changes nothing
+    low = type(co)(**{**co.__dict__, "cooling_pieces": (_piece(fc.index, co.zones, -100.0, 0.0),)})
+    assert plan_site(site, low, fc, options=NO_MOVES).totals["tco2"] == pytest.approx(flat.totals["tco2"], rel=1e-9)
+
+
+def test_decision_envelope_from_the_coefficients():
+    """The coefficients' own training range caps the setpoint (22 degC instead of the inlet limit's 24)."""
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [500.0, 500.0], web_units_per_h=2.0)
+    co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=60.0, cooling_per_supply_c=-2.0)
+    env = type(co)(**{**co.__dict__, "decision_envelope": {"supply_setpoint_c__hall": (15.0, 22.0)}})
+    plan = plan_site(site, env, fc, options=NO_MOVES)
+    np.testing.assert_allclose(plan.frame["supply_setpoint_c__hall"], 22.0, atol=1e-6)
