@@ -69,6 +69,10 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
     issue = horizon.index[0]
     used = {}
     enough = len(history) and history.index[-1] - history.index[0] >= pd.Timedelta(days=MIN_HISTORY_DAYS)
+    # Intensity data are hourly averages: forecast on the hour grid (4x fewer models than
+    # at 15 min) and hold each hour's value over its steps.
+    hourly_hist = history.resample("1h").mean() if len(history) else history
+    h_index = pd.date_range(issue.floor("1h"), horizon.index[-1].floor("1h"), freq="1h")
     for c in _forecastable(horizon):
         if not enough:
             fc[c] = _persistence(history, c, horizon.index) if len(history) else horizon[c].iloc[0]
@@ -79,11 +83,11 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
             model = cached[1]
         else:
             cls = CarbonIntensityForecaster if c.startswith("gco2") else WorkloadForecaster
-            model = cls(name=c).fit(history[c])
+            model = cls(name=c, max_horizon_h=48.0).fit(hourly_hist[c].dropna())
             if fitted is not None:
                 fitted[c] = (issue, model)
-        pred = model.predict_day_ahead(history[c], issue, horizon.index)
-        fc[c] = np.clip(pred[c].to_numpy(), 0.0, None)
+        pred = model.predict_day_ahead(hourly_hist[c].dropna(), h_index[0], h_index)[c]
+        fc[c] = np.clip(pred.reindex(horizon.index.floor("1h")).to_numpy(), 0.0, None)
         used[c] = type(model).__name__
     return fc, used
 
