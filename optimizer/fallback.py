@@ -5,7 +5,8 @@ The rule is the simulator's ``best_practice`` policy
 the ASHRAE limit with a containment margin and ramped, chilled water following, servers
 consolidated with 20 % headroom above the redundancy floor, batch on arrival, no
 offload), so the optimiser's baseline and the simulator's are one rule. Its releases
-are spread over the pools with the simulator's allocator, class by class, and scored
+are spread over the pools with the simulator's allocator, class by class (telling it what
+each pool serves site-wide, so specialised pools still fill first), and scored
 with the same learned model as the optimised plan (:func:`evaluate_actions`).
 
 If the simulator package cannot be imported, :func:`rule_actions` applies a minimal
@@ -71,7 +72,8 @@ def best_practice_actions(site, d: ProblemData) -> Actions:
     work = np.zeros((n, len(d.pools), K))
     order = list(np.flatnonzero(~d.batch)) + list(kb)
     for k in order:  # interactive first, then batch (as the simulator serves them)
-        _, load = allocate_to_pools(want[:, [k]], cap, d.serves[:, [k]].T)
+        # open_to: what each pool serves site-wide, so specialised pools are still filled first
+        _, load = allocate_to_pools(want[:, [k]], cap, d.serves[:, [k]].T, open_to=d.serves.sum(axis=1))
         work[:, :, k] = load
         cap = np.maximum(cap - load, 0.0)
     backlog = np.zeros((n, K))

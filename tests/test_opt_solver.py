@@ -248,3 +248,26 @@ def test_resolve_after_new_coefficients_equals_fresh_solve(small, scale_steps):
     again = planner.solve()
     fresh = Planner(site, co2, fc, options=OPTS).solve()
     assert again.objective_kg == pytest.approx(fresh.objective_kg, rel=1e-7)
+
+
+def test_rule_plan_fills_specialised_pools_first():
+    """The best-practice fallback spreads work like the simulator: a pool that serves only
+    batch takes the batch work before a pool that also serves web."""
+    from coolshift.config import SiteConfig
+    from coolshift.optimizer.fallback import best_practice_actions
+
+    base = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 0.5},
+                              {"name": "batch", "kind": "batch", "share": 0.5, "deadline_h": 2}])
+    raw = base.model_dump(exclude_none=True)
+    pool = raw["server_pools"][0]
+    raw["server_pools"] = [{**pool, "name": "general", "classes": ["web", "batch"]},
+                           {**pool, "name": "batchonly", "classes": ["batch"]}]
+    site = SiteConfig.model_validate(raw)
+    fc = tiny_forecast(site, [300.0, 300.0], web_units_per_h=2.0, batch_units_per_h=3.0)
+    d = prepare(site, zero_coefficients(site, fc.index), fc)
+    a = best_practice_actions(site, d)
+    g, b = d.pools.index("general"), d.pools.index("batchonly")
+    kb = d.classes.index("batch")
+    assert a.work[:, :, kb].sum(axis=1) == pytest.approx([3.0, 3.0])
+    np.testing.assert_allclose(a.work[:, b, kb], 3.0, atol=1e-9)
+    np.testing.assert_allclose(a.work[:, g, kb], 0.0, atol=1e-9)
