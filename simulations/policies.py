@@ -414,13 +414,24 @@ class CarbonGreedyPolicy:
 
 @dataclass
 class ExplorePolicy:
-    """Commissioning-style excitation within the safe envelope (seeded, reproducible)."""
+    """Commissioning-style excitation within the safe envelope (seeded, reproducible).
+
+    Each ``hold_h`` block draws supply setpoints, a chilled-water setpoint between the
+    initial one and the warmest that still delivers the lowest supply, and a consolidation
+    headroom (0 = servers packed to the work they serve, None = all on). A share
+    ``corner_frac`` of the blocks visits the corner a carbon optimiser drives to: every
+    supply setpoint in the top ``corner_band`` of its safe range, chilled water in the top
+    band of its range, and servers packed (headroom 0, so zone IT power is lowest), so a
+    model learned from this data has seen those joint settings.
+    """
 
     name: str = "explore"
     interval_h: float | None = 24.0
     hold_h: float = 3.0
     seed: int = 0
-    headrooms: tuple = (0.1, 0.3, 0.6, None)  # None = all servers on
+    headrooms: tuple = (0.0, 0.1, 0.3, 0.6, None)  # None = all servers on
+    corner_frac: float = 0.25
+    corner_band: float = 0.15
 
     def decide(self, obs: Observation) -> Actions:
         site, n, step_h = obs.site, obs.n_steps, obs.step_h
@@ -434,6 +445,11 @@ class ExplorePolicy:
         tgt_b = {b: lo + (hi - lo) * r.random(len(lo)) for b, r in draws.items()}
         chw_off = {b: r.random() for b, r in draws.items()}
         head = {b: self.headrooms[int(r.integers(len(self.headrooms)))] for b, r in draws.items()}
+        for b, r in draws.items():  # corner blocks: warm supply, warm chilled water, packed servers
+            if r.random() < self.corner_frac:
+                tgt_b[b] = hi - (hi - lo) * self.corner_band * r.random(len(lo))
+                chw_off[b] = 1.0 - self.corner_band * r.random()
+                head[b] = 0.0
         target = np.vstack([tgt_b[int(b)] for b in blocks])
         supply = _ramp(target, obs.state.supply_c, _rate_per_step(site, step_h))
         ch = site.cooling.chiller

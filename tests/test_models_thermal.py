@@ -270,3 +270,38 @@ def test_coefficients_carry_the_decisions_training_range():
             assert env[c] == (tel[c].min(), tel[c].max())
     assert env[col("active_servers", "p1")][1] == tel[col("active_servers", "p1")].max()
     assert "outside_temp_c" not in env  # decisions only
+
+
+def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
+    """Training coverage: the explore policy reaches the joint corners the optimiser uses
+    (all supply setpoints and chilled water warm, servers packed), still within the safe envelope."""
+    from pathlib import Path
+
+    from coolshift.config import load_site
+    from coolshift.io import load_site_data
+    from coolshift.simulations.engine import simulate
+    from coolshift.simulations.policies import ExplorePolicy, safe_supply_max_c
+
+    site = load_site(Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml")
+    data = load_site_data(site, "2022-06-01", "2022-06-11")
+    new = simulate(site, data, ExplorePolicy(seed=3))
+    old = simulate(site, data, ExplorePolicy(seed=3, corner_frac=0.0, headrooms=(0.1, 0.3, 0.6, None)))
+    zones = [z.name for z in site.zones]
+    hi = safe_supply_max_c(site)
+    lo = np.array([max(z.supply_setpoint_min_c, z.inlet_min_c) for z in site.zones])
+
+    def corner_share(ts):
+        sp = ts[[col("supply_setpoint_c", z) for z in zones]].to_numpy()
+        warm = (sp >= hi - 0.2 * (hi - lo)).all(axis=1)
+        # chilled water within 0.5 K of the warmest that still delivers the lowest supply
+        chw_max = np.clip(sp.min(axis=1) - site.cooling.crah_supply_approach_c - 1.0,
+                          site.cooling.chiller.chw_setpoint_min_c, site.cooling.chiller.chw_setpoint_max_c)
+        return float((warm & (ts["chw_setpoint_c"].to_numpy() >= chw_max - 0.5)).mean())
+
+    share_new, share_old = corner_share(new.timeseries), corner_share(old.timeseries)
+    assert share_new > 0.1 and share_new > 3 * share_old + 0.01, (share_new, share_old)
+    it_new = new.timeseries[[col("zone_it_power_kw", z) for z in zones]].min()
+    it_old = old.timeseries[[col("zone_it_power_kw", z) for z in zones]].min()
+    assert (it_new < it_old).all()  # packed servers: less idle power in the zones
+    for r in (new, old):
+        assert r.summary["thermal_violation_minutes"] == 0 and r.summary["unserved_interactive_units"] == 0
