@@ -100,6 +100,7 @@ def build_record(site, data, results: dict, forecast_mode, interval_h, timings, 
         "forecast": forecast_mode,
         "replan_interval_h": interval_h,
         "plant_model": getattr(plant_model, "model_version_", None) if plant_model is not None else None,
+        "code_version": _code_version(),
         "policies": summaries,
         "savings_vs_static_pct": {},
         "savings_vs_best_practice_pct": {},
@@ -137,6 +138,19 @@ def savings_table(rec: dict) -> pd.DataFrame:
             "saving_vs_best_practice_pct": rec["savings_vs_best_practice_pct"].get(name),
         })
     return pd.DataFrame(rows).set_index("policy")
+
+
+def _code_version() -> str | None:
+    """The git commit the evaluation ran on (figures in docs cite it), if run from a checkout."""
+    import subprocess
+    from pathlib import Path
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _jsonable(d):

@@ -1,0 +1,61 @@
+"""Closed-loop evaluation on the simulator: record keys, savings arithmetic, oracle as the bound."""
+
+import numpy as np
+import pytest
+
+from coolshift.config import load_site
+from coolshift.evaluate import evaluate_policies, savings_table
+from coolshift.io import load_site_data
+from coolshift.models.thermal import LinearPlantModel
+from coolshift.simulations.engine import simulate
+from coolshift.simulations.policies import get_policy
+from coolshift.simulations.telemetry import to_telemetry
+from conftest import SMALL_SITE
+
+SUMMARY_KEYS = {"it_kwh", "facility_kwh", "pue", "tco2_location", "tco2_market", "water_l", "sla_violations",
+                "late_work_units", "thermal_violation_minutes"}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    site = load_site(SMALL_SITE)
+    train = load_site_data(site, "2022-05-15", "2022-06-12")
+    res = simulate(site, train, get_policy("explore"))
+    tel = to_telemetry(res.timeseries, [z.name for z in site.zones], [p.name for p in site.server_pools])
+    model = LinearPlantModel().fit(tel, site)
+    return site, model
+
+
+def test_oracle_bounds_every_policy_and_savings_add_up(trained):
+    site, model = trained
+    data = load_site_data(site, "2022-06-14", "2022-06-17")
+    rec = evaluate_policies(site, data, ["static", "best_practice", "carbon_greedy", "coolshift", "oracle"], model,
+                            forecast_mode="noise10", interval_h=4.0, seed=1)
+    pol = rec["policies"]
+    assert set(pol) == {"static", "best_practice", "carbon_greedy", "coolshift", "oracle"}
+    for s in pol.values():
+        assert SUMMARY_KEYS <= s.keys()
+    # the oracle (actual future values, longer horizon) is the bound on every other policy
+    oracle = pol["oracle"]["tco2_location"]
+    for name, s in pol.items():
+        assert oracle <= s["tco2_location"] * 1.002, (name, oracle, s["tco2_location"])
+    # no policy may buy its saving with late work or hot servers
+    for name in ("coolshift", "oracle"):
+        assert pol[name]["late_work_units"] == 0 and pol[name]["thermal_violation_minutes"] == 0
+        assert pol[name]["sla_violations"] == 0
+    st = pol["static"]["tco2_location"]
+    for name, s in pol.items():
+        assert rec["savings_vs_static_pct"][name] == pytest.approx(100 * (st - s["tco2_location"]) / st)
+    share = (st - pol["coolshift"]["tco2_location"]) / (st - oracle)
+    assert rec["oracle_share"] == pytest.approx(share)
+    table = savings_table(rec)
+    assert list(table.index) == list(pol) and np.isfinite(table["tCO2_location"]).all()
+
+
+def test_unknown_policy_and_missing_model_are_clear_errors(trained):
+    site, _ = trained
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+    with pytest.raises(ValueError, match="unknown policies"):
+        evaluate_policies(site, data, ["static", "genius"])
+    with pytest.raises(ValueError, match="trained plant model"):
+        evaluate_policies(site, data, ["coolshift"])
