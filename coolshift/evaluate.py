@@ -20,6 +20,9 @@ from coolshift.config import SiteConfig
 __all__ = ["POLICIES", "FORECAST_MODES", "evaluate_policies", "savings_table"]
 
 POLICIES = ("static", "best_practice", "carbon_greedy", "coolshift", "oracle")
+# Coolshift with one lever on and the others as in the static baseline (to attribute savings).
+LEVERS = ("cooling", "consolidation", "shifting", "offload")
+LEVER_POLICIES = tuple(f"coolshift_{lever}" for lever in LEVERS)
 FORECAST_MODES = ("perfect", "model", "noise5", "noise10")
 # Oracle horizon: longer than any batch deadline of the example sites (24 h) so that it
 # sees every hour a deferral could use.
@@ -58,10 +61,10 @@ def evaluate_policies(
     from coolshift.simulations.engine import simulate
     from coolshift.simulations.policies import get_policy
 
-    unknown = [p for p in policies if p not in POLICIES]
+    unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
-    if any(p in ("coolshift", "oracle") for p in policies) and plant_model is None:
+    if any(p.startswith("coolshift") or p == "oracle" for p in policies) and plant_model is None:
         raise ValueError("the coolshift and oracle policies need a trained plant model (run `coolshift train`)")
     results, timings, plans = {}, {}, {}
     for name in policies:
@@ -70,6 +73,12 @@ def evaluate_policies(
         sim_forecast = None
         if name == "coolshift":
             pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed)
+        elif name in LEVER_POLICIES:
+            from coolshift.optimizer.data import PlanOptions
+
+            opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}))
+            pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
+                                                  options=opts, name=name)
         elif name == "oracle":
             pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle")
         else:

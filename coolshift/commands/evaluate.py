@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="output folder (evaluation.json, evaluation.csv, report.html)")],
         start: StartOpt = None,
         end: EndOpt = None,
-        policies: Annotated[str, typer.Option(help="comma-separated: static,best_practice,carbon_greedy,coolshift,oracle")] =
+        policies: Annotated[str, typer.Option(help="comma-separated: static,best_practice,carbon_greedy,coolshift,oracle; and coolshift_<lever> "
+                          "(cooling, consolidation, shifting, offload: that lever alone) to attribute savings")] =
         "static,best_practice,carbon_greedy,coolshift,oracle",
         forecast: Annotated[str, typer.Option(help="what coolshift plans on: perfect|model|noise5|noise10")] = "model",
         interval_h: Annotated[float, typer.Option("--interval-h", help="re-plan every N hours")] = 4.0,
@@ -64,18 +65,18 @@ def register(app: typer.Typer) -> None:
         """Run the baselines, Coolshift's receding-horizon plans and the oracle on the simulator."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from coolshift.evaluate import FORECAST_MODES, POLICIES, evaluate_policies, savings_table
+        from coolshift.evaluate import FORECAST_MODES, LEVER_POLICIES, POLICIES, evaluate_policies, savings_table
         from coolshift.io.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 
         names = [p.strip() for p in policies.split(",") if p.strip()]
-        bad = [p for p in names if p not in POLICIES]
+        bad = [p for p in names if p not in POLICIES + LEVER_POLICIES]
         if bad or forecast not in FORECAST_MODES:
             err_console.print(f"[bold red]error:[/] unknown policies {bad} or forecast {forecast!r}; policies: "
                               f"{', '.join(POLICIES)}; forecasts: {', '.join(FORECAST_MODES)}")
             raise typer.Exit(EXIT_BAD_INPUT)
         cfg, data = load_inputs(site, start, end, carbon, weather, workload, carbon_format, weather_format, workload_format)
         model = None
-        if {"coolshift", "oracle"} & set(names):
+        if any(n.startswith("coolshift") or n == "oracle" for n in names):
             from coolshift.models.registry import load_plant_model
 
             try:
