@@ -1,0 +1,58 @@
+"""Closed-loop evaluation speed: how long a period takes per policy, against the simulator floor.
+
+The floor is the simulator running the `static` rule over the same period in the same
+run (no planning); Coolshift and the oracle add one LP per re-plan (every 4 h).
+Usage: python benchmarks/bench_evaluate.py [--site S] [--start D] [--end D] [--forecast perfect|model|noise5|noise10]
+(needs a registered plant model: `coolshift train`, see README). Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from coolshift.config import load_site  # noqa: E402
+from coolshift.evaluate import evaluate_policies  # noqa: E402
+from coolshift.io import load_site_data  # noqa: E402
+from coolshift.models.registry import load_plant_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--site", default=str(REPO / "configs/sites/philadelphia_multihall_20mw.yaml"))
+    ap.add_argument("--start", default="2022-01-01")
+    ap.add_argument("--end", default="2023-01-01")
+    ap.add_argument("--forecast", default="model")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--policies", default="static,best_practice,carbon_greedy,coolshift,oracle")
+    a = ap.parse_args()
+    site = load_site(a.site)
+    t0 = time.perf_counter()
+    data = load_site_data(site, a.start, a.end)
+    load_s = time.perf_counter() - t0
+    model = load_plant_model(site, workdir=a.workdir)
+    t1 = time.perf_counter()
+    rec = evaluate_policies(site, data, a.policies.split(","), model, forecast_mode=a.forecast)
+    total = time.perf_counter() - t1
+    floor = rec["runtime_s"]["static"]
+    print(f"{site.name}: {len(data):,} steps of {rec['step_minutes']} min, forecast {a.forecast}, data load {load_s:.1f} s")
+    print(f"{'policy':<16}{'seconds':>10}{'x floor':>10}{'plans':>8}{'s/plan':>8}")
+    rows = []
+    for name, sec in rec["runtime_s"].items():
+        pl = rec["planner"].get(name, {})
+        print(f"{name:<16}{sec:>10.1f}{sec / floor:>10.1f}{pl.get('plans', 0):>8}{pl.get('mean_plan_s', 0):>8.3f}")
+        rows.append({"policy": name, "seconds": sec, "x_floor": sec / floor, "plans": pl.get("plans", 0),
+                     "mean_plan_s": pl.get("mean_plan_s", 0.0)})
+    print(f"total {total:.1f} s ({total / 60:.1f} min; target for a year of the large site: < 30 min on 2 cores)")
+    print(json.dumps({"site": site.name, "steps": len(data), "forecast": a.forecast, "total_s": total, "policies": rows}))
+
+
+if __name__ == "__main__":
+    main()
