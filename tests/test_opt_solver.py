@@ -271,3 +271,27 @@ def test_rule_plan_fills_specialised_pools_first():
     assert a.work[:, :, kb].sum(axis=1) == pytest.approx([3.0, 3.0])
     np.testing.assert_allclose(a.work[:, b, kb], 3.0, atol=1e-9)
     np.testing.assert_allclose(a.work[:, g, kb], 0.0, atol=1e-9)
+
+
+def test_resolve_when_cooling_becomes_piecewise_equals_fresh_solve(small):
+    """New coefficients that add a cooling piece change the LP's structure: a new Pyomo model is
+    compiled and passed, and the re-solve equals a fresh plan."""
+    from coolshift.models.coefficients import CoolingPiece
+
+    site, fc, co = small
+    planner = Planner(site, co, fc, options=OPTS)
+    first = planner.solve()
+    # a piece 50 kW above the main one: the same decisions are optimal, each step 50 kW more
+    piece = CoolingPiece(const_kw=co.cooling_const_kw + 50.0, per_it_kw=co.cooling_per_it_kw,
+                         per_supply_c=co.cooling_per_supply_c, per_chw_c=co.cooling_per_chw_c)
+    co2 = type(co)(**{**co.__dict__, "cooling_pieces": (piece,)})
+    info = planner.update(coefficients=co2)
+    assert info["rebuilt"] and hasattr(planner.pyomo.model, "cooling_pieces")
+    again = planner.solve()
+    fresh = Planner(site, co2, fc, options=OPTS).solve()
+    assert again.status == fresh.status == "optimal"
+    assert again.objective_kg == pytest.approx(fresh.objective_kg, rel=1e-7)
+    dt = 0.25
+    extra = 50.0 * dt * (fc["gco2_per_kwh"].to_numpy() / 1000.0 + 1e-6).sum()
+    assert again.objective_kg - first.objective_kg == pytest.approx(extra, rel=1e-5)
+    np.testing.assert_allclose(again.frame["cooling_power_kw"] - first.frame["cooling_power_kw"], 50.0, atol=1e-4)
