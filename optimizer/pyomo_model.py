@@ -34,6 +34,13 @@ def _num(v: float):
     return None if v in (np.inf, -np.inf) else v
 
 
+def _bounds(a: np.ndarray) -> list:
+    """Pyomo bounds from floats, vectorised (None where infinite)."""
+    out = np.asarray(a, float).astype(object)
+    out[np.isinf(np.asarray(a, float))] = None
+    return out.tolist()
+
+
 @dataclass
 class Compiled:
     """The compiled LP in the compiler's order, ranged rows merged, ready for ``passModel``."""
@@ -89,17 +96,18 @@ class PyomoLP:
                 var = pyo.Var(range(fam.size), dense=True, domain=pyo.Integers if integ[fam.start] else pyo.Reals)
                 m.add_component(name, var)
                 block = list(var.values())
-                for vd, lo, hi in zip(block, clb[fam.start : fam.stop].tolist(), cub[fam.start : fam.stop].tolist()):
-                    vd.lb = _num(lo)
-                    vd.ub = _num(hi)
+                for vd, lo, hi in zip(block, _bounds(clb[fam.start : fam.stop]), _bounds(cub[fam.start : fam.stop])):
+                    vd.lb = lo
+                    vd.ub = hi
                 xs.extend(block)
             self.xs = xs
             self._csr = a.tocsr()
+            self._lists = None
             self.cons: list = []
             for name, fam in lp.cons.items():
                 con = pyo.Constraint(range(fam.size))
                 m.add_component(name, con)
-                for i, entry in enumerate(self._rows(range(fam.start, fam.stop), rlb, rub)):
+                for i, entry in enumerate(self._rows(np.arange(fam.start, fam.stop), rlb, rub)):
                     con[i] = entry
                 self.cons.extend(con[i] for i in range(fam.size))
             self.model = m
@@ -113,12 +121,15 @@ class PyomoLP:
         """(lb, LinearExpression, ub) of the given family-flat rows from the CSR matrix."""
         from pyomo.core.expr.numeric_expr import LinearExpression, MonomialTermExpression
 
-        a, xs = self._csr, self.xs
-        ip, ix, dv = a.indptr, a.indices, a.data
-        for i in ids:
+        xs = self.xs
+        ids = np.asarray(ids, np.int64)
+        if self._lists is None:
+            self._lists = (self._csr.indptr.tolist(), self._csr.indices.tolist(), self._csr.data.tolist())
+        ip, ix, dv = self._lists
+        for i, lo, hi in zip(ids.tolist(), _bounds(rlb[ids]), _bounds(rub[ids])):
             s, e = ip[i], ip[i + 1]
-            args = [xs[j] if v == 1.0 else MonomialTermExpression((v, xs[j])) for j, v in zip(ix[s:e].tolist(), dv[s:e].tolist())]
-            yield (_num(float(rlb[i])), LinearExpression(args), _num(float(rub[i])))
+            args = [xs[j] if v == 1.0 else MonomialTermExpression((v, xs[j])) for j, v in zip(ix[s:e], dv[s:e])]
+            yield (lo, LinearExpression(args), hi)
 
     def _set_objective(self, cost: np.ndarray, offset: float) -> None:
         """min sum_j cost[j] x[j] with the coefficients as one mutable Param over the costed columns."""
@@ -159,7 +170,8 @@ class PyomoLP:
         self.lp = lp
         _, _, _, rlb, rub, a, _ = lp.arrays()
         self._csr = a.tocsr()
-        for i, entry in zip(rows.tolist(), self._rows(rows.tolist(), rlb, rub)):
+        self._lists = None
+        for i, entry in zip(rows.tolist(), self._rows(rows, rlb, rub)):
             self.cons[i].set_value(entry)
 
 
@@ -195,7 +207,7 @@ def compile_model(p: PyomoLP) -> Compiled:
         A = info.A.tocsr()[keep].tocsc() if keep.size < nr else info.A.tocsc()
         A.sum_duplicates()
         A.sort_indices()
-        bounds = [v.bounds for v in info.columns]
+        bounds = [(v.lb, v.ub) for v in info.columns]
         clb = np.array([-np.inf if b[0] is None else b[0] for b in bounds], float)
         cub = np.array([np.inf if b[1] is None else b[1] for b in bounds], float)
         integ = np.fromiter((v.is_integer() for v in info.columns), bool, len(info.columns))
