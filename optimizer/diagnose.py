@@ -56,10 +56,12 @@ class Diagnosis:
         return "infeasible: cannot satisfy " + "; ".join(parts)
 
 
-def diagnose(lp: LinearProgram, tol: float = 1e-6) -> Diagnosis:
+def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
+    """Elastic re-solve of ``arrays`` (default: the LP's numpy assembly; the planner passes
+    the compiled Pyomo model in the families' order), named by ``lp``'s families."""
     import highspy
 
-    cost, clb, cub, rlb, rub, a, integ = lp.arrays()
+    cost, clb, cub, rlb, rub, a, integ = arrays if arrays is not None else lp.arrays()
     m = lp.n_rows
     w = np.full(m, PHYSICS_WEIGHT)
     for name, fam in lp.cons.items():

@@ -213,7 +213,8 @@ class Planner:
         if ms == highspy.HighsModelStatus.kOptimal:
             return self._extract(status)
         if ms in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-            diag = diagnose(self.problem.lp)
+            lp = self.problem.lp  # the compiled Pyomo model, in the families' order, relaxed
+            diag = diagnose(lp, arrays=self.compiled.in_lp_order(lp.n_cols, lp.n_rows))
             return self._fallback(diag.message(), "infeasible", diag)
         if ms == highspy.HighsModelStatus.kTimeLimit:
             return self._fallback(f"time limit of {self.options.time_limit_s:g} s reached", "time_limit")
