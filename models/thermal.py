@@ -204,13 +204,20 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         least this fraction of the single piece's.
     n_hinge_candidates : knots ``delta`` tried (quantiles 10-90 % of chilled water minus
         wet-bulb in the training data).
+    shared_it_cooling : one cooling coefficient for the total IT power instead of one per
+        zone (the same value is emitted for every zone). Zones sharing one chilled-water
+        plant reject their heat to the same loop, and per-zone coefficients are not
+        identifiable when the zones' loads move together in the telemetry: an optimiser then
+        shifts load toward whichever zone got the lower (even negative) coefficient.
     """
 
     def __init__(self, n_regimes: int = 1, n_knots: int = 12, regime_edges_c=None, regime_on: str = "wetbulb",
                  alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
                  min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True,
-                 n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.02, n_hinge_candidates: int = 17):
+                 n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.02, n_hinge_candidates: int = 17,
+                 shared_it_cooling: bool = True):
+        self.shared_it_cooling = shared_it_cooling
         self.n_cooling_pieces = n_cooling_pieces
         self.piece_min_gain_frac = piece_min_gain_frac
         self.n_hinge_candidates = n_hinge_candidates
@@ -326,13 +333,17 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         for r in range(n_reg):
             m = reg == r
             Er = E[m]
-            X = np.column_stack([np.ones(m.sum()), IT[m], SP[m], CHW[m]])  # (n, 2nz+2)
+            IT_m = IT[m].sum(axis=1, keepdims=True) if self.shared_it_cooling else IT[m]
+            X = np.column_stack([np.ones(m.sum()), IT_m, SP[m], CHW[m]])  # (n, 2nz+2) or (n, nz+3)
             D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
             # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
             w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
             a, knots, slopes = _fit_hinged(D, Hb[m], cool[m], margin[m], n_h, cands, self.alpha, w,
                                            self.piece_min_gain_frac)
-            self.cooling_coef_[r] = a.reshape(2 * nz + 2, ne)
+            a = a.reshape(X.shape[1], ne)
+            if self.shared_it_cooling:  # the total-IT coefficient is every zone's coefficient
+                a = np.vstack([a[:1], np.repeat(a[1:2], nz, axis=0), a[2:]])
+            self.cooling_coef_[r] = a
             hinges.append((knots, slopes))
             for j, zc in enumerate(inlet_cols):
                 Xz = np.column_stack([np.ones(m.sum()), SP[m, j], IT[m, j]])

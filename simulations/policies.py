@@ -422,7 +422,11 @@ class ExplorePolicy:
     ``corner_frac`` of the blocks visits the corner a carbon optimiser drives to: every
     supply setpoint in the top ``corner_band`` of its safe range, chilled water in the top
     band of its range, and servers packed (headroom 0, so zone IT power is lowest), so a
-    model learned from this data has seen those joint settings.
+    model learned from this data has seen those joint settings. In a share ``skew_frac``
+    of the other blocks each pool draws its own mode (packed, the block's headroom, or all
+    on): work spreads over the active servers, so the zones' IT powers move apart (an
+    optimiser moves work between halls; a model needs to have seen them vary apart).
+    Every pool keeps at least the servers its own work needs, so capacity never drops.
     """
 
     name: str = "explore"
@@ -432,6 +436,7 @@ class ExplorePolicy:
     headrooms: tuple = (0.0, 0.1, 0.3, 0.6, None)  # None = all servers on
     corner_frac: float = 0.25
     corner_band: float = 0.15
+    skew_frac: float = 0.3
 
     def decide(self, obs: Observation) -> Actions:
         site, n, step_h = obs.site, obs.n_steps, obs.step_h
@@ -445,11 +450,16 @@ class ExplorePolicy:
         tgt_b = {b: lo + (hi - lo) * r.random(len(lo)) for b, r in draws.items()}
         chw_off = {b: r.random() for b, r in draws.items()}
         head = {b: self.headrooms[int(r.integers(len(self.headrooms)))] for b, r in draws.items()}
+        corner = set()
         for b, r in draws.items():  # corner blocks: warm supply, warm chilled water, packed servers
             if r.random() < self.corner_frac:
+                corner.add(b)
                 tgt_b[b] = hi - (hi - lo) * self.corner_band * r.random(len(lo))
                 chw_off[b] = 1.0 - self.corner_band * r.random()
                 head[b] = 0.0
+        npool = len(site.server_pools)
+        skew = {b: (r.random(npool) * 3).astype(int) if r.random() < self.skew_frac and b not in corner else None
+                for b, r in draws.items()}  # per pool: 0 packed, 1 block headroom, 2 all on
         target = np.vstack([tgt_b[int(b)] for b in blocks])
         supply = _ramp(target, obs.state.supply_c, _rate_per_step(site, step_h))
         ch = site.cooling.chiller
@@ -465,6 +475,11 @@ class ExplorePolicy:
         lo = np.array([p.min_active_servers for p in site.server_pools], dtype=float)
         hi = np.array([p.servers for p in site.server_pools], dtype=float)
         need = np.where(np.isinf(hk)[:, None], hi[None], np.ceil(load * (1.0 + np.where(np.isinf(hk), 0, hk))[:, None] / per - 1e-9))
+        for k, b in enumerate(blocks):
+            mode = skew[int(b)]
+            if mode is not None:
+                packed = np.ceil(load[k] / per - 1e-9)
+                need[k] = np.where(mode == 0, packed, np.where(mode == 2, hi, np.maximum(need[k], packed)))
         need = np.clip(need, lo, hi)
         bf = np.minimum(np.array([p.boot_time_s for p in site.server_pools]) / (step_h * 3600.0), 0.95)
         prev = np.vstack([obs.state.active_servers[None], need[:-1]])

@@ -61,7 +61,7 @@ def _known_plant(f: pd.DataFrame, noise: float = 0.0, seed: int = 1) -> pd.DataF
 
 def test_known_linear_plant_recovers_its_coefficients():
     tel = _known_plant(_inputs(3000))
-    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0).fit(tel, zones=ZONES)
+    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False).fit(tel, zones=ZONES)
     fc = pd.DataFrame({"temp_c": [0.0, 10.0, 30.0], "rh_pct": [50.0, 50.0, 50.0]},
                       index=pd.date_range("2023-01-01", periods=3, freq="h", tz="UTC"))
     pc = m.coefficients(None, fc)
@@ -81,7 +81,7 @@ def test_known_linear_plant_recovers_its_coefficients():
 
 def test_noisy_known_plant_recovers_coefficients_within_noise():
     tel = _known_plant(_inputs(4000, seed=3), noise=5.0)  # 5 kW sensor noise on ~200-500 kW
-    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0).fit(tel, zones=ZONES)
+    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False).fit(tel, zones=ZONES)
     fc = pd.DataFrame({"temp_c": [20.0], "rh_pct": [50.0]}, index=pd.DatetimeIndex(["2023-06-01"], tz="UTC"))
     pc = m.coefficients(None, fc)
     assert pc.cooling_per_it_kw["hall_a"].iloc[0] == pytest.approx(0.05 + 0.004 * 20, abs=0.003)
@@ -98,7 +98,7 @@ def test_two_regimes_are_recovered_with_explicit_edges():
     extra = 50.0 + sum(0.1 * tel[col("zone_it_power_kw", z)] for z in ZONES)
     tel.loc[hot, "cooling_power_kw"] += extra[hot]
     tel["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * tel["it_power_kw"] + tel["cooling_power_kw"]
-    m = LinearPlantModel(regime_edges_c=[edge], n_knots=0, it_fan_frac_per_c=0.0).fit(tel, zones=ZONES)
+    m = LinearPlantModel(regime_edges_c=[edge], n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False).fit(tel, zones=ZONES)
     assert list(m.regime_names_) == ["economiser", "mechanical"]
     fc = pd.DataFrame({"temp_c": [10.0, 30.0], "rh_pct": [50.0, 60.0]},
                       index=pd.date_range("2023-01-01", periods=2, freq="h", tz="UTC"))
@@ -111,7 +111,7 @@ def test_two_regimes_are_recovered_with_explicit_edges():
 
 def test_predict_is_exactly_plant_coefficients_predict():
     tel = _known_plant(_inputs(2000, seed=7), noise=3.0)
-    m = LinearPlantModel().fit(tel, zones=ZONES)  # default: hat basis and the fan prior
+    m = LinearPlantModel(shared_it_cooling=False).fit(tel, zones=ZONES)  # hat basis and the fan prior
     test = _known_plant(_inputs(200, seed=8))
     pred = m.predict(test)
     pc = m.coefficients(None, test)
@@ -191,7 +191,7 @@ def test_reference_model_fits_a_nonlinear_plant_better():
     tel["cooling_power_kw"] += 300.0 + 150.0 * (tel[col("zone_it_power_kw", "hall_a")] / 900.0) ** 4
     tel["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * tel["it_power_kw"] + tel["cooling_power_kw"]
     train, test = time_block_split(tel, tel.index[2400])
-    lin = LinearPlantModel().fit(train, zones=ZONES)
+    lin = LinearPlantModel(shared_it_cooling=False).fit(train, zones=ZONES)  # the plant has per-zone terms
     ref = ReferencePlantModel(max_iter=150).fit(train, zones=ZONES)
     ml, mr = plant_metrics(test, lin.predict(test), ZONES), plant_metrics(test, ref.predict(test), ZONES)
     assert set(ml) >= {"cooling_power_mape_pct", "facility_power_mape_pct", "inlet_temp_mae_c", "pue_mae"}
@@ -221,7 +221,9 @@ def test_learns_the_simulators_telemetry_export(tmp_path):
     met = plant_metrics(test, m.predict(test), zones)
     # issue-4 targets for inlet and PUE hold on a summer week (chillers running)
     assert met["inlet_temp_mae_c"] < 0.5 and met["pue_mae"] < 0.01
-    assert met["cooling_power_mape_pct"] < 6.0  # measured 3.3 %: chillers running, no economiser kink
+    # measured 6.6 % (3.3 % before the explore policy visited warm chilled water, where the
+    # economiser partly carries the load; the single piece gives 6.7 % on the same rows)
+    assert met["cooling_power_mape_pct"] < 8.0
     assert m.in_envelope(test).mean() > 0.9
 
 
@@ -238,8 +240,8 @@ def _kinked_plant(n: int, seed: int) -> pd.DataFrame:
 
 def test_convex_pieces_follow_an_economiser_kink_and_predict_is_their_max():
     train, test = _kinked_plant(3000, seed=21), _kinked_plant(300, seed=22)
-    m = LinearPlantModel(n_cooling_pieces=3).fit(train, zones=ZONES)
-    one = LinearPlantModel(n_cooling_pieces=1).fit(train, zones=ZONES)
+    m = LinearPlantModel(n_cooling_pieces=3, shared_it_cooling=False).fit(train, zones=ZONES)
+    one = LinearPlantModel(n_cooling_pieces=1, shared_it_cooling=False).fit(train, zones=ZONES)
     assert m.n_cooling_pieces_ >= 2 and one.n_cooling_pieces_ == 1
     err = np.abs(m.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
     err1 = np.abs(one.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
@@ -285,7 +287,7 @@ def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
     site = load_site(Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml")
     data = load_site_data(site, "2022-06-01", "2022-06-11")
     new = simulate(site, data, ExplorePolicy(seed=3))
-    old = simulate(site, data, ExplorePolicy(seed=3, corner_frac=0.0, headrooms=(0.1, 0.3, 0.6, None)))
+    old = simulate(site, data, ExplorePolicy(seed=3, corner_frac=0.0, skew_frac=0.0, headrooms=(0.1, 0.3, 0.6, None)))
     zones = [z.name for z in site.zones]
     hi = safe_supply_max_c(site)
     lo = np.array([max(z.supply_setpoint_min_c, z.inlet_min_c) for z in site.zones])
@@ -300,8 +302,12 @@ def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
 
     share_new, share_old = corner_share(new.timeseries), corner_share(old.timeseries)
     assert share_new > 0.1 and share_new > 3 * share_old + 0.01, (share_new, share_old)
-    it_new = new.timeseries[[col("zone_it_power_kw", z) for z in zones]].min()
-    it_old = old.timeseries[[col("zone_it_power_kw", z) for z in zones]].min()
-    assert (it_new < it_old).all()  # packed servers: less idle power in the zones
+    def spread(ts):  # how far the halls' loads move apart, and the IT power per active server
+        share = ts[col("zone_it_power_kw", zones[0])] / ts["it_power_kw"]
+        return float(share.std()), float((ts["it_power_kw"] / ts.filter(like="active_servers__").sum(axis=1)).mean())
+
+    (sd_new, kw_new), (sd_old, kw_old) = spread(new.timeseries), spread(old.timeseries)
+    assert sd_new > 1.5 * sd_old  # measured 0.029 vs 0.015
+    assert kw_new > 1.03 * kw_old  # packed servers (measured 0.379 vs 0.360 kW per server)
     for r in (new, old):
         assert r.summary["thermal_violation_minutes"] == 0 and r.summary["unserved_interactive_units"] == 0
