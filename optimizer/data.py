@@ -382,15 +382,20 @@ def prepare(
 
 
 def run_on_arrival_backlog(site: SiteConfig, d: ProblemData, forecast: pd.DataFrame) -> np.ndarray:
-    """(n, K) batch queue after each step when batch runs on arrival as far as the full site's
-    capacity allows: the simulator's rule (:func:`coolshift.simulations.policies.static_actions`)."""
-    from coolshift.simulations.actions import SimState
-    from coolshift.simulations.policies import static_actions
+    """(n, K) batch queue after each step when batch runs on arrival as far as capacity allows:
+    the simulator's run-on-arrival rule (the one its static and best-practice baselines use).
+
+    Capacity is every server's, except in step 0, where servers switched on from the
+    initial state still boot for ``boot_time_s`` of the step (``pool_capacity``): the most
+    the plan can serve there. With that the pinned queue is always reachable by the LP.
+    """
+    from coolshift.simulations import policies as rules
 
     kb = np.flatnonzero(d.batch)
-    state = SimState(inlet_c=np.full(len(d.zones), np.nan), supply_c=d.sp0.copy(), chw_c=float(d.chw0),
-                     active_servers=d.servers.copy(), queue_units=d.backlog0[kb].copy())
-    rel = np.asarray(static_actions(site, forecast, state, d.n, d.step_h).release_units_per_h, float)
+    cap = np.broadcast_to(d.servers * d.cap_per_server, (d.n, len(d.pools))).copy()
+    cap[0] = d.cap_per_server * (d.servers - d.boot_frac * np.maximum(d.servers - d.n0, 0.0))
+    # the simulator's own rule with this capacity (it has no public form taking one yet)
+    rel, _ = rules._run_on_arrival(site, rules._names(site), d.demand, cap, d.backlog0[kb].copy(), d.step_h)
     q = np.zeros((d.n, len(d.classes)))
     q[:, kb] = np.maximum(d.backlog0[kb] + np.cumsum((d.demand[:, kb] - rel) * d.step_h, axis=0), 0.0)
     return q
