@@ -93,7 +93,8 @@ class PyomoLP:
             m = pyo.ConcreteModel(name="coolshift")
             xs: list = []
             for name, fam in lp.vars.items():
-                var = pyo.Var(range(fam.size), dense=True, domain=pyo.Integers if integ[fam.start] else pyo.Reals)
+                integer = fam.size > 0 and bool(integ[fam.start])  # a family is all integer or all real
+                var = pyo.Var(range(fam.size), dense=True, domain=pyo.Integers if integer else pyo.Reals)
                 m.add_component(name, var)
                 block = list(var.values())
                 for vd, lo, hi in zip(block, _bounds(clb[fam.start : fam.stop]), _bounds(cub[fam.start : fam.stop])):
