@@ -215,7 +215,7 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
                  min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True,
-                 n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.02, n_hinge_candidates: int = 17,
+                 n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.005, n_hinge_candidates: int = 17,
                  shared_it_cooling: bool = True):
         self.shared_it_cooling = shared_it_cooling
         self.n_cooling_pieces = n_cooling_pieces
