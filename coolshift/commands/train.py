@@ -135,6 +135,7 @@ def train(
         "train_rows": len(train_df), "test_rows": len(test_df),
         "test_rows_outside_envelope": int((~envelope).sum()),
         "fit_seconds": timing, "metrics": metrics, "targets": TARGETS, "registry": {},
+        "linear_cooling_pieces": int(models["linear"].n_cooling_pieces_),
     }
     if register:
         from coolshift.models import registry
@@ -172,6 +173,7 @@ def train(
             cells.append(f"{m[k]:.4g}{mark}")
         t.add_row(name, *cells)
     console.print(t)
+    console.print(f"linear cooling response: {models['linear'].n_cooling_pieces_} convex piece(s)")
     if (~envelope).any():
         console.print(f"{int((~envelope).sum())} test rows lie outside the linear model's training envelope")
     for name, r in summary["registry"].items():
