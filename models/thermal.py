@@ -123,7 +123,7 @@ def _lstsq(D: np.ndarray, y: np.ndarray, alpha: float, weight: np.ndarray | None
 
 def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray, n_hinges: int,
                 candidates: np.ndarray, alpha: float, weight: np.ndarray | None,
-                min_gain_frac: float) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
+                min_gain_frac: float) -> tuple[np.ndarray, list[float], list[np.ndarray], float]:
     """Least squares ``y ~ D @ a + sum_m (Hb @ c_m) * max(0, delta_m - margin)`` with ``Hb @ c_m >= 0``.
 
     Each hinge adds cooling below a knot in the margin (chilled water above outside
@@ -134,7 +134,7 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray
     "Multivariate adaptive regression splines", Ann. Stat. 19) and kept only if each
     cuts the squared error by ``min_gain_frac`` of the single-piece error. All fits are
     ridge solves on one Gram matrix; ``c_m >= 0`` by an active set (negative slopes are
-    fixed at zero and the rest refitted). Returns (a, knots, slopes c_m).
+    fixed at zero and the rest refitted). Returns (a, knots, slopes c_m, squared error).
     """
     n, p = D.shape
     nh = Hb.shape[1]
@@ -179,7 +179,7 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray
     order = np.argsort([candidates[c] for c in chosen])
     knots = [float(candidates[chosen[i]]) for i in order]
     slopes = [beta[p + i * nh:p + (i + 1) * nh] for i in order]
-    return beta[:p], knots, slopes
+    return beta[:p], knots, slopes, best
 
 
 class LinearPlantModel(BaseEstimator, RegressorMixin):
@@ -204,6 +204,10 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         least this fraction of the single piece's.
     n_hinge_candidates : knots ``delta`` tried (quantiles 10-90 % of chilled water minus
         wet-bulb in the training data).
+    hinge_load_slopes_c : candidate shifts of the hinge knots with load [K per mean total
+        IT]: the hinge is ``max(0, wb + delta + gamma * IT / mean IT - chw)``, so the chillers
+        start at a warmer chilled water when the load exceeds what the economiser covers;
+        the best ``gamma`` (training error) is kept per regime. ``(0.0,)`` = fixed knots.
     shared_it_cooling : one cooling coefficient for the total IT power instead of one per
         zone (the same value is emitted for every zone). Zones sharing one chilled-water
         plant reject their heat to the same loop, and per-zone coefficients are not
@@ -216,8 +220,9 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
                  min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True,
                  n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.005, n_hinge_candidates: int = 17,
-                 shared_it_cooling: bool = True):
+                 shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 1.0, 2.0, 4.0)):
         self.shared_it_cooling = shared_it_cooling
+        self.hinge_load_slopes_c = hinge_load_slopes_c
         self.n_cooling_pieces = n_cooling_pieces
         self.piece_min_gain_frac = piece_min_gain_frac
         self.n_hinge_candidates = n_hinge_candidates
@@ -328,7 +333,10 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         margin = CHW - wb
         Hb = self._hinge_basis(t, wb)
         n_h = int(self.n_cooling_pieces) - 1
-        cands = np.unique(np.round(np.quantile(margin, np.linspace(0.1, 0.9, int(self.n_hinge_candidates))), 2))
+        it_tot = IT.sum(axis=1)
+        self.it_ref_kw_ = float(max(np.mean(it_tot), 1e-9))
+        gammas = [float(g) for g in (self.hinge_load_slopes_c or (0.0,))] if n_h > 0 else [0.0]
+        self.hinge_gamma_ = np.zeros(n_reg)
         hinges = []
         for r in range(n_reg):
             m = reg == r
@@ -338,8 +346,14 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
             # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
             w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
-            a, knots, slopes = _fit_hinged(D, Hb[m], cool[m], margin[m], n_h, cands, self.alpha, w,
-                                           self.piece_min_gain_frac)
+            best = None
+            for g in gammas:  # hinge argument: wb + delta + g * IT / IT_ref - chw = delta - margin_g
+                mg = margin - g * it_tot / self.it_ref_kw_
+                cands = np.unique(np.round(np.quantile(mg, np.linspace(0.1, 0.9, int(self.n_hinge_candidates))), 2))
+                fit_g = _fit_hinged(D, Hb[m], cool[m], mg[m], n_h, cands, self.alpha, w, self.piece_min_gain_frac)
+                if best is None or fit_g[3] < best[0][3] - 1e-9:
+                    best = (fit_g, g)
+            (a, knots, slopes, _), self.hinge_gamma_[r] = best
             a = a.reshape(X.shape[1], ne)
             if self.shared_it_cooling:  # the total-IT coefficient is every zone's coefficient
                 a = np.vstack([a[:1], np.repeat(a[1:2], nz, axis=0), a[2:]])
@@ -413,12 +427,14 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         if knots.shape[1]:
             Hb = self._hinge_basis(t, wb)
             slope = np.einsum("th,tmh->tm", Hb, self.hinge_coef_[reg])  # (T, M) kW per K, >= 0
-            at = wb[:, None] + knots[reg]  # knot in chilled water [degC] per step and hinge
+            at = wb[:, None] + knots[reg]  # knot in chilled water [degC] at zero IT, per step and hinge
+            g = getattr(self, "hinge_gamma_", np.zeros(len(knots)))[reg] / getattr(self, "it_ref_kw_", 1.0)
             for j in range(knots.shape[1]):
                 s_j = slope[:, j:].sum(axis=1)
                 extra.append(CoolingPiece(
                     const_kw=pd.Series(cc[:, 0] + (slope[:, j:] * at[:, j:]).sum(axis=1), index=idx),
-                    per_it_kw=zf(cc[:, 1:1 + nz]), per_supply_c=zf(cc[:, 1 + nz:1 + 2 * nz]),
+                    per_it_kw=zf(cc[:, 1:1 + nz] + (s_j * g)[:, None]),
+                    per_supply_c=zf(cc[:, 1 + nz:1 + 2 * nz]),
                     per_chw_c=pd.Series(cc[:, 1 + 2 * nz] - s_j, index=idx)))
         return PlantCoefficients(
             cooling_const_kw=pd.Series(cc[:, 0], index=idx),

@@ -311,3 +311,31 @@ def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
     assert kw_new > 1.03 * kw_old  # packed servers (measured 0.379 vs 0.360 kW per server)
     for r in (new, old):
         assert r.summary["thermal_violation_minutes"] == 0 and r.summary["unserved_interactive_units"] == 0
+
+
+def test_hinge_knot_moves_with_load_when_the_plant_does():
+    """Chillers start at a warmer chilled water when the load is higher: the knot is
+    wet-bulb + 1 K + 2 K x (total IT / mean total IT). The model picks that load shift."""
+    def plant(n, seed, it_ref=None):
+        f = _known_plant(_inputs(n, seed=seed))
+        wb = wetbulb_stull_c(f["outside_temp_c"], f["outside_rh_pct"])
+        it_ref = f["it_power_kw"].mean() if it_ref is None else it_ref
+        f["cooling_power_kw"] += 30.0 * np.maximum(0.0, wb + 1.0 + 2.0 * f["it_power_kw"] / it_ref - f["chw_setpoint_c"])
+        f["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * f["it_power_kw"] + f["cooling_power_kw"]
+        return f, it_ref
+
+    train, it_ref = plant(3000, 31)
+    test, _ = plant(300, 32, it_ref)
+    kw = dict(n_cooling_pieces=2, shared_it_cooling=False)
+    m = LinearPlantModel(**kw).fit(train, zones=ZONES)
+    fixed = LinearPlantModel(hinge_load_slopes_c=(0.0,), **kw).fit(train, zones=ZONES)
+    assert m.hinge_gamma_[0] == 2.0 and fixed.hinge_gamma_[0] == 0.0
+    err = np.abs(m.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
+    err_fixed = np.abs(fixed.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
+    assert err < 0.7 * err_fixed  # measured 0.53 vs 1.05 kW
+    pc = m.coefficients(None, test)
+    it = test[[col("zone_it_power_kw", z) for z in ZONES]].set_axis(ZONES, axis=1)
+    sp = test[[col("supply_setpoint_c", z) for z in ZONES]].set_axis(ZONES, axis=1)
+    pd.testing.assert_frame_equal(m.predict(test)[["cooling_power_kw"]], pc.predict(it, sp, test["chw_setpoint_c"])[["cooling_power_kw"]])
+    # the chiller piece costs more per kW of IT than the economiser piece (the knot moves with load)
+    assert (pc.cooling_pieces[0].per_it_kw["hall_a"] > pc.cooling_per_it_kw["hall_a"] + 1e-3).all()
