@@ -15,6 +15,13 @@ optimiser's problem stays an LP; :meth:`LinearPlantModel.coefficients` returns t
 :class:`ReferencePlantModel` (gradient-boosted trees on the same inputs plus active
 servers) shows what the linearity costs.
 
+Cooling power may be *convex piecewise linear* in the decisions (``n_cooling_pieces``):
+hinges below a chilled-water knot that follows the outside wet-bulb (and the load), with
+weather-dependent slopes >= 0, emitted as ``PlantCoefficients.cooling_pieces`` (the max
+of affine pieces, exact in an LP). This follows the economiser kink: cooling falls with
+the chilled-water setpoint while chillers run and is flat once the economiser carries
+the load.
+
 Nothing here uses the simulator's equations: only telemetry columns.
 """
 
