@@ -67,6 +67,7 @@ def evaluate_policies(
     if any(p.startswith("coolshift") or p == "oracle" for p in policies) and plant_model is None:
         raise ValueError("the coolshift and oracle policies need a trained plant model (run `coolshift train`)")
     results, timings, plans = {}, {}, {}
+    code_version = _code_version()  # at the start: the code that ran, not what HEAD is at the end
     for name in policies:
         cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
         t0 = time.perf_counter()
@@ -92,7 +93,9 @@ def evaluate_policies(
             fb = [p for p in pol.plans if p[2]]
             plans[name] = {"plans": len(pol.plans), "fallback_plans": len(fb),
                            "mean_plan_s": float(np.mean([p[3] or 0 for p in pol.plans])) if pol.plans else 0.0}
-    return build_record(site, data, results, forecast_mode, interval_h, timings, plans, plant_model)
+    rec = build_record(site, data, results, forecast_mode, interval_h, timings, plans, plant_model)
+    rec["code_version"] = code_version
+    return rec
 
 
 def _pct_saving(base: float, value: float) -> float:
