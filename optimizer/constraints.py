@@ -270,6 +270,15 @@ def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     lp.add_cons("setpoint_ramp", {"step": d.index, "zone": d.zones}, [(1.0, v.sp), (-1.0, _prev(v.sp))], lb=lb, ub=ub)
 
 
+def chw_supply_gap(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Chilled water at least ``chw_gap_c`` below every zone's supply-air setpoint (coil approach + margin)."""
+    if d.chw_gap_c <= 0:
+        return
+    chw = np.repeat(v.chw[:, None], len(d.zones), axis=1)
+    lp.add_cons("chw_supply_gap", {"step": d.index, "zone": d.zones}, [(1.0, chw), (-1.0, v.sp)],
+                ub=np.full((d.n, len(d.zones)), -d.chw_gap_c))
+
+
 def envelope_hold(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     """Chilled-water setpoint holds on steps outside the learned model's envelope."""
     out = np.flatnonzero(~d.in_envelope)
@@ -324,6 +333,7 @@ FAMILIES = (
     cooling_floor,
     model_envelope,
     setpoint_ramp,
+    chw_supply_gap,
     envelope_hold,
     setpoint_moves,
     edge_capacity,

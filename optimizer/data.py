@@ -20,6 +20,11 @@ from .state import InitialState
 
 __all__ = ["LEVERS", "PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error"]
 
+# A CRAH coil cannot cool supply air below chilled water + its approach; the plan keeps
+# 1 K more, as operators (and the simulator's baselines) do, so it never asks the plant
+# for a state the learned model has not seen and the coil cannot deliver.
+CHW_SUPPLY_MARGIN_K = 1.0
+
 # What the optimiser may move; a lever left out behaves like the static baseline for it.
 LEVERS = frozenset({"cooling", "consolidation", "shifting", "offload"})
 
@@ -123,6 +128,9 @@ class ProblemData:
     price_per_kwh: np.ndarray  # (n,) tariff, 0 if none
     power_cap_kw: float | None
     options: PlanOptions = field(default_factory=PlanOptions)
+    # Chilled water must stay this far below every zone's supply-air setpoint: the CRAH
+    # coil approach (config) plus a margin (``CHW_SUPPLY_MARGIN_K``).
+    chw_gap_c: float = 0.0
 
     @property
     def n(self) -> int:
@@ -369,6 +377,7 @@ def prepare(
         price_per_kwh=price,
         power_cap_kw=options.site_power_cap_kw or site.planning.site_power_cap_kw,
         options=options,
+        chw_gap_c=site.cooling.crah_supply_approach_c + CHW_SUPPLY_MARGIN_K,
     )
     if "cooling" not in options.levers:
         d.chw0 = chw_lo

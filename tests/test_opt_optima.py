@@ -262,3 +262,20 @@ def test_decision_envelope_from_the_coefficients():
     env = type(co)(**{**co.__dict__, "decision_envelope": {"supply_setpoint_c__hall": (15.0, 22.0)}})
     plan = plan_site(site, env, fc, options=NO_MOVES)
     np.testing.assert_allclose(plan.frame["supply_setpoint_c__hall"], 22.0, atol=1e-6)
+
+
+def test_chilled_water_stays_below_the_supply_by_the_coil_approach():
+    # cooling falls 3 kW per degC of chilled water and rises 1 kW per degC of supply air:
+    # without the coil rule the LP would run supply at its minimum (16) and chilled water
+    # at its maximum (18), a state no CRAH coil can deliver.
+    site = tiny_site(classes=[{"name": "web", "kind": "interactive", "share": 1.0}])
+    fc = tiny_forecast(site, [500.0, 500.0], web_units_per_h=2.0)
+    co = zero_coefficients(site, fc.index, inlet_const_c=3.0, cooling_const_kw=60.0, cooling_per_chw_c=-3.0,
+                           cooling_per_supply_c=1.0)
+    plan = plan_site(site, co, fc, options=NO_MOVES)
+    gap = site.cooling.crah_supply_approach_c + 1.0  # coil approach + the 1 K margin
+    sp = plan.frame["supply_setpoint_c__hall"]
+    chw = plan.frame["chw_setpoint_c"]
+    assert (chw <= sp - gap + 1e-6).all()
+    # and it binds: warmer chilled water pays, so it sits exactly at the gap below the supply
+    np.testing.assert_allclose(chw, np.minimum(sp - gap, site.cooling.chiller.chw_setpoint_max_c), atol=1e-6)
