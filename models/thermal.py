@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from coolshift.io.weather import wetbulb_stull_c  # one psychrometric formula for the whole product
 from coolshift.models.coefficients import CoolingPiece, PlantCoefficients
 from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, col
 
@@ -55,19 +56,6 @@ OUTSIDE_RH = "outside_rh_pct"
 IT_FAN_FRAC_PER_C = 0.012
 IT_FAN_THRESHOLD_C = 25.0
 REGIME_NAMES = {1: ["all"], 2: ["economiser", "mechanical"], 3: ["economiser", "partial", "mechanical"]}
-
-
-def wetbulb_stull_c(temp_c, rh_pct):
-    """Wet-bulb temperature [degC] from dry-bulb [degC] and relative humidity [%].
-
-    Stull, R. (2011), "Wet-bulb temperature from relative humidity and air temperature",
-    J. Appl. Meteor. Climatol. 50, 2267-2269, eq. 1 (sea-level pressure; within about
-    1 degC for RH 5-99 % and -20..50 degC).
-    """
-    t = np.asarray(temp_c, dtype=float)
-    rh = np.clip(np.asarray(rh_pct, dtype=float), 5.0, 99.0)
-    return (t * np.arctan(0.151977 * np.sqrt(rh + 8.313659)) + np.arctan(t + rh) - np.arctan(rh - 1.676331)
-            + 0.00391838 * rh ** 1.5 * np.arctan(0.023101 * rh) - 4.686035)
 
 
 def _exog(frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
