@@ -81,3 +81,38 @@ def test_plan_without_a_registered_model_says_to_train(monkeypatch, tmp_path):
 def test_plan_rejects_a_bad_accounting_choice(registry, tmp_path):
     res = CliRunner().invoke(app, ["plan", "--site", SITE, "--start", "2022-07-01", "--accounting", "both"])
     assert res.exit_code == 2 and "location or market" in res.output.replace("'", "")
+
+
+def test_nightly_run_folder_is_dated_complete_idempotent_and_locked(registry, tmp_path):
+    runs = tmp_path / "runs"
+    args = ["plan", "--site", SITE, "--for", "2022-07-01", "--runs", str(runs), "--forecast", "perfect", "--no-mlflow"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = runs / "sanjose_colo_2mw" / "2022-07-01"
+    assert {p.name for p in run.iterdir()} == {"plan.csv", "plan.parquet", "summary.json", "report.html"}
+    html = (run / "report.html").read_text()
+    for section in ("Summary", "Figures", "Shadow prices", "Solver"):
+        assert f"<h2" in html and section in html
+    assert html.count("<img") == 3  # intensity+setpoints, servers+shifted work, power+carbon vs baseline
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "plan.parquet").reset_index(drop=True),
+                                  pd.read_csv(run / "plan.csv").drop(columns="timestamp"), check_dtype=False, atol=1e-9)
+    first = json.loads((run / "summary.json").read_text())
+    # re-running the same date replaces the run as a whole
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "summary.json").read_text())["created_at"] != first["created_at"]
+    assert [p.name for p in run.parent.iterdir() if not p.name.startswith(".")] == ["2022-07-01"]
+    # another run holding the lock: exit 75, the existing run untouched
+    from coolshift.runs import run_lock
+
+    before = (run / "summary.json").read_text()
+    with run_lock(run.parent, name="plan-sanjose_colo_2mw"):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=lambda: q.put(CliRunner().invoke(app, args).exit_code))
+        p.start()
+        p.join(120)
+        assert q.get(timeout=5) == 75
+    assert (run / "summary.json").read_text() == before
