@@ -29,14 +29,15 @@ FORECAST_MODES = ("perfect", "model", "noise5", "noise10")
 ORACLE_HORIZON_H = 36.0
 
 
-def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift"):
+def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
+                      history=None):
     from coolshift.optimizer.data import PlanOptions
     from coolshift.optimizer.receding import ModelForecast, RecedingHorizonPolicy, noisy_forecast, observed_forecast
 
     sim_forecast = None
     provider = observed_forecast
     if forecast_mode == "model":
-        provider = ModelForecast(data)
+        provider = ModelForecast(data, history=history)
     elif forecast_mode in ("noise5", "noise10"):
         sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
     elif forecast_mode != "perfect":
@@ -56,6 +57,7 @@ def evaluate_policies(
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
     keep_timeseries: dict | None = None,
+    history: pd.DataFrame | None = None,
 ) -> dict:
     """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``)."""
     from coolshift.simulations.engine import simulate
@@ -73,13 +75,14 @@ def evaluate_policies(
         t0 = time.perf_counter()
         sim_forecast = None
         if name == "coolshift":
-            pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed)
+            pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
+                                                  history=history)
         elif name in LEVER_POLICIES:
             from coolshift.optimizer.data import PlanOptions
 
             opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}))
             pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
-                                                  options=opts, name=name)
+                                                  options=opts, name=name, history=history)
         elif name == "oracle":
             pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle")
         else:

@@ -86,9 +86,17 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
             model = cls(name=c, max_horizon_h=48.0).fit(hourly_hist[c].dropna())
             if fitted is not None:
                 fitted[c] = (issue, model)
-        pred = model.predict_day_ahead(hourly_hist[c].dropna(), h_index[0], h_index)[c]
-        fc[c] = np.clip(pred.reindex(horizon.index.floor("1h")).to_numpy(), 0.0, None)
-        used[c] = type(model).__name__
+        pred = model.predict_day_ahead(hourly_hist[c].dropna(), h_index[0], h_index)
+        # Risk-aware: demand is planned at its 90th percentile (capacity for work that
+        # may come), intensity at its point forecast (what carbon is expected).
+        col_used = f"{c}_q90" if c.endswith("_units_per_h") and f"{c}_q90" in pred.columns else c
+        values = np.clip(pred[col_used].reindex(horizon.index.floor("1h")).to_numpy(), 0.0, None)
+        if c.endswith("_units_per_h"):
+            # never plan for less work than the same hour yesterday: an under-forecast of
+            # demand costs SLA violations and late work, an over-forecast only idle servers
+            values = np.maximum(values, _persistence(history, c, horizon.index))
+        fc[c] = values
+        used[c] = type(model).__name__ + (" q90" if col_used != c else "")
     return fc, used
 
 
@@ -166,8 +174,9 @@ class ModelForecast:
     this project).
     """
 
-    def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0):
-        self.actual = actual
+    def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, history: pd.DataFrame | None = None):
+        # ``history``: observations before the evaluated period, so the forecasters start trained
+        self.actual = actual if history is None or not len(history) else pd.concat([history[actual.columns], actual])
         self.refit = pd.Timedelta(days=refit_days)
         self._fitted: dict = {}
 

@@ -75,6 +75,20 @@ def register(app: typer.Typer) -> None:
                               f"{', '.join(POLICIES)}; forecasts: {', '.join(FORECAST_MODES)}")
             raise typer.Exit(EXIT_BAD_INPUT)
         cfg, data = load_inputs(site, start, end, carbon, weather, workload, carbon_format, weather_format, workload_format)
+        history = None
+        if forecast == "model":
+            # the forecasters train on what precedes the period, when the data have it
+            import pandas as pd
+
+            from coolshift.io import DataError
+            from coolshift.nightly import HISTORY_DAYS
+
+            h0 = data.index[0] - pd.Timedelta(days=HISTORY_DAYS)
+            try:
+                _, history = load_inputs(site, h0.isoformat(), data.index[0].isoformat(), carbon, weather, workload,
+                                         carbon_format, weather_format, workload_format)
+            except DataError:
+                history = None
         model = None
         if any(n.startswith("coolshift") or n == "oracle" for n in names):
             from coolshift.models.registry import load_plant_model
@@ -93,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
             results_ts = {}
             rec = evaluate_policies(cfg, data, names, model, forecast, interval_h, seed, progress=progress,
-                                    keep_timeseries=results_ts)
+                                    keep_timeseries=results_ts, history=history)
         table = savings_table(rec)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "evaluation.json", rec)
