@@ -35,6 +35,10 @@ __all__ = ["RecedingHorizonPolicy", "observed_forecast", "ModelForecast", "initi
 
 # Below this much history the forecasters fall back on persistence (same hour yesterday).
 MIN_HISTORY_DAYS = 14.0
+# Demand is planned this much above its forecast (after the 90th percentile and the
+# same-hour-yesterday floor): capacity held for forecast error, as operators keep N+x
+# headroom (the best-practice baseline keeps 20 % above the work served).
+DEMAND_MARGIN_FRAC = 0.05
 
 
 def _forecastable(frame: pd.DataFrame) -> list[str]:
@@ -94,7 +98,7 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
         if c.endswith("_units_per_h"):
             # never plan for less work than the same hour yesterday: an under-forecast of
             # demand costs SLA violations and late work, an over-forecast only idle servers
-            values = np.maximum(values, _persistence(history, c, horizon.index))
+            values = np.maximum(values, _persistence(history, c, horizon.index)) * (1.0 + DEMAND_MARGIN_FRAC)
         fc[c] = values
         used[c] = type(model).__name__ + (" q90" if col_used != c else "")
     return fc, used
