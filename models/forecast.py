@@ -211,17 +211,21 @@ def _same_step_latest_day(y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeInd
     return pd.to_timedelta(days, unit="D")
 
 
-class PersistenceForecaster(_BaseForecaster):
-    """Same step on the most recent observed day (same hour yesterday, day-ahead)."""
+class _NaiveForecaster(_BaseForecaster):
+    """A baseline with no learned point model: fit only records the step and the residual spread."""
 
     def __init__(self, name: str | None = None, max_horizon_h: float = 48.0):
         self.name = name
         self.max_horizon_h = max_horizon_h
 
-    def fit(self, y: pd.Series, X=None) -> "PersistenceForecaster":
+    def fit(self, y: pd.Series, X=None):
         y = self._fit_common(y)
         self._fit_residuals(y, pd.Timedelta(hours=self.max_horizon_h))
         return self
+
+
+class PersistenceForecaster(_NaiveForecaster):
+    """Same step on the most recent observed day (same hour yesterday, day-ahead)."""
 
     def _point(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> np.ndarray:
         off = _same_step_latest_day(y, issue, idx, self.step_)
@@ -230,17 +234,8 @@ class PersistenceForecaster(_BaseForecaster):
         return _fill_last(np.where(np.isfinite(p), p, p2), y)
 
 
-class SeasonalNaiveForecaster(_BaseForecaster):
+class SeasonalNaiveForecaster(_NaiveForecaster):
     """Same step one week earlier (weekly season), falling back to persistence."""
-
-    def __init__(self, name: str | None = None, max_horizon_h: float = 48.0):
-        self.name = name
-        self.max_horizon_h = max_horizon_h
-
-    def fit(self, y: pd.Series, X=None) -> "SeasonalNaiveForecaster":
-        y = self._fit_common(y)
-        self._fit_residuals(y, pd.Timedelta(hours=self.max_horizon_h))
-        return self
 
     def _point(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> np.ndarray:
         weeks = np.maximum(np.ceil(((idx - (issue - self.step_)) / WEEK)).astype(int), 1)
