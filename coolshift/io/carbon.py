@@ -19,6 +19,7 @@ from coolshift.io.checks import (
     GapPolicy,
     finalise,
     parse_timestamps,
+    read_header,
     require_columns,
     to_numeric,
 )
@@ -195,11 +196,7 @@ CARBON_FORMATS = {
 def sniff_carbon_format(path) -> str:
     """Name the reader for a file from its header line."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            header = [h.strip() for h in fh.readline().strip().split(",")]
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
+    header = read_header(path)
     cols = set(header)
     if {"request_time", "forecast_time"} <= cols:
         raise DataError(path, "this is an issued-forecast file: read it with read_carbon_forecast (--carbon-forecast)")

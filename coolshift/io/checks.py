@@ -158,6 +158,15 @@ def finalise(
     return fill_gaps(frame, step, path, gap_policy)
 
 
+def read_header(path) -> list[str]:
+    """The stripped column names of a CSV file's first line (for format sniffing)."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return [h.strip() for h in fh.readline().strip().split(",")]
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+
+
 def require_columns(columns, needed, path) -> None:
     missing = [c for c in needed if c not in columns]
     if missing:

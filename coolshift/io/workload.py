@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coolshift.io.checks import UTIL_RANGE_FRAC, DataError, GapPolicy, finalise, parse_timestamps, require_columns, to_numeric
+from coolshift.io.checks import (
+    UTIL_RANGE_FRAC,
+    DataError,
+    GapPolicy,
+    finalise,
+    parse_timestamps,
+    read_header,
+    require_columns,
+    to_numeric,
+)
 from coolshift.schema import CPU_UTIL, demand_col
 
 __all__ = ["read_workload", "demand_per_class", "WORKLOAD_FORMATS"]
@@ -66,11 +75,7 @@ WORKLOAD_FORMATS = ("sustaindc_hourly", "alibaba2018_5min", "google2019_5min", "
 
 def sniff_workload_format(path) -> str:
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            header = [h.strip() for h in fh.readline().strip().split(",")]
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
+    header = read_header(path)
     if "timestamp" in header and CPU_UTIL in header:
         return "canonical"
     for name, (column, _, _) in _TRACE_LAYOUTS.items():
