@@ -60,6 +60,14 @@ def _residual_mix(cli_value, site):
     return ren.residual_mix_gco2_per_kwh if ren is not None else None
 
 
+def _check_mv_options(interval: str, temperature: str, prefix: str) -> None:
+    """Reject an M&V interval or weather variable the adjusted-baseline model does not know."""
+    if interval not in ("h", "D"):
+        raise typer.BadParameter("must be h (hourly) or D (daily)", param_hint=f"{prefix}interval")
+    if temperature not in ("auto", "wetbulb", "drybulb"):
+        raise typer.BadParameter("must be auto, wetbulb or drybulb", param_hint=f"{prefix}temperature")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     @cli_errors
@@ -89,10 +97,7 @@ def register(app: typer.Typer) -> None:
         from coolshift.reports import annual
         from coolshift.reports.carbon import account_steps, monthly_table
 
-        if mv_interval not in ("h", "D"):
-            raise typer.BadParameter("must be h or D", param_hint="--mv-interval")
-        if mv_temperature not in ("auto", "wetbulb", "drybulb"):
-            raise typer.BadParameter("must be auto, wetbulb or drybulb", param_hint="--mv-temperature")
+        _check_mv_options(mv_interval, mv_temperature, "--mv-")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as prog:
             task = prog.add_task("reading data")
             cfg = _site(site)
@@ -174,10 +179,7 @@ def register(app: typer.Typer) -> None:
         from coolshift.reports.html import Section, html_figure, render_page
         from coolshift.reports.mv import verify_savings
 
-        if interval not in ("h", "D"):
-            raise typer.BadParameter("interval must be h or D", param_hint="--interval")
-        if temperature not in ("auto", "wetbulb", "drybulb"):
-            raise typer.BadParameter("temperature must be auto, wetbulb or drybulb", param_hint="--temperature")
+        _check_mv_options(interval, temperature, "--")
         cfg = _site(site)
         a, _ = _load(pre, cfg, carbon, carbon_format, None, None, with_carbon=False)
         b, _ = _load(post, cfg, carbon, carbon_format, None, None, carbon_required=False)
