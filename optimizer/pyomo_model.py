@@ -26,7 +26,7 @@ import numpy as np
 
 from .lp import LinearProgram
 
-__all__ = ["PyomoLP", "Compiled", "build_pyomo", "compile_model", "pass_to_highs"]
+__all__ = ["PyomoLP", "Compiled", "build_pyomo", "compile_model", "direct", "pass_to_highs"]
 
 
 def _num(v: float):
@@ -223,6 +223,20 @@ def compile_model(p: PyomoLP) -> Compiled:
     hrow = np.full(len(p.cons), -1, np.int64)
     hrow[row_ids] = np.arange(row_ids.size)
     return Compiled(c, clb, cub, rlb, rub, A, integ, offset, col_ids, row_ids, hcol, hrow, time.perf_counter() - t0)
+
+
+def direct(lp: LinearProgram) -> Compiled:
+    """The numpy assembly of the same families in the families' own order (identity maps).
+
+    It is the matrix the compiler produces from the Pyomo model, entry by entry (tested:
+    ``tests/test_opt_pyomo.py``), without creating ~one Python object per variable,
+    constraint and term and walking them back: the planner's default hand-over.
+    """
+    t0 = time.perf_counter()
+    cost, clb, cub, rlb, rub, a, integ = lp.arrays()
+    cols, rows = np.arange(lp.n_cols), np.arange(lp.n_rows)
+    return Compiled(cost, clb, cub, rlb, rub, a, integ, float(lp.offset), cols, rows, cols, rows,
+                    time.perf_counter() - t0)
 
 
 def pass_to_highs(c: Compiled, highs=None):

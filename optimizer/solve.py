@@ -37,7 +37,7 @@ from coolshift.config import SiteConfig
 from coolshift.models.coefficients import PlantCoefficients
 
 from .build import PlanningLP, build_lp
-from .pyomo_model import build_pyomo, compile_model, pass_to_highs
+from .pyomo_model import build_pyomo, compile_model, direct, pass_to_highs
 from .constraints import batch_not_due_units
 from .data import PlanOptions, prepare
 from .diagnose import diagnose
@@ -128,11 +128,12 @@ class Planner:
         self.forecast = forecast
         self.initial_state = initial_state or InitialState.from_site(site)
         self.problem = build_lp(prepare(site, coefficients, forecast, self.initial_state, self.options))
-        self.pyomo = build_pyomo(self.problem.lp)
+        self._pyomo = build_pyomo(self.problem.lp) if self.options.handover == "pyomo" else None
         self.compiled = None
         self.highs = None
-        self.timings: dict = {"build_s": self.problem.build_s + self.pyomo.build_s,
-                              "terms_s": self.problem.build_s, "pyomo_build_s": self.pyomo.build_s}
+        pyomo_s = self._pyomo.build_s if self._pyomo is not None else 0.0
+        self.timings: dict = {"build_s": self.problem.build_s + pyomo_s,
+                              "terms_s": self.problem.build_s, "pyomo_build_s": pyomo_s}
         self._pending: str = "cold"
         self._bound_changes = None
 
@@ -143,9 +144,16 @@ class Planner:
 
         return highspy.HighsModelStatus.kOptimal
 
+    @property
+    def pyomo(self):
+        """The Pyomo model of the current LP (built on first access with ``handover="numpy"``)."""
+        if self._pyomo is None:
+            self._pyomo = build_pyomo(self.problem.lp)
+        return self._pyomo
+
     def _load(self) -> None:
-        """Compile the Pyomo model and hand it to HiGHS (one ``passModel``)."""
-        self.compiled = compile_model(self.pyomo)
+        """Hand the LP to HiGHS (one ``passModel``): the numpy assembly, or the compiled Pyomo model."""
+        self.compiled = compile_model(self.pyomo) if self.options.handover == "pyomo" else direct(self.problem.lp)
         self.timings["compile_s"] = self.compiled.compile_s
         t0 = time.perf_counter()
         self.highs = pass_to_highs(self.compiled, self.highs)
@@ -298,8 +306,8 @@ class Planner:
         new = build_lp(prepare(self.site, self.coefficients, self.forecast, self.initial_state, self.options))
         self.problem = new
         if self.highs is None:
-            self.pyomo = build_pyomo(new.lp)
-            self.timings.update(build_s=new.build_s + self.pyomo.build_s)
+            self._pyomo = build_pyomo(new.lp) if self.options.handover == "pyomo" else None
+            self.timings.update(build_s=new.build_s + (self._pyomo.build_s if self._pyomo is not None else 0.0))
             return {"rebuilt": True}
         cost, clb, cub, rlb, rub, a, _ = new.lp.arrays()
         ocost, oclb, ocub, orlb, orub, oa, _ = self._loaded
@@ -317,8 +325,12 @@ class Planner:
             absent = (c.hcol[np.concatenate([jc, jb, dcol])] < 0).any() or (c.hrow[np.concatenate([ib, drow])] < 0).any()
         if not same or absent or dv.size > 0.01 * max(a.nnz, 1):
             # a new structure: a new Pyomo model, compiled and handed over again
-            self.pyomo = build_pyomo(new.lp)
-            self.compiled = compile_model(self.pyomo)
+            if self.options.handover == "pyomo":
+                self._pyomo = build_pyomo(new.lp)
+                self.compiled = compile_model(self._pyomo)
+            else:
+                self._pyomo = None  # rebuilt from the new LP when read
+                self.compiled = direct(new.lp)
             pass_to_highs(self.compiled, self.highs)
             changed["rebuilt"] = True
             self._pending = "cold"
@@ -326,13 +338,14 @@ class Planner:
             # keep the Pyomo model and the loaded HiGHS model: update what changed in both
             h = self.highs
             rows = np.union1d(ib, drow)
-            if rows.size:
-                self.pyomo.set_rows(new.lp, rows)
-            self.pyomo.lp = new.lp
-            if jc.size:
-                self.pyomo.set_costs(jc, cost)
-            if jb.size:
-                self.pyomo.set_col_bounds(jb, clb, cub)
+            if self._pyomo is not None:  # a Pyomo model that was built is kept equal to the LP
+                if rows.size:
+                    self._pyomo.set_rows(new.lp, rows)
+                self._pyomo.lp = new.lp
+                if jc.size:
+                    self._pyomo.set_costs(jc, cost)
+                if jb.size:
+                    self._pyomo.set_col_bounds(jb, clb, cub)
             for i, j, val in zip(c.hrow[drow].tolist(), c.hcol[dcol].tolist(), a.data[dv].tolist()):
                 h.changeCoeff(int(i), int(j), float(val))
             if jc.size:
@@ -354,7 +367,8 @@ class Planner:
         self._loaded = (cost, clb, cub, rlb, rub, a, None)
         self.timings = {"build_s": new.build_s, "update_s": time.perf_counter() - t0}
         if changed["rebuilt"]:
-            self.timings.update(pyomo_build_s=self.pyomo.build_s, compile_s=self.compiled.compile_s)
+            self.timings.update(pyomo_build_s=self._pyomo.build_s if self._pyomo is not None else 0.0,
+                                compile_s=self.compiled.compile_s)
         changed["method"] = self._pending
         return changed
 
