@@ -126,3 +126,40 @@ def test_evaluate_workload_cli_has_the_same_output(tmp_path):
     assert {"model", "persistence", "seasonal_naive"} <= set(m)
     assert m["model"]["mape_pct"] < m["persistence"]["mape_pct"]
     assert m["setup"]["test_steps"] > 24 * 5
+
+
+def test_vectorised_features_and_ridge_match_the_per_issue_reference():
+    """The fast paths (all issue times at once; one batched closed-form ridge) give what the
+    readable per-issue features and one scikit-learn Ridge per (issue hour, horizon) give."""
+    from sklearn.linear_model import Ridge
+
+    from coolshift.models.forecast import _PerHorizonRidge
+
+    y = _series(days=30, seed=6)
+    y.iloc[[100, 101, 400]] = np.nan  # gaps: lags and the recent mean must skip them alike
+    f = CarbonIntensityForecaster(issue_every_h=6).fit(y.iloc[: 24 * 25])
+    z = y.iloc[: 24 * 28]
+    for issue in (z.index[24 * 20], z.index[24 * 20 + 7], z.index[101 + 1]):
+        idx = pd.date_range(issue, periods=30, freq="h")
+        ref_X, ref_b = f._features(z[z.index < issue], issue, idx)
+        tpos = f._positions(z, idx)
+        X, b = f._grid_features(z, np.full(len(idx), f._positions(z, [issue])[0]), tpos)
+        np.testing.assert_allclose(X, ref_X, rtol=1e-10, atol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(b, ref_b, rtol=1e-12, equal_nan=True)
+    rng = np.random.default_rng(0)
+    n = 600
+    X = np.column_stack([rng.integers(1, 4, n), rng.normal(size=(n, 3)), rng.choice([0.0, 12.0], n),
+                         rng.normal(size=(n, 7))])
+    t = X[:, [1, 2, 5, 6]] @ np.array([0.5, -1.0, 2.0, 0.3]) + rng.normal(0, 0.1, n)
+    m = _PerHorizonRidge(alpha=3.0).fit(X, t)
+    cols = list(m.columns)
+    for ih in (0.0, 12.0):
+        for h in (1, 2, 3):
+            sel = (X[:, 4] == ih) & (X[:, 0] == h)
+            ref = Ridge(alpha=3.0, fit_intercept=False).fit(X[sel][:, cols], t[sel])
+            np.testing.assert_allclose(m.predict(X[sel]), ref.predict(X[sel][:, cols]), rtol=1e-9, atol=1e-12)
+    # an unseen issue hour takes the nearest trained one (on the 24-h circle): 23 h -> 0 h
+    probe = X[(X[:, 4] == 0.0)][:5].copy()
+    unseen = probe.copy()
+    unseen[:, 4] = 23.0
+    np.testing.assert_allclose(m.predict(unseen), m.predict(probe))
