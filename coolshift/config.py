@@ -28,6 +28,7 @@ __all__ = [
     "Chiller",
     "Economiser",
     "CoolingPlant",
+    "LiquidCooling",
     "Electrical",
     "EdgeSite",
     "Renewables",
@@ -188,9 +189,23 @@ class Economiser(_Strict):
     approach_c: float = Field(4.0, ge=0, description="HX / tower approach to wet-bulb (waterside) or dry-bulb")
 
 
+class LiquidCooling(_Strict):
+    """Direct-to-chip liquid cooling: a share of the IT heat carried by a warm-water loop.
+
+    ASHRAE TC 9.9, "Liquid Cooling Guidelines for Datacom Equipment Centers" (2nd ed. 2014)
+    and "Water-Cooled Servers" (2019) name facility-water classes by their highest supply
+    temperature: W17, W27, W32, W40, W45 [degC]; W32 is served without chillers in most
+    climates. Default share 0: an air-cooled site, unchanged.
+    """
+
+    it_heat_share_frac: float = Field(0.0, ge=0, le=0.9, description="share of IT heat removed by cold plates (hybrid cold-plate servers capture 0.6-0.8: ASHRAE TC 9.9 Water-Cooled Servers 2019)")
+    supply_max_c: float = Field(32.0, ge=10, le=45, description="facility water supply limit, ASHRAE W-class (W32 = 32 degC)")
+
+
 class CoolingPlant(_Strict):
     chiller: Chiller
     economiser: Economiser = Economiser()
+    liquid: LiquidCooling = LiquidCooling()
     pump_rated_kw: float = Field(ge=0, description="chilled + condenser water pumps at design flow")
     tower_fan_rated_kw: float = Field(0.0, ge=0, description="cooling-tower fans at design (0 if air-cooled)")
     crah_supply_approach_c: float = Field(

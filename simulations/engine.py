@@ -146,6 +146,10 @@ class _Params:
         self.eta = plant.carnot_fraction(ch.rated_cop, ch.rated_chw_supply_c, ch.rated_condenser_c, ch.type)
         self.has_tower = ch.type == "water_cooled" or site.cooling.economiser.type == "waterside"
         self.design_rejected_kw = ch.rated_capacity_kw * (1.0 + 1.0 / ch.rated_cop)
+        lq = site.cooling.liquid
+        self.liquid_share = float(lq.it_heat_share_frac)  # share of IT heat in the liquid loop
+        self.liquid_supply_max_c = float(lq.supply_max_c)
+        self.air_share = 1.0 - self.liquid_share
         cls_by_name = {c.name: c for c in site.workload_classes}
         self.off_gb = np.array([cls_by_name[c].data_gb_per_unit for c in n.offloadable])
         self.off_is_batch = np.array([cls_by_name[c].kind == "batch" for c in n.offloadable], dtype=bool)
@@ -240,7 +244,8 @@ class _Physics:
 
     def plant(self, it_zone_kw, supply_eff, chw, temp, wb):
         p = self.p
-        v_srv = airside.server_airflow_m3_s(it_zone_kw)
+        it_air_kw = it_zone_kw * p.air_share  # the liquid share leaves by the cold plates, not the air
+        v_srv = airside.server_airflow_m3_s(it_air_kw)
         v_crah = np.clip(v_srv * p.overprov, p.crah_min_frac * p.crah_rated_m3_s, p.crah_rated_m3_s)
         fan_kw = airside.crah_fan_kw(v_crah, p.crah_count, p.crah_unit_m3_s, p.crah_unit_kw)
         pdu_zone = it_zone_kw * p.site.electrical.pdu_loss_frac
@@ -248,11 +253,19 @@ class _Physics:
         pdu = pdu_zone.sum(axis=1)
         el = p.site.electrical
         ups = electrical.ups_loss_kw(it_tot + pdu, el.ups_rated_kw, el.ups_efficiency_points)
-        zone_heat = it_zone_kw + fan_kw.reshape(it_zone_kw.shape) + pdu_zone
-        heat = zone_heat.sum(axis=1) + ups + el.lighting_other_kw
+        zone_heat = it_air_kw + fan_kw.reshape(it_zone_kw.shape) + pdu_zone
+        heat_air = zone_heat.sum(axis=1) + ups + el.lighting_other_kw
         eco = p.site.cooling.economiser
         f_free = plant.economiser_fraction(eco.type, eco.approach_c, chw, supply_eff.mean(axis=1), wb, temp)
-        free = heat * f_free
+        if p.liquid_share > 0:
+            liquid = it_tot * p.liquid_share
+            source = (np.asarray(wb, dtype=float) + plant.TOWER_APPROACH_K if p.has_tower
+                      else np.asarray(temp, dtype=float) + plant.DRY_COOLER_APPROACH_K)
+            liq_free = liquid * plant.liquid_free_fraction(source, p.liquid_supply_max_c)
+        else:
+            liquid = liq_free = np.zeros_like(heat_air)
+        heat = heat_air + liquid
+        free = heat_air * f_free + liq_free
         mech = heat - free
         cap = p.chiller.rated_capacity_kw
         duty = np.minimum(mech, cap)
@@ -265,10 +278,14 @@ class _Physics:
         if p.has_tower:
             tower = plant.tower_fan_kw(rejected, p.site.cooling.tower_fan_rated_kw, p.design_rejected_kw)
             tower_heat = rejected
+            dry = np.zeros_like(heat)
         else:
             tower = np.zeros_like(heat)
             tower_heat = np.zeros_like(heat)
+            dry = plant.dry_cooler_fan_kw(liq_free)  # the liquid loop's own heat rejection
+        liquid_loop = plant.liquid_pump_kw(liquid) + dry
         return dict(
+            liquid_kw=liquid, liquid_free_kw=liq_free, liquid_loop_kw=liquid_loop,
             v_crah=v_crah, crah_fan_kw=fan_kw, pdu_kw=pdu, ups_kw=ups, zone_heat_kw=zone_heat, heat_kw=heat,
             free_kw=free, duty_kw=duty, unmet_kw=unmet, econ_frac=f_free, cop=cop, chiller_kw=chiller_kw,
             pump_kw=pump, tower_kw=tower, tower_heat_kw=tower_heat, cond_c=cond,
@@ -340,6 +357,8 @@ class _Physics:
         cols = np.arange(len(p.names.pools))[None, :]
         w = p.curve_w[cols, i_p] + p.curve_slope_w[cols, i_p] * f_g[:, p.gop]  # W per active server
         zone_active = (act * w) @ (p.pool_zone_onehot / 1000.0)
+        if p.liquid_share > 0:  # cold-plate servers need less fan power (servers.liquid_fan_saving_frac)
+            zone_active = zone_active * (1.0 - servers.liquid_fan_saving_frac(p.liquid_share))
         zone_other = p.sleep_zone_all_kw[None] - act @ p.m_sleep_kw + booted @ p.m_boot_kw
         util_g = used_g
 
@@ -349,14 +368,18 @@ class _Physics:
         below = a.supply_c < supply_floor - 1e-9
         supply_eff = np.maximum(a.supply_c, supply_floor)
 
-        def inlet_target(it_zone, v_crah, supply):
-            return supply + airside.recirculation_rise_by_index_c(it_zone, v_crah, p.racks, p.recirc, p.overprov)
+        def inlet_target(it_zone, v_crah, supply):  # the air-cooled share heats the exhaust that recirculates
+            return supply + airside.recirculation_rise_by_index_c(it_zone * p.air_share, v_crah, p.racks, p.recirc,
+                                                                  p.overprov)
+
+        def fan_rise(inlet_c):  # inlet air drives fans and leakage of the air-cooled share only
+            return servers.fan_leakage_frac(inlet_c) * p.air_share
 
         # pass 1: fan rise from the steady inlet at the setpoint
         it0 = zone_active + zone_other
-        v0 = np.clip(airside.server_airflow_m3_s(it0) * p.overprov, p.crah_min_frac * p.crah_rated_m3_s, p.crah_rated_m3_s)
+        v0 = np.clip(airside.server_airflow_m3_s(it0 * p.air_share) * p.overprov, p.crah_min_frac * p.crah_rated_m3_s, p.crah_rated_m3_s)
         inlet1 = inlet_target(it0, v0, supply_eff)
-        it1 = zone_active * (1.0 + servers.fan_leakage_frac(inlet1)) + zone_other
+        it1 = zone_active * (1.0 + fan_rise(inlet1)) + zone_other
         pl = self.plant(it1, supply_eff, chw, temp, wb)
         # unmet load warms the supply air of every zone in proportion to its heat
         zshare = pl["zone_heat_kw"] / np.maximum(pl["zone_heat_kw"].sum(axis=1, keepdims=True), 1e-9)
@@ -365,13 +388,13 @@ class _Physics:
         target = inlet_target(it1, pl["v_crah"], supply_act)
         inlet, inlet_last = airside.rc_lag(target, state.inlet_c, p.step_s, p.tau_s)
         # pass 2: fan rise from the lagged inlet, plant again
-        it_zone = zone_active * (1.0 + servers.fan_leakage_frac(inlet)) + zone_other
+        it_zone = zone_active * (1.0 + fan_rise(inlet)) + zone_other
         pl = self.plant(it_zone, supply_eff, chw, temp, wb)
-        server_fan_kw = (zone_active * servers.fan_leakage_frac(inlet)).sum(axis=1)
+        server_fan_kw = (zone_active * fan_rise(inlet)).sum(axis=1)
 
         it_kw = it_zone.sum(axis=1)
         crah = pl["crah_fan_kw"].sum(axis=1)
-        cooling = pl["chiller_kw"] + crah + pl["pump_kw"] + pl["tower_kw"]
+        cooling = pl["chiller_kw"] + crah + pl["pump_kw"] + pl["tower_kw"] + pl["liquid_loop_kw"]
         other = np.full(n, p.site.electrical.lighting_other_kw)
         facility = it_kw + cooling + pl["ups_kw"] + pl["pdu_kw"] + other
         water_l = plant.evaporative_water_l(pl["tower_heat_kw"] * step_h) if p.has_tower else np.zeros(n)
@@ -384,6 +407,7 @@ class _Physics:
             tower_kw=pl["tower_kw"], cooling_kw=cooling, ups_kw=pl["ups_kw"], pdu_kw=pl["pdu_kw"], other_kw=other,
             facility_kw=facility, heat_kw=pl["heat_kw"], free_kw=pl["free_kw"], duty_kw=pl["duty_kw"],
             unmet_kw=pl["unmet_kw"], econ_frac=pl["econ_frac"], cop=pl["cop"], water_l=water_l,
+            liquid_kw=pl["liquid_kw"], liquid_free_kw=pl["liquid_free_kw"], liquid_loop_kw=pl["liquid_loop_kw"],
             zone_it_kw=it_zone, inlet_c=inlet, supply_act_c=supply_act, supply_sp_c=a.supply_c, chw_c=chw,
             util_g=util_g, inter_demand=inter, inter_served=served_all[:, : len(p.inter_idx)],
             unserved_inter=np.maximum(unserved_inter, 0.0), arrivals=arrivals, served_local=served_local,
@@ -511,6 +535,7 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
     ts = {
         "it_power_kw": r["it_kw"], "server_fan_kw": r["server_fan_kw"], "chiller_kw": r["chiller_kw"],
         "crah_fan_kw": r["crah_kw"], "pump_kw": r["pump_kw"], "tower_fan_kw": r["tower_kw"],
+        "liquid_loop_kw": r["liquid_loop_kw"], "liquid_heat_kw": r["liquid_kw"], "liquid_free_kw": r["liquid_free_kw"],
         "cooling_power_kw": r["cooling_kw"], "ups_loss_kw": r["ups_kw"], "pdu_loss_kw": r["pdu_kw"],
         "other_kw": r["other_kw"], "facility_power_kw": r["facility_kw"],
         "pue": r["facility_kw"] / np.maximum(r["it_kw"], 1e-9),
@@ -620,6 +645,7 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         "unmet_cooling_kwh": float(r["unmet_kw"].sum() * step_h),
         # per-lever breakdown
         "cooling_kwh": float(r["cooling_kw"].sum() * step_h),
+        "liquid_loop_kwh": float(r["liquid_loop_kw"].sum() * step_h),
         "chiller_kwh": float(r["chiller_kw"].sum() * step_h),
         "crah_fan_kwh": float(r["crah_kw"].sum() * step_h),
         "pump_kwh": float(r["pump_kw"].sum() * step_h),

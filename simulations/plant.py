@@ -22,6 +22,14 @@ References
   the heat is rejected by evaporation; blowdown = evaporation / (cycles - 1).
 - ASHRAE 90.4-2019 and Uptime Institute: water-side economisers use a plate heat exchanger
   with ~1-2 K approach after a tower with ~3-4 K approach to wet-bulb.
+- ASHRAE TC 9.9, "Liquid Cooling Guidelines for Datacom Equipment Centers", 2nd ed. (2014),
+  and "Water-Cooled Servers: Common Designs, Components, and Processes" (2019): facility
+  water classes W17-W45 by highest supply temperature; cold-plate (direct-to-chip) servers
+  carry 60-80 % of their heat in water; technology-loop temperature rise ~10 K.
+
+Liquid cooling (direct-to-chip): the liquid share of the IT heat goes through a CDU plate
+heat exchanger to warm facility water that the tower (or a dry cooler) cools without a
+chiller while it can hold the W-class supply limit; the rest is trimmed by the chillers.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ __all__ = [
     "pump_kw",
     "tower_fan_kw",
     "evaporative_water_l",
+    "LIQUID_DELTA_T_K",
+    "liquid_free_fraction",
+    "liquid_pump_kw",
+    "dry_cooler_fan_kw",
 ]
 
 # EnergyPlus DataSets/Chillers.idf, "DOE-2 Centrifugal/5.50COP" EIRFPLR: a + b PLR + c PLR^2
@@ -174,3 +186,53 @@ def evaporative_water_l(rejected_kwh) -> np.ndarray:
     """Tower make-up water [L] for ``rejected_kwh`` [kWh] of heat: evaporation plus blowdown."""
     evap_kg = np.asarray(rejected_kwh, dtype=float) * 3600.0 / LATENT_HEAT_KJ_KG * EVAPORATED_SHARE
     return evap_kg * (1.0 + 1.0 / (CYCLES_OF_CONCENTRATION - 1.0))  # 1 kg ~ 1 L
+
+
+# -- direct liquid cooling ----------------------------------------------------------------
+# Technology-cooling-loop temperature rise at design flow (ASHRAE TC 9.9 Water-Cooled Servers
+# 2019: cold-plate loops are designed for ~10 K; OCP ACS cold-plate specifications likewise).
+LIQUID_DELTA_T_K = 10.0
+# CDU plate heat exchanger approach, facility water to technology loop (ASHRAE TC 9.9 2019:
+# 2-4 K for liquid-to-liquid CDUs); we take the low end of a new installation.
+CDU_APPROACH_K = 2.0
+# Pumping of the technology and facility liquid loops: P = flow x head / efficiency, with the
+# flow that carries the heat at LIQUID_DELTA_T_K (water cp 4.18 kJ/(kg K), 1 kg/L: ASHRAE
+# Fundamentals 2021 ch. 33), a total head of 300 kPa across cold plates, rack manifolds, CDU
+# and facility piping (ASHRAE TC 9.9 2019 gives 100-200 kPa for the technology loop alone)
+# and a wire-to-water efficiency of 0.5 (small variable-speed pumps; ASHRAE HVAC S&E 2020
+# ch. 44). Gives ~14 W of pump power per kW of heat.
+CP_WATER_KJ_KGK = 4.18
+LIQUID_LOOP_HEAD_KPA = 300.0
+LIQUID_PUMP_EFFICIENCY = 0.5
+# Dry coolers (sites without a tower): leaving water ~8 K above dry-bulb and ~20 W of EC fan
+# power per kW rejected at design (ASHRAE HVAC S&E 2020 ch. 40 on closed-circuit/dry coolers;
+# an estimate, not a datasheet figure: give your unit's if you have it).
+DRY_COOLER_APPROACH_K = 8.0
+DRY_COOLER_FAN_KW_PER_KW = 0.02
+
+
+def liquid_free_fraction(source_water_c, supply_max_c: float, delta_t_k: float = LIQUID_DELTA_T_K,
+                         approach_k: float = CDU_APPROACH_K) -> np.ndarray:
+    """Share of the liquid loop's heat rejected without a chiller [0-1].
+
+    Facility water from the tower or dry cooler at ``source_water_c`` [degC] meets the loop
+    through the CDU (``approach_k``). It cools the loop return (``supply_max_c + delta_t_k``)
+    down to the W-class supply limit ``supply_max_c``: all of it when ``source + approach``
+    is at or below the limit, none when it is above the return, linearly in between (the
+    chillers trim the rest, as in :func:`economiser_fraction`).
+    """
+    hi = supply_max_c + delta_t_k
+    t = np.asarray(source_water_c, dtype=float) + approach_k
+    return np.clip((hi - t) / delta_t_k, 0.0, 1.0)
+
+
+def liquid_pump_kw(liquid_kw, delta_t_k: float = LIQUID_DELTA_T_K, head_kpa: float = LIQUID_LOOP_HEAD_KPA,
+                   efficiency: float = LIQUID_PUMP_EFFICIENCY) -> np.ndarray:
+    """Pump power [kW] to carry ``liquid_kw`` [kW] of heat at a ``delta_t_k`` rise against ``head_kpa``."""
+    flow_m3_s = np.asarray(liquid_kw, dtype=float) / (CP_WATER_KJ_KGK * delta_t_k) / 1000.0
+    return flow_m3_s * head_kpa / efficiency
+
+
+def dry_cooler_fan_kw(rejected_kw) -> np.ndarray:
+    """Dry-cooler fan power [kW] for ``rejected_kw`` [kW] (proportional to the heat, see constant)."""
+    return np.asarray(rejected_kw, dtype=float) * DRY_COOLER_FAN_KW_PER_KW

@@ -25,6 +25,8 @@ __all__ = [
     "power_curve_w",
     "fan_leakage_frac",
     "boot_power_w",
+    "SERVER_FAN_FRAC",
+    "liquid_fan_saving_frac",
 ]
 
 # The 11 SPECpower_ssj2008 measurement points: active idle (0 %) then 10 % .. 100 % load.
@@ -38,6 +40,12 @@ FAN_LEAKAGE_THRESHOLD_C = 25.0
 # inside the 4-20 % band of ASHRAE TC 9.9 (2011) Fig. 5.
 FAN_LEAKAGE_PER_K = 0.004
 FAN_LEAKAGE_PER_K2 = 0.0012
+# Share of an air-cooled server's power drawn by its fans at inlets below the threshold:
+# ~5-10 % (Patterson 2008, "The effect of data center temperature on energy efficiency",
+# ITHERM; ASHRAE TC 9.9 2011 white paper); we take 6 %. Cold plates take the CPU/GPU heat,
+# so a direct-liquid-cooled server keeps fans only for the air-cooled share of its heat
+# (memory, drives, VRMs: ASHRAE TC 9.9 "Water-Cooled Servers" 2019).
+SERVER_FAN_FRAC = 0.06
 
 
 def linear_curve_frac(idle_w: float, peak_w: float) -> np.ndarray:
@@ -74,3 +82,11 @@ def boot_power_w(servers_booted, peak_w, idle_w, boot_time_s, step_s: float) -> 
     """
     frac = np.minimum(np.asarray(boot_time_s, dtype=float), step_s) / step_s
     return np.asarray(servers_booted, dtype=float) * (np.asarray(peak_w) - np.asarray(idle_w)) * frac
+
+
+def liquid_fan_saving_frac(liquid_share) -> np.ndarray:
+    """Fraction of server power saved by fans [-] when ``liquid_share`` [0-1] of its heat goes to cold plates.
+
+    Fan power scales with the air-cooled heat it must move: ``SERVER_FAN_FRAC * liquid_share``.
+    """
+    return SERVER_FAN_FRAC * np.asarray(liquid_share, dtype=float)
