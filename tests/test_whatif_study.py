@@ -31,7 +31,7 @@ def week(site):
 
 @pytest.fixture(scope="module")
 def virtualisation_rows(site, week, tmp_path_factory):
-    pol = choose_policies("static", "coolshift")
+    pol = choose_policies("static", "carbon_greedy")
     spec = ScenarioSpec(load_scenario(WHATIF / "virtualisation.yaml"), str(WHATIF / "virtualisation.yaml"), WHATIF)
     tasks = build_tasks(SMALL_SITE, site, [spec], START, END, 60, pol)
     out = run_loop(tasks, run_scenario_task, tmp_path_factory.mktemp("virt"), week)
@@ -58,10 +58,9 @@ def test_virtualisation_reports_operational_embodied_and_payback(virtualisation_
         assert v["payback_months"] == pytest.approx(one_off / (saved * HOURS_PER_MONTH / 168))
         assert v["net_tco2_change_vs_baseline"] == pytest.approx(v["tco2_operational"] + v["tco2_embodied"] - b["tco2_operational"])
         assert v["sla_violations"] == 0 and v["late_work_units"] == pytest.approx(0.0, abs=1e-6)
-    # the headline is the Coolshift role, and a stand-in says what it stands in for
-    assert virt["headline_policy"] == virt["by_policy"]["coolshift"]["policy"]
-    if virt["headline_policy"] != "coolshift":
-        assert virt["stand_in_for"] == "coolshift"
+    # the headline is the Coolshift role, here played by a rule policy that says what it stands in for
+    assert virt["headline_policy"] == virt["by_policy"]["coolshift"]["policy"] == "carbon_greedy"
+    assert virt["stand_in_for"] == "coolshift" and virt["plant_model"] is None
     rec = out.records["virtualisation"]["result"]
     assert rec["policy_used"]["baseline"] == "static"
 
@@ -87,13 +86,22 @@ def test_cli_writes_whatif_json_report_and_mlflow_runs(tmp_path, monkeypatch):
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "wi"
+    # the default policies (best_practice against the optimiser on a plant model learned per scenario)
     args = ["whatif", "--site", str(SMALL_SITE), "--scenario", str(WHATIF / "setpoint_policy.yaml"),
-            "--start", "2022-07-04", "--end", "2022-07-06", "--step-minutes", "60", "--workers", "0", "--out", str(out)]
+            "--start", "2022-07-04", "--end", "2022-07-05", "--workers", "0", "--out", str(out)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     rows = json.loads((out / "whatif.json").read_text())
     assert list(rows) == ["baseline", "setpoint_policy"]
     sp = rows["setpoint_policy"]
+    assert sp["headline_policy"] == "coolshift" and sp["stand_in_for"] is None and sp["forecast"] == "perfect"
+    assert sp["by_policy"]["baseline"]["policy"] == "best_practice"
+    assert sp["plant_model"]["train_end"] == "2022-07-04T00:00:00+00:00" and sp["plant_model"]["train_rows"] == 28 * 96
+    assert len(list((out / "plant_models").glob("*.pkl"))) == 2  # the raised limits change the plant: two models
+    for row in rows.values():  # the optimiser planned (no fallback to the rule) and did not emit more
+        pl = row["by_policy"]["coolshift"]
+        assert pl["planner"]["plans"] == 6 and pl["planner"]["fallback_plans"] == 0
+        assert pl["tco2_operational"] <= row["by_policy"]["baseline"]["tco2_operational"] * (1 + 1e-6)
     assert set(ROW_KEYS) <= set(sp) and sp["payback_months"] is None and sp["tco2_embodied"] == 0.0
     assert sp["net_tco2_change_vs_baseline"] == pytest.approx(sp["tco2_operational"] - rows["baseline"]["tco2_operational"])
     html = (out / "report.html").read_text()
@@ -127,7 +135,7 @@ def test_command_line_data_override_reaches_every_scenario(site):
     site_o = load_site(SMALL_SITE, **over)
     t0, t1 = START, START + pd.Timedelta(days=1)
     spec = ScenarioSpec(load_scenario(WHATIF / "edge_portland.yaml"), str(WHATIF / "edge_portland.yaml"), WHATIF)
-    pol = choose_policies("static", "coolshift")
+    pol = choose_policies("static", "carbon_greedy")
     rows = {}
     for label, s, ov in (("caiso", site, None), ("bpat", site_o, over)):
         data = load_site_data(s, t0, t1, step_minutes=60)

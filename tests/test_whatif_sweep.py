@@ -50,7 +50,7 @@ def _sweep_tasks(site, tmp_path, grid_yaml: str):
     f = tmp_path / "sweep.yaml"
     f.write_text(grid_yaml)
     specs = [ScenarioSpec(s, str(f), d) for s, d in expand_sweep(f)]
-    return build_tasks(SMALL_SITE, site, specs, START, END, 60, choose_policies("static", "coolshift"))
+    return build_tasks(SMALL_SITE, site, specs, START, END, 60, choose_policies("static", "carbon_greedy"))
 
 
 SWEEP_3X3 = f"""
@@ -167,7 +167,7 @@ def test_sweep_against_a_real_scheduler_address_with_one_failing_scenario(site, 
         Scenario(name="warm", overrides={"zones": {"*": {"inlet_max_c": 30.0}}}),
     ]
     specs = [ScenarioSpec(s, "inline", tmp_path) for s in scen]
-    tasks = build_tasks(SMALL_SITE, site, specs, START, END, 60, choose_policies("static", "coolshift"))
+    tasks = build_tasks(SMALL_SITE, site, specs, START, END, 60, choose_policies("static", "carbon_greedy"))
     fn = run_scenario_task
     out = run_sweep(tasks, fn, tmp_path / "res", data, scheduler=addr)
     assert out.scheduler == addr and out.workers == 1

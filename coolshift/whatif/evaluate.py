@@ -1,10 +1,12 @@
 """Closed-loop evaluation of one scenario on the simulator: ``evaluate_scenario``.
 
-Each scenario's site is run on the simulator (:func:`coolshift.simulations.engine.simulate`)
-with a *baseline* policy and a *Coolshift* policy, looked up by name in the simulator's
-policy registry (:func:`resolve_policy`, the one place policies are found). When the
-optimiser's ``coolshift`` policy is not registered yet, a named stand-in is used and the
-result says so (``policy_used``, ``stand_in_for``); nothing pretends to be what it is not.
+Each scenario's site is run on the simulator with a *baseline* policy and the *Coolshift*
+policy through the product's closed-loop evaluation
+(:func:`coolshift.evaluate.evaluate_policies`): the baseline rules are the simulator's
+(``static``, ``best_practice``, ``carbon_greedy``), ``coolshift`` is the optimiser's
+receding-horizon policy planning with a plant model learned on the scenario's own site
+(:mod:`coolshift.whatif.plant_model`). A rule policy may play the Coolshift role on request
+(``--policy carbon_greedy``, much cheaper); the result then says so (``stand_in_for``).
 
 The work is the same in every scenario: demand per workload class comes from the current
 site's data (utilisation x the current site's capacity), so a scenario that removes servers
@@ -29,6 +31,7 @@ __all__ = [
     "resolve_policy",
     "available_policies",
     "choose_policies",
+    "needs_plant_model",
     "scenario_data",
     "evaluate_scenario",
     "SUMMARY_KEYS",
@@ -39,8 +42,14 @@ SUMMARY_KEYS = (
     "it_kwh", "facility_kwh", "pue", "tco2_location", "tco2_market", "water_l",
     "sla_violations", "late_work_units", "thermal_violation_minutes",
 )
-# Preference order for the policy that stands in for the optimiser until it is registered.
+# The optimiser's policy (coolshift.evaluate): receding-horizon LP on a learned plant model.
+OPTIMISER_POLICY = "coolshift"
+# Preference order for a rule policy that stands in for the optimiser when asked to (or when
+# the optimiser is not installed).
 COOLSHIFT_STAND_INS = ("carbon_greedy", "best_practice")
+# Forecasts the optimiser plans on (coolshift.evaluate.FORECAST_MODES); "perfect" by default
+# in what-ifs: the same for every scenario and half the cost of "model" (docs/whatif.md).
+FORECAST_DEFAULT = "perfect"
 
 
 class PolicyUnavailable(LookupError):
@@ -57,19 +66,30 @@ def _registry():
     return mod
 
 
-def available_policies() -> list[str]:
-    """Policy names in the simulator's registry (``coolshift.simulations.policies.POLICIES``)."""
+def _optimiser_available() -> bool:
     try:
-        return list(_registry().POLICIES)
+        from coolshift.evaluate import POLICIES
+    except ImportError:
+        return False
+    return OPTIMISER_POLICY in POLICIES
+
+
+def available_policies() -> list[str]:
+    """Policy names a what-if can run: the simulator's rules (``coolshift.simulations.policies.POLICIES``)
+    and the optimiser's ``coolshift`` policy."""
+    try:
+        names = list(_registry().POLICIES)
     except PolicyUnavailable:
-        return []
+        names = []
+    return names + ([OPTIMISER_POLICY] if _optimiser_available() else [])
 
 
 def resolve_policy(name: str, site: SiteConfig | None = None):
-    """The simulator policy called ``name``: the single registry lookup.
+    """The simulator rule policy called ``name``: the single registry lookup.
 
-    Policies are looked up in ``coolshift.simulations.policies.POLICIES`` (name -> class);
-    a policy registered there later (the optimiser's ``coolshift``) is used with no change here.
+    Rule policies are looked up in ``coolshift.simulations.policies.POLICIES`` (name -> class);
+    the optimiser's ``coolshift`` policy needs a plant model and is built by
+    :func:`coolshift.evaluate.evaluate_policies` instead.
     """
     reg = _registry().POLICIES
     if name not in reg:
@@ -77,20 +97,38 @@ def resolve_policy(name: str, site: SiteConfig | None = None):
     return reg[name]()
 
 
-def choose_policies(baseline: str = "static", coolshift: str = "coolshift", available: list[str] | None = None) -> dict:
-    """Roles to policy names, with the stand-in stated: ``{"baseline": .., "coolshift": .., "stand_in_for": ..}``."""
+def needs_plant_model(policies: dict) -> bool:
+    """True when a role is played by the optimiser (which plans with a learned plant model)."""
+    return any(policies.get(r) == OPTIMISER_POLICY for r in ("baseline", "coolshift"))
+
+
+def choose_policies(baseline: str = "best_practice", coolshift: str = OPTIMISER_POLICY,
+                    available: list[str] | None = None) -> dict:
+    """Roles to policy names, with a stand-in stated: ``{"baseline": .., "coolshift": .., "stand_in_for": .., "note": ..}``.
+
+    ``stand_in_for`` is null when the optimiser's ``coolshift`` policy plays the Coolshift role;
+    it names ``coolshift`` when a rule policy plays it (asked for, or the optimiser missing).
+    """
     avail = available_policies() if available is None else list(available)
-    if baseline not in avail:
-        raise PolicyUnavailable(f"baseline policy {baseline!r} is not registered (registered: {avail or 'none'})")
+    if baseline not in avail or baseline == "explore":
+        raise PolicyUnavailable(f"baseline policy {baseline!r} is not available (choose from "
+                                f"{[a for a in avail if a != 'explore'] or 'none'})")
     out = {"baseline": baseline, "coolshift": coolshift, "stand_in_for": None, "note": ""}
+    if coolshift == "explore":
+        raise PolicyUnavailable("explore is a commissioning test, not an operating policy")
     if coolshift not in avail:
+        if coolshift != OPTIMISER_POLICY:
+            raise PolicyUnavailable(f"policy {coolshift!r} is not available (choose from {avail})")
         for alt in COOLSHIFT_STAND_INS:
             if alt in avail:
                 out.update(coolshift=alt, stand_in_for=coolshift,
-                           note=f"policy {coolshift!r} is not available yet: {alt!r} stands in for it")
+                           note=f"policy {coolshift!r} is not available: {alt!r} stands in for it")
                 break
         else:
             raise PolicyUnavailable(f"policy {coolshift!r} and its stand-ins {COOLSHIFT_STAND_INS} are not registered")
+    elif coolshift != OPTIMISER_POLICY:
+        out.update(stand_in_for=OPTIMISER_POLICY,
+                   note=f"the rule policy {coolshift!r} plays the Coolshift role (asked for with --policy)")
     return out
 
 
@@ -148,13 +186,13 @@ def _pv_ac_kw(site: SiteConfig, data: pd.DataFrame, pv) -> np.ndarray:
     return onsite_pv_ac_kw(site, data, pv)
 
 
-def _policy_summary(site: SiteConfig, res, pv_kw: np.ndarray | None, policy_name: str, elapsed_s: float) -> dict:
+def _policy_summary(site: SiteConfig, summary: dict, ts: pd.DataFrame, pv_kw: np.ndarray | None, policy_name: str,
+                    elapsed_s: float) -> dict:
     """The simulator's summary plus energy by end use, with on-site PV netted from the grid."""
     from coolshift import accounting
 
-    ts = res.timeseries
     step_h = (ts.index[1] - ts.index[0]) / pd.Timedelta(hours=1) if len(ts) > 1 else site.step_h
-    s = {k: res.summary.get(k) for k in SUMMARY_KEYS}
+    s = {k: summary.get(k) for k in SUMMARY_KEYS}
     kwh = lambda c: float(ts[c].sum() * step_h) if c in ts.columns else None  # noqa: E731
     s.update(
         policy=policy_name,
@@ -162,7 +200,9 @@ def _policy_summary(site: SiteConfig, res, pv_kw: np.ndarray | None, policy_name
         chiller_kwh=kwh("chiller_kw"),
         crah_fan_kwh=kwh("crah_fan_kw"),
         server_fan_kwh=kwh("server_fan_kw"),
+        liquid_kwh=kwh("liquid_loop_kw"),
         edge_tco2=float(ts["kgco2_edge"].sum() / 1000.0) if "kgco2_edge" in ts.columns else 0.0,
+        offloaded_units=summary.get("offloaded_units"),
         simulate_s=round(elapsed_s, 3),
     )
     fac_kwh = ts["facility_power_kw"].to_numpy() * step_h
@@ -184,32 +224,50 @@ def _policy_summary(site: SiteConfig, res, pv_kw: np.ndarray | None, policy_name
     return s
 
 
-def evaluate_scenario(site: SiteConfig, data: pd.DataFrame, policies: dict, start=None, end=None, pv=None) -> dict:
+def _window(data: pd.DataFrame, start, end) -> pd.DataFrame:
+    if start is None and end is None:
+        return data
+    t0 = data.index[0] if start is None else pd.Timestamp(start)
+    t1 = data.index[-1] + pd.Timedelta(1, "ns") if end is None else pd.Timestamp(end)
+    return data[(data.index >= t0) & (data.index < t1)]
+
+
+def evaluate_scenario(site: SiteConfig, data: pd.DataFrame, policies: dict, start=None, end=None, pv=None,
+                      plant_model=None, history: pd.DataFrame | None = None, forecast_mode: str = FORECAST_DEFAULT,
+                      interval_h: float = 4.0) -> dict:
     """Simulate ``site`` over ``data`` [start, end) with each role's policy; one summary per role.
 
-    ``policies`` maps roles to registered policy names (see :func:`choose_policies`; keys
-    other than roles, such as ``stand_in_for`` and ``note``, are carried into the result).
+    ``policies`` maps roles to policy names (see :func:`choose_policies`; keys other than
+    roles, such as ``stand_in_for`` and ``note``, are carried into the result). Runs through
+    :func:`coolshift.evaluate.evaluate_policies`; the optimiser's ``coolshift`` policy plans
+    with ``plant_model`` on ``forecast_mode`` forecasts (``history``: data before the period,
+    for the ``model`` forecasters), re-planning every ``interval_h`` hours.
     """
-    from coolshift.simulations.engine import simulate
+    from coolshift.evaluate import evaluate_policies
 
-    if start is not None or end is not None:
-        t0 = data.index[0] if start is None else pd.Timestamp(start)
-        t1 = data.index[-1] + pd.Timedelta(1, "ns") if end is None else pd.Timestamp(end)
-        data = data[(data.index >= t0) & (data.index < t1)]
+    data = _window(data, start, end)
     if len(data) == 0:
         raise ScenarioError("evaluate_scenario: no data in the period")
     pv_kw = _pv_ac_kw(site, data, pv) if pv is not None else None
+    roles = [r for r in ("baseline", "coolshift") if policies.get(r) is not None]
+    names = list(dict.fromkeys(policies[r] for r in roles))
+    ts: dict = {}
+    rec = evaluate_policies(site, data, names, plant_model, forecast_mode=forecast_mode, interval_h=interval_h,
+                            keep_timeseries=ts, history=history)
     out: dict = {"policies": {}}
-    for role in ("baseline", "coolshift"):
-        name = policies.get(role)
-        if name is None:
-            continue
-        t = time.perf_counter()
-        res = simulate(site, data, resolve_policy(name, site))
-        out["policies"][role] = _policy_summary(site, res, pv_kw, name, time.perf_counter() - t)
-    out["policy_used"] = {r: policies[r] for r in ("baseline", "coolshift") if r in policies}
+    for role in roles:
+        name = policies[role]
+        out["policies"][role] = _policy_summary(site, rec["policies"][name], ts[name], pv_kw, name,
+                                                rec["runtime_s"][name])
+        if name in rec["planner"]:
+            out["policies"][role]["planner"] = rec["planner"][name]
+    out["policy_used"] = {r: policies[r] for r in roles}
     out["stand_in_for"] = policies.get("stand_in_for")
     out["policy_note"] = policies.get("note", "")
-    out["period_h"] = float(len(data) * ((data.index[1] - data.index[0]) / pd.Timedelta(hours=1) if len(data) > 1 else site.step_h))
-    out["start"], out["end"] = data.index[0].isoformat(), (data.index[-1] + (data.index[1] - data.index[0])).isoformat()
+    out["forecast"] = forecast_mode if needs_plant_model(policies) else None
+    out["replan_interval_h"] = interval_h if needs_plant_model(policies) else None
+    out["code_version"] = rec.get("code_version")
+    step = data.index[1] - data.index[0] if len(data) > 1 else pd.Timedelta(hours=site.step_h)
+    out["period_h"] = float(len(data) * (step / pd.Timedelta(hours=1)))
+    out["start"], out["end"] = data.index[0].isoformat(), (data.index[-1] + step).isoformat()
     return out
