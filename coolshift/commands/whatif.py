@@ -221,7 +221,7 @@ def _print_table(rows: dict) -> None:
     t = Table(title=f"what-if, headline policy: {head}", box=box.SIMPLE_HEAD, pad_edge=False)
     for c in ("scenario", "MWh", "PUE", "tCO2 op", "tCO2 emb", "net tCO2", "payback mo"):
         t.add_column(c, justify="left" if c == "scenario" else "right", no_wrap=c != "scenario", overflow="fold",
-                     min_width=18 if c == "scenario" else None)
+                     min_width=min(max([18] + [len(n) for n in rows]), 48) if c == "scenario" else None)
     f = lambda v, d=1: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
     for n, r in rows.items():
         if r.get("status") != "ok":
