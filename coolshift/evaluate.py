@@ -30,7 +30,7 @@ ORACLE_HORIZON_H = 36.0
 
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
-                      history=None):
+                      history=None, reactive=True):
     from coolshift.optimizer.data import PlanOptions
     from coolshift.optimizer.receding import ModelForecast, RecedingHorizonPolicy, noisy_forecast, observed_forecast
 
@@ -42,9 +42,100 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
         sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
     elif forecast_mode != "perfect":
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
+    # no deadline prices in a closed loop: nobody reads them and each costs a re-solve per batch class
+    opts = options or PlanOptions(deadline_prices=False)
     pol = RecedingHorizonPolicy(site, plant_model, interval_h=interval_h, horizon_h=horizon_h,
-                                forecast_provider=provider, options=options or PlanOptions(), name=name)
+                                forecast_provider=provider, options=opts, name=name, reactive=reactive)
     return pol, sim_forecast
+
+
+# Relative cost of a policy's run (LP policies first when run in parallel: the longest jobs
+# start first so the cheap baselines fill the gaps).
+def _cost_rank(name: str) -> int:
+    return 0 if name == "oracle" else 1 if name.startswith("coolshift") else 2
+
+
+def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None, forecast_mode: str = "perfect",
+               interval_h: float = 4.0, seed: int = 0, history: pd.DataFrame | None = None,
+               reactive: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``."""
+    from coolshift.simulations.engine import simulate
+    from coolshift.simulations.policies import get_policy
+
+    t0 = time.perf_counter()
+    sim_forecast = None
+    if name == "coolshift":
+        pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
+                                              history=history, reactive=reactive)
+    elif name in LEVER_POLICIES:
+        from coolshift.optimizer.data import PlanOptions
+
+        opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}), deadline_prices=False)
+        pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
+                                              options=opts, name=name, history=history, reactive=reactive)
+    elif name == "oracle":
+        pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle",
+                                   reactive=reactive)
+    else:
+        pol = get_policy(name)
+    res = simulate(site, data, pol, forecast=sim_forecast, progress=progress)
+    planner = None
+    if hasattr(pol, "plans"):
+        fb = [p for p in pol.plans if p[2]]
+        planner = {"plans": len(pol.plans), "fallback_plans": len(fb),
+                   "mean_plan_s": float(np.mean([p[3] or 0 for p in pol.plans])) if pol.plans else 0.0,
+                   "autoscaled_server_steps": float(getattr(pol, "woken_servers", 0.0))}
+    return {"result": res, "seconds": time.perf_counter() - t0, "planner": planner}
+
+
+def _run_policy_task(name, shared, kwargs, progress_key):
+    """Dask task: :func:`run_policy` with its progress published to a ``distributed.Variable``."""
+    from distributed import Variable
+
+    var = Variable(progress_key) if progress_key else None
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.monotonic()
+        if var is not None and (now - last[0] > 1.0 or done == total):
+            last[0] = now
+            var.set([done, total])
+
+    return run_policy(name, shared["site"], shared["data"], shared["plant_model"], history=shared["history"],
+                      progress=progress, **kwargs)
+
+
+def _run_parallel(policies, workers, shared, kwargs, progress) -> dict:
+    """Each policy in its own task on a ``LocalCluster`` of ``workers`` single-threaded processes."""
+    import uuid
+
+    from distributed import Client, LocalCluster, Variable
+
+    run = uuid.uuid4().hex[:8]
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        shared_f = client.scatter([shared], broadcast=True, hash=False)[0]
+        futures, keys = {}, {}
+        for name in sorted(policies, key=_cost_rank):  # longest first
+            keys[name] = f"evaluate-progress-{name}-{run}" if progress else None
+            futures[name] = client.submit(_run_policy_task, name, shared_f, kwargs, keys[name], pure=False,
+                                          key=f"evaluate-{name}-{run}", priority=-_cost_rank(name))
+        while not all(f.done() for f in futures.values()):
+            time.sleep(0.5)
+            if progress:
+                for name, f in futures.items():
+                    if f.done():
+                        continue
+                    try:
+                        done, total = Variable(keys[name], client=client).get(timeout=0.05)
+                        progress(name, done, total)
+                    except Exception:  # not published yet
+                        pass
+        out = {name: f.result() for name, f in futures.items()}  # re-raises a policy's error here
+        if progress:
+            for name, r in out.items():
+                progress(name, len(shared["data"]), len(shared["data"]))
+    return out
 
 
 def evaluate_policies(
@@ -58,46 +149,46 @@ def evaluate_policies(
     progress: Callable[[str, int, int], None] | None = None,
     keep_timeseries: dict | None = None,
     history: pd.DataFrame | None = None,
+    workers: int = 1,
+    reactive: bool = True,
 ) -> dict:
-    """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``)."""
-    from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``).
 
+    ``workers`` > 1 runs the policies as separate processes (a dask ``LocalCluster``); the
+    record is the same as in one process, only ``runtime_s`` differs. ``reactive``: the LP
+    policies wake servers within a plan interval when observed demand does not fit
+    (:func:`coolshift.optimizer.receding.autoscale_servers`).
+    """
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
     if any(p.startswith("coolshift") or p == "oracle" for p in policies) and plant_model is None:
         raise ValueError("the coolshift and oracle policies need a trained plant model (run `coolshift train`)")
-    results, timings, plans = {}, {}, {}
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     code_version = _code_version()  # at the start: the code that ran, not what HEAD is at the end
-    for name in policies:
-        cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
-        t0 = time.perf_counter()
-        sim_forecast = None
-        if name == "coolshift":
-            pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
-                                                  history=history)
-        elif name in LEVER_POLICIES:
-            from coolshift.optimizer.data import PlanOptions
-
-            opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}))
-            pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
-                                                  options=opts, name=name, history=history)
-        elif name == "oracle":
-            pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle")
-        else:
-            pol = get_policy(name)
-        res = simulate(site, data, pol, forecast=sim_forecast, progress=cb)
-        timings[name] = time.perf_counter() - t0
-        results[name] = res
-        if keep_timeseries is not None:
-            keep_timeseries[name] = res.timeseries
-        if hasattr(pol, "plans"):
-            fb = [p for p in pol.plans if p[2]]
-            plans[name] = {"plans": len(pol.plans), "fallback_plans": len(fb),
-                           "mean_plan_s": float(np.mean([p[3] or 0 for p in pol.plans])) if pol.plans else 0.0}
+    kwargs = dict(forecast_mode=forecast_mode, interval_h=interval_h, seed=seed, reactive=reactive)
+    t0 = time.perf_counter()
+    if workers > 1 and len(policies) > 1:
+        shared = {"site": site, "data": data, "plant_model": plant_model, "history": history}
+        runs = _run_parallel(policies, min(workers, len(policies)), shared, kwargs, progress)
+    else:
+        runs = {}
+        for name in policies:
+            cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
+            runs[name] = run_policy(name, site, data, plant_model, history=history, progress=cb, **kwargs)
+    wall = time.perf_counter() - t0
+    results = {n: runs[n]["result"] for n in policies}
+    timings = {n: runs[n]["seconds"] for n in policies}
+    plans = {n: runs[n]["planner"] for n in policies if runs[n]["planner"] is not None}
+    if keep_timeseries is not None:
+        for n in policies:
+            keep_timeseries[n] = results[n].timeseries
     rec = build_record(site, data, results, forecast_mode, interval_h, timings, plans, plant_model)
     rec["code_version"] = code_version
+    rec["wall_s"] = wall
+    rec["workers"] = workers if workers > 1 and len(policies) > 1 else 1
+    rec["reactive"] = reactive
     return rec
 
 

@@ -31,7 +31,7 @@ from .solve import plan_site
 from .state import InitialState
 
 __all__ = ["RecedingHorizonPolicy", "observed_forecast", "ModelForecast", "initial_state_from_observation",
-           "forecast_columns", "noisy_forecast"]
+           "forecast_columns", "noisy_forecast", "autoscale_servers"]
 
 # Below this much history the forecasters fall back on persistence (same hour yesterday).
 MIN_HISTORY_DAYS = 14.0
@@ -135,20 +135,103 @@ def initial_state_from_observation(site: SiteConfig, obs) -> InitialState:
     )
 
 
+def autoscale_servers(site: SiteConfig, active: np.ndarray, demand: np.ndarray, release: np.ndarray,
+                      offload: np.ndarray, prev_active: np.ndarray, step_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wake servers within each step so that the step's observed demand fits: an autoscaler under the plan.
+
+    The plan fixes active servers per pool for its whole interval from *forecast* demand;
+    an orchestrator's autoscaler (e.g. Kubernetes' cluster autoscaler) adds capacity when the
+    load that actually arrives does not fit. Per step, in order: the interactive demand
+    observed in that step (less what the plan offloads), then the plan's batch release, are
+    placed on the capacity of their eligible pools (specialised pools first); what does not
+    fit wakes servers, first those the plan was about to switch off (still on: full capacity),
+    then sleeping ones in the eligible pool with the least idle power per unit of capacity.
+    A server woken in a step serves only after its ``boot_time_s`` (the share
+    ``boot_time_s / step`` of that step is lost, as configured for the site). Servers are only
+    added, never removed, so the plan's own capacity is kept.
+
+    ``active`` (n, pools) whole servers from the plan; ``demand`` (n, classes) units/h in the
+    config's class order; ``release`` (n, batch classes) units/h; ``offload`` (n, edges,
+    offloadable classes) units/h; ``prev_active`` (pools,) servers on before the first step.
+    Returns (active servers, servers woken per step and pool).
+    """
+    from coolshift.simulations.actions import SiteArrays
+
+    names = SiteArrays.from_site(site)
+    pools = site.server_pools
+    cps = np.array([p.capacity_units_per_server for p in pools], dtype=float)
+    total = np.array([p.servers for p in pools], dtype=float)
+    boot = np.minimum(np.array([p.boot_time_s for p in pools], dtype=float) / (step_h * 3600.0), 1.0)
+    idle_per_unit = np.array([p.idle_w / p.capacity_units_per_server for p in pools], dtype=float)
+    el = names.eligible  # (classes, pools)
+    spec = el.sum(axis=0)  # classes each pool serves: specialised pools are used first
+    local = np.array(demand, dtype=float)
+    off_by_class = offload.sum(axis=1) if offload.size else np.zeros((len(local), len(names.offloadable)))
+    for j, c in enumerate(names.offloadable):
+        k = names.classes.index(c)
+        if c in names.interactive:
+            local[:, k] = np.maximum(local[:, k] - off_by_class[:, j], 0.0)
+    for b, c in enumerate(names.batch):
+        local[:, names.classes.index(c)] = release[:, b]
+    order = [names.classes.index(c) for c in names.interactive] + [names.classes.index(c) for c in names.batch]
+    out = np.array(active, dtype=float)
+    woken = np.zeros_like(out)
+    prev = np.asarray(prev_active, dtype=float).copy()
+    for t in range(len(out)):
+        a = out[t]
+        free = (a - np.maximum(a - prev, 0.0) * boot) * cps
+        for k in order:
+            need = local[t, k]
+            elig = np.flatnonzero(el[k])
+            for p in elig[np.argsort(spec[elig], kind="stable")]:
+                use = min(need, free[p])
+                free[p] -= use
+                need -= use
+            while need > 1e-9:
+                kept = np.where(el[k], np.maximum(prev - a, 0.0), 0.0)  # on now, switched off by the plan
+                asleep = np.where(el[k], total - np.maximum(a, prev), 0.0)
+                if kept.any():
+                    p = int(np.argmax(kept > 0))
+                    per, room = cps[p], kept[p]
+                elif asleep.any():
+                    cand = np.flatnonzero(asleep > 0)
+                    p = int(cand[np.argmin(idle_per_unit[cand])])
+                    per, room = cps[p] * (1.0 - boot[p]), asleep[p]
+                else:
+                    break  # every eligible server is on: the demand exceeds the site
+                if per <= 0:
+                    break
+                k_srv = min(np.ceil(need / per - 1e-9), room)
+                a[p] += k_srv
+                woken[t, p] += k_srv
+                need -= k_srv * per
+        prev = a
+    return out, woken
+
+
 @dataclass
 class RecedingHorizonPolicy:
-    """Re-plan every ``interval_h`` hours over ``horizon_h`` with the LP; a simulator ``Policy``."""
+    """Re-plan every ``interval_h`` hours over ``horizon_h`` with the LP; a simulator ``Policy``.
+
+    ``reactive``: between re-plans, :func:`autoscale_servers` wakes servers when the demand
+    observed in a step does not fit the plan's capacity (the step's own demand, which the
+    simulator passes as observed, as the rule baselines use it).
+    """
 
     site: SiteConfig
     plant_model: object  # fitted LinearPlantModel (anything with .coefficients(site, frame) and .envelope_)
     interval_h: float = 4.0
     horizon_h: float | None = None
     forecast_provider: Callable = observed_forecast
-    options: PlanOptions = field(default_factory=PlanOptions)
+    # no deadline prices: each would cost a re-solve per batch class, and a closed loop reads none
+    options: PlanOptions = field(default_factory=lambda: PlanOptions(deadline_prices=False))
     name: str = "coolshift"
+    reactive: bool = True
     plans: list = field(default_factory=list, repr=False)  # (timestamp, status, fallback, solve s)
+    woken_servers: float = 0.0  # server-steps added by the autoscaler over the run
 
     def decide(self, obs):
+        from coolshift.schema import demand_col
         from coolshift.simulations.actions import Actions
 
         horizon_h = self.horizon_h or self.site.planning.horizon_h
@@ -163,8 +246,15 @@ class RecedingHorizonPolicy:
         self.plans.append((obs.index[0], plan.status, plan.fallback, plan.timings.get("total_s")))
         acts = simulator_actions(self.site, plan)
         n = obs.n_steps
+        active = acts.active_servers[:n]
+        if self.reactive:
+            arrays = obs.forecast_arrays
+            observed = np.column_stack([arrays[demand_col(c.name)][:n] for c in self.site.workload_classes])
+            active, woken = autoscale_servers(self.site, active, observed, acts.release_units_per_h[:n],
+                                              acts.offload_units_per_h[:n], obs.state.active_servers, obs.step_h)
+            self.woken_servers += float(woken.sum())
         return Actions(
-            supply_c=acts.supply_c[:n], chw_c=acts.chw_c[:n], active_servers=acts.active_servers[:n],
+            supply_c=acts.supply_c[:n], chw_c=acts.chw_c[:n], active_servers=active,
             release_units_per_h=acts.release_units_per_h[:n], offload_units_per_h=acts.offload_units_per_h[:n],
         )
 

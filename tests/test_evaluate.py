@@ -59,3 +59,26 @@ def test_unknown_policy_and_missing_model_are_clear_errors(trained):
         evaluate_policies(site, data, ["static", "genius"])
     with pytest.raises(ValueError, match="trained plant model"):
         evaluate_policies(site, data, ["coolshift"])
+
+
+def test_autoscaler_closes_the_sla_gap_of_an_under_forecast(trained):
+    """A plan made for 25 % less web demand than arrives: without the autoscaler the simulator
+    leaves web demand unserved; with it none, at a carbon cost (servers woken late, booting)."""
+    from coolshift.optimizer.receding import RecedingHorizonPolicy
+
+    site, model = trained
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+
+    def under(obs, steps):
+        fc = obs.forecast.iloc[:steps].copy()
+        fc["web_units_per_h"] *= 0.75
+        return fc
+
+    out = {}
+    for reactive in (False, True):
+        pol = RecedingHorizonPolicy(site, model, forecast_provider=under, reactive=reactive)
+        out[reactive] = (simulate(site, data, pol).summary, pol.woken_servers)
+    assert out[False][0]["sla_violations"] > 0 and out[False][1] == 0
+    assert out[True][0]["sla_violations"] == 0 and out[True][1] > 0
+    assert out[True][0]["late_work_units"] == 0
+    assert out[True][0]["tco2_location"] > out[False][0]["tco2_location"]

@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
         forecast: Annotated[str, typer.Option(help="what coolshift plans on: perfect|model|noise5|noise10")] = "model",
         interval_h: Annotated[float, typer.Option("--interval-h", help="re-plan every N hours")] = 4.0,
         seed: Annotated[int, typer.Option(help="seed of the noise forecasts")] = 0,
+        workers: Annotated[Optional[int], typer.Option(help="processes running policies in parallel (default: cores)")] = None,
+        reactive: Annotated[bool, typer.Option(help="the LP policies wake servers within a plan interval when "
+                                                    "observed demand does not fit (an autoscaler)")] = True,
         workdir: Annotated[Optional[Path], typer.Option(help="site working folder with mlflow.db (default ./.coolshift/<site>)")] = None,
         carbon: CarbonOpt = None, weather: WeatherOpt = None, workload: WorkloadOpt = None,
         carbon_format: CarbonFmtOpt = None, weather_format: WeatherFmtOpt = None, workload_format: WorkloadFmtOpt = None,
@@ -74,6 +77,12 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[bold red]error:[/] unknown policies {bad} or forecast {forecast!r}; policies: "
                               f"{', '.join(POLICIES)}; forecasts: {', '.join(FORECAST_MODES)}")
             raise typer.Exit(EXIT_BAD_INPUT)
+        if workers is not None and workers < 1:
+            err_console.print(f"[bold red]error:[/] --workers must be at least 1, got {workers}")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        import os
+
+        n_workers = workers or os.cpu_count() or 1
         cfg, data = load_inputs(site, start, end, carbon, weather, workload, carbon_format, weather_format, workload_format)
         history = None
         if forecast == "model":
@@ -107,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
             results_ts = {}
             rec = evaluate_policies(cfg, data, names, model, forecast, interval_h, seed, progress=progress,
-                                    keep_timeseries=results_ts, history=history)
+                                    keep_timeseries=results_ts, history=history, workers=n_workers, reactive=reactive)
         table = savings_table(rec)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "evaluation.json", rec)
@@ -119,6 +128,8 @@ def register(app: typer.Typer) -> None:
             Section("Summary", html_kv({
                 "site": rec["site"], "period": f"{rec['start']} to {rec['end']}", "forecast": rec["forecast"],
                 "re-plan interval h": rec["replan_interval_h"], "plant model": rec["plant_model"] or "-",
+                "autoscaler": "on" if rec["reactive"] else "off", "workers": rec["workers"],
+                "wall time s": f"{rec['wall_s']:.0f}",
                 "oracle share": "-" if rec["oracle_share"] is None else f"{rec['oracle_share']:.1%}",
             })),
             Section("Policies", html_table(table, digits=2)),
@@ -128,10 +139,15 @@ def register(app: typer.Typer) -> None:
                 "with the learned model the optimiser plans with. Baselines are defined once in the simulator "
                 "(docs/simulator.md). Coolshift re-plans every "
                 f"{rec['replan_interval_h']:g} h over its planning horizon on the '{rec['forecast']}' forecast; the "
-                "oracle uses the actual future values and a 36 h horizon. Savings are location-based tCO2.")),
+                "oracle uses the actual future values and a 36 h horizon. "
+                + ("Between re-plans an autoscaler wakes servers when the demand observed in a step does not "
+                   "fit the plan's capacity (boot time charged by the simulator). " if rec["reactive"] else "")
+                + "Savings are location-based tCO2.")),
         ]
         write_text_atomic(out / "report.html", render_page(f"Closed-loop evaluation: {rec['site']}", sections))
         console.print(table.round(3).to_string())
         if rec["oracle_share"] is not None:
             console.print(f"oracle share: {rec['oracle_share']:.1%}")
+        console.print(f"wall time {rec['wall_s']:.1f} s on {rec['workers']} worker(s); per policy: "
+                      + ", ".join(f"{k} {v:.0f} s" for k, v in rec["runtime_s"].items()))
         console.print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.csv'}, {out / 'report.html'}")
