@@ -15,6 +15,8 @@ Conventions (also in docs/simulator.md):
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -55,16 +57,49 @@ def _shape(times: pd.DatetimeIndex, profile: str, lat: float, lon: float) -> np.
     raise ValueError(f"unknown renewables profile {profile!r}; choose one of {PPA_PROFILES}")
 
 
+@lru_cache(maxsize=64)
+def _reference_mean(year: int, profile: str, lat: float, lon: float) -> float:
+    """Mean of the profile's shape over the hours of calendar ``year`` (cached: a solar year is
+    8,760 solar positions, recomputed on every simulator run before)."""
+    ref = pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="h", inclusive="left", tz="UTC")
+    return float(_shape(ref, profile, lat, lon).mean())
+
+
+@lru_cache(maxsize=32)
+def _regular_shape(start_ns: int, step_ns: int, n: int, profile: str, lat: float, lon: float) -> np.ndarray:
+    times = pd.DatetimeIndex(start_ns + step_ns * np.arange(n, dtype=np.int64), tz="UTC")
+    out = _shape(times, profile, lat, lon)
+    out.flags.writeable = False  # shared between callers
+    return out
+
+
+def _shape_cached(index: pd.DatetimeIndex, profile: str, lat: float, lon: float) -> np.ndarray:
+    """:func:`_shape` on ``index``, cached for regular indexes (sweeps simulate the same period many times)."""
+    ix = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    i8 = ix.as_unit("ns").asi8  # nanoseconds whatever the index's resolution
+    if len(i8) > 1:
+        d = np.diff(i8)
+        if np.all(d == d[0]):
+            return _regular_shape(int(i8[0]), int(d[0]), len(i8), profile, float(lat), float(lon))
+    return _shape(index, profile, lat, lon)
+
+
 def ppa_profile_kw(index: pd.DatetimeIndex, ppa_mwh_per_year: float, profile: str, lat: float, lon: float) -> np.ndarray:
     """PPA supply [kW, step average] on ``index``, shaped by ``profile`` and scaled so that a
-    full calendar year (the year of the first timestamp) delivers ``ppa_mwh_per_year``."""
+    full calendar year (the year of the first timestamp) delivers ``ppa_mwh_per_year``.
+
+    Shapes are cached by their inputs (year, profile, location, and a regular index's start,
+    step and length): what-if sweeps simulate one period for many scenarios.
+    """
     if len(index) == 0 or ppa_mwh_per_year <= 0:
         return np.zeros(len(index))
+    if profile not in PPA_PROFILES:
+        raise ValueError(f"unknown renewables profile {profile!r}; choose one of {PPA_PROFILES}")
     year = index[0].year
-    ref = pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="h", inclusive="left", tz="UTC")
-    ref_mean = float(_shape(ref, profile, lat, lon).mean())  # hours in year cancel out
-    mean_kw = ppa_mwh_per_year * 1000.0 / len(ref)
-    return mean_kw * _shape(index, profile, lat, lon) / ref_mean
+    hours = (pd.Timestamp(f"{year + 1}-01-01") - pd.Timestamp(f"{year}-01-01")) // pd.Timedelta(hours=1)
+    ref_mean = _reference_mean(year, profile, float(lat), float(lon))  # hours in year cancel out
+    mean_kw = ppa_mwh_per_year * 1000.0 / hours
+    return mean_kw * _shape_cached(index, profile, lat, lon) / ref_mean
 
 
 def wue_l_per_kwh(water_l: float, it_kwh: float) -> float:

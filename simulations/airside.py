@@ -22,7 +22,6 @@ References
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
 __all__ = [
     "RHO_AIR_KG_M3",
@@ -112,6 +111,10 @@ def rc_lag(target, x0, step_s: float, tau_s) -> tuple[np.ndarray, np.ndarray]:
     tau = np.broadcast_to(np.asarray(tau_s, dtype=float), target.shape[1:])
     a = np.exp(-step_s / tau)
     x0 = np.broadcast_to(np.asarray(x0, dtype=float), target.shape[1:])
+    # imported here: scipy.signal (and the scipy.stats it pulls in) take ~1 s to import, which a
+    # process that never runs the room model (the CLI, a Dask worker's start) should not pay
+    from scipy.signal import lfilter
+
     out = np.empty_like(target)
     # one lfilter per distinct coefficient (zones sharing a time constant go together)
     for av in np.unique(a):

@@ -177,3 +177,25 @@ def test_pv_reads_cloud_cover_from_the_bundled_open_meteo_file(site):
     assert cloud is not None and cloud.shape == (len(idx),)
     assert 0.0 <= cloud.min() and cloud.max() <= 1.0 and cloud.std() > 0.05  # real, varying cover
     assert openmeteo_cloud_frac(REPO / "data/workload/Alibaba_CPU_Data_Hourly_1.csv", idx) is None  # not Open-Meteo
+
+
+def test_ppa_profile_cache_matches_the_direct_computation():
+    """accounting.ppa_profile_kw caches its shapes (sweeps simulate one period many times): same numbers."""
+    import numpy as np
+
+    from coolshift import accounting
+
+    lat, lon = 37.43, -121.95
+    idx = pd.date_range("2022-07-01", periods=3 * 96, freq="15min", tz="UTC")
+    ref = pd.date_range("2022-01-01", "2023-01-01", freq="h", inclusive="left", tz="UTC")
+    for profile in ("solar", "wind", "flat"):
+        direct = 5000 * 1000.0 / 8760 * accounting._shape(idx, profile, lat, lon) / accounting._shape(ref, profile, lat, lon).mean()
+        for ix in (idx, idx.as_unit("us"), idx.tz_convert("America/Los_Angeles")):
+            np.testing.assert_allclose(accounting.ppa_profile_kw(ix, 5000, profile, lat, lon), direct, rtol=1e-12)
+        irregular = idx.delete([5, 9])
+        np.testing.assert_allclose(accounting.ppa_profile_kw(irregular, 5000, profile, lat, lon),
+                                   np.delete(direct, [5, 9]), rtol=1e-12)
+    solar = accounting.ppa_profile_kw(idx, 5000, "solar", lat, lon)
+    assert solar.flags.writeable and solar[idx.hour == 11].min() == 0.0 < solar[idx.hour == 20].min()  # 11 UTC = 4 am PDT
+    with pytest.raises(ValueError, match="unknown renewables profile"):
+        accounting.ppa_profile_kw(idx, 5000, "tidal", lat, lon)
