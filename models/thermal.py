@@ -116,25 +116,28 @@ def _lstsq(D: np.ndarray, y: np.ndarray, alpha: float, weight: np.ndarray | None
     return r.coef_ / scale
 
 
-def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray, n_hinges: int,
-                candidates: np.ndarray, alpha: float, weight: np.ndarray | None,
-                min_gain_frac: float) -> tuple[np.ndarray, list[float], list[np.ndarray], float]:
-    """Least squares ``y ~ D @ a + sum_m (Hb @ c_m) * max(0, delta_m - margin)`` with ``Hb @ c_m >= 0``.
+def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, families: list[np.ndarray], limits: list[int],
+                alpha: float, weight: np.ndarray | None, min_gain_frac: float,
+                nonneg: np.ndarray | None = None) -> tuple[np.ndarray, list[list[int]], list[list[np.ndarray]], float]:
+    """Least squares ``y ~ D @ a + sum_m (Hb @ c_m) * v_m`` with every ``Hb @ c_m >= 0``.
 
-    Each hinge adds cooling below a knot in the margin (chilled water above outside
-    wet-bulb), with a slope that may vary with the weather (``Hb``: non-negative hat
-    functions, so ``c_m >= 0`` keeps every slope >= 0 and the response convex in the
-    chilled-water setpoint). Knots ``delta_m`` are chosen greedily from ``candidates``
-    (forward selection on the training error, a MARS-style search: Friedman 1991,
-    "Multivariate adaptive regression splines", Ann. Stat. 19) and kept only if each
-    cuts the squared error by ``min_gain_frac`` of the single-piece error. All fits are
-    ridge solves on one Gram matrix; ``c_m >= 0`` by an active set (negative slopes are
-    fixed at zero and the rest refitted). Returns (a, knots, slopes c_m, squared error).
+    ``families[f]`` holds candidate hinge values ``v`` (one column per candidate knot, each
+    a convex function of the decisions such as ``max(0, delta - margin)`` or
+    ``max(0, IT - k)``); at most ``limits[f]`` of each family are chosen. Each chosen hinge
+    gets a slope that may vary with the weather (``Hb``: non-negative hat functions, so
+    ``c_m >= 0`` keeps every slope >= 0 and the response convex in the decisions). Knots
+    are chosen greedily over all families (forward selection on the training error, a
+    MARS-style search: Friedman 1991, "Multivariate adaptive regression splines", Ann.
+    Stat. 19) and kept only if each cuts the squared error by ``min_gain_frac`` of the
+    single-piece error. All fits are ridge solves on one Gram matrix; ``c_m >= 0`` by an
+    active set (negative slopes are fixed at zero and the rest refitted); so are the columns
+    of ``D`` flagged in ``nonneg`` (e.g. cooling per kW of IT at each weather). Returns (a,
+    chosen candidate numbers per family, their slopes c_m per family, squared error).
     """
     n, p = D.shape
     nh = Hb.shape[1]
-    cols = [D] + [Hb * np.maximum(0.0, d - margin)[:, None] for d in candidates] if n_hinges > 0 else [D]
-    Z = np.column_stack(cols)
+    cand = [(f, c) for f, V in enumerate(families) if limits[f] > 0 for c in range(V.shape[1])]
+    Z = np.column_stack([D] + [Hb * families[f][:, c][:, None] for f, c in cand])
     scale = np.abs(Z).max(axis=0)
     scale[scale == 0] = 1.0
     Z = Z / scale
@@ -143,15 +146,18 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray
     g = Zw.T @ y
     yy = float(y @ (y if weight is None else weight * y))
 
+    sign = np.zeros(p, dtype=bool) if nonneg is None else np.asarray(nonneg, dtype=bool)
+
     def solve(hinges: list[int]):
         keep = list(range(p)) + [p + h * nh + j for h in hinges for j in range(nh)]
         free = np.ones(len(keep), dtype=bool)
         beta = np.zeros(len(keep))
-        for _ in range(nh * max(len(hinges), 1) + 1):
+        signed = np.concatenate([sign, np.ones(len(keep) - p, dtype=bool)])
+        for _ in range(len(keep) + 1):
             k = np.asarray(keep)[free]
             beta[:] = 0.0
             beta[free] = np.linalg.solve(G[np.ix_(k, k)] + alpha * np.eye(len(k)), g[k])
-            neg = free & (beta < 0) & (np.arange(len(keep)) >= p)
+            neg = free & (beta < 0) & signed
             if not neg.any():
                 break
             free &= ~neg
@@ -162,19 +168,24 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, margin: np.ndarray
     chosen: list[int] = []
     beta, base = solve(chosen)
     best = base
-    for _ in range(max(0, n_hinges)):
-        trials = [(solve(chosen + [c]), c) for c in range(len(candidates)) if c not in chosen]
+    for _ in range(sum(max(0, x) for x in limits)):
+        used = [sum(cand[h][0] == f for h in chosen) for f in range(len(families))]
+        trials = [(solve(chosen + [h]), h) for h in range(len(cand))
+                  if h not in chosen and used[cand[h][0]] < limits[cand[h][0]]]
         if not trials:
             break
-        (b_new, sse_new), c = min(trials, key=lambda x: x[0][1])
+        (b_new, sse_new), h = min(trials, key=lambda x: x[0][1])
         if best - sse_new < min_gain_frac * base:
             break
-        chosen.append(c)
+        chosen.append(h)
         beta, best = b_new, sse_new
-    order = np.argsort([candidates[c] for c in chosen])
-    knots = [float(candidates[chosen[i]]) for i in order]
-    slopes = [beta[p + i * nh:p + (i + 1) * nh] for i in order]
-    return beta[:p], knots, slopes, best
+    picks: list[list[int]] = [[] for _ in families]
+    slopes: list[list[np.ndarray]] = [[] for _ in families]
+    for i, h in enumerate(chosen):
+        f, c = cand[h]
+        picks[f].append(c)
+        slopes[f].append(beta[p + i * nh:p + (i + 1) * nh])
+    return beta[:p], picks, slopes, best
 
 
 class LinearPlantModel(BaseEstimator, RegressorMixin):
@@ -203,6 +214,15 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         IT]: the hinge is ``max(0, wb + delta + gamma * IT / mean IT - chw)``, so the chillers
         start at a warmer chilled water when the load exceeds what the economiser covers;
         the best ``gamma`` (training error) is kept per regime. ``(0.0,)`` = fixed knots.
+    n_it_hinges : most hinges ``max(0, IT - k)`` in total IT power (knots ``k`` from
+        ``n_it_hinge_candidates`` quantiles 10-90 % of the training IT, slopes >= 0 varying
+        with the weather): cooling is convex in the load (fan and pump affinity laws, chiller
+        part-load curves, minimum flows at low load), and a line fitted over the training
+        range under-predicts where an optimiser drives the load low or high. Each hinge
+        multiplies the number of emitted pieces (``(chw hinges + 1) x (IT hinges + 1)``).
+        0 = cooling linear in IT (the previous model).
+    monotone_it : keep the main piece's cooling per kW of IT >= 0 at every weather (its
+        coefficients on the hat functions >= 0; the dry-bulb term stays free).
     shared_it_cooling : one cooling coefficient for the total IT power instead of one per
         zone (the same value is emitted for every zone). Zones sharing one chilled-water
         plant reject their heat to the same loop, and per-zone coefficients are not
@@ -215,7 +235,11 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
                  min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True,
                  n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.005, n_hinge_candidates: int = 17,
-                 shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 1.0, 2.0, 4.0)):
+                 shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 1.0, 2.0, 4.0),
+                 n_it_hinges: int = 2, n_it_hinge_candidates: int = 9, monotone_it: bool = True):
+        self.monotone_it = monotone_it
+        self.n_it_hinges = n_it_hinges
+        self.n_it_hinge_candidates = n_it_hinge_candidates
         self.shared_it_cooling = shared_it_cooling
         self.hinge_load_slopes_c = hinge_load_slopes_c
         self.n_cooling_pieces = n_cooling_pieces
@@ -332,28 +356,47 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         self.it_ref_kw_ = float(max(np.mean(it_tot), 1e-9))
         gammas = [float(g) for g in (self.hinge_load_slopes_c or (0.0,))] if n_h > 0 else [0.0]
         self.hinge_gamma_ = np.zeros(n_reg)
-        hinges = []
+        hinges, it_hinges = [], []
+        # hinges in total IT power, max(0, IT - k) / IT_ref with slopes >= 0: cooling rises
+        # faster than linearly with load (fan, pump and tower laws, chiller part-load curves)
+        # and flattens at low load (minimum fan and pump flows); knots at IT quantiles
+        n_hi = max(0, int(self.n_it_hinges))
+        it_knots = np.unique(np.round(np.quantile(it_tot, np.linspace(0.1, 0.9, int(self.n_it_hinge_candidates))), 1))
+        v_it = np.maximum(0.0, it_tot[:, None] - it_knots[None, :]) / self.it_ref_kw_
         for r in range(n_reg):
             m = reg == r
             Er = E[m]
             IT_m = IT[m].sum(axis=1, keepdims=True) if self.shared_it_cooling else IT[m]
             X = np.column_stack([np.ones(m.sum()), IT_m, SP[m], CHW[m]])  # (n, 2nz+2) or (n, nz+3)
             D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
+            # cooling never falls as IT rises: the IT coefficients on the (non-negative) hat
+            # functions stay >= 0, so the main piece's slope in IT is >= 0 at every weather
+            # (without, a fit over deferred, low-load hours bent it negative at low load)
+            it_nonneg = np.zeros((X.shape[1], ne), dtype=bool)
+            if self.monotone_it and len(self.knots_) >= 2:
+                it_nonneg[1:1 + IT_m.shape[1], :len(self.knots_)] = True
+            it_nonneg = it_nonneg.ravel()
             # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
             w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
             best = None
             for g in gammas:  # hinge argument: wb + delta + g * IT / IT_ref - chw = delta - margin_g
                 mg = margin - g * it_tot / self.it_ref_kw_
                 cands = np.unique(np.round(np.quantile(mg, np.linspace(0.1, 0.9, int(self.n_hinge_candidates))), 2))
-                fit_g = _fit_hinged(D, Hb[m], cool[m], mg[m], n_h, cands, self.alpha, w, self.piece_min_gain_frac)
+                v_chw = np.maximum(0.0, cands[None, :] - mg[m, None])
+                fit_g = _fit_hinged(D, Hb[m], cool[m], [v_chw, v_it[m]], [n_h, n_hi], self.alpha, w,
+                                    self.piece_min_gain_frac, nonneg=it_nonneg)
                 if best is None or fit_g[3] < best[0][3] - 1e-9:
-                    best = (fit_g, g)
-            (a, knots, slopes, _), self.hinge_gamma_[r] = best
+                    best = (fit_g, g, cands)
+            (a, picks, slopes, _), self.hinge_gamma_[r], cands = best
+            order = np.argsort([cands[c] for c in picks[0]])
+            knots, slopes_chw = [float(cands[picks[0][i]]) for i in order], [slopes[0][i] for i in order]
+            order = np.argsort([it_knots[c] for c in picks[1]])
+            it_hinges.append(([float(it_knots[picks[1][i]]) for i in order], [slopes[1][i] for i in order]))
             a = a.reshape(X.shape[1], ne)
             if self.shared_it_cooling:  # the total-IT coefficient is every zone's coefficient
                 a = np.vstack([a[:1], np.repeat(a[1:2], nz, axis=0), a[2:]])
             self.cooling_coef_[r] = a
-            hinges.append((knots, slopes))
+            hinges.append((knots, slopes_chw))
             for j, zc in enumerate(inlet_cols):
                 Xz = np.column_stack([np.ones(m.sum()), SP[m, j], IT[m, j]])
                 Dz = (Xz[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
@@ -368,7 +411,14 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             self.hinge_knots_c_[r] = list(knots) + [max(knots, default=0.0)] * pad
             for i, c in enumerate(slopes):
                 self.hinge_coef_[r, i] = c
-        self.n_cooling_pieces_ = int(n_keep + 1)
+        ni_keep = max(len(k) for k, _ in it_hinges)
+        self.it_hinge_knots_kw_ = np.zeros((n_reg, ni_keep))
+        self.it_hinge_coef_ = np.zeros((n_reg, ni_keep, Hb.shape[1]))
+        for r, (knots, slopes) in enumerate(it_hinges):
+            self.it_hinge_knots_kw_[r] = list(knots) + [max(knots, default=0.0)] * (ni_keep - len(knots))
+            for i, c in enumerate(slopes):
+                self.it_hinge_coef_[r, i] = c
+        self.n_cooling_pieces_ = int((n_keep + 1) * (ni_keep + 1))
 
         # server fans: a prior per zone (kW per degC above the threshold), see IT_FAN_FRAC_PER_C
         self.it_fan_kw_per_c_ = self.it_fan_frac_per_c * IT.mean(axis=0)
@@ -417,20 +467,38 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         # hinges (knots ascending): cooling = main + sum_m s_m max(0, wb + delta_m - chw) with
         # s_m >= 0, i.e. the max of the main piece and, for each j, the main piece plus the
         # hinges j.. (all of them active at the coldest chilled water)
-        extra = []
-        knots = getattr(self, "hinge_knots_c_", np.zeros((len(self.regime_edges_) + 1, 0)))
+        # Hinges in total IT (knots ascending): sum_i t_i max(0, IT - k_i) with t_i >= 0 is the
+        # max over the prefixes {i < j} (j = 0..), each an affine piece. The sum of the two
+        # convex parts is the max over every (chilled-water suffix, IT prefix) pair.
+        n_reg = len(self.regime_edges_) + 1
+        knots = getattr(self, "hinge_knots_c_", np.zeros((n_reg, 0)))
+        it_knots = getattr(self, "it_hinge_knots_kw_", np.zeros((n_reg, 0)))
+        Hb = self._hinge_basis(t, wb) if knots.shape[1] or it_knots.shape[1] else None
+        # chilled-water parts (const, per-IT, per-chw), the first = none
+        chw_parts = [(0.0, 0.0, 0.0)]
         if knots.shape[1]:
-            Hb = self._hinge_basis(t, wb)
             slope = np.einsum("th,tmh->tm", Hb, self.hinge_coef_[reg])  # (T, M) kW per K, >= 0
             at = wb[:, None] + knots[reg]  # knot in chilled water [degC] at zero IT, per step and hinge
             g = getattr(self, "hinge_gamma_", np.zeros(len(knots)))[reg] / getattr(self, "it_ref_kw_", 1.0)
             for j in range(knots.shape[1]):
                 s_j = slope[:, j:].sum(axis=1)
+                chw_parts.append(((slope[:, j:] * at[:, j:]).sum(axis=1), s_j * g, -s_j))
+        it_parts = [(0.0, 0.0)]  # (const, per-IT), the first = none
+        if it_knots.shape[1]:
+            tslope = np.einsum("th,tmh->tm", Hb, self.it_hinge_coef_[reg]) / self.it_ref_kw_  # kW per kW, >= 0
+            kk = it_knots[reg]
+            for j in range(1, it_knots.shape[1] + 1):
+                it_parts.append((-(tslope[:, :j] * kk[:, :j]).sum(axis=1), tslope[:, :j].sum(axis=1)))
+        extra = []
+        for i, (ic0, ic1) in enumerate(it_parts):
+            for j, (c0, c1, c2) in enumerate(chw_parts):
+                if i == 0 and j == 0:
+                    continue  # the main piece
                 extra.append(CoolingPiece(
-                    const_kw=pd.Series(cc[:, 0] + (slope[:, j:] * at[:, j:]).sum(axis=1), index=idx),
-                    per_it_kw=zf(cc[:, 1:1 + nz] + (s_j * g)[:, None]),
+                    const_kw=pd.Series(cc[:, 0] + c0 + ic0, index=idx),
+                    per_it_kw=zf(cc[:, 1:1 + nz] + np.asarray(c1 + ic1)[..., None] * np.ones((1, nz))),
                     per_supply_c=zf(cc[:, 1 + nz:1 + 2 * nz]),
-                    per_chw_c=pd.Series(cc[:, 1 + 2 * nz] - s_j, index=idx)))
+                    per_chw_c=pd.Series(cc[:, 1 + 2 * nz] + c2, index=idx)))
         return PlantCoefficients(
             cooling_const_kw=pd.Series(cc[:, 0], index=idx),
             cooling_per_it_kw=zf(cc[:, 1:1 + nz]),

@@ -21,7 +21,8 @@ Defined once here and in docs/simulator.md; never weaken them to flatter the opt
   arrivals placed in the cheapest free slots of its window using the forecast intensity.
 - **explore**: a commissioning-style test for training data: best_practice with the supply
   setpoints, chilled-water setpoint and consolidation headroom stepped at random (seeded)
-  every ``hold_h`` hours within the safe envelope, ramped at the allowed rate.
+  every ``hold_h`` hours within the safe envelope, ramped at the allowed rate, and batch
+  work held in some blocks and caught up after (within its deadline).
 
 Rule baselines are causal in effect: they use each step's own demand (what a reactive
 controller observes), so deciding a day at once with the actual data equals deciding step
@@ -427,6 +428,12 @@ class ExplorePolicy:
     on): work spreads over the active servers, so the zones' IT powers move apart (an
     optimiser moves work between halls; a model needs to have seen them vary apart).
     Every pool keeps at least the servers its own work needs, so capacity never drops.
+
+    In a share ``defer_frac`` of the blocks batch work is held in its queue (never two such
+    blocks in a row, and only for classes whose deadline is at least two blocks long) and
+    run as fast as capacity allows afterwards: total IT power then falls to what the
+    interactive work alone needs and rises above the arrivals while the queue drains, the
+    low and high loads a carbon optimiser creates by shifting batch work in time.
     """
 
     name: str = "explore"
@@ -437,6 +444,26 @@ class ExplorePolicy:
     corner_frac: float = 0.25
     corner_band: float = 0.15
     skew_frac: float = 0.3
+    defer_frac: float = 0.25
+
+    def _held(self, block: int) -> bool:
+        """Batch is held in ``block``: its own seeded draw, and the block before was not held."""
+        def draw(b: int) -> bool:
+            return bool(np.random.default_rng([self.seed, b, 1]).random() < self.defer_frac)
+
+        return draw(block) and not draw(block - 1)
+
+    def _release(self, site, names, dem: np.ndarray, q0: np.ndarray, held: np.ndarray, step_h: float) -> np.ndarray:
+        """Batch release units/h: run on arrival, except held classes on held steps (capacity 0 for them)."""
+        cap = _full_capacity(site, dem.shape[0])
+        rel, _ = _run_on_arrival(site, names, dem, cap, q0, step_h)
+        hold_ok = names.deadline_h >= 2.0 * self.hold_h
+        if not (held.any() and hold_ok.any()):
+            return rel
+        # the run-on-arrival rule with no capacity on held steps: the queue holds the work,
+        # then drains at full capacity (interactive work is still served by the simulator first)
+        rel_h, _ = _run_on_arrival(site, names, dem, np.where(held[:, None], 0.0, cap), q0, step_h)
+        return np.maximum(np.where(hold_ok[None], rel_h, rel), 0.0)
 
     def decide(self, obs: Observation) -> Actions:
         site, n, step_h = obs.site, obs.n_steps, obs.step_h
@@ -466,10 +493,11 @@ class ExplorePolicy:
         chw_hi = _chw_for_supply(site, supply)
         chw_lo = np.minimum(ch.chw_setpoint_initial_c, chw_hi)
         chw = chw_lo + (chw_hi - chw_lo) * np.array([chw_off[int(b)] for b in blocks])
-        bp = best_practice_actions(site, obs.forecast_arrays, obs.state, n, step_h, headroom=0.0)
         dem = _demand(site, obs.forecast_arrays, n)
         cap = _full_capacity(site, n)
-        load = _serve_load(names, dem, bp.release_units_per_h, cap)
+        held = np.array([self._held(int(b)) for b in blocks]) if self.defer_frac > 0 else np.zeros(n, bool)
+        release = self._release(site, names, dem, obs.state.queue_units, held, step_h)
+        load = _serve_load(names, dem, release, cap)
         hk = np.array([np.inf if head[int(b)] is None else head[int(b)] for b in blocks])
         per = np.array([p.capacity_units_per_server for p in site.server_pools])
         lo = np.array([p.min_active_servers for p in site.server_pools], dtype=float)
@@ -485,7 +513,7 @@ class ExplorePolicy:
         prev = np.vstack([obs.state.active_servers[None], need[:-1]])
         active = np.clip(np.maximum(need, np.ceil((need - bf * prev) / (1.0 - bf) - 1e-9)), lo, hi)
         return Actions(supply_c=supply, chw_c=chw, active_servers=active,
-                       release_units_per_h=bp.release_units_per_h,
+                       release_units_per_h=release,
                        offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
 
 

@@ -212,7 +212,9 @@ def test_learns_the_simulators_telemetry_export(tmp_path):
 
     site = load_site(Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml")
     zones = [z.name for z in site.zones]
-    res = simulate(site, load_site_data(site, "2022-06-01", "2022-06-29"), get_policy("explore"))
+    data = load_site_data(site, "2022-06-01", "2022-06-29")
+    # without the batch-deferral blocks (the telemetry the issue-4 targets were set on)
+    res = simulate(site, data, get_policy("explore", defer_frac=0.0))
     csv = tmp_path / "telemetry.csv"
     write_frame_atomic(csv, to_telemetry(res.timeseries, res.names.zones, res.names.pools, seed=0))
     tel = read_telemetry(csv, zones=zones)
@@ -221,10 +223,18 @@ def test_learns_the_simulators_telemetry_export(tmp_path):
     met = plant_metrics(test, m.predict(test), zones)
     # issue-4 targets for inlet and PUE hold on a summer week (chillers running)
     assert met["inlet_temp_mae_c"] < 0.5 and met["pue_mae"] < 0.01
-    # measured 6.6 % (3.3 % before the explore policy visited warm chilled water, where the
+    # measured 6.3 % (3.3 % before the explore policy visited warm chilled water, where the
     # economiser partly carries the load; the single piece gives 6.7 % on the same rows)
     assert met["cooling_power_mape_pct"] < 8.0
     assert m.in_envelope(test).mean() > 0.9
+    # with batch deferral (total IT from 0.6 to 2.0 MW) a line in IT misses the curvature:
+    # the hinges in total IT cut the held-out cooling error (measured 10.7 -> 8.6 %)
+    res = simulate(site, data, get_policy("explore"))
+    tel = to_telemetry(res.timeseries, res.names.zones, res.names.pools, seed=0)
+    train, test = time_block_split(tel, "2022-06-22", gap="1D")
+    hinged = plant_metrics(test, LinearPlantModel().fit(train, site).predict(test), zones)
+    line = plant_metrics(test, LinearPlantModel(n_it_hinges=0).fit(train, site).predict(test), zones)
+    assert hinged["cooling_power_mape_pct"] < 0.9 * line["cooling_power_mape_pct"], (hinged, line)
 
 
 def _kinked_plant(n: int, seed: int) -> pd.DataFrame:
@@ -287,7 +297,8 @@ def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
     site = load_site(Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml")
     data = load_site_data(site, "2022-06-01", "2022-06-11")
     new = simulate(site, data, ExplorePolicy(seed=3))
-    old = simulate(site, data, ExplorePolicy(seed=3, corner_frac=0.0, skew_frac=0.0, headrooms=(0.1, 0.3, 0.6, None)))
+    old = simulate(site, data, ExplorePolicy(seed=3, corner_frac=0.0, skew_frac=0.0, headrooms=(0.1, 0.3, 0.6, None),
+                                             defer_frac=0.0))
     zones = [z.name for z in site.zones]
     hi = safe_supply_max_c(site)
     lo = np.array([max(z.supply_setpoint_min_c, z.inlet_min_c) for z in site.zones])
@@ -311,6 +322,13 @@ def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
     assert kw_new > 1.03 * kw_old  # packed servers (measured 0.379 vs 0.360 kW per server)
     for r in (new, old):
         assert r.summary["thermal_violation_minutes"] == 0 and r.summary["unserved_interactive_units"] == 0
+    # batch held in some blocks and caught up after: total IT spans the low and high loads a
+    # carbon optimiser creates by shifting work (5-95 % quantiles measured 666-1836 kW
+    # against 1051-1538 kW without deferral), and no work is late
+    lo_new, hi_new = new.timeseries["it_power_kw"].quantile([0.05, 0.95])
+    lo_old, hi_old = old.timeseries["it_power_kw"].quantile([0.05, 0.95])
+    assert lo_new < 0.8 * lo_old and hi_new > 1.1 * hi_old
+    assert new.summary["late_work_units"] == 0
 
 
 def test_hinge_knot_moves_with_load_when_the_plant_does():
