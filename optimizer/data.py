@@ -49,6 +49,12 @@ class PlanOptions:
     # model extrapolated to an unseen corner is what an optimiser exploits first.
     decision_envelope: dict | None = None
     envelope_zone_it: bool = False  # also keep zone IT power inside the envelope (hard rows)
+    # Keep total IT and chilled water inside the range the model was trained on at each
+    # step's forecast weather (PlantCoefficients.support), as soft rows: leaving it costs
+    # these penalties (far above any carbon saving, so only where nothing else is feasible).
+    support_envelope: bool = True
+    support_penalty_kg_per_kwh: float = 10.0
+    support_penalty_kg_per_c: float = 10.0  # per degC of chilled water outside, per step
     # Levers the plan may use (for attributing savings). Off: cooling -> supply and chilled
     # water held at the config's initial setpoints; consolidation -> every server active;
     # shifting -> batch served on arrival as capacity allows (the simulator's run-on-arrival
@@ -60,9 +66,9 @@ class PlanOptions:
     handover: str = "numpy"
     # Zone decomposition (Dantzig-Wolfe, :mod:`.decompose`): "off", "zones", or "auto"
     # (zones when the LP is large and continuous, see ``decompose.AUTO_MIN_COLUMNS``).
-    decompose: str = "auto"
+    decompose: str = "off"
     decompose_gap: float = 5e-4  # stop when (upper - lower bound) / upper <= this
-    decompose_workers: int = 2  # processes pricing zones in parallel
+    decompose_workers: int = 2  # threads pricing zones in parallel (HiGHS releases the GIL)
 
 
 @dataclass
@@ -129,6 +135,8 @@ class ProblemData:
     in_envelope: np.ndarray  # (n,) bool: forecast conditions inside the model's training data
     zone_it_lo: np.ndarray | None  # (Z,) zone IT kW range of the training data, if known
     zone_it_hi: np.ndarray | None
+    # (n, 4) training support per step: total IT lo/hi kW, chilled water lo/hi degC (inf = none)
+    support: np.ndarray | None
     # grid
     gco2: np.ndarray  # (n,) site intensity, gCO2/kWh
     accounting: str
@@ -383,6 +391,7 @@ def prepare(
         in_envelope=c.in_envelope.reindex(idx).fillna(False).to_numpy(bool),
         zone_it_lo=zit[0],
         zone_it_hi=zit[1],
+        support=_support(c, idx, options),
         gco2=gco2,
         accounting=accounting,
         ppa_kw=_ppa_kw(site, forecast) if accounting == "market" else np.zeros(len(idx)),
@@ -401,6 +410,23 @@ def prepare(
     if "shifting" not in options.levers and d.batch.any():
         d.backlog_fixed = run_on_arrival_backlog(site, d, forecast)
     return d
+
+
+def _support(c: PlantCoefficients, idx: pd.DatetimeIndex, options: PlanOptions) -> np.ndarray | None:
+    """(n, 4) support bounds from the coefficients, NaN -> unbounded; chilled water unbounded
+    when the cooling lever is off (it is then held at its initial value)."""
+    if not options.support_envelope or c.support is None:
+        return None
+    need = ["it_lo_kw", "it_hi_kw", "chw_lo_c", "chw_hi_c"]
+    missing = [k for k in need if k not in c.support.columns]
+    if missing:
+        raise ValueError(f"coefficients: support lacks column(s) {missing}")
+    a = c.support.reindex(idx)[need].to_numpy(float, copy=True)
+    a[:, 0::2] = np.where(np.isfinite(a[:, 0::2]), a[:, 0::2], -np.inf)
+    a[:, 1::2] = np.where(np.isfinite(a[:, 1::2]), a[:, 1::2], np.inf)
+    if "cooling" not in options.levers:
+        a[:, 2], a[:, 3] = -np.inf, np.inf
+    return a
 
 
 def run_on_arrival_backlog(site: SiteConfig, d: ProblemData, forecast: pd.DataFrame) -> np.ndarray:

@@ -40,6 +40,7 @@ from .build import PlanningLP, build_lp
 from .pyomo_model import build_pyomo, compile_model, direct, pass_to_highs
 from .constraints import batch_not_due_units
 from .data import PlanOptions, prepare
+from .decompose import solve_planner, use_decomposition
 from .diagnose import diagnose
 from .fallback import fallback_plan
 from .plan import Actions, Plan, evaluate_actions, totals_of
@@ -136,6 +137,8 @@ class Planner:
                               "terms_s": self.problem.build_s, "pyomo_build_s": pyomo_s}
         self._pending: str = "cold"
         self._bound_changes = None
+        self._x = None  # the solution of a decomposed solve (no HiGHS model is kept then)
+        self.decomposition = None
 
     # -- solver handle ---------------------------------------------------------------
     @property
@@ -164,6 +167,8 @@ class Planner:
     def solution_x(self) -> np.ndarray:
         """Column values in the families' flat order (columns the compiler dropped, which
         appear nowhere, sit at the bound nearest 0)."""
+        if self.highs is None and getattr(self, "_x", None) is not None:  # a decomposed solve
+            return self._x.copy()
         cost, clb, cub, *_ = self.problem.lp.arrays()
         x = np.clip(np.zeros(self.problem.lp.n_cols), clb, cub)
         x[self.compiled.col_ids] = np.asarray(self.highs.getSolution().col_value)
@@ -197,6 +202,10 @@ class Planner:
     def solve(self) -> Plan:
         """Solve (or re-solve after :meth:`update`) and return the plan or the flagged fallback."""
         d = self.problem.data
+        if self.highs is None and use_decomposition(self.problem):
+            plan = solve_planner(self)  # None: the gap did not close, solve the whole LP below
+            if plan is not None:
+                return plan
         t0 = time.perf_counter()
         try:
             if self.highs is None:
@@ -305,6 +314,7 @@ class Planner:
         self.initial_state = self.initial_state if initial_state is None else initial_state
         new = build_lp(prepare(self.site, self.coefficients, self.forecast, self.initial_state, self.options))
         self.problem = new
+        self._x = None
         if self.highs is None:
             self._pyomo = build_pyomo(new.lp) if self.options.handover == "pyomo" else None
             self.timings.update(build_s=new.build_s + (self._pyomo.build_s if self._pyomo is not None else 0.0))
