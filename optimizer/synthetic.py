@@ -13,7 +13,8 @@ import pandas as pd
 from coolshift.config import SiteConfig
 from coolshift.models.coefficients import PlantCoefficients
 
-__all__ = ["synthetic_site", "linear_coefficients", "synthetic_forecast", "tiny_site", "zero_coefficients", "tiny_forecast"]
+__all__ = ["synthetic_site", "linear_coefficients", "synthetic_forecast", "tiny_site", "zero_coefficients", "tiny_forecast",
+           "split_pools"]
 
 _DUMMY = {"path": "synthetic.csv", "format": "canonical"}
 
@@ -235,3 +236,21 @@ def tiny_forecast(site: SiteConfig, gco2, start="2022-01-01", **columns) -> pd.D
     cols = {"gco2_per_kwh": np.asarray(gco2, float), "temp_c": np.full(len(gco2), 20.0)}
     cols.update({k: np.broadcast_to(np.asarray(v, float), len(gco2)).copy() for k, v in columns.items()})
     return pd.DataFrame(cols, index=idx)
+
+
+def split_pools(site: SiteConfig, k: int = 2) -> SiteConfig:
+    """The same site with every pool split into ``k`` identical pools (servers and redundancy
+    floor divided as evenly as whole servers allow): the LP is ``k`` times wider in pools and,
+    since identical servers are interchangeable, has the same optimum (up to the rounding of
+    ``min_active_servers``). Measures what aggregating identical servers into pools saves."""
+    data = site.model_dump()
+    pools = []
+    for p in data["server_pools"]:
+        for i in range(k):
+            q = dict(p)
+            q["name"] = f"{p['name']}_{i}"
+            q["servers"] = p["servers"] // k + (1 if i < p["servers"] % k else 0)
+            q["min_active_servers"] = p["min_active_servers"] // k + (1 if i < p["min_active_servers"] % k else 0)
+            pools.append(q)
+    data["server_pools"] = pools
+    return SiteConfig.model_validate(data)
