@@ -2,7 +2,8 @@
 payback, closed-loop evaluation on the simulator, swept at scale on dask.distributed.
 
 Modules: :mod:`.scenario` (YAML models, overrides, sweeps), :mod:`.embodied` (product carbon
-footprints, amortisation, payback), :mod:`.pv` (on-site PV with pvlib), :mod:`.evaluate`
-(one scenario on the simulator, policies by name), :mod:`.sweep` (Dask runner, resumable),
+footprints, amortisation, payback), :mod:`.pv` (on-site PV with pvlib), :mod:`.plant_model` (each scenario's learned plant
+model: simulated commissioning, fit, disk cache), :mod:`.evaluate` (one scenario closed-loop
+on the simulator: best-practice baseline and the optimiser's policy), :mod:`.sweep` (Dask runner, resumable),
 :mod:`.study` (tasks and ``whatif.json``), :mod:`.report` (HTML), :mod:`.tracking` (MLflow).
 """

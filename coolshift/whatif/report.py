@@ -98,10 +98,26 @@ def _plots(rows: dict) -> list[str]:
     return out
 
 
+def _plans(p: dict | None) -> str:
+    return "-" if not p else f"{p.get('plans', 0)} ({p.get('fallback_plans', 0)})"
+
+
+def _model_note(meta: dict) -> str:
+    """What the optimiser planned with, when it played a role."""
+    if not meta.get("forecast"):
+        return ""
+    train = meta.get("train") or {}
+    return (f"The coolshift policy re-plans every {meta.get('replan_interval_h')} h on <b>{html.escape(str(meta['forecast']))}"
+            f"</b> forecasts with a plant model learned for each scenario's own site from {meta.get('train_days')} days of "
+            f"simulated commissioning telemetry (explore policy){': ' + html.escape(train['note']) if train.get('note') else ''}; "
+            f"a plan that fails falls back to the best-practice rule (column 'plans (fallback)').")
+
+
 def render_report(rows: dict, meta: dict) -> str:
     """HTML page: study settings, side-by-side table (headline policy and every policy), plots."""
     head = ["scenario", "kind", "policy", "facility MWh", "PUE", "tCO2 operational", "tCO2 embodied (period)",
-            "one-off embodied tCO2e", "net tCO2 vs current", "payback months", "SLA viol.", "late units", "thermal min"]
+            "one-off embodied tCO2e", "net tCO2 vs current", "payback months", "SLA viol.", "late units", "thermal min",
+            "plans (fallback)"]
     trs = []
     for name, r in rows.items():
         if r.get("status") != "ok":
@@ -118,6 +134,7 @@ def render_report(rows: dict, meta: dict) -> str:
                     f"<td>{_fmt(b['net_tco2_change_vs_baseline'], 2)}</td>", f"<td>{_fmt(b['payback_months'], 1)}</td>",
                     f"<td>{_fmt(b.get('sla_violations'))}</td>", f"<td>{_fmt(b.get('late_work_units'), 1)}</td>",
                     f"<td>{_fmt(b.get('thermal_violation_minutes'), 0)}</td>",
+                    f"<td>{_plans(b.get('planner'))}</td>",
                 ]) + "</tr>"
             )
     table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(trs) + "</table>"
@@ -132,7 +149,7 @@ def render_report(rows: dict, meta: dict) -> str:
 <style>{_CSS}</style></head><body>
 <h1>What-if study: {html.escape(str(meta.get('site')))}</h1>
 <table>{settings}</table>
-<p class="note">Policies: baseline <b>{html.escape(str(pol.get('baseline')))}</b>, Coolshift <b>{html.escape(str(pol.get('coolshift')))}</b>. {note}</p>
+<p class="note">Policies: baseline <b>{html.escape(str(pol.get('baseline')))}</b>, Coolshift <b>{html.escape(str(pol.get('coolshift')))}</b>. {note} {_model_note(meta)}</p>
 <p class="note">Operational carbon: {html.escape(str(meta.get('accounting')))}-based Scope 2. Embodied carbon: the project's one-off
 manufacturing + transport footprint (plus the unamortised part of retired hardware) amortised over the new hardware's
 lifetime; the share falling in the period is shown. Payback: one-off embodied carbon / operational carbon saved per month.</p>
