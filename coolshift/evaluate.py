@@ -118,6 +118,8 @@ def _run_parallel(policies, workers, shared, kwargs, progress) -> dict:
         futures, keys = {}, {}
         for name in sorted(policies, key=_cost_rank):  # longest first
             keys[name] = f"evaluate-progress-{name}-{run}" if progress else None
+            if keys[name]:  # set before the task starts: a get never waits (nor logs a timeout)
+                Variable(keys[name], client=client).set([0, len(shared["data"])])
             futures[name] = client.submit(_run_policy_task, name, shared_f, kwargs, keys[name], pure=False,
                                           key=f"evaluate-{name}-{run}", priority=-_cost_rank(name))
         while not all(f.done() for f in futures.values()):
@@ -126,11 +128,8 @@ def _run_parallel(policies, workers, shared, kwargs, progress) -> dict:
                 for name, f in futures.items():
                     if f.done():
                         continue
-                    try:
-                        done, total = Variable(keys[name], client=client).get(timeout=0.05)
-                        progress(name, done, total)
-                    except Exception:  # not published yet
-                        pass
+                    done, total = Variable(keys[name], client=client).get()
+                    progress(name, done, total)
         out = {name: f.result() for name, f in futures.items()}  # re-raises a policy's error here
         if progress:
             for name, r in out.items():
