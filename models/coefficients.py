@@ -78,6 +78,10 @@ class PlantCoefficients:
     # Training range of each decision column ({telemetry column: (lo, hi)}), so the
     # optimiser can stay where the model was fitted without reading the estimator.
     decision_envelope: dict | None = None
+    # Where the model was trained, per step, at that step's forecast weather: columns
+    # it_lo_kw / it_hi_kw (total IT) and chw_lo_c / chw_hi_c (chilled water), NaN = unknown.
+    # The optimiser keeps its plan inside (the model's stated error was measured there).
+    support: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         idx = self.cooling_const_kw.index
@@ -104,6 +108,8 @@ class PlantCoefficients:
             for name in ("const_kw", "per_chw_c"):
                 if not getattr(piece, name).index.equals(idx):
                     raise ValueError(f"PlantCoefficients.cooling_pieces[{k}].{name}: index differs")
+        if self.support is not None and not self.support.index.equals(idx):
+            raise ValueError("PlantCoefficients.support: index differs from cooling_const_kw")
         if self.in_envelope is None:
             object.__setattr__(self, "in_envelope", pd.Series(True, index=idx))
 

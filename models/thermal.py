@@ -131,7 +131,8 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, families: list[np.
     Stat. 19) and kept only if each cuts the squared error by ``min_gain_frac`` of the
     single-piece error. All fits are ridge solves on one Gram matrix; ``c_m >= 0`` by an
     active set (negative slopes are fixed at zero and the rest refitted); so are the columns
-    of ``D`` flagged in ``nonneg`` (e.g. cooling per kW of IT at each weather). Returns (a,
+    of ``D`` with a sign in ``nonneg`` (+1: >= 0, -1: <= 0, 0: free; e.g. cooling per kW of
+    IT >= 0, per degC of setpoint <= 0). Returns (a,
     chosen candidate numbers per family, their slopes c_m per family, squared error).
     """
     n, p = D.shape
@@ -146,18 +147,18 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, families: list[np.
     g = Zw.T @ y
     yy = float(y @ (y if weight is None else weight * y))
 
-    sign = np.zeros(p, dtype=bool) if nonneg is None else np.asarray(nonneg, dtype=bool)
+    sign = np.zeros(p) if nonneg is None else np.asarray(nonneg, dtype=float)  # +1 >= 0, -1 <= 0, 0 free
 
     def solve(hinges: list[int]):
         keep = list(range(p)) + [p + h * nh + j for h in hinges for j in range(nh)]
         free = np.ones(len(keep), dtype=bool)
         beta = np.zeros(len(keep))
-        signed = np.concatenate([sign, np.ones(len(keep) - p, dtype=bool)])
+        signed = np.concatenate([sign, np.ones(len(keep) - p)])
         for _ in range(len(keep) + 1):
             k = np.asarray(keep)[free]
             beta[:] = 0.0
             beta[free] = np.linalg.solve(G[np.ix_(k, k)] + alpha * np.eye(len(k)), g[k])
-            neg = free & (beta < 0) & signed
+            neg = free & (beta * signed < 0)
             if not neg.any():
                 break
             free &= ~neg
@@ -221,8 +222,18 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         range under-predicts where an optimiser drives the load low or high. Each hinge
         multiplies the number of emitted pieces (``(chw hinges + 1) x (IT hinges + 1)``).
         0 = cooling linear in IT (the previous model).
-    monotone_it : keep the main piece's cooling per kW of IT >= 0 at every weather (its
-        coefficients on the hat functions >= 0; the dry-bulb term stays free).
+    monotone_it : signs from physics on the main cooling piece: per kW of IT >= 0, per degC
+        of supply-air and chilled-water setpoint <= 0 (coefficients on the hat functions;
+        the dry-bulb term stays free).
+    shared_supply_cooling : one cooling coefficient for the mean supply-air setpoint instead
+        of one per zone (each zone gets it divided by the number of zones). The supply
+        setpoints move together in telemetry (explore draws them per block; chilled water
+        follows the coldest), so per-zone coefficients were not identified: at hot wet-bulbs
+        they came out -60 and +50 kW per degC for two halls, and the LP set one hall warm and
+        the other cold to "save" cooling that the plant never saw.
+    support_window_c, support_quantile, support_min_rows : the training support emitted per
+        step (``PlantCoefficients.support``, see :meth:`support`): training rows within this
+        many K of the step's wet-bulb, the quantile range kept, the fewest rows needed.
     shared_it_cooling : one cooling coefficient for the total IT power instead of one per
         zone (the same value is emitted for every zone). Zones sharing one chilled-water
         plant reject their heat to the same loop, and per-zone coefficients are not
@@ -236,7 +247,12 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = True,
                  n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.005, n_hinge_candidates: int = 17,
                  shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 1.0, 2.0, 4.0),
-                 n_it_hinges: int = 2, n_it_hinge_candidates: int = 9, monotone_it: bool = True):
+                 n_it_hinges: int = 2, n_it_hinge_candidates: int = 9, monotone_it: bool = True,
+                 shared_supply_cooling: bool = True, support_window_c: float = 1.0, support_quantile: float = 0.02, support_min_rows: int = 30):
+        self.support_window_c = support_window_c
+        self.shared_supply_cooling = shared_supply_cooling
+        self.support_quantile = support_quantile
+        self.support_min_rows = support_min_rows
         self.monotone_it = monotone_it
         self.n_it_hinges = n_it_hinges
         self.n_it_hinge_candidates = n_it_hinge_candidates
@@ -367,14 +383,23 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             m = reg == r
             Er = E[m]
             IT_m = IT[m].sum(axis=1, keepdims=True) if self.shared_it_cooling else IT[m]
-            X = np.column_stack([np.ones(m.sum()), IT_m, SP[m], CHW[m]])  # (n, 2nz+2) or (n, nz+3)
+            SP_m = SP[m].mean(axis=1, keepdims=True) if self.shared_supply_cooling else SP[m]
+            X = np.column_stack([np.ones(m.sum()), IT_m, SP_m, CHW[m]])  # (n, 2nz+2) .. (n, 4)
             D = (X[:, :, None] * Er[:, None, :]).reshape(m.sum(), -1)
             # cooling never falls as IT rises: the IT coefficients on the (non-negative) hat
             # functions stay >= 0, so the main piece's slope in IT is >= 0 at every weather
             # (without, a fit over deferred, low-load hours bent it negative at low load)
-            it_nonneg = np.zeros((X.shape[1], ne), dtype=bool)
+            # and never rises with a warmer supply-air or chilled-water setpoint (less lift,
+            # more free cooling): those coefficients on the hat functions stay <= 0. Without
+            # the signs, the fit traded a positive chilled-water against a negative supply
+            # coefficient (the two move together in telemetry: chilled water follows the
+            # coldest supply) and the LP exploited the pair (-60 kW per degC of one hall).
+            it_nonneg = np.zeros((X.shape[1], ne))
             if self.monotone_it and len(self.knots_) >= 2:
-                it_nonneg[1:1 + IT_m.shape[1], :len(self.knots_)] = True
+                nk = len(self.knots_)
+                ni = IT_m.shape[1]
+                it_nonneg[1:1 + ni, :nk] = 1.0
+                it_nonneg[1 + ni:, :nk] = -1.0  # supply setpoints and chilled water
             it_nonneg = it_nonneg.ravel()
             # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
             w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
@@ -395,6 +420,8 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             a = a.reshape(X.shape[1], ne)
             if self.shared_it_cooling:  # the total-IT coefficient is every zone's coefficient
                 a = np.vstack([a[:1], np.repeat(a[1:2], nz, axis=0), a[2:]])
+            if self.shared_supply_cooling:  # the mean-supply coefficient, split over the zones
+                a = np.vstack([a[:1 + nz], np.repeat(a[1 + nz:2 + nz] / nz, nz, axis=0), a[2 + nz:]])
             self.cooling_coef_[r] = a
             hinges.append((knots, slopes_chw))
             for j, zc in enumerate(inlet_cols):
@@ -437,6 +464,12 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             env[col("active_servers", p)] = telemetry[col("active_servers", p)].to_numpy(float)
         self.envelope_ = {k: (float(np.min(x)), float(np.max(x))) for k, x in env.items()}
         self.n_train_rows_ = int(len(telemetry))
+        # where the model was trained, by weather: total IT and chilled water of the training
+        # rows sorted by outside wet-bulb (at most 20,000 rows, evenly thinned), from which
+        # coefficients() takes the range seen at each forecast step's wet-bulb
+        order = np.argsort(wb, kind="stable")
+        keep = order[np.unique(np.linspace(0, len(order) - 1, min(len(order), 20000)).astype(int))]
+        self.support_rows_ = np.column_stack([wb[keep], it_tot[keep], CHW[keep]])
         self.train_period_ = (telemetry.index[0].isoformat(), telemetry.index[-1].isoformat())
         return self
 
@@ -515,7 +548,33 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             model_version=getattr(self, "model_version_", None),
             cooling_pieces=tuple(extra),
             decision_envelope=self.decision_envelope(),
+            support=self.support(wb, idx),
         )
+
+    def support(self, wetbulb_c, index=None) -> pd.DataFrame | None:
+        """Per step, the range of total IT [kW] and chilled water [degC] the model was trained
+        on at that outside wet-bulb (training rows within ``support_window_c``, widened to
+        twice that when fewer than ``support_min_rows``; the ``support_quantile`` to
+        1 - ``support_quantile`` range). The model's held-out error was measured on such rows;
+        outside them, in the corners of (weather, load, chilled water) no telemetry holds, a
+        linear model extrapolates and an optimiser exploits exactly that error. NaN where too
+        few rows are near (the weather envelope flags those steps)."""
+        rows = getattr(self, "support_rows_", None)
+        if rows is None:
+            return None
+        w = np.asarray(wetbulb_c, float)
+        out = np.full((len(w), 4), np.nan)
+        q = float(self.support_quantile)
+        for i, x in enumerate(w):
+            for width in (self.support_window_c, 2.0 * self.support_window_c):
+                a, b = np.searchsorted(rows[:, 0], [x - width, x + width])
+                if b - a >= self.support_min_rows:
+                    near = rows[a:b]
+                    out[i, :2] = np.quantile(near[:, 1], [q, 1.0 - q])
+                    out[i, 2:] = np.quantile(near[:, 2], [q, 1.0 - q])
+                    break
+        cols = ["it_lo_kw", "it_hi_kw", "chw_lo_c", "chw_hi_c"]
+        return pd.DataFrame(out, index=index if index is not None else pd.RangeIndex(len(w)), columns=cols)
 
     def decision_envelope(self) -> dict[str, tuple[float, float]]:
         """Training range of every decision column ({telemetry column: (lo, hi)}, no margin)."""

@@ -16,6 +16,8 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 - ``cooling_pieces`` (piecewise-linear cooling only): cooling >= each affine piece, and the
   facility row uses the cooling variable
 - ``cooling_floor``: cooling(IT, sp, chw) >= 0 (the main piece)
+- ``model_support_it`` / ``model_support_chw``: total IT and chilled water within the
+  learned model's training range at the step's weather (soft, penalised slack)
 - ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0);
   0 on steps whose forecast lies outside the learned model's envelope (the setpoint holds)
 - ``envelope_hold``: chw[t] = chw[t-1] on those steps
@@ -261,6 +263,27 @@ def model_envelope(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     )
 
 
+def model_support(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Total IT power and chilled water inside what the learned model was trained on at each
+    step's weather (``PlantCoefficients.support``): there its error was measured; outside,
+    in corners no telemetry holds, the linear model extrapolates and the LP would exploit the
+    error. Soft: slack beyond the range costs ``support_penalty_kg_per_kwh`` per kWh of IT
+    and ``support_penalty_kg_per_c`` per degC of chilled water and step, far above any
+    saving, so the plan leaves the support only where nothing else is feasible."""
+    if d.support is None:
+        return
+    o, step = d.options, {"step": d.index}
+    for name, lo, hi, col, coef, pen in (
+        ("model_support_it", d.support[:, 0], d.support[:, 1], v.pit, 1.0, o.support_penalty_kg_per_kwh * d.step_h),
+        ("model_support_chw", d.support[:, 2], d.support[:, 3], v.chw, 1.0, o.support_penalty_kg_per_c),
+    ):
+        if not (np.isfinite(lo).any() or np.isfinite(hi).any()):
+            continue
+        s = lp.add_vars(f"{name}_slack", {**step, "side": ["below", "above"]}, lb=0.0)
+        lp.add_cost(pen, s)
+        lp.add_cons(name, step, [(coef, col), (1.0, s[:, 0]), (-1.0, s[:, 1])], lb=lo, ub=hi)
+
+
 def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     """Ramp limit; where the forecast is outside the model's training data the setpoint holds."""
     step = np.where(d.in_envelope[:, None], d.sp_step[None, :], 0.0)
@@ -332,6 +355,7 @@ FAMILIES = (
     cooling_pieces,
     cooling_floor,
     model_envelope,
+    model_support,
     setpoint_ramp,
     chw_supply_gap,
     envelope_hold,

@@ -61,7 +61,7 @@ def _known_plant(f: pd.DataFrame, noise: float = 0.0, seed: int = 1) -> pd.DataF
 
 def test_known_linear_plant_recovers_its_coefficients():
     tel = _known_plant(_inputs(3000))
-    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False).fit(tel, zones=ZONES)
+    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False, shared_supply_cooling=False).fit(tel, zones=ZONES)
     fc = pd.DataFrame({"temp_c": [0.0, 10.0, 30.0], "rh_pct": [50.0, 50.0, 50.0]},
                       index=pd.date_range("2023-01-01", periods=3, freq="h", tz="UTC"))
     pc = m.coefficients(None, fc)
@@ -81,7 +81,7 @@ def test_known_linear_plant_recovers_its_coefficients():
 
 def test_noisy_known_plant_recovers_coefficients_within_noise():
     tel = _known_plant(_inputs(4000, seed=3), noise=5.0)  # 5 kW sensor noise on ~200-500 kW
-    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False).fit(tel, zones=ZONES)
+    m = LinearPlantModel(n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False, shared_supply_cooling=False).fit(tel, zones=ZONES)
     fc = pd.DataFrame({"temp_c": [20.0], "rh_pct": [50.0]}, index=pd.DatetimeIndex(["2023-06-01"], tz="UTC"))
     pc = m.coefficients(None, fc)
     assert pc.cooling_per_it_kw["hall_a"].iloc[0] == pytest.approx(0.05 + 0.004 * 20, abs=0.003)
@@ -98,7 +98,7 @@ def test_two_regimes_are_recovered_with_explicit_edges():
     extra = 50.0 + sum(0.1 * tel[col("zone_it_power_kw", z)] for z in ZONES)
     tel.loc[hot, "cooling_power_kw"] += extra[hot]
     tel["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * tel["it_power_kw"] + tel["cooling_power_kw"]
-    m = LinearPlantModel(regime_edges_c=[edge], n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False).fit(tel, zones=ZONES)
+    m = LinearPlantModel(regime_edges_c=[edge], n_knots=0, it_fan_frac_per_c=0.0, shared_it_cooling=False, shared_supply_cooling=False).fit(tel, zones=ZONES)
     assert list(m.regime_names_) == ["economiser", "mechanical"]
     fc = pd.DataFrame({"temp_c": [10.0, 30.0], "rh_pct": [50.0, 60.0]},
                       index=pd.date_range("2023-01-01", periods=2, freq="h", tz="UTC"))
@@ -111,7 +111,7 @@ def test_two_regimes_are_recovered_with_explicit_edges():
 
 def test_predict_is_exactly_plant_coefficients_predict():
     tel = _known_plant(_inputs(2000, seed=7), noise=3.0)
-    m = LinearPlantModel(shared_it_cooling=False).fit(tel, zones=ZONES)  # hat basis and the fan prior
+    m = LinearPlantModel(shared_it_cooling=False, shared_supply_cooling=False).fit(tel, zones=ZONES)  # hat basis and the fan prior
     test = _known_plant(_inputs(200, seed=8))
     pred = m.predict(test)
     pc = m.coefficients(None, test)
@@ -191,7 +191,7 @@ def test_reference_model_fits_a_nonlinear_plant_better():
     tel["cooling_power_kw"] += 300.0 + 150.0 * (tel[col("zone_it_power_kw", "hall_a")] / 900.0) ** 4
     tel["facility_power_kw"] = TRUE["f0"] + TRUE["f1"] * tel["it_power_kw"] + tel["cooling_power_kw"]
     train, test = time_block_split(tel, tel.index[2400])
-    lin = LinearPlantModel(shared_it_cooling=False).fit(train, zones=ZONES)  # the plant has per-zone terms
+    lin = LinearPlantModel(shared_it_cooling=False, shared_supply_cooling=False).fit(train, zones=ZONES)  # the plant has per-zone terms
     ref = ReferencePlantModel(max_iter=150).fit(train, zones=ZONES)
     ml, mr = plant_metrics(test, lin.predict(test), ZONES), plant_metrics(test, ref.predict(test), ZONES)
     assert set(ml) >= {"cooling_power_mape_pct", "facility_power_mape_pct", "inlet_temp_mae_c", "pue_mae"}
@@ -250,8 +250,8 @@ def _kinked_plant(n: int, seed: int) -> pd.DataFrame:
 
 def test_convex_pieces_follow_an_economiser_kink_and_predict_is_their_max():
     train, test = _kinked_plant(3000, seed=21), _kinked_plant(300, seed=22)
-    m = LinearPlantModel(n_cooling_pieces=3, shared_it_cooling=False).fit(train, zones=ZONES)
-    one = LinearPlantModel(n_cooling_pieces=1, shared_it_cooling=False).fit(train, zones=ZONES)
+    m = LinearPlantModel(n_cooling_pieces=3, shared_it_cooling=False, shared_supply_cooling=False).fit(train, zones=ZONES)
+    one = LinearPlantModel(n_cooling_pieces=1, shared_it_cooling=False, shared_supply_cooling=False).fit(train, zones=ZONES)
     assert m.n_cooling_pieces_ >= 2 and one.n_cooling_pieces_ == 1
     err = np.abs(m.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
     err1 = np.abs(one.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
@@ -344,7 +344,7 @@ def test_hinge_knot_moves_with_load_when_the_plant_does():
 
     train, it_ref = plant(3000, 31)
     test, _ = plant(300, 32, it_ref)
-    kw = dict(n_cooling_pieces=2, shared_it_cooling=False)
+    kw = dict(n_cooling_pieces=2, shared_it_cooling=False, shared_supply_cooling=False)
     m = LinearPlantModel(**kw).fit(train, zones=ZONES)
     fixed = LinearPlantModel(hinge_load_slopes_c=(0.0,), **kw).fit(train, zones=ZONES)
     assert m.hinge_gamma_[0] == 2.0 and fixed.hinge_gamma_[0] == 0.0
