@@ -217,3 +217,28 @@ def test_interrupted_sweep_keeps_finished_results_and_resumes(client, tmp_path, 
     assert sorted(out.skipped) == sorted(written)
     assert sorted(out.computed) == sorted(set(t.name for t in tasks) - set(written))
     assert {n: r["value"] for n, r in out.ok.items()} == {f"t{i}": i for i in range(6)}
+
+
+def test_coolshift_scenarios_on_2_workers_share_one_plant_model_through_the_disk_cache(site, client, tmp_path):
+    """The optimiser's policy on Dask workers: the grid scenarios change no plant, so the three tasks
+    need one model; the first finished fit is read from disk by the worker that comes after it."""
+    from coolshift.whatif.scenario import load_scenario
+    from coolshift.whatif.study import load_study_data
+
+    t0, t1 = START, START + pd.Timedelta(days=1)
+    data, train = load_study_data(site, t0, t1, 15)
+    w = REPO / "configs" / "whatif"
+    specs = [ScenarioSpec(load_scenario(w / f"{n}.yaml"), str(w / f"{n}.yaml"), w) for n in ("grid_bpat", "grid_pjm")]
+    tasks = build_tasks(SMALL_SITE, site, specs, t0, t1, 15, choose_policies(), train=train,
+                        model_cache_dir=tmp_path / "plant_models")
+    out = run_sweep(tasks, run_scenario_task, tmp_path / "res", data, client=client)
+    assert out.failed == {}
+    rows = compile_whatif(out.records)
+    keys = {r["plant_model"]["key"] for r in rows.values()}
+    assert len(keys) == 1 and [p.stem for p in (tmp_path / "plant_models").glob("*.pkl")] == list(keys)
+    assert sum(r["plant_model"]["cached"] for r in rows.values()) >= 1
+    for r in rows.values():
+        assert r["headline_policy"] == "coolshift" and r["by_policy"]["coolshift"]["planner"]["fallback_plans"] == 0
+    # the same plant model, the same plans: BPAT's carbon per kWh is far below PJM's
+    per_kwh = {n: r["tco2_operational"] / r["facility_kwh"] for n, r in rows.items()}
+    assert per_kwh["grid_bpat"] < 0.2 * per_kwh["grid_pjm"]
