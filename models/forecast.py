@@ -78,6 +78,10 @@ def _infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
 
 def _regular(y: pd.Series, step: pd.Timedelta) -> pd.Series:
     """Put the series on its regular grid (gaps become NaN; off-grid stamps are snapped by mean)."""
+    if len(y) > 1 and (y.index[0] - y.index[0].normalize()) % step == pd.Timedelta(0):
+        d = np.diff(y.index.asi8)
+        if (d == d[0]).all() and pd.Timedelta(int(d[0]), unit=y.index.unit) == step:
+            return y  # already on its grid: what resampling would return
     return y.resample(step).mean()
 
 
@@ -108,12 +112,13 @@ class _BaseForecaster(BaseEstimator, RegressorMixin):
         return index
 
     def _frame(self, index: pd.DatetimeIndex, point: np.ndarray, horizon_steps: np.ndarray) -> pd.DataFrame:
-        out = pd.DataFrame({self.name_: point}, index=index)
-        out.index.name = "timestamp"
         q = self._residual_quantiles(horizon_steps)
+        cols = {self.name_: point}
         for i, level in enumerate(QUANTILES):
-            out[f"{self.name_}_q{int(round(level * 100)):02d}"] = point + q[:, i]
-        out[f"{self.name_}_std"] = q[:, -1]
+            cols[f"{self.name_}_q{int(round(level * 100)):02d}"] = point + q[:, i]
+        cols[f"{self.name_}_std"] = q[:, -1]
+        out = pd.DataFrame(cols, index=index)
+        out.index.name = "timestamp"
         return out
 
     def _residual_quantiles(self, horizon_steps: np.ndarray) -> np.ndarray:
@@ -178,6 +183,23 @@ class _BaseForecaster(BaseEstimator, RegressorMixin):
     def predict(self, X) -> np.ndarray:  # scikit-learn compatibility: X is (history, issue, index)
         history, issue_time, index = X
         return self.predict_day_ahead(history, issue_time, index)[self.name_].to_numpy()
+
+
+def _ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC) of each timestamp, whatever the index's resolution."""
+    return index.asi8 * {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[index.unit]
+
+
+def _clock(t0: pd.Timestamp, pos: np.ndarray, step: pd.Timedelta) -> tuple[np.ndarray, np.ndarray]:
+    """(hour of day with minutes as a fraction, day of week, Monday = 0) at ``t0 + pos * step``."""
+    ns = pd.Timestamp(t0).value + np.asarray(pos, dtype=np.int64) * step.value
+    if str(t0.tz) not in ("UTC", "UTC+00:00"):  # local clocks: let pandas apply the zone
+        times = pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True)).tz_convert(t0.tz)
+        return (times.hour + times.minute / 60.0).to_numpy(), times.dayofweek.to_numpy()
+    day_ns = 86_400 * 10**9
+    minute_of_day = (ns % day_ns) // (60 * 10**9)  # whole minutes, as hour + minute / 60 counts them
+    dow = (ns // day_ns + 3) % 7  # 1970-01-01 was a Thursday (3)
+    return minute_of_day / 60.0, dow
 
 
 def _stats(res: np.ndarray) -> list[float]:
@@ -355,15 +377,13 @@ class _LagForecaster(_BaseForecaster):
         with np.errstate(all="ignore"):
             mean24 = np.where(cnt > 0, (csum[upto] - csum[lo]) / np.maximum(cnt, 1), last)
         base = np.where(np.isfinite(lag_day), lag_day, np.where(np.isfinite(mean7), mean7, last))
-        t0 = z.index[0]
-        times = t0 + pd.to_timedelta(tpos * self.step_.value, unit="ns")
-        issues = t0 + pd.to_timedelta(ipos * self.step_.value, unit="ns")
-        hour = (times.hour + times.minute / 60.0).to_numpy()
+        hour, dow = _clock(z.index[0], tpos, self.step_)
+        issue_hour, _ = _clock(z.index[0], ipos, self.step_)
         X = np.column_stack([
             k + 1,
             np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
-            times.dayofweek.to_numpy(),
-            (issues.hour + issues.minute / 60.0).to_numpy(),
+            dow,
+            issue_hour,
             lag_day - base, lag_2day - base, lag_week - base, mean7 - base,
             last - base, mean24 - base, last - mean24,
         ])
@@ -373,7 +393,7 @@ class _LagForecaster(_BaseForecaster):
         """Grid positions of ``times`` on ``z``'s index, or None if any is off the grid."""
         if len(z) == 0:
             return None
-        d = (pd.DatetimeIndex(times) - z.index[0]).to_numpy().astype("timedelta64[ns]").astype(np.int64)
+        d = _ns(pd.DatetimeIndex(times)) - pd.Timestamp(z.index[0]).value
         step = self.step_.value  # ns
         if (d % step != 0).any():
             return None

@@ -60,12 +60,15 @@ def _persistence(history: pd.DataFrame, column: str, index: pd.DatetimeIndex) ->
 
 
 def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict | None = None,
-                     refit: pd.Timedelta | None = None) -> tuple[pd.DataFrame, dict]:
+                     refit: pd.Timedelta | None = None,
+                     hourly_history: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Forecast the intensity and demand columns of ``horizon`` from ``history`` only.
 
     Coolshift's day-ahead forecasters (:mod:`coolshift.models.forecast`) once at least
     ``MIN_HISTORY_DAYS`` of history exist, persistence before. ``fitted`` caches models
-    per column (refitted after ``refit``). Returns the frame and which method each column used.
+    per column (refitted after ``refit``). ``hourly_history``: ``history`` already averaged
+    per hour (a caller re-forecasting often keeps it; default: computed here). Returns the
+    frame and which method each column used.
     """
     from coolshift.models.forecast import CarbonIntensityForecaster, WorkloadForecaster
 
@@ -75,7 +78,10 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
     enough = len(history) and history.index[-1] - history.index[0] >= pd.Timedelta(days=MIN_HISTORY_DAYS)
     # Intensity data are hourly averages: forecast on the hour grid (4x fewer models than
     # at 15 min) and hold each hour's value over its steps.
-    hourly_hist = history.resample("1h").mean() if len(history) else history
+    if hourly_history is not None:
+        hourly_hist = hourly_history
+    else:
+        hourly_hist = history.resample("1h").mean() if len(history) else history
     h_index = pd.date_range(issue.floor("1h"), horizon.index[-1].floor("1h"), freq="1h")
     for c in _forecastable(horizon):
         if not enough:
@@ -271,13 +277,21 @@ class ModelForecast:
     def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, history: pd.DataFrame | None = None):
         # ``history``: observations before the evaluated period, so the forecasters start trained
         self.actual = actual if history is None or not len(history) else pd.concat([history[actual.columns], actual])
+        # only the forecast columns, without the frame's metadata (``attrs``, which pandas
+        # deep-copies on every operation: most of a forecast's time on a year of history)
+        self.actual = self.actual[_forecastable(self.actual)].copy()
+        self.actual.attrs = {}
+        # hourly means computed once; a decision on the hour uses the hours before it
+        self._hourly = self.actual.resample("1h").mean()
         self.refit = pd.Timedelta(days=refit_days)
         self._fitted: dict = {}
 
     def __call__(self, obs, horizon_steps: int) -> pd.DataFrame:
         horizon = obs.forecast.iloc[:horizon_steps]
-        history = self.actual.loc[: horizon.index[0] - pd.Timedelta("1ns")]
-        return forecast_columns(history, horizon, self._fitted, self.refit)[0]
+        issue = horizon.index[0]
+        history = self.actual.loc[: issue - pd.Timedelta("1ns")]
+        hourly = self._hourly.loc[: issue - pd.Timedelta("1h")] if issue == issue.floor("1h") else None
+        return forecast_columns(history, horizon, self._fitted, self.refit, hourly_history=hourly)[0]
 
 
 def noisy_forecast(actual: pd.DataFrame, sd_frac: float, seed: int = 0) -> pd.DataFrame:
