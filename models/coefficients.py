@@ -79,7 +79,8 @@ class PlantCoefficients:
     # optimiser can stay where the model was fitted without reading the estimator.
     decision_envelope: dict | None = None
     # Where the model was trained, per step, at that step's forecast weather: columns
-    # it_lo_kw / it_hi_kw (total IT) and chw_lo_c / chw_hi_c (chilled water), NaN = unknown.
+    # it_lo_kw / it_hi_kw (total IT) and chw_lo_c / chw_hi_c (chilled water), NaN = unknown;
+    # optionally share_lo__<zone> / share_hi__<zone> (the zone's share of total IT).
     # The optimiser keeps its plan inside (the model's stated error was measured there).
     support: pd.DataFrame | None = None
 

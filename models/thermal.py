@@ -470,6 +470,12 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         order = np.argsort(wb, kind="stable")
         keep = order[np.unique(np.linspace(0, len(order) - 1, min(len(order), 20000)).astype(int))]
         self.support_rows_ = np.column_stack([wb[keep], it_tot[keep], CHW[keep]])
+        # and each zone's share of the total IT: with one cooling coefficient for total IT the
+        # model cannot see how the load is spread over the zones (CRAH fans follow a cube law
+        # of each zone's airflow), so it is valid only for spreads like those it was fitted on
+        share = IT / np.maximum(it_tot, 1e-9)[:, None]
+        q = float(self.support_quantile)
+        self.zone_share_range_ = np.quantile(share, [q, 1.0 - q], axis=0).T  # (nz, 2)
         self.train_period_ = (telemetry.index[0].isoformat(), telemetry.index[-1].isoformat())
         return self
 
@@ -555,7 +561,8 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         """Per step, the range of total IT [kW] and chilled water [degC] the model was trained
         on at that outside wet-bulb (training rows within ``support_window_c``, widened to
         twice that when fewer than ``support_min_rows``; the ``support_quantile`` to
-        1 - ``support_quantile`` range). The model's held-out error was measured on such rows;
+        1 - ``support_quantile`` range), and each zone's share of the total IT (columns
+        ``share_lo__<zone>``, ``share_hi__<zone>``). The model's held-out error was measured on such rows;
         outside them, in the corners of (weather, load, chilled water) no telemetry holds, a
         linear model extrapolates and an optimiser exploits exactly that error. NaN where too
         few rows are near (the weather envelope flags those steps)."""
@@ -574,7 +581,12 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                     out[i, 2:] = np.quantile(near[:, 2], [q, 1.0 - q])
                     break
         cols = ["it_lo_kw", "it_hi_kw", "chw_lo_c", "chw_hi_c"]
-        return pd.DataFrame(out, index=index if index is not None else pd.RangeIndex(len(w)), columns=cols)
+        frame = pd.DataFrame(out, index=index if index is not None else pd.RangeIndex(len(w)), columns=cols)
+        shares = getattr(self, "zone_share_range_", None)
+        if shares is not None:
+            for z, (lo, hi) in zip(self.zones_, shares):
+                frame[f"share_lo__{z}"], frame[f"share_hi__{z}"] = lo, hi
+        return frame
 
     def decision_envelope(self) -> dict[str, tuple[float, float]]:
         """Training range of every decision column ({telemetry column: (lo, hi)}, no margin)."""

@@ -17,7 +17,8 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
   facility row uses the cooling variable
 - ``cooling_floor``: cooling(IT, sp, chw) >= 0 (the main piece)
 - ``model_support_it`` / ``model_support_chw``: total IT and chilled water within the
-  learned model's training range at the step's weather (soft, penalised slack)
+  learned model's training range at the step's weather; ``model_support_share_lo/_hi``:
+  each zone's share of total IT within the training range (all soft, penalised slack)
 - ``setpoint_ramp``: |sp[t,z] - sp[t-1,z]| <= max step (from the initial setpoint at t=0);
   0 on steps whose forecast lies outside the learned model's envelope (the setpoint holds)
 - ``envelope_hold``: chw[t] = chw[t-1] on those steps
@@ -282,6 +283,17 @@ def model_support(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
         s = lp.add_vars(f"{name}_slack", {**step, "side": ["below", "above"]}, lb=0.0)
         lp.add_cost(pen, s)
         lp.add_cons(name, step, [(coef, col), (1.0, s[:, 0]), (-1.0, s[:, 1])], lb=lo, ub=hi)
+    if d.support_share is not None:
+        # share_lo * IT_total <= IT_zone <= share_hi * IT_total, soft like the rows above
+        zc = {**step, "zone": d.zones}
+        zit = _zone_sum_ids(v.pit, d)
+        allp = np.broadcast_to(v.pit[:, None, :], (d.n, len(d.zones), len(d.pools)))
+        pen = o.support_penalty_kg_per_kwh * d.step_h
+        for j, (name, sgn) in enumerate((("model_support_share_lo", 1.0), ("model_support_share_hi", -1.0))):
+            s = lp.add_vars(f"{name}_slack", zc, lb=0.0)
+            lp.add_cost(pen, s)
+            share = d.support_share[:, :, j]
+            lp.add_cons(name, zc, [(sgn, zit), (-sgn * share[:, :, None], allp), (1.0, s)], lb=0.0)
 
 
 def setpoint_ramp(lp: LinearProgram, d: ProblemData, v: Vars) -> None:

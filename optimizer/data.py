@@ -137,6 +137,8 @@ class ProblemData:
     zone_it_hi: np.ndarray | None
     # (n, 4) training support per step: total IT lo/hi kW, chilled water lo/hi degC (inf = none)
     support: np.ndarray | None
+    # (n, Z, 2) each zone's share of total IT seen in training (lo, hi), or None
+    support_share: np.ndarray | None
     # grid
     gco2: np.ndarray  # (n,) site intensity, gCO2/kWh
     accounting: str
@@ -392,6 +394,7 @@ def prepare(
         zone_it_lo=zit[0],
         zone_it_hi=zit[1],
         support=_support(c, idx, options),
+        support_share=_support_share(c, idx, zones, options),
         gco2=gco2,
         accounting=accounting,
         ppa_kw=_ppa_kw(site, forecast) if accounting == "market" else np.zeros(len(idx)),
@@ -426,6 +429,19 @@ def _support(c: PlantCoefficients, idx: pd.DatetimeIndex, options: PlanOptions) 
     a[:, 1::2] = np.where(np.isfinite(a[:, 1::2]), a[:, 1::2], np.inf)
     if "cooling" not in options.levers:
         a[:, 2], a[:, 3] = -np.inf, np.inf
+    return a
+
+
+def _support_share(c: PlantCoefficients, idx, zones: list[str], options: PlanOptions) -> np.ndarray | None:
+    """(n, Z, 2) range of each zone's share of total IT from the coefficients' support, if given."""
+    if not options.support_envelope or c.support is None or len(zones) < 2:
+        return None
+    cols = [f"share_{s}__{z}" for z in zones for s in ("lo", "hi")]
+    if not all(k in c.support.columns for k in cols):
+        return None
+    a = c.support.reindex(idx)[cols].to_numpy(float, copy=True).reshape(len(idx), len(zones), 2)
+    a[..., 0] = np.where(np.isfinite(a[..., 0]), a[..., 0], 0.0)
+    a[..., 1] = np.where(np.isfinite(a[..., 1]), a[..., 1], 1.0)
     return a
 
 
