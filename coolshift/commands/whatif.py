@@ -134,9 +134,6 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(EXIT_BAD_INPUT)
             t0, t1 = default_period(base, start, end)
             step = step_minutes or base.planning.step_minutes
-            if learn and step != base.planning.step_minutes:
-                console.print(f"[yellow]note:[/] {label}: coolshift plans at the site's {base.planning.step_minutes}-min "
-                              f"planning step; at {step} min its plans may fall back to the rule (see planner.fallback_plans)")
             with console.status(f"loading {label} data ..."):
                 data, train = load_study_data(base, t0, t1, step, train_days if learn else None)
             if train is not None and not train["note"].startswith("commissioning over the"):
