@@ -12,8 +12,8 @@ runs with the CLI (``coolshift simulate --policy explore --telemetry-out`` then
 2. :func:`fit_plant_model`: :class:`coolshift.models.thermal.LinearPlantModel` with its
    default hyper-parameters, fitted on that telemetry (what ``coolshift train`` fits);
 3. :func:`cached_plant_model`: both, cached on disk by :func:`plant_model_key` (a content
-   hash of everything the fit depends on), so a sweep whose points share a plant fits it
-   once and a resumed sweep never refits.
+   hash of everything the fit depends on, the simulator's and the model's source included),
+   so a sweep whose points share a plant fits it once and a resumed sweep never refits.
 """
 
 from __future__ import annotations
@@ -81,8 +81,24 @@ def _frame_digest(data: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+# Modules whose code makes the telemetry and the fit: a change to any of them refits.
+_CODE_MODULES = ("coolshift.models.thermal", "coolshift.simulations.engine", "coolshift.simulations.plant",
+                 "coolshift.simulations.airside", "coolshift.simulations.servers", "coolshift.simulations.policies",
+                 "coolshift.simulations.telemetry")
+
+
+def _code_digest() -> str:
+    import importlib
+
+    h = hashlib.sha256()
+    for name in _CODE_MODULES:
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return h.hexdigest()
+
+
 def plant_model_key(site: SiteConfig, train_data: pd.DataFrame, seed: int = EXPLORE_SEED) -> str:
-    """Content hash of a scenario's plant model: the site's plant, the training inputs, the seed and the model.
+    """Content hash of a scenario's plant model: the site's plant, the training inputs, the seed,
+    the model's hyper-parameters and the source of the simulator and model code.
 
     Grid intensity is left out (it changes neither the commissioning run nor the telemetry),
     so the grid scenarios of a site share its model.
@@ -91,7 +107,7 @@ def plant_model_key(site: SiteConfig, train_data: pd.DataFrame, seed: int = EXPL
 
     doc = site.model_dump(mode="json", exclude=_NOT_PLANT)
     doc["edge_sites"] = [{k: v for k, v in e.items() if k != "carbon"} for e in doc.get("edge_sites", [])]
-    blob = json.dumps({"site": doc, "data": _frame_digest(train_data), "seed": seed,
+    blob = json.dumps({"site": doc, "data": _frame_digest(train_data), "seed": seed, "code": _code_digest(),
                        "model": repr(LinearPlantModel().get_params())}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
