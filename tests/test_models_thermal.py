@@ -13,6 +13,9 @@ from coolshift.models.thermal import (
 from coolshift.schema import col
 
 ZONES = ["hall_a", "hall_b"]
+# The known plants below have per-zone terms and coefficients that vary with the outside
+# dry-bulb, so they are fitted with per-zone coefficients and the dry-bulb term (12 hats).
+PER_ZONE_DRYBULB = dict(shared_it_cooling=False, shared_supply_cooling=False, drybulb_term=True, n_knots=12)
 
 
 def _inputs(n: int, seed: int = 0, t_range=(0.0, 35.0)) -> pd.DataFrame:
@@ -111,7 +114,7 @@ def test_two_regimes_are_recovered_with_explicit_edges():
 
 def test_predict_is_exactly_plant_coefficients_predict():
     tel = _known_plant(_inputs(2000, seed=7), noise=3.0)
-    m = LinearPlantModel(shared_it_cooling=False, shared_supply_cooling=False).fit(tel, zones=ZONES)  # hat basis and the fan prior
+    m = LinearPlantModel(**PER_ZONE_DRYBULB).fit(tel, zones=ZONES)  # hat basis and the fan prior
     test = _known_plant(_inputs(200, seed=8))
     pred = m.predict(test)
     pc = m.coefficients(None, test)
@@ -250,8 +253,8 @@ def _kinked_plant(n: int, seed: int) -> pd.DataFrame:
 
 def test_convex_pieces_follow_an_economiser_kink_and_predict_is_their_max():
     train, test = _kinked_plant(3000, seed=21), _kinked_plant(300, seed=22)
-    m = LinearPlantModel(n_cooling_pieces=3, shared_it_cooling=False, shared_supply_cooling=False).fit(train, zones=ZONES)
-    one = LinearPlantModel(n_cooling_pieces=1, shared_it_cooling=False, shared_supply_cooling=False).fit(train, zones=ZONES)
+    m = LinearPlantModel(n_cooling_pieces=3, **PER_ZONE_DRYBULB).fit(train, zones=ZONES)
+    one = LinearPlantModel(n_cooling_pieces=1, n_it_hinges=0, **PER_ZONE_DRYBULB).fit(train, zones=ZONES)
     assert m.n_cooling_pieces_ >= 2 and one.n_cooling_pieces_ == 1
     err = np.abs(m.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
     err1 = np.abs(one.predict(test)["cooling_power_kw"] - test["cooling_power_kw"]).mean()
@@ -344,7 +347,7 @@ def test_hinge_knot_moves_with_load_when_the_plant_does():
 
     train, it_ref = plant(3000, 31)
     test, _ = plant(300, 32, it_ref)
-    kw = dict(n_cooling_pieces=2, shared_it_cooling=False, shared_supply_cooling=False)
+    kw = dict(n_cooling_pieces=2, **PER_ZONE_DRYBULB)
     m = LinearPlantModel(**kw).fit(train, zones=ZONES)
     fixed = LinearPlantModel(hinge_load_slopes_c=(0.0,), **kw).fit(train, zones=ZONES)
     assert m.hinge_gamma_[0] == 2.0 and fixed.hinge_gamma_[0] == 0.0
