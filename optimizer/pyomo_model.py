@@ -1,6 +1,11 @@
 """The planning LP as a Pyomo model: built per constraint family, compiled, handed to HiGHS.
 
-This is the model Coolshift solves. :func:`build_pyomo` turns each variable family of a
+This is the model of record: ``Planner.pyomo.model`` can be inspected, written
+(``model.write("plan.lp")``) or solved by any Pyomo solver. On the hot path the planner
+hands HiGHS the families' numpy assembly instead (:func:`direct`), which is the matrix
+this model compiles to, entry by entry (``tests/test_opt_pyomo.py``), and builds this
+model only when ``Planner.pyomo`` is read; ``PlanOptions(handover="pyomo")`` solves the
+compiled model itself. :func:`build_pyomo` turns each variable family of a
 :class:`~.lp.LinearProgram` into one Pyomo ``Var`` over flat integer indices (bounds
 set on the data objects directly) and each constraint family into one indexed
 ``Constraint`` whose bodies are ``LinearExpression`` objects built from the family's

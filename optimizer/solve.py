@@ -1,8 +1,11 @@
 """Solve the planning LP with HiGHS, keep the model loaded, re-solve after forecast changes.
 
-:class:`Planner` builds the LP's constraint families (:mod:`.build`), states them as one
-Pyomo model (:mod:`.pyomo_model`: the model of record), compiles it with Pyomo's
-``LinearStandardFormCompiler`` and hands the matrix to one persistent ``highspy.Highs``.
+:class:`Planner` builds the LP's constraint families (:mod:`.build`) and hands their numpy
+assembly to one persistent ``highspy.Highs``; the same families as one Pyomo model
+(:mod:`.pyomo_model`: the model of record, the same matrix entry by entry) are built when
+``Planner.pyomo`` is read, or compiled with ``LinearStandardFormCompiler`` and solved
+with ``PlanOptions(handover="pyomo")``. ``PlanOptions(decompose="zones")`` solves a
+large site by zone decomposition (:mod:`.decompose`).
 On :meth:`Planner.resolve` it rebuilds only the numeric arrays (milliseconds to a
 second), updates the changed Params, bounds and rows of the Pyomo model, pushes the
 same changes into the loaded HiGHS model (``changeColsCost``, ``changeColsBounds``,
