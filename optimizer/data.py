@@ -64,8 +64,8 @@ class PlanOptions:
     # Pyomo model, tested entry by entry; the Pyomo model is built when ``Planner.pyomo`` is
     # first read). "pyomo": the Pyomo model compiled by ``LinearStandardFormCompiler``.
     handover: str = "numpy"
-    # Zone decomposition (Dantzig-Wolfe, :mod:`.decompose`): "off", "zones", or "auto"
-    # (zones when the LP is large and continuous, see ``decompose.AUTO_MIN_COLUMNS``).
+    # Zone decomposition (Dantzig-Wolfe, :mod:`.decompose`): "off" or "zones". Off by default:
+    # on the benchmark sites it is slower than the monolithic LP (docs/optimizer.md, Speed).
     decompose: str = "off"
     decompose_gap: float = 5e-4  # stop when (upper - lower bound) / upper <= this
     decompose_workers: int = 2  # threads pricing zones in parallel (HiGHS releases the GIL)
@@ -332,8 +332,8 @@ def prepare(
         raise ValueError(f"PlanOptions.levers: unknown lever(s) {sorted(unknown)}; choose from {sorted(LEVERS)}")
     if options.handover not in ("numpy", "pyomo"):
         raise ValueError(f"PlanOptions.handover: {options.handover!r}; choose 'numpy' or 'pyomo'")
-    if options.decompose not in ("off", "zones", "auto"):
-        raise ValueError(f"PlanOptions.decompose: {options.decompose!r}; choose 'off', 'zones' or 'auto'")
+    if options.decompose not in ("off", "zones"):
+        raise ValueError(f"PlanOptions.decompose: {options.decompose!r}; choose 'off' or 'zones'")
     if "cooling" not in options.levers:  # setpoints held where the config starts them
         sp0 = np.array([z.supply_setpoint_initial_c for z in zf], float)
         sp_lo, sp_hi = sp0.copy(), sp0.copy()

@@ -32,6 +32,10 @@ improving column falls back to the master's duals), which cuts the zig-zag of pl
 column generation.
 
 Zones are priced by a small thread pool: HiGHS releases the GIL while it runs.
+
+Measured (benchmarks/bench_optimizer.py, docs/optimizer.md): exact and certified, but on
+the benchmark sites the master stalls on degenerate vertices for hundreds of rounds, so it
+is far slower than HiGHS on the monolithic LP; ``PlanOptions.decompose`` is "off" by default.
 """
 
 from __future__ import annotations
@@ -43,25 +47,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["AUTO_MIN_COLUMNS", "DWResult", "ZoneDecomposition", "zone_blocks", "decompose_zones", "use_decomposition"]
-
-# "auto" decomposes an LP of at least this many columns with at least 4 zones: below that
-# HiGHS solves the monolithic LP in seconds (measured: benchmarks/bench_optimizer.py).
-AUTO_MIN_COLUMNS = 150_000
-AUTO_MIN_ZONES = 4
+__all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "decompose_zones", "use_decomposition"]
 
 _TOL = 1e-7  # HiGHS's default primal/dual feasibility tolerance: smaller duals count as 0
 
 
 def use_decomposition(problem) -> bool:
-    """Whether ``PlanOptions.decompose`` asks for the zone decomposition on this LP."""
+    """Whether ``PlanOptions.decompose`` asks for the zone decomposition on this LP (never for
+    integer servers: column generation here is for the LP)."""
     d = problem.data
-    mode = d.options.decompose
-    if mode == "off" or d.options.integer_servers:
-        return False
-    if mode == "zones":
-        return len(d.zones) >= 2
-    return problem.lp.n_cols >= AUTO_MIN_COLUMNS and len(d.zones) >= AUTO_MIN_ZONES
+    return d.options.decompose == "zones" and not d.options.integer_servers and len(d.zones) >= 2
 
 
 def zone_blocks(problem) -> tuple[np.ndarray, np.ndarray]:

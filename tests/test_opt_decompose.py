@@ -71,11 +71,10 @@ def test_two_blocks_share_one_demand_row_by_hand():
     assert res.row_dual[0] == pytest.approx(2.0)
 
 
-def test_auto_decomposes_only_large_continuous_lps():
+def test_decompose_option_is_checked():
     site, fc, co = _case()
-    small = Planner(site, co, fc, options=PlanOptions(decompose="auto"))
-    assert not use_decomposition(small.problem)  # a small LP: HiGHS alone is faster
+    assert not use_decomposition(Planner(site, co, fc).problem)  # off by default
     assert use_decomposition(Planner(site, co, fc, options=PlanOptions(decompose="zones")).problem)
     assert not use_decomposition(Planner(site, co, fc, options=PlanOptions(decompose="zones", integer_servers=True)).problem)
     with pytest.raises(ValueError, match="PlanOptions.decompose"):
-        Planner(site, co, fc, options=PlanOptions(decompose="time"))
+        Planner(site, co, fc, options=PlanOptions(decompose="auto"))
