@@ -30,7 +30,7 @@ ORACLE_HORIZON_H = 36.0
 
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
-                      history=None, reactive=True):
+                      history=None, reactive=True, plan_options=None):
     from coolshift.optimizer.data import PlanOptions
     from coolshift.optimizer.receding import ModelForecast, RecedingHorizonPolicy, noisy_forecast, observed_forecast
 
@@ -44,6 +44,10 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
     # no deadline prices in a closed loop: nobody reads them and each costs a re-solve per batch class
     opts = options or PlanOptions(deadline_prices=False)
+    if plan_options:
+        import dataclasses
+
+        opts = dataclasses.replace(opts, **plan_options)
     pol = RecedingHorizonPolicy(site, plant_model, interval_h=interval_h, horizon_h=horizon_h,
                                 forecast_provider=provider, options=opts, name=name, reactive=reactive)
     return pol, sim_forecast
@@ -57,7 +61,8 @@ def _cost_rank(name: str) -> int:
 
 def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None, forecast_mode: str = "perfect",
                interval_h: float = 4.0, seed: int = 0, history: pd.DataFrame | None = None,
-               reactive: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+               reactive: bool = True, progress: Callable[[int, int], None] | None = None,
+               plan_options: dict | None = None) -> dict:
     """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``."""
     from coolshift.simulations.engine import simulate
     from coolshift.simulations.policies import get_policy
@@ -66,16 +71,17 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     sim_forecast = None
     if name == "coolshift":
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
-                                              history=history, reactive=reactive)
+                                              history=history, reactive=reactive, plan_options=plan_options)
     elif name in LEVER_POLICIES:
         from coolshift.optimizer.data import PlanOptions
 
         opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}), deadline_prices=False)
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
-                                              options=opts, name=name, history=history, reactive=reactive)
+                                              options=opts, name=name, history=history, reactive=reactive,
+                                              plan_options=plan_options)
     elif name == "oracle":
         pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle",
-                                   reactive=reactive)
+                                   reactive=reactive, plan_options=plan_options)
     else:
         pol = get_policy(name)
     res = simulate(site, data, pol, forecast=sim_forecast, progress=progress)
@@ -150,13 +156,16 @@ def evaluate_policies(
     history: pd.DataFrame | None = None,
     workers: int = 1,
     reactive: bool = True,
+    plan_options: dict | None = None,
 ) -> dict:
     """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``).
 
     ``workers`` > 1 runs the policies as separate processes (a dask ``LocalCluster``); the
     record is the same as in one process, only ``runtime_s`` differs. ``reactive``: the LP
     policies wake servers within a plan interval when observed demand does not fit
-    (:func:`coolshift.optimizer.receding.autoscale_servers`).
+    (:func:`coolshift.optimizer.receding.autoscale_servers`). ``plan_options``: fields of
+    :class:`coolshift.optimizer.data.PlanOptions` set for every LP policy (Coolshift, its
+    levers and the oracle alike), e.g. ``{"support_envelope": False}``.
     """
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
@@ -166,7 +175,17 @@ def evaluate_policies(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     code_version = _code_version()  # at the start: the code that ran, not what HEAD is at the end
-    kwargs = dict(forecast_mode=forecast_mode, interval_h=interval_h, seed=seed, reactive=reactive)
+    if plan_options:
+        import dataclasses
+
+        from coolshift.optimizer.data import PlanOptions
+
+        known = {f.name for f in dataclasses.fields(PlanOptions)}
+        bad = sorted(set(plan_options) - known)
+        if bad:
+            raise ValueError(f"plan_options: unknown PlanOptions field(s) {bad}")
+    kwargs = dict(forecast_mode=forecast_mode, interval_h=interval_h, seed=seed, reactive=reactive,
+                  plan_options=plan_options or None)
     t0 = time.perf_counter()
     if workers > 1 and len(policies) > 1:
         shared = {"site": site, "data": data, "plant_model": plant_model, "history": history}
@@ -188,6 +207,7 @@ def evaluate_policies(
     rec["wall_s"] = wall
     rec["workers"] = workers if workers > 1 and len(policies) > 1 else 1
     rec["reactive"] = reactive
+    rec["plan_options"] = dict(plan_options or {})
     return rec
 
 

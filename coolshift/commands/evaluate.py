@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[Optional[int], typer.Option(help="processes running policies in parallel (default: cores)")] = None,
         reactive: Annotated[bool, typer.Option(help="the LP policies wake servers within a plan interval when "
                                                     "observed demand does not fit (an autoscaler)")] = True,
+        support_envelope: Annotated[Optional[bool], typer.Option(
+            "--support-envelope/--no-support-envelope",
+            help="keep plans inside the plant model's training support (soft rows; default: the optimiser's "
+                 "default, on). Off solves ~3-4x faster on the large site")] = None,
         workdir: Annotated[Optional[Path], typer.Option(help="site working folder with mlflow.db (default ./.coolshift/<site>)")] = None,
         carbon: CarbonOpt = None, weather: WeatherOpt = None, workload: WorkloadOpt = None,
         carbon_format: CarbonFmtOpt = None, weather_format: WeatherFmtOpt = None, workload_format: WorkloadFmtOpt = None,
@@ -116,7 +120,8 @@ def register(app: typer.Typer) -> None:
 
             results_ts = {}
             rec = evaluate_policies(cfg, data, names, model, forecast, interval_h, seed, progress=progress,
-                                    keep_timeseries=results_ts, history=history, workers=n_workers, reactive=reactive)
+                                    keep_timeseries=results_ts, history=history, workers=n_workers, reactive=reactive,
+                                    plan_options=None if support_envelope is None else {"support_envelope": support_envelope})
         table = savings_table(rec)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "evaluation.json", rec)
@@ -129,6 +134,7 @@ def register(app: typer.Typer) -> None:
                 "site": rec["site"], "period": f"{rec['start']} to {rec['end']}", "forecast": rec["forecast"],
                 "re-plan interval h": rec["replan_interval_h"], "plant model": rec["plant_model"] or "-",
                 "autoscaler": "on" if rec["reactive"] else "off", "workers": rec["workers"],
+                "plan options": ", ".join(f"{k}={v}" for k, v in rec["plan_options"].items()) or "defaults",
                 "wall time s": f"{rec['wall_s']:.0f}",
                 "oracle share": "-" if rec["oracle_share"] is None else f"{rec['oracle_share']:.1%}",
             })),
