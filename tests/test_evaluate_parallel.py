@@ -67,3 +67,22 @@ def test_parallel_run_gives_the_serial_record():
     assert seen == {p: (len(data), len(data)) for p in pols}  # every policy reported done
     with pytest.raises(ValueError, match="workers"):
         evaluate_policies(site, data, pols, workers=0)
+
+
+def test_plan_options_are_checked_and_recorded():
+    site = load_site(SMALL_SITE)
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+    with pytest.raises(ValueError, match="unknown PlanOptions field.*'support_envelop'"):
+        evaluate_policies(site, data, ["static"], plan_options={"support_envelop": False})
+    rec = evaluate_policies(site, data, ["static"], plan_options={"support_envelope": False}, reactive=False)
+    assert rec["plan_options"] == {"support_envelope": False} and rec["reactive"] is False
+    # and they reach every LP policy's plan options (Coolshift, a lever, the oracle)
+    from coolshift.evaluate import _coolshift_policy
+    from coolshift.optimizer.data import PlanOptions
+
+    for opts in (None, PlanOptions(levers=frozenset({"cooling"}), deadline_prices=False)):
+        pol, _ = _coolshift_policy(site, object(), data, "perfect", 4.0, None, 0, options=opts,
+                                   plan_options={"support_envelope": False})
+        assert pol.options.support_envelope is False and pol.options.deadline_prices is False
+        if opts is not None:
+            assert pol.options.levers == frozenset({"cooling"})
