@@ -22,6 +22,7 @@ import hashlib
 import json
 import pickle
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -87,7 +88,10 @@ _CODE_MODULES = ("coolshift.models.thermal", "coolshift.simulations.engine", "co
                  "coolshift.simulations.telemetry")
 
 
+@lru_cache(maxsize=1)
 def _code_digest() -> str:
+    """Digest of the modules' source as this process first read it (once: the code a process runs
+    does not change under it, even if the files are edited meanwhile)."""
     import importlib
 
     h = hashlib.sha256()
