@@ -457,6 +457,7 @@ class ExplorePolicy:
         """Batch release units/h: run on arrival, except held classes on held steps (capacity 0 for them)."""
         cap = _full_capacity(site, dem.shape[0])
         rel, _ = _run_on_arrival(site, names, dem, cap, q0, step_h)
+        rel = np.maximum(rel, 0.0)  # the queue recursion leaves -1e-12 where it empties
         hold_ok = names.deadline_h >= 2.0 * self.hold_h
         if not (held.any() and hold_ok.any()):
             return rel
@@ -508,6 +509,10 @@ class ExplorePolicy:
             if mode is not None:
                 packed = np.ceil(load[k] / per - 1e-9)
                 need[k] = np.where(mode == 0, packed, np.where(mode == 2, hi, np.maximum(need[k], packed)))
+        # while batch is held the servers are packed to the interactive work alone: switch on
+        # a step ahead of its rises, so servers still booting never leave it short
+        ahead = held[:-1] | held[1:]
+        need[:-1] = np.where(ahead[:, None], np.maximum(need[:-1], need[1:]), need[:-1])
         need = np.clip(need, lo, hi)
         bf = np.minimum(np.array([p.boot_time_s for p in site.server_pools]) / (step_h * 3600.0), 0.95)
         prev = np.vstack([obs.state.active_servers[None], need[:-1]])
