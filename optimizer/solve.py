@@ -195,7 +195,8 @@ class Planner:
             h.setOptionValue("threads", int(self.options.threads))
         if strategy == "cold":
             h.clearSolver()
-            h.setOptionValue("solver", "choose")
+            h.setOptionValue("solver", self.options.lp_solver)
+            h.setOptionValue("run_crossover", "on")  # a vertex and a basis: duals and warm re-solves
             h.setOptionValue("simplex_strategy", 1)
         else:
             h.setOptionValue("solver", "simplex")

@@ -118,3 +118,21 @@ def test_bad_handover_option_is_named():
     site, fc, co = _small()
     with pytest.raises(ValueError, match="PlanOptions.handover"):
         Planner(site, co, fc, options=PlanOptions(handover="appsi"))
+
+
+def test_interior_point_cold_solve_reaches_the_same_plan_and_resolves_warm():
+    """HiGHS's HiPO interior point (with crossover) reaches the simplex optimum, leaves a basis
+    for shadow prices, and a re-solve after a new intensity forecast still goes warm."""
+    site, fc, co = _small()
+    ref = Planner(site, co, fc, options=OPTS).solve()
+    planner = Planner(site, co, fc, options=PlanOptions(deadline_prices=False, lp_solver="hipo"))
+    plan = planner.solve()
+    assert plan.objective_kg == pytest.approx(ref.objective_kg, rel=1e-7)
+    assert len(plan.shadow_prices) == len(ref.shadow_prices)
+    fc2 = fc.copy()
+    fc2["gco2_per_kwh"] = fc["gco2_per_kwh"].to_numpy()[::-1]
+    assert planner.update(forecast=fc2)["method"] == "primal"
+    again = planner.solve()
+    assert again.objective_kg == pytest.approx(Planner(site, co, fc2, options=OPTS).solve().objective_kg, rel=1e-7)
+    with pytest.raises(ValueError, match="PlanOptions.lp_solver"):
+        Planner(site, co, fc, options=PlanOptions(lp_solver="gurobi"))
