@@ -67,7 +67,7 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     from coolshift.simulations.engine import simulate
     from coolshift.simulations.policies import get_policy
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sim_forecast = None
     if name == "coolshift":
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
@@ -91,7 +91,8 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
         planner = {"plans": len(pol.plans), "fallback_plans": len(fb),
                    "mean_plan_s": float(np.mean([p[3] or 0 for p in pol.plans])) if pol.plans else 0.0,
                    "autoscaled_server_steps": float(getattr(pol, "woken_servers", 0.0))}
-    return {"result": res, "seconds": time.perf_counter() - t0, "planner": planner}
+    return {"result": res, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "planner": planner}
 
 
 def _run_policy_task(name, shared, kwargs, progress_key):
@@ -198,6 +199,7 @@ def evaluate_policies(
     wall = time.perf_counter() - t0
     results = {n: runs[n]["result"] for n in policies}
     timings = {n: runs[n]["seconds"] for n in policies}
+    cpu = {n: runs[n]["cpu_seconds"] for n in policies}
     plans = {n: runs[n]["planner"] for n in policies if runs[n]["planner"] is not None}
     if keep_timeseries is not None:
         for n in policies:
@@ -205,6 +207,9 @@ def evaluate_policies(
     rec = build_record(site, data, results, forecast_mode, interval_h, timings, plans, plant_model)
     rec["code_version"] = code_version
     rec["wall_s"] = wall
+    # CPU seconds per policy (this process's CPU): on a shared machine the wall time depends on
+    # the other load; the CPU seconds say what the run costs on dedicated cores
+    rec["cpu_s"] = cpu
     rec["workers"] = workers if workers > 1 and len(policies) > 1 else 1
     rec["reactive"] = reactive
     rec["plan_options"] = dict(plan_options or {})
