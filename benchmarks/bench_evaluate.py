@@ -62,18 +62,22 @@ def main() -> None:
     floor = rec["runtime_s"]["static"]
     print(f"{site.name}: {len(data):,} steps of {rec['step_minutes']} min, forecast {a.forecast}, data load {load_s:.1f} s, "
           f"{rec['workers']} worker process(es), code {rec['code_version']}")
-    print(f"{'policy':<16}{'seconds':>10}{'x floor':>10}{'plans':>8}{'s/plan':>8}")
+    print(f"{'policy':<16}{'seconds':>10}{'CPU s':>10}{'x floor':>10}{'plans':>8}{'s/plan':>8}")
     rows = []
     for name, sec in rec["runtime_s"].items():
         pl = rec["planner"].get(name, {})
-        print(f"{name:<16}{sec:>10.1f}{sec / floor:>10.1f}{pl.get('plans', 0):>8}{pl.get('mean_plan_s', 0):>8.3f}")
-        rows.append({"policy": name, "seconds": sec, "x_floor": sec / floor, "plans": pl.get("plans", 0),
+        cpu = rec["cpu_s"][name]
+        print(f"{name:<16}{sec:>10.1f}{cpu:>10.1f}{sec / floor:>10.1f}{pl.get('plans', 0):>8}{pl.get('mean_plan_s', 0):>8.3f}")
+        rows.append({"policy": name, "seconds": sec, "cpu_s": cpu, "x_floor": sec / floor, "plans": pl.get("plans", 0),
                      "mean_plan_s": pl.get("mean_plan_s", 0.0)})
     serial = sum(rec["runtime_s"].values())
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores "
+          f"(other jobs share the cores: the CPU seconds are what the run itself needs)")
     print(f"total {total:.1f} s ({total / 60:.1f} min; target for a year of the large site: < 30 min on 2 cores); "
           f"policies one after another would take {serial:.1f} s ({serial / max(total, 1e-9):.2f}x the wall time)")
     print(json.dumps({"site": site.name, "steps": len(data), "forecast": a.forecast, "workers": rec["workers"],
-                      "total_s": total, "serial_s": serial, "floor_s": floor, "policies": rows,
+                      "total_s": total, "serial_s": serial, "floor_s": floor, "policies": rows, "loadavg": list(load),
                       "code_version": rec["code_version"]}))
 
 
