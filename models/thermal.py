@@ -246,7 +246,7 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
                  min_regime_samples: int = 50, relative_loss: bool = False, drybulb_term: bool = False,
                  n_cooling_pieces: int = 3, piece_min_gain_frac: float = 0.005, n_hinge_candidates: int = 17,
-                 shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 1.0, 2.0, 4.0),
+                 shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 2.0, 4.0, 8.0),
                  n_it_hinges: int = 2, n_it_hinge_candidates: int = 9, monotone_it: bool = True,
                  shared_supply_cooling: bool = True, support_window_c: float = 1.0, support_quantile: float = 0.05,
                  support_min_rows: int = 30):
