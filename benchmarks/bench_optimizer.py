@@ -320,6 +320,7 @@ def main() -> None:
     ap.add_argument("--decompose-limit", type=float, default=1.0, help="its time limit as a multiple of the direct time")
     ap.add_argument("--alternatives", default=None, help="size to time HiGHS settings on")
     ap.add_argument("--alt-methods", default=None, help="comma list of words picking some of them (e.g. hipo,default)")
+    ap.add_argument("--alt-limit", type=float, default=120.0, help="time limit per alternative, s")
     args = ap.parse_args()
     opts = PlanOptions(deadline_prices=False)
     rows, planners = [], {}
@@ -335,7 +336,7 @@ def main() -> None:
         print(f"  decomposition on {args.decompose} (limit {args.decompose_limit:g} x {r['highspy_s']:.1f} s):", flush=True)
         dec = decomposition(args.decompose, opts, r["highspy_s"], r["objective_kg"], args.decompose_limit)
     only = args.alt_methods.split(",") if args.alt_methods else None
-    alts = alternatives(args.alternatives, opts, only=only) if args.alternatives else None
+    alts = alternatives(args.alternatives, opts, limit_s=args.alt_limit, only=only) if args.alternatives else None
     rname = args.resolve_size
     if rname not in planners:
         planners[rname], _ = run_size(rname, *SIZES[rname], opts, pyomo_solve=False)

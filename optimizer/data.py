@@ -43,8 +43,8 @@ class PlanOptions:
     time_limit_s: float = 600.0
     threads: int | None = None
     # HiGHS's algorithm for a cold solve ("choose": dual simplex here; "hipo": HiGHS's
-    # interior point with crossover, 2.4-2.8x faster on the 200-pool benchmark LP:
-    # docs/optimizer.md, Speed). Warm re-solves always continue with simplex from the basis.
+    # interior point with crossover, 2.4-2.8x faster on the 200-pool benchmark LP, no faster
+    # on the 1000-pool one: docs/optimizer.md, Speed). Warm re-solves continue with simplex.
     lp_solver: str = "choose"
     deadline_prices: bool = True  # value an hour of each batch deadline by a warm re-solve
     warm_bound_share: float = 0.01  # re-solve warm only if at most this share of bounds moved
