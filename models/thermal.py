@@ -214,7 +214,9 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
     hinge_load_slopes_c : candidate shifts of the hinge knots with load [K per mean total
         IT]: the hinge is ``max(0, wb + delta + gamma * IT / mean IT - chw)``, so the chillers
         start at a warmer chilled water when the load exceeds what the economiser covers;
-        the best ``gamma`` (training error) is kept per regime. ``(0.0,)`` = fixed knots.
+        the best ``gamma`` is kept per regime, judged on the last ``gamma_holdout_frac`` of
+        the regime's rows (time order) fitted on the rest, then refitted on all rows (0 =
+        training error, which tends to prefer the largest shift). ``(0.0,)`` = fixed knots.
     n_it_hinges : most hinges ``max(0, IT - k)`` in total IT power (knots ``k`` from
         ``n_it_hinge_candidates`` quantiles 10-90 % of the training IT, slopes >= 0 varying
         with the weather): cooling is convex in the load (fan and pump affinity laws, chiller
@@ -249,7 +251,8 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  shared_it_cooling: bool = True, hinge_load_slopes_c: tuple = (0.0, 2.0, 4.0, 8.0),
                  n_it_hinges: int = 2, n_it_hinge_candidates: int = 9, monotone_it: bool = True,
                  shared_supply_cooling: bool = True, support_window_c: float = 1.0, support_quantile: float = 0.05,
-                 support_min_rows: int = 30):
+                 support_min_rows: int = 30, gamma_holdout_frac: float = 0.2):
+        self.gamma_holdout_frac = gamma_holdout_frac
         self.support_window_c = support_window_c
         self.shared_supply_cooling = shared_supply_cooling
         self.support_quantile = support_quantile
@@ -404,16 +407,36 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             it_nonneg = it_nonneg.ravel()
             # relative (MAPE-like) loss: weight 1/y^2, floored at 5 % of the mean cooling power
             w = 1.0 / np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean()) ** 2 if self.relative_loss else None
+            # the knot's load shift: with more than one candidate, chosen on the last
+            # ``gamma_holdout_frac`` of the regime's rows (in time order) fitted on the rest,
+            # then refitted on all rows (in-sample error tends to prefer the largest shift)
+            n_r = int(m.sum())
+            fit_rows = np.ones(n_r, dtype=bool)
+            if len(gammas) > 1 and self.gamma_holdout_frac > 0 and n_r >= 200:
+                fit_rows[int((1.0 - self.gamma_holdout_frac) * n_r):] = False
             best = None
             for g in gammas:  # hinge argument: wb + delta + g * IT / IT_ref - chw = delta - margin_g
                 mg = margin - g * it_tot / self.it_ref_kw_
                 cands = np.unique(np.round(np.quantile(mg, np.linspace(0.1, 0.9, int(self.n_hinge_candidates))), 2))
                 v_chw = np.maximum(0.0, cands[None, :] - mg[m, None])
-                fit_g = _fit_hinged(D, Hb[m], cool[m], [v_chw, v_it[m]], [n_h, n_hi], self.alpha, w,
-                                    self.piece_min_gain_frac, nonneg=it_nonneg)
-                if best is None or fit_g[3] < best[0][3] - 1e-9:
-                    best = (fit_g, g, cands)
-            (a, picks, slopes, _), self.hinge_gamma_[r], cands = best
+                fam = [v_chw, v_it[m]]
+                fr = fit_rows
+                fit_g = _fit_hinged(D[fr], Hb[m][fr], cool[m][fr], [v[fr] for v in fam], [n_h, n_hi], self.alpha,
+                                    None if w is None else w[fr], self.piece_min_gain_frac, nonneg=it_nonneg)
+                score = fit_g[3]
+                if not fr.all():  # squared error on the held-out tail
+                    a_g, picks_g, slopes_g, _ = fit_g
+                    Hh = Hb[m][~fr]
+                    yh = D[~fr] @ a_g
+                    for f_, V in enumerate(fam):
+                        for c_, sl in zip(picks_g[f_], slopes_g[f_]):
+                            yh = yh + (Hh @ sl) * V[~fr, c_]
+                    score = float(np.sum((yh - cool[m][~fr]) ** 2))
+                if best is None or score < best[0] - 1e-9:
+                    best = (score, g, cands, fam)
+            _, self.hinge_gamma_[r], cands, fam = best
+            a, picks, slopes, _ = _fit_hinged(D, Hb[m], cool[m], fam, [n_h, n_hi], self.alpha, w,
+                                              self.piece_min_gain_frac, nonneg=it_nonneg)
             order = np.argsort([cands[c] for c in picks[0]])
             knots, slopes_chw = [float(cands[picks[0][i]]) for i in order], [slopes[0][i] for i in order]
             order = np.argsort([it_knots[c] for c in picks[1]])
