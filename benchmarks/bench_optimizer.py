@@ -147,8 +147,9 @@ def run_size(name, zones, pools, opts, repeat=1, pyomo_solve=True, **kw):
     }
 
 
-def decomposition(name, opts, direct_s, direct_obj, limit_factor=1.0):
-    """The zone decomposition on one size, time-limited to ``limit_factor`` x the direct time."""
+def decomposition(name, opts, direct_s, direct_obj, limit_factor=1.0, window=8):
+    """The zone decomposition on one size, time-limited to ``limit_factor`` x the direct time;
+    blocks are (zone, ``window``-step window) pairs, or whole zones with ``window`` 0."""
     from coolshift.optimizer.build import build_lp
     from coolshift.optimizer.data import prepare
     from coolshift.optimizer.decompose import decompose_zones
@@ -159,13 +160,13 @@ def decomposition(name, opts, direct_s, direct_obj, limit_factor=1.0):
     build_s = time.perf_counter() - t0
     limit = max(limit_factor * direct_s - build_s, 1.0)
     log = lambda r, e, ub, lb, cols: print(f"    round {r:>4} {e:7.1f} s  upper {ub:.2f}  lower {lb:.2f}  columns {cols}", flush=True) if r % 10 == 0 else None  # noqa: E731
-    res = decompose_zones(problem, time_limit_s=limit, log=log)
+    res = decompose_zones(problem, time_limit_s=limit, log=log, window_steps=window or None)
     total = time.perf_counter() - t0
     half = [h for h in res.history if h[1] + build_s <= 0.5 * direct_s]
     gap_at_half = (half[-1][2] - direct_obj) / abs(direct_obj) * 100.0 if half and np.isfinite(half[-1][2]) else None
     obj_gap = (res.objective - direct_obj) / abs(direct_obj) * 100.0 if np.isfinite(res.objective) else None
     return {
-        "size": name, "coolshift_s": round(total, 3), "highspy_s": round(direct_s, 3), "ratio": round(total / direct_s, 3),
+        "size": name, "window_steps": window, "coolshift_s": round(total, 3), "highspy_s": round(direct_s, 3), "ratio": round(total / direct_s, 3),
         "status": res.status, "rounds": res.iterations, "columns": res.columns,
         "objective_kg": res.objective, "monolithic_kg": direct_obj, "lower_bound_kg": res.lower_bound,
         "objective_gap_pct": None if obj_gap is None else round(obj_gap, 4),
@@ -318,6 +319,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=None, help="interleaved repeats per size (default small 5, medium 2, large 1)")
     ap.add_argument("--decompose", default=None, help="size to run the zone decomposition on (one of --sizes)")
     ap.add_argument("--decompose-limit", type=float, default=1.0, help="its time limit as a multiple of the direct time")
+    ap.add_argument("--decompose-window", type=int, default=8, help="steps per time window of a block (0: whole zones)")
     ap.add_argument("--alternatives", default=None, help="size to time HiGHS settings on")
     ap.add_argument("--alt-methods", default=None, help="comma list of words picking some of them (e.g. hipo,default)")
     ap.add_argument("--alt-limit", type=float, default=120.0, help="time limit per alternative, s")
@@ -334,7 +336,7 @@ def main() -> None:
     if args.decompose:
         r = next(r for r in rows if r["name"] == args.decompose)
         print(f"  decomposition on {args.decompose} (limit {args.decompose_limit:g} x {r['highspy_s']:.1f} s):", flush=True)
-        dec = decomposition(args.decompose, opts, r["highspy_s"], r["objective_kg"], args.decompose_limit)
+        dec = decomposition(args.decompose, opts, r["highspy_s"], r["objective_kg"], args.decompose_limit, args.decompose_window)
     only = args.alt_methods.split(",") if args.alt_methods else None
     alts = alternatives(args.alternatives, opts, limit_s=args.alt_limit, only=only) if args.alternatives else None
     rname = args.resolve_size
@@ -357,7 +359,7 @@ def main() -> None:
     for label, v in res.items():
         print(f"  {label:<16} method {v['method']:<12} re-solve {v['resolve_s']:.2f} s, cold {v['fresh_s']:.2f} s, speedup {v['speedup']:.2f}")
     if dec:
-        print(f"\nzone decomposition at {dec['size']}: {dec['coolshift_s']:.1f} s vs direct {dec['highspy_s']:.1f} s "
+        print(f"\nzone decomposition ({str(dec['window_steps']) + '-step window' if dec['window_steps'] else 'whole-zone'} blocks) at {dec['size']}: {dec['coolshift_s']:.1f} s vs direct {dec['highspy_s']:.1f} s "
               f"(ratio {dec['ratio']:.2f}), {dec['status']} after {dec['rounds']} rounds / {dec['columns']} zone plans "
               f"(pricing {dec['price_s']:.1f} s, master {dec['master_s']:.1f} s)")
         print(f"  objective {dec['objective_kg']:.3f} kg vs monolithic {dec['monolithic_kg']:.3f} kg: "

@@ -47,7 +47,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "decompose_zones", "use_decomposition"]
+__all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "window_blocks", "decompose_zones", "use_decomposition"]
+
+# Windows of this many steps cut each zone's block in time (2 h at 15 min): measured to close
+# the gap in 56 rounds on the 4-zone / 20-pool site where whole-horizon zone blocks stall.
+WINDOW_STEPS = 8
 
 _TOL = 1e-7  # HiGHS's default primal/dual feasibility tolerance: smaller duals count as 0
 
@@ -473,22 +477,55 @@ def facility_prices(problem, dw: ZoneDecomposition) -> np.ndarray:
     return y0
 
 
+def window_blocks(problem, blocks: np.ndarray, window_steps: int) -> np.ndarray:
+    """Zone blocks cut further into windows of ``window_steps`` steps: (zone, window) blocks.
+
+    The rows that tie consecutive steps inside a zone (server boots, setpoint ramps and
+    moves) become linking rows at the window edges, but each master column then covers only
+    a few hours, so the master can combine zone plans step by step instead of one weight
+    per whole-horizon plan: on the 4-zone / 20-pool site column generation closed the gap in
+    35 (4-step windows) to 102 (16-step) rounds against no convergence in 500 without.
+    """
+    lp = problem.lp
+    step = np.zeros(lp.n_cols, np.int64)
+    for fam in lp.vars.values():  # every variable family is steps-first
+        if fam.size:
+            step[fam.start:fam.stop] = np.repeat(np.arange(fam.shape[0]), fam.size // fam.shape[0])
+    n_win = -(-problem.data.n // window_steps)
+    return np.where(blocks >= 0, blocks * n_win + step // window_steps, -1)
+
+
 def decompose_zones(problem, gap: float | None = None, workers: int | None = None,
-                    time_limit_s: float | None = None, **kw) -> DWResult:
-    """Solve a :class:`~.build.PlanningLP` by zone decomposition (see the module docstring)."""
+                    time_limit_s: float | None = None, window_steps: int | None = None, **kw) -> DWResult:
+    """Solve a :class:`~.build.PlanningLP` by zone decomposition (see the module docstring);
+    with ``window_steps`` by (zone, time-window) blocks (:func:`window_blocks`)."""
     o = problem.data.options
     t0 = time.perf_counter()
+    limit = o.time_limit_s if time_limit_s is None else time_limit_s
+    workers = o.decompose_workers if workers is None else workers
     blocks, ub = zone_blocks(problem)
-    dw = ZoneDecomposition(problem.lp.arrays(), blocks, ub, workers=o.decompose_workers if workers is None else workers)
-    y0 = facility_prices(problem, dw)
+    arrays = problem.lp.arrays()
+    zdw = ZoneDecomposition(arrays, blocks, ub, workers=workers)
+    y0 = facility_prices(problem, zdw)
     ts = time.perf_counter()
-    seeds = share_seeds(problem, dw, y0, kw.pop("scales", (1.0,)))
+    seeds = share_seeds(problem, zdw, y0, kw.pop("scales", (1.0,)))
     seed_s = time.perf_counter() - ts
+    dw = zdw
+    if window_steps:
+        # the zones' share plans cut into windows: consistent at the window edges, so the
+        # master is feasible from the first round
+        dw = ZoneDecomposition(arrays, window_blocks(problem, blocks, window_steps), ub, workers=workers)
+        full = np.zeros(problem.lp.n_cols)
+        for zi, x in seeds:
+            full[zdw.zones[zi].cols] = x
+        seeds = [(wi, full[w.cols].copy()) for wi, w in enumerate(dw.zones)]
+        y0 = facility_prices(problem, dw)
     res = dw.solve(gap=o.decompose_gap if gap is None else gap, y0=y0, seeds=seeds,
-                   time_limit_s=(o.time_limit_s if time_limit_s is None else time_limit_s) - (time.perf_counter() - t0), **kw)
+                   time_limit_s=limit - (time.perf_counter() - t0), **kw)
     res.objective += problem.lp.offset
     res.lower_bound += problem.lp.offset
-    res.timings.update(seed_s=seed_s, total_s=time.perf_counter() - t0)
+    res.timings.update(seed_s=seed_s, setup_s=res.timings["setup_s"] + (time.perf_counter() - t0) - res.timings["solve_s"] - seed_s,
+                       total_s=time.perf_counter() - t0)
     return res
 
 
@@ -503,7 +540,7 @@ def solve_planner(planner):
     from .solve import actions_from_solution, shadow_prices
 
     p = planner.problem
-    res = decompose_zones(p)
+    res = decompose_zones(p, window_steps=WINDOW_STEPS)
     planner.decomposition = res
     if res.status != "optimal":
         return None
