@@ -13,7 +13,8 @@ The error on the held-out explore rows themselves is printed beside it.
 The optimiser then plans each test day, the simulator follows the plan (``replay_day``)
 and, separately, the best-practice policy. PASS when |plan tCO2 - measured tCO2| /
 measured <= the stated error. The attribution splits the energy gap (plan - measured,
-kWh) into IT (with the boot energy of servers switched on, which the plan does not count),
+kWh) into IT (and within it the boot energy: the plan's own, of fractional servers, against
+the replay's whole servers at about peak power for ``boot_time_s``),
 cooling (plan, and the learned model evaluated at the replayed decisions), other
 electrical losses, and the edge sites.
 
@@ -54,7 +55,7 @@ def explore_error_pct(actual: pd.DataFrame, predicted: pd.DataFrame) -> float:
 
 def boot_kwh(site, actions_frame: pd.DataFrame, step_h: float) -> float:
     """Energy of servers booting [kWh]: about peak instead of idle power for ``boot_time_s``
-    (Meisner et al. 2009, "PowerNap", ASPLOS), from the replayed active servers."""
+    (Meisner et al. 2009, "PowerNap", ASPLOS), from the replayed (whole) active servers."""
     total = 0.0
     for p in site.server_pools:
         n = actions_frame[f"active_servers__{p.name}"].to_numpy(float)
@@ -124,7 +125,7 @@ def run_day(site, model, data: pd.DataFrame, day: pd.Timestamp, zone_it: bool) -
         "measured_saving_pct": 100.0 * (base["tco2_location"] - meas_t) / base["tco2_location"],
         "gap_kwh": {
             "it": plan.totals["it_kwh"] - meas["it_kwh"],
-            "it_boot_unplanned": -boot_kwh(site, ts, dt),
+            "it_boot": float(pf["boot_power_kw"].sum() * dt) - boot_kwh(site, ts, dt),
             "cooling": plan.totals["cooling_kwh"] - meas["cooling_kwh"],
             "cooling_model_at_replay": float(model_at_replay["cooling_power_kw"].sum() * dt) - meas["cooling_kwh"],
             "other_electrical": float(((pf["facility_power_kw"] - pf["it_power_kw"] - pf["cooling_power_kw"]).sum()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import ProblemData
+from .data import ProblemData, boot_extra_kw_per_server
 from .lp import INF, LinearProgram
 from .variables import Vars
 
@@ -159,6 +159,8 @@ def it_power(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
             (1.0, v.pit[:, sp_]),
             (-(a_ * peak - sleep) / 1000.0, v.nact[:, sp_]),
             ((-b_ * peak / 1000.0 / d.cap_per_server[sp_])[:, None], v.work[:, sp_, :]),
+            # a server switched on draws about peak while it boots, not its idle draw
+            (-boot_extra_kw_per_server(d)[sp_], v.up[:, sp_]),
         ],
         lb=base,
         ub=np.where(single, base, INF),

@@ -18,7 +18,7 @@ from coolshift.models.coefficients import PlantCoefficients
 
 from .state import InitialState
 
-__all__ = ["LEVERS", "PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error"]
+__all__ = ["LEVERS", "PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error", "boot_extra_kw_per_server"]
 
 # A CRAH coil cannot cool supply air below chilled water + its approach; the plan keeps
 # 1 K more, as operators (and the simulator's baselines) do, so it never asks the plant
@@ -108,7 +108,7 @@ class ProblemData:
     # edges
     offload_ok: np.ndarray  # (E, K) bool
     edge_capacity: np.ndarray
-    edge_kwh_per_unit: np.ndarray  # (E,) incremental IT kW per unit/h x PUE
+    edge_kwh_per_unit: np.ndarray  # (E,) kW per unit/h (proportional + static share at capacity) x PUE
     network_kwh_per_gb: np.ndarray
     edge_gco2: np.ndarray  # (n, E)
     # zones / plant
@@ -158,6 +158,17 @@ class ProblemData:
     @property
     def n(self) -> int:
         return len(self.index)
+
+
+def boot_extra_kw_per_server(d: ProblemData) -> np.ndarray:
+    """(P,) step-average extra kW of a server switched on in a step, above its no-work draw.
+
+    A booting server draws about peak power for ``boot_time_s`` (Meisner et al. 2009,
+    "PowerNap", ASPLOS) and serves no work meanwhile (``pool_capacity``); the curve counts
+    it at its no-work draw (the curve's value at zero work per active server).
+    """
+    idle = np.array([max(a for a, _ in segs) for segs in d.segments]) * d.peak_w
+    return d.boot_frac * np.maximum(d.peak_w - idle, 0.0) / 1000.0
 
 
 def power_curve_segments(idle_w: float, peak_w: float, curve_frac=None) -> list[tuple[float, float]]:
@@ -371,7 +382,11 @@ def prepare(
         offloadable=np.array([c_.offloadable for c_ in classes], dtype=bool),
         offload_ok=offload_ok,
         edge_capacity=np.array([e.capacity_units_per_h for e in edges], float),
-        edge_kwh_per_unit=np.array([e.kw_per_unit_per_h * e.pue for e in edges], float),
+        # proportional kW per unit/h plus the static power's share per unit at full capacity,
+        # x PUE: the tightest linear (convex) bound on the fixed charge the simulator makes
+        # whenever an edge carries work (simulations/edge.py); exact at full edge load
+        edge_kwh_per_unit=np.array([(e.kw_per_unit_per_h + e.static_kw / e.capacity_units_per_h) * e.pue
+                                    for e in edges], float),
         network_kwh_per_gb=np.array([e.network_kwh_per_gb for e in edges], float),
         edge_gco2=edge_gco2,
         inlet_min=np.array([z.inlet_min_c for z in zf]),

@@ -2,8 +2,10 @@
 
 - site (location-based): dt * gco2[t]/1000 * facility_kw[t]
 - site (market-based, GHG Protocol Scope 2): dt * residual[t]/1000 * max(0, facility - PPA)
-- edge sites: dt * off[t,e,k] * (kW per unit/h x PUE) * gco2_e[t]/1000 (incremental energy only:
-  the edge's static load runs whether or not we offload)
+- edge sites: dt * off[t,e,k] * (kW per unit/h x PUE) * gco2_e[t]/1000, where kW per unit/h
+  is the proportional power plus the static power's share per unit at full capacity (the
+  simulator charges the static power whenever the edge carries our work; a per-unit share
+  is the LP's convex bound on that fixed charge, exact at full edge load)
 - network: dt * off * GB per unit * kWh per GB * gco2_site[t]/1000 (charged to the sending grid)
 - tariff (optional): weight * price[t] * dt * facility_kw[t]
 - setpoint moves: penalty (kg per degC) * |move|, small, to stop chatter between equal optima

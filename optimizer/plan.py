@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .data import ProblemData
+from .data import ProblemData, boot_extra_kw_per_server
 
 __all__ = ["Actions", "Plan", "evaluate_actions"]
 
@@ -75,14 +75,20 @@ class Plan:
 
 
 def pool_it_kw(d: ProblemData, nact: np.ndarray, work: np.ndarray) -> np.ndarray:
-    """(n, P) pool IT power from the (convex piecewise-linear) power curve, kW."""
+    """(n, P) pool IT power from the (convex piecewise-linear) power curve plus boots, kW."""
     wsum = work.sum(axis=2)
     out = np.empty_like(nact, dtype=float)
     for p, segs in enumerate(d.segments):
         base = d.servers[p] * d.sleep_w[p]
         lines = [base + nact[:, p] * (a * d.peak_w[p] - d.sleep_w[p]) + b * d.peak_w[p] * wsum[:, p] / d.cap_per_server[p] for a, b in segs]
         out[:, p] = np.max(lines, axis=0) / 1000.0
-    return out
+    return out + pool_boot_kw(d, nact)
+
+
+def pool_boot_kw(d: ProblemData, nact: np.ndarray) -> np.ndarray:
+    """(n, P) extra kW of the servers switched on in each step while they boot."""
+    prev = np.vstack([d.n0[None, :], nact[:-1]])
+    return np.maximum(nact - prev, 0.0) * boot_extra_kw_per_server(d)[None, :]
 
 
 def evaluate_actions(d: ProblemData, a: Actions) -> pd.DataFrame:
@@ -137,6 +143,7 @@ def evaluate_actions(d: ProblemData, a: Actions) -> pd.DataFrame:
     cols.update(
         {
             "it_power_kw": it_total,
+            "boot_power_kw": pool_boot_kw(d, a.nact).sum(1),  # included in it_power_kw
             "fan_power_kw": fan.sum(1),
             "cooling_power_kw": cooling,
             "facility_power_kw": facility,

@@ -113,7 +113,6 @@ class _Params:
         self.group_onehot[np.arange(len(pools)), self.gop] = 1.0
         self.curve_slope_w = np.diff(self.curve_w, axis=1)  # (pools, 10)
         self.m_sleep_kw = self.pool_zone_onehot * (self.sleep_w / 1000.0)[:, None]
-        self.m_boot_kw = self.pool_zone_onehot * ((self.peak_w - self.idle_w) * self.boot_frac / 1000.0)[:, None]
         self.sleep_zone_all_kw = (self.servers * self.sleep_w / 1000.0) @ self.pool_zone_onehot
         self.racks = np.array([z.racks for z in zones], dtype=float)
         self.containment = [z.containment for z in zones]
@@ -359,7 +358,8 @@ class _Physics:
         zone_active = (act * w) @ (p.pool_zone_onehot / 1000.0)
         if p.liquid_share > 0:  # cold-plate servers need less fan power (servers.liquid_fan_saving_frac)
             zone_active = zone_active * (1.0 - servers.liquid_fan_saving_frac(p.liquid_share))
-        zone_other = p.sleep_zone_all_kw[None] - act @ p.m_sleep_kw + booted @ p.m_boot_kw
+        boot_kw = servers.boot_power_w(booted, p.peak_w[None, :], w, p.boot_time_s[None, :], p.step_s) / 1000.0
+        zone_other = p.sleep_zone_all_kw[None] - act @ p.m_sleep_kw + boot_kw @ p.pool_zone_onehot
         util_g = used_g
 
         chw = a.chw_c

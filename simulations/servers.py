@@ -74,14 +74,16 @@ def fan_leakage_frac(inlet_c, threshold_c: float = FAN_LEAKAGE_THRESHOLD_C) -> n
     return FAN_LEAKAGE_PER_K * dk + FAN_LEAKAGE_PER_K2 * dk * dk
 
 
-def boot_power_w(servers_booted, peak_w, idle_w, boot_time_s, step_s: float) -> np.ndarray:
+def boot_power_w(servers_booted, peak_w, operating_w, boot_time_s, step_s: float) -> np.ndarray:
     """Extra power [W, step average] of servers that boot this step.
 
     A booting server draws about peak power for ``boot_time_s`` (Meisner et al. 2009)
-    instead of the idle power it is counted at as an active server; spread over the step.
+    instead of the ``operating_w`` it is counted at as an active server (its pool's draw
+    per server at the pool's utilisation; it serves no work while booting, so that draw
+    would otherwise be charged twice); spread over the step.
     """
     frac = np.minimum(np.asarray(boot_time_s, dtype=float), step_s) / step_s
-    return np.asarray(servers_booted, dtype=float) * (np.asarray(peak_w) - np.asarray(idle_w)) * frac
+    return np.asarray(servers_booted, dtype=float) * (np.asarray(peak_w) - np.asarray(operating_w)) * frac
 
 
 def liquid_fan_saving_frac(liquid_share) -> np.ndarray:

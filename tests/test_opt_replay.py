@@ -29,8 +29,11 @@ def test_simulator_follows_the_plan():
     assert s["steps"] == 96
     assert s["late_work_units"] == 0 and s["unserved_interactive_units"] == 0
     assert s["redundancy_violation_minutes"] == 0 and s["setpoint_rate_violations"] == 0
-    # IT energy: the plan's convex power-curve envelope never over-states and the replay rounds
-    # servers up, so the simulator measures a little more, within 2 %
+    # IT energy: the plan counts boot energy (about peak for boot_time_s) of every server it
+    # switches on, fractional ones included, and the curve's convex envelope; the replay runs
+    # whole servers on the real curve: within 1 % either way (0.13 % on this day)
     it_pred, it_meas = plan.totals["it_kwh"], s["it_kwh"]
-    assert it_pred <= it_meas * 1.001
-    assert it_meas == pytest.approx(it_pred, rel=0.02)
+    assert it_meas == pytest.approx(it_pred, rel=0.01)
+    # without the boot energy the plan under-states IT: the simulator charges boots too
+    boot_kwh = plan.frame["boot_power_kw"].sum() * 0.25
+    assert boot_kwh > 0 and it_pred - boot_kwh < it_meas
