@@ -60,18 +60,10 @@ def commissioning_telemetry(site: SiteConfig, data: pd.DataFrame, seed: int = EX
 
 
 def fit_plant_model(site: SiteConfig, telemetry: pd.DataFrame):
-    """The linear, LP-ready plant model ``coolshift train`` fits, on ``telemetry``.
-
-    Fitted on one BLAS thread: its many small solves ran 30x slower with a thread pool on a
-    busy 2-core machine (18 s against 0.6 s for 14 days of 15-min rows, measured 2026-11-23),
-    and sweeps already run one scenario per core.
-    """
-    from threadpoolctl import threadpool_limits
-
+    """The linear, LP-ready plant model ``coolshift train`` fits, on ``telemetry``."""
     from coolshift.models.thermal import LinearPlantModel
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return LinearPlantModel().fit(telemetry, site)
+    return LinearPlantModel().fit(telemetry, site)
 
 
 def _frame_digest(data: pd.DataFrame) -> str:
