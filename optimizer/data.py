@@ -68,8 +68,9 @@ class PlanOptions:
     # Pyomo model, tested entry by entry; the Pyomo model is built when ``Planner.pyomo`` is
     # first read). "pyomo": the Pyomo model compiled by ``LinearStandardFormCompiler``.
     handover: str = "numpy"
-    # Zone decomposition (Dantzig-Wolfe, :mod:`.decompose`): "off" or "zones". Off by default:
-    # on the benchmark sites it is slower than the monolithic LP (docs/optimizer.md, Speed).
+    # Large sites (docs/optimizer.md, Speed): "off"; "zones" (Dantzig-Wolfe, :mod:`.decompose`,
+    # slower than the monolithic LP on the benchmark sites); "sifting" (a working-set LP seeded
+    # by a coarse-step plan, :mod:`.sifting`). Off by default.
     decompose: str = "off"
     decompose_gap: float = 5e-4  # stop when (upper - lower bound) / upper <= this
     decompose_workers: int = 2  # threads pricing zones in parallel (HiGHS releases the GIL)
@@ -349,8 +350,8 @@ def prepare(
         raise ValueError(f"PlanOptions.lp_solver: {options.lp_solver!r}; choose 'choose', 'simplex', 'ipm' or 'hipo'")
     if options.handover not in ("numpy", "pyomo"):
         raise ValueError(f"PlanOptions.handover: {options.handover!r}; choose 'numpy' or 'pyomo'")
-    if options.decompose not in ("off", "zones"):
-        raise ValueError(f"PlanOptions.decompose: {options.decompose!r}; choose 'off' or 'zones'")
+    if options.decompose not in ("off", "zones", "sifting"):
+        raise ValueError(f"PlanOptions.decompose: {options.decompose!r}; choose 'off', 'zones' or 'sifting'")
     if "cooling" not in options.levers:  # setpoints held where the config starts them
         sp0 = np.array([z.supply_setpoint_initial_c for z in zf], float)
         sp_lo, sp_hi = sp0.copy(), sp0.copy()

@@ -301,6 +301,19 @@ class ZoneDecomposition:
                     + np.where(rc < 0, rc * np.where(np.isfinite(hi), hi, 0.0), 0.0).sum())
         return lb + float(sum(values))
 
+    def _pool(self):
+        """A thread pool kept for repeated pricing (None with one worker)."""
+        if self.workers <= 1:
+            return None
+        if getattr(self, "_executor", None) is None:
+            self._executor = ThreadPoolExecutor(self.workers)
+        return self._executor
+
+    def close(self) -> None:
+        if getattr(self, "_executor", None) is not None:
+            self._executor.shutdown()
+            self._executor = None
+
     def _price_all(self, pool, y, deadline):
         left = max(deadline - time.perf_counter(), 1e-3)
         if pool is None:

@@ -5,7 +5,8 @@ assembly to one persistent ``highspy.Highs``; the same families as one Pyomo mod
 (:mod:`.pyomo_model`: the model of record, the same matrix entry by entry) are built when
 ``Planner.pyomo`` is read, or compiled with ``LinearStandardFormCompiler`` and solved
 with ``PlanOptions(handover="pyomo")``. ``PlanOptions(decompose="zones")`` solves a
-large site by zone decomposition (:mod:`.decompose`).
+large site by zone decomposition (:mod:`.decompose`), ``decompose="sifting"`` by a
+working-set LP seeded by a coarse-step plan (:mod:`.sifting`).
 On :meth:`Planner.resolve` it rebuilds only the numeric arrays (milliseconds to a
 second), updates the changed Params, bounds and rows of the Pyomo model, pushes the
 same changes into the loaded HiGHS model (``changeColsCost``, ``changeColsBounds``,
@@ -44,6 +45,7 @@ from .pyomo_model import build_pyomo, compile_model, direct, pass_to_highs
 from .constraints import batch_not_due_units
 from .data import PlanOptions, prepare
 from .decompose import solve_planner, use_decomposition
+from .sifting import solve_planner as sift_planner, use_sifting
 from .diagnose import diagnose
 from .fallback import fallback_plan
 from .plan import Actions, Plan, evaluate_actions, totals_of
@@ -208,6 +210,10 @@ class Planner:
         d = self.problem.data
         if self.highs is None and use_decomposition(self.problem):
             plan = solve_planner(self)  # None: the gap did not close, solve the whole LP below
+            if plan is not None:
+                return plan
+        if self.highs is None and use_sifting(self.problem):
+            plan = sift_planner(self)  # None: the working set failed, solve the whole LP below
             if plan is not None:
                 return plan
         t0 = time.perf_counter()
