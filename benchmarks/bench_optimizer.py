@@ -13,7 +13,7 @@ marked ``~``). The floor (``highspy_s``) is the same LP assembled in numpy from 
 families and passed straight to a fresh ``highspy.Highs`` (assembly + passModel +
 solve), in the same run. ``ratio`` = coolshift_s / highspy_s.
 
-``--decompose SIZE``: the zone decomposition (``optimizer/decompose.py``) on that size,
+``--decompose SIZE --decompose-method zones``: the zone decomposition (``optimizer/decompose.py``) on that size,
 time-limited to ``--decompose-limit`` x the direct time measured in the same run; prints
 its rounds, bounds, the gap it certified, and its objective against the monolithic one.
 ``--alternatives SIZE``: HiGHS settings on the monolithic LP (IPX/HiPO interior point with
@@ -26,8 +26,17 @@ in plan quality.
 over a re-solve of the loaded model after a new intensity forecast and a new initial
 state (setpoints, active servers, backlog); both must reach the same objective. The table also shows a re-solve after a whole new forecast (demand too).
 
-Usage: python benchmarks/bench_optimizer.py [--sizes small,medium[,large]] [--scaling] [--repeat N]
-       [--decompose SIZE [--decompose-limit X]] [--alternatives SIZE]
+``--decompose SIZE`` (default method ``sifting``): ``PlanOptions(decompose="sifting")`` end
+to end (``optimizer/sifting.py``) against the direct highspy solve of the monolithic LP in
+the same run (measured here if SIZE is not in ``--sizes``; ``--sizes none`` skips the table);
+prints the rounds, the plan's objective against the monolithic optimum, the certified gap and
+the plan's largest violation of the full LP's rows and bounds (JSON ``"decomposition"``).
+``--decompose-cap F``: the same on the site with a power cap at F x the uncapped plan's peak.
+``--decompose-method zones``: the Dantzig-Wolfe zone decomposition instead.
+
+Usage: python benchmarks/bench_optimizer.py [--sizes none|small,medium[,large]] [--scaling] [--repeat N]
+       [--resolve-size none|small|medium] [--decompose SIZE [--decompose-method sifting|zones]
+       [--decompose-cap F] [--decompose-limit X]] [--alternatives SIZE]
 Prints a table and, as its last line, one JSON object.
 """
 
@@ -177,6 +186,62 @@ def decomposition(name, opts, direct_s, direct_obj, limit_factor=1.0, window=8):
     }
 
 
+def sifting(name, opts, direct_s, direct_obj, cap=None):
+    """``PlanOptions(decompose="sifting")`` end to end on one size (a fresh Planner: inputs
+    validated, LP built, the coarse guess, the restricted rounds, the plan extracted), its
+    objective against the monolithic optimum, and its plan checked against every row and
+    bound of the full LP."""
+    from coolshift.optimizer import Planner
+
+    site, fc, co = case(*SIZES[name]) if cap is None else _capped(name, cap)
+    so = PlanOptions(**{**opts.__dict__, "decompose": "sifting"})
+    t0 = time.perf_counter()
+    planner = Planner(site, co, fc, options=so)
+    plan = planner.solve()
+    total = time.perf_counter() - t0
+    res = planner.decomposition
+    lp = planner.problem.lp
+    cost, clb, cub, rlb, rub, a, _ = lp.arrays()
+    x = planner.solution_x()
+    ax = a @ x
+    scale = 1.0 + np.abs(ax)
+    viol = max(float(((rlb - ax) / scale).max()), float(((ax - rub) / scale).max()),
+               float((clb - x).max()), float((x - cub).max()), 0.0)
+    t = res.timings
+    return {
+        "size": name, "method": "sifting (working-set LP seeded by a 1-h plan, zone-pricing bound)",
+        "coolshift_s": round(total, 3), "highspy_s": round(direct_s, 3), "ratio": round(total / direct_s, 3),
+        "objective_kg": plan.objective_kg, "monolithic_kg": direct_obj,
+        "objective_gap_pct": round((plan.objective_kg - direct_obj) / abs(direct_obj) * 100.0, 5),
+        "certified_gap_pct": round(100.0 * res.gap, 4) if np.isfinite(res.gap) else None,
+        "lower_bound_kg": res.lower_bound, "status": res.status, "plan_status": plan.status,
+        "fallback": bool(plan.fallback), "rounds": res.rounds, "fixed_columns": res.fixed_columns,
+        "columns": lp.n_cols, "max_row_violation": viol,
+        "objective_recomputed_kg": float(cost @ x + lp.offset),
+        "build_s": round(planner.timings["build_s"], 3), "coarse_s": round(t["coarse_s"], 3),
+        "restricted_s": round(t["restricted_s"], 3), "price_s": round(t["price_s"], 3),
+        "history": [[r, round(e, 2), u, lo, f] for r, e, u, lo, f, _ in res.history],
+    }
+
+
+def _capped(name, cap_frac):
+    """The size's site with a site power cap at ``cap_frac`` x the uncapped plan's peak facility kW."""
+    from coolshift.optimizer.synthetic import synthetic_site
+
+    site, fc, co = case(*SIZES[name])
+    from coolshift.optimizer import Planner
+
+    global _capped_kw
+    peak = Planner(site, co, fc, options=PlanOptions(deadline_prices=False)).solve().frame["facility_power_kw"].max()
+    z, p = SIZES[name]
+    _capped_kw = float(cap_frac * peak)
+    site = synthetic_site(z, p, power_cap_kw=_capped_kw)
+    return site, fc, co
+
+
+_capped_kw = None
+
+
 ALTERNATIVES = [
     ("dual simplex (default)", {}),
     ("IPX, no crossover", {"solver": "ipm", "run_crossover": "off"}),
@@ -320,13 +385,17 @@ def main() -> None:
     ap.add_argument("--decompose", default=None, help="size to run the zone decomposition on (one of --sizes)")
     ap.add_argument("--decompose-limit", type=float, default=1.0, help="its time limit as a multiple of the direct time")
     ap.add_argument("--decompose-window", type=int, default=8, help="steps per time window of a block (0: whole zones)")
+    ap.add_argument("--decompose-cap", type=float, default=None,
+                    help="sifting on a site power cap at this share of the uncapped plan's peak facility kW")
+    ap.add_argument("--decompose-method", default="sifting", choices=["sifting", "zones"],
+                    help="sifting: PlanOptions(decompose='sifting'); zones: the Dantzig-Wolfe decomposition")
     ap.add_argument("--alternatives", default=None, help="size to time HiGHS settings on")
     ap.add_argument("--alt-methods", default=None, help="comma list of words picking some of them (e.g. hipo,default)")
     ap.add_argument("--alt-limit", type=float, default=120.0, help="time limit per alternative, s")
     args = ap.parse_args()
     opts = PlanOptions(deadline_prices=False)
     rows, planners = [], {}
-    for name in args.sizes.split(","):
+    for name in [n for n in args.sizes.split(",") if n and n != "none"]:
         z, p = SIZES[name]
         rep = args.repeat or {"small": 5, "medium": 2, "large": 1}[name]
         planners[name], r = run_size(name, z, p, opts, repeat=rep, pyomo_solve=name != "large")
@@ -334,20 +403,39 @@ def main() -> None:
         print(f"  done {name}: {r['coolshift_s']:.2f} s (direct {r['highspy_s']:.2f} s)", flush=True)
     dec = None
     if args.decompose:
-        r = next(r for r in rows if r["name"] == args.decompose)
-        print(f"  decomposition on {args.decompose} (limit {args.decompose_limit:g} x {r['highspy_s']:.1f} s):", flush=True)
-        dec = decomposition(args.decompose, opts, r["highspy_s"], r["objective_kg"], args.decompose_limit, args.decompose_window)
+        r = next((r for r in rows if r["name"] == args.decompose), None)
+        if r is None:  # the floor only: the direct highspy solve of the monolithic LP, this run
+            site, fc, co = case(*SIZES[args.decompose])
+            ds, dobj = highspy_direct(site, co, fc, opts)
+            r = {"highspy_s": ds, "objective_kg": dobj}
+            print(f"  direct highspy on {args.decompose}: {ds:.2f} s", flush=True)
+        if args.decompose_method == "sifting":
+            print(f"  sifting on {args.decompose}:", flush=True)
+            if args.decompose_cap:  # a binding site power cap: the floor re-measured on the capped LP
+                site, fc, co = _capped(args.decompose, args.decompose_cap)
+                ds, dobj = highspy_direct(site, co, fc, opts)
+                r = {"highspy_s": ds, "objective_kg": dobj}
+                print(f"  direct highspy on {args.decompose}, cap {site.planning.site_power_cap_kw:.0f} kW: {ds:.2f} s", flush=True)
+            dec = sifting(args.decompose, opts, r["highspy_s"], r["objective_kg"], cap=args.decompose_cap)
+            dec["cap_kw"] = None if not args.decompose_cap else _capped_kw
+        else:
+            print(f"  decomposition on {args.decompose} (limit {args.decompose_limit:g} x {r['highspy_s']:.1f} s):", flush=True)
+            dec = decomposition(args.decompose, opts, r["highspy_s"], r["objective_kg"], args.decompose_limit, args.decompose_window)
+            dec["method"] = "zones (Dantzig-Wolfe)"
     only = args.alt_methods.split(",") if args.alt_methods else None
     alts = alternatives(args.alternatives, opts, limit_s=args.alt_limit, only=only) if args.alternatives else None
     rname = args.resolve_size
-    if rname not in planners:
-        planners[rname], _ = run_size(rname, *SIZES[rname], opts, pyomo_solve=False)
-    res = resolve_case(planners[rname], opts)
+    res = {}
+    if rname != "none":
+        if rname not in planners:
+            planners[rname], _ = run_size(rname, *SIZES[rname], opts, pyomo_solve=False)
+        res = resolve_case(planners[rname], opts)
 
     print("\nSYNTHETIC sites, 24 h / 15 min (benchmark sites, not real ones)")
-    hdr = (f"{'size':<8}{'vars':>9}{'cons':>9}{'nnz':>10}{'terms s':>9}{'pass s':>8}{'HiGHS s':>9}{'coolshift s':>12}"
+    hdr = "" if not rows else (f"{'size':<8}{'vars':>9}{'cons':>9}{'nnz':>10}{'terms s':>9}{'pass s':>8}{'HiGHS s':>9}{'coolshift s':>12}"
            f"{'highspy s':>10}{'ratio':>7}{'| Pyomo s':>10}{'compile s':>10}{'pyomo path s':>13}{'ratio':>7}")
-    print(hdr)
+    if hdr:
+        print(hdr)
     for r in rows:
         mark = "" if r["pyomo_solved"] else "~"
         print(
@@ -355,10 +443,21 @@ def main() -> None:
             f"{r['handover_s']:>8.3f}{r['solve_s']:>9.3f}{r['coolshift_s']:>12.3f}{r['highspy_s']:>10.3f}{r['ratio']:>7.3f}"
             f"{r['pyomo_build_s']:>10.3f}{r['compile_s']:>10.3f}{mark + format(r['pyomo_s'], '.3f'):>13}{r['pyomo_ratio']:>7.3f}"
         )
-    print(f"\nre-solves at {rname} (loaded model, only changed costs/bounds pushed):")
+    if res:
+        print(f"\nre-solves at {rname} (loaded model, only changed costs/bounds pushed):")
     for label, v in res.items():
         print(f"  {label:<16} method {v['method']:<12} re-solve {v['resolve_s']:.2f} s, cold {v['fresh_s']:.2f} s, speedup {v['speedup']:.2f}")
-    if dec:
+    if dec and dec.get("method", "").startswith("sifting"):
+        print(f"\nsifting at {dec['size']}: {dec['coolshift_s']:.2f} s end to end vs direct highspy {dec['highspy_s']:.2f} s "
+              f"(ratio {dec['ratio']:.3f}); {dec['status']} after {dec['rounds']} rounds (coarse guess {dec['coarse_s']:.1f} s, "
+              f"restricted LPs {dec['restricted_s']:.1f} s, zone pricing {dec['price_s']:.1f} s); "
+              f"{dec['fixed_columns']} of {dec['columns']} columns still fixed")
+        print(f"  objective {dec['objective_kg']:.3f} kg vs monolithic {dec['monolithic_kg']:.3f} kg: gap "
+              f"{dec['objective_gap_pct']:+.5f} % (certified {dec['certified_gap_pct']} %); plan vs the full LP's rows and "
+              f"bounds: max violation {dec['max_row_violation']:.2e}, cost recomputed {dec['objective_recomputed_kg']:.3f} kg")
+        for row in dec["history"]:
+            print(f"    round {row[0]:>2} {row[1]:8.2f} s  plan {row[2]:.3f}  bound {row[3]:.3f}  freed {row[4]}")
+    elif dec:
         print(f"\nzone decomposition ({str(dec['window_steps']) + '-step window' if dec['window_steps'] else 'whole-zone'} blocks) at {dec['size']}: {dec['coolshift_s']:.1f} s vs direct {dec['highspy_s']:.1f} s "
               f"(ratio {dec['ratio']:.2f}), {dec['status']} after {dec['rounds']} rounds / {dec['columns']} zone plans "
               f"(pricing {dec['price_s']:.1f} s, master {dec['master_s']:.1f} s)")
@@ -384,7 +483,7 @@ def main() -> None:
     keys = ("name", "variables", "constraints", "nonzeros", "build_s", "solve_s", "coolshift_s", "highspy_s", "ratio",
             "pyomo_s", "pyomo_ratio")
     out = {"sizes": [{k: r[k] for k in keys} for r in rows],
-           "resolve_speedup": round(res["intensity+state"]["speedup"], 3)}
+           "resolve_speedup": round(res["intensity+state"]["speedup"], 3) if res else None}
     if dec:
         out["decomposition"] = dec
     if alts:

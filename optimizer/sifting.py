@@ -66,15 +66,17 @@ COARSE_FACTOR = 4
 # that only degenerate duals price out. Once nothing beats it, HiGHS's 1e-7 is used.
 PRICE_TOL = 1e-3
 
-# Stop when a round improves the plan by less than this share: on sites past ~500 pools the
-# zone-pricing bound lags the plan (30 zones / 500 pools: the plan 0.011 % above the optimum
-# after 4 rounds, the bound still 0.12 % below it), so waiting for the certificate costs more
-# than the monolithic solve.
+MAX_REPAIRS = 3  # infeasible guesses repaired by freeing the short rows' pool-steps, then artificials stay on
+
+# Stop when the plan's shrinking gains per round project less than this share of it still to
+# gain (:func:`_stalled`): on sites past ~500 pools the zone-pricing bound lags the plan (30
+# zones / 500 pools: the plan 0.011 % above the optimum after 4 rounds, the bound still 0.12 %
+# below it), so waiting for the certificate costs more than the monolithic solve.
 STALL = 1e-4
 
 # Freed columns per round above which the next restricted solve starts cold (with presolve)
 # rather than from the last basis (HiGHS skips presolve when it starts from a basis).
-WARM_MAX_FREED = 200
+WARM_MAX_FREED = 50
 
 _BOUND_TOL = 1e-6  # a coarse value this close (relative to the pool size) to a bound is at it
 
@@ -165,6 +167,36 @@ def coarse_pattern(problem, coarse, xc: np.ndarray, factor: int):
     return lb, ub
 
 
+def _stalled(gains: list, small: float) -> bool:
+    """Whether the plan's improvements per round (``gains``, kg) project less than ``small``
+    still to gain: the last two shrink geometrically (ratio q, capped at 0.9), so what is left
+    is about last * q / (1 - q). Two rounds in a row without gain (degenerate rounds) also
+    count as stalled; one does not."""
+    if len(gains) >= 2 and gains[-1] <= 0 and gains[-2] <= 0:
+        return True
+    if len(gains) < 2 or gains[-1] <= 0 or gains[-2] <= 0:
+        return False
+    q = min(gains[-1] / gains[-2], 0.9)
+    return gains[-1] * q / (1.0 - q) < small
+
+
+def _pool_steps(problem, cols: np.ndarray) -> np.ndarray:
+    """Columns of the (step, pool) pairs that ``cols`` touch: active servers, switch-ons at
+    that step and the next, and work of every class (freeing one alone rarely helps: servers
+    cannot rise without a switch-on, nor serve without active servers)."""
+    v = problem.vars
+    n, P = v.nact.shape
+    hit = np.zeros((n, P), bool)
+    for ids in (v.nact, v.up):
+        m = np.isin(ids, cols)
+        hit |= m
+    w = np.isin(v.work, cols) & (v.work >= 0)
+    hit |= w.any(axis=2)
+    nxt = np.vstack([np.zeros((1, P), bool), hit[:-1]])
+    out = [v.nact[hit], v.up[hit | nxt], v.work[hit][v.work[hit] >= 0]]
+    return np.concatenate(out)
+
+
 def _elastic(lp, rlb: np.ndarray, rub: np.ndarray) -> sp.csc_matrix:
     """Artificial columns (+1 on rows with a finite lower bound, -1 on rows with a finite
     upper bound) for the rows of ``ELASTIC_FAMILIES``."""
@@ -216,12 +248,16 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
           np.concatenate([ub, np.zeros(na)]), rlb, rub, sp.hstack([a, art], format="csc"))
     art_ids = np.arange(n, n + na, dtype=np.int32)
     art_on = switched = False
+    art_rows = art.tocoo().row[np.argsort(art.tocoo().col)]  # the row of each artificial
+    a_csr = a.tocsr()
+    repairs = 0
     blocks, price_ub = zone_blocks(problem)
     zdw = None
     a_t = a.T.tocsr()
     t_solve = t_price = 0.0
     best_lb, ub_val, prev_ub = -np.inf, np.inf, np.inf
     history = []
+    gains = []  # the plan's improvement per round (kgCO2)
     status, x, y, rc = "failed", None, None, None
     freed = 0
     rounds = 0
@@ -244,9 +280,33 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
         t_solve += time.perf_counter() - ts
         switched = False
         ms = h.getModelStatus()
-        if ms == highspy.HighsModelStatus.kInfeasible and not art_on and na:
-            art_on = switched = True  # a wrong guess: artificials carry it until priced out
+        infeasible = ms in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible)
+        if infeasible and not art_on and na and repairs >= MAX_REPAIRS:
+            art_on = switched = True  # still infeasible: artificials carry it until priced out
             h.changeColsBounds(na, art_ids, np.zeros(na), np.full(na, np.inf))
+            continue
+        if infeasible and not art_on and na:
+            # a wrong guess: find the rows it leaves short (artificials on), free the fixed
+            # columns of those rows with their pool-steps, and solve again without artificials
+            repairs += 1
+            h.changeColsBounds(na, art_ids, np.zeros(na), np.full(na, np.inf))
+            h.clearSolver()
+            h.run()
+            t_solve += time.perf_counter() - ts
+            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                status = "failed"
+                break
+            short = art_rows[np.asarray(h.getSolution().col_value)[n:] > 1e-7]
+            h.changeColsBounds(na, art_ids, np.zeros(na), np.zeros(na))
+            switched = True
+            cols = np.unique(a_csr[short].indices)
+            idx = np.flatnonzero(np.isin(np.arange(n), _pool_steps(problem, cols)) & (at_lower | at_upper))
+            history.append((rounds, time.perf_counter() - t0, np.inf, -np.inf, int(idx.size), float(short.size)))
+            if log is not None:
+                log(rounds, time.perf_counter() - t0, np.inf, best_lb, int(idx.size), float(short.size))
+            lb[idx], ub[idx] = clb[idx], cub[idx]
+            at_lower[idx] = at_upper[idx] = False
+            h.changeColsBounds(idx.size, idx.astype(np.int32), clb[idx], cub[idx])
             continue
         if ms != highspy.HighsModelStatus.kOptimal:
             status = "time_limit" if ms == highspy.HighsModelStatus.kTimeLimit else "failed"
@@ -293,9 +353,11 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
         if not freed and artificial <= 1e-7:  # nothing prices out: the restricted optimum is the full one
             status, best_lb = "optimal", ub_val
             break
-        if artificial <= 1e-7 and np.isfinite(prev_ub) and prev_ub - ub_val < stall * abs(ub_val):
-            status = "stalled"
-            break
+        if artificial <= 1e-7 and np.isfinite(prev_ub):
+            gains.append(prev_ub - ub_val)
+            if _stalled(gains, stall * abs(ub_val)):
+                status = "stalled"
+                break
         if art_on and artificial <= 1e-7:
             art_on = switched = True  # feasible again: switch them off (a cold re-solve)
             h.changeColsBounds(na, art_ids, np.zeros(na), np.zeros(na))
