@@ -21,23 +21,26 @@ pricing done block-wise as in Dantzig-Wolfe):
    Every other column (setpoints, fans, chilled water, backlog, offload, facility power,
    pool IT power, and the pool columns the guess left between bounds) stays free.
 2. **Restricted LP**: the full LP with those columns fixed (HiGHS's presolve removes them
-   and the rows they empty), plus penalised artificial columns on the rows a wrong guess
-   could make infeasible (demand, batch balance, inlet limits, cooling floor, power cap),
-   so it always has a solution. Its optimum with no artificial in use is a feasible plan
-   of the full LP: an upper bound.
-3. **Certificate**: each zone (its setpoint, fans and pools, and the rows only they meet)
-   is priced at the restricted LP's duals of the linking rows (class demand, batch
-   balance, facility power, cooling floor, chilled water vs supply air, power cap), by
-   :class:`~.decompose.ZoneDecomposition`'s persistent zone models. Their values give the
-   Lagrangian lower bound on the full LP's optimum. The loop stops when
-   (upper - lower) / upper <= ``gap`` (default 0.05 %): the plan is provably within that
-   share of the monolithic optimum.
-4. Otherwise the fixed columns whose reduced cost at those duals says they would improve
-   the plan are freed, and the restricted LP is solved again (warm from its basis when few
-   changed, else cold with presolve).
+   and the rows they empty). If the guess makes it infeasible, artificial columns on the
+   rows a wrong guess can leave short (demand, batch balance, inlet limits, cooling floor,
+   power cap) find those rows, their pool-steps are freed, and it is solved again without
+   artificials (left on, their big-M duals price tens of thousands of columns back in).
+   Its optimum is a feasible plan of the full LP: an upper bound.
+3. **Bound**: each zone (its setpoint, fans and pools, and the rows only they meet) is
+   priced at the restricted LP's duals of the linking rows (class demand, batch balance,
+   facility power, cooling floor, chilled water vs supply air, power cap), by
+   :class:`~.decompose.ZoneDecomposition`'s persistent zone models: the Lagrangian lower
+   bound on the full LP's optimum.
+4. Fixed columns whose reduced cost at those duals beats ``PRICE_TOL`` are freed and the
+   restricted LP is solved again (cold with presolve; warm from its basis for a few).
+5. **Stop** when (upper - lower) / upper <= ``gap`` (default 0.05 %: the plan is provably
+   within that share of the monolithic optimum, status "optimal"), when nothing prices out
+   (exact), or when the plan's shrinking gains per round project less than ``STALL`` of it
+   still to gain (status "stalled": a heuristic, the certified gap reported as it is).
 
-If the restricted LP fails, or the gap does not close within the time limit, the caller
-solves the monolithic LP: the mode can cost time, never plan quality.
+If the restricted LP fails or runs out of time, the caller solves the monolithic LP.
+Measured in docs/optimizer.md (Speed, Large sites): 0.385 x the direct-highspy time on the
+1000-pool site, 0.012 % above the optimum, the bound certifying 0.19 %.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["SiftResult", "coarse_inputs", "coarse_pattern", "sift", "solve_planner", "use_sifting"]
+__all__ = ["SiftResult", "coarse_inputs", "coarse_pattern", "sift", "solve_sifting", "solve_planner", "use_sifting"]
 
 # Rows a wrong guess can make infeasible (every other row keeps a free column that can absorb
 # the fixed ones: pool IT power, fans, facility power, switch-ons where active servers rise).
@@ -388,14 +391,16 @@ def solve_sifting(problem, site, coefficients, forecast, initial_state, factor: 
     o = problem.data.options
     t0 = time.perf_counter()
     limit = o.time_limit_s if time_limit_s is None else time_limit_s
-    fc, co = coarse_inputs(site, coefficients, forecast, factor)
-    coarse = build_lp(prepare(site, co, fc, initial_state, o))
-    h = coarse.lp.to_highs()
-    h.setOptionValue("time_limit", float(limit))
-    h.run()
     import highspy
 
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # no guess: every column free
+    h = coarse = None
+    if len(forecast) >= 2 * factor:  # a horizon of a few steps has nothing to coarsen
+        fc, co = coarse_inputs(site, coefficients, forecast, factor)
+        coarse = build_lp(prepare(site, co, fc, initial_state, o))
+        h = coarse.lp.to_highs()
+        h.setOptionValue("time_limit", float(limit))
+        h.run()
+    if h is None or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # no guess: every column free
         _, clb, cub, *_ = problem.lp.arrays()
         lb, ub = clb.copy(), cub.copy()
     else:
@@ -403,7 +408,8 @@ def solve_sifting(problem, site, coefficients, forecast, initial_state, factor: 
     coarse_s = time.perf_counter() - t0
     res = sift(problem, lb, ub, gap=o.decompose_gap if gap is None else gap,
                time_limit_s=limit - coarse_s, workers=o.decompose_workers, log=log, **kw)
-    res.timings.update(coarse_s=coarse_s, coarse_columns=coarse.lp.n_cols, total_s=time.perf_counter() - t0)
+    res.timings.update(coarse_s=coarse_s, coarse_columns=coarse.lp.n_cols if coarse is not None else 0,
+                       total_s=time.perf_counter() - t0)
     return res
 
 
