@@ -30,20 +30,21 @@ ORACLE_HORIZON_H = 36.0
 
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
-                      history=None, reactive=True, plan_options=None):
+                      history=None, reactive=True, plan_options=None, demand_headroom=True):
     from coolshift.optimizer.data import PlanOptions
     from coolshift.optimizer.receding import ModelForecast, RecedingHorizonPolicy, noisy_forecast, observed_forecast
 
     sim_forecast = None
     provider = observed_forecast
     if forecast_mode == "model":
-        provider = ModelForecast(data, history=history)
+        provider = ModelForecast(data, history=history, demand_headroom=demand_headroom)
     elif forecast_mode in ("noise5", "noise10"):
         sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
     elif forecast_mode != "perfect":
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
     # no deadline prices in a closed loop: nobody reads them and each costs a re-solve per batch class
-    opts = options or PlanOptions(deadline_prices=False)
+    # and leftover batch at the horizon's end is re-planned, not a reason to fall back
+    opts = options or PlanOptions(deadline_prices=False, horizon_end="soft")
     if plan_options:
         import dataclasses
 
@@ -75,7 +76,7 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     elif name in LEVER_POLICIES:
         from coolshift.optimizer.data import PlanOptions
 
-        opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}), deadline_prices=False)
+        opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}), deadline_prices=False, horizon_end="soft")
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               options=opts, name=name, history=history, reactive=reactive,
                                               plan_options=plan_options)

@@ -67,13 +67,14 @@ def interactive_demand(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     )
 
 
-def batch_not_due_units(d: ProblemData, extra_steps: int = 0) -> np.ndarray:
+def batch_not_due_units(d: ProblemData, extra_steps: int = 0, clear_at_end: bool = True) -> np.ndarray:
     """(n, Kb) work arrived by the end of each step but not yet due (units).
 
     Work arriving in step a is due by the end of step a + D - 1 (D = deadline in steps);
     each chunk of the initial backlog is due by the end of its own due step (so the
     backlog bound is the cumulative queue not yet due); nothing may be left at
-    the end of the horizon (a rolling plan re-plans the rest with the next forecast).
+    the end of the horizon unless ``clear_at_end`` is False (then the last step's bound is
+    the work not yet due, as on every other step).
     """
     kb = np.flatnonzero(d.batch)
     arrived = np.cumsum(d.demand[:, kb] * d.step_h, axis=0)
@@ -87,7 +88,8 @@ def batch_not_due_units(d: ProblemData, extra_steps: int = 0) -> np.ndarray:
         for due_step, units in d.backlog0_chunks[k]:  # each queued chunk by its own due time
             b0_due += units * (np.arange(d.n) >= due_step)
         out[:, j] = arrived[:, j] + d.backlog0[k] - due - b0_due
-    out[-1] = 0.0
+    if clear_at_end:
+        out[-1] = 0.0
     return np.maximum(out, 0.0)
 
 
@@ -112,7 +114,8 @@ def batch_balance(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
         ub=rhs,
     )
     arrivals = d.demand[:, kb]
-    ub = batch_not_due_units(d)
+    soft_end = d.options.horizon_end == "soft" and d.backlog_fixed is None
+    ub = batch_not_due_units(d, clear_at_end=not soft_end)
     lb = -INF
     if d.backlog_fixed is not None:  # shifting off: the queue follows the run-on-arrival rule
         lb = ub = d.backlog_fixed[:, kb]
@@ -120,6 +123,12 @@ def batch_balance(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
         "batch_deadline", coords, [(1.0, b)], lb=lb, ub=ub, arrivals_units_per_h=arrivals,
         deadline_steps=d.deadline_steps[kb],
     )
+    if soft_end:
+        # what is left at the end (still within its deadline) costs a penalty per unit
+        cls = {"class": coords["class"]}
+        s = lp.add_vars("batch_left_at_end_units", cls, lb=0.0)
+        lp.add_cost(d.options.horizon_end_penalty_kg_per_unit, s)
+        lp.add_cons("batch_horizon_end", cls, [(1.0, b[-1]), (-1.0, s)], ub=0.0)
 
 
 def pool_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:

@@ -74,6 +74,14 @@ class PlanOptions:
     decompose: str = "off"
     decompose_gap: float = 5e-4  # stop when (upper - lower bound) / upper <= this
     decompose_workers: int = 2  # threads pricing zones in parallel (HiGHS releases the GIL)
+    # Batch work left at the horizon's end. "hard": none (a plan is complete in itself; an
+    # impossible end is diagnosed). "soft": work not yet due under its own deadline may be
+    # left, at ``horizon_end_penalty_kg_per_unit`` a unit, far above what serving a unit costs
+    # (~0.1-0.3 kgCO2), so a plan clears its queue whenever it can; a receding-horizon policy
+    # re-plans the rest, rather than falling back when forecast demand near the end of the
+    # horizon exceeds what the pools can serve before it.
+    horizon_end: str = "hard"
+    horizon_end_penalty_kg_per_unit: float = 10.0
 
 
 @dataclass
@@ -350,6 +358,8 @@ def prepare(
         raise ValueError(f"PlanOptions.lp_solver: {options.lp_solver!r}; choose 'choose', 'simplex', 'ipm' or 'hipo'")
     if options.handover not in ("numpy", "pyomo"):
         raise ValueError(f"PlanOptions.handover: {options.handover!r}; choose 'numpy' or 'pyomo'")
+    if options.horizon_end not in ("hard", "soft"):
+        raise ValueError(f"PlanOptions.horizon_end: {options.horizon_end!r}; choose 'hard' or 'soft'")
     if options.decompose not in ("off", "zones", "sifting"):
         raise ValueError(f"PlanOptions.decompose: {options.decompose!r}; choose 'off', 'zones' or 'sifting'")
     if "cooling" not in options.levers:  # setpoints held where the config starts them

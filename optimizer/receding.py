@@ -61,14 +61,16 @@ def _persistence(history: pd.DataFrame, column: str, index: pd.DatetimeIndex) ->
 
 def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict | None = None,
                      refit: pd.Timedelta | None = None,
-                     hourly_history: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                     hourly_history: pd.DataFrame | None = None, demand_headroom: bool = True) -> tuple[pd.DataFrame, dict]:
     """Forecast the intensity and demand columns of ``horizon`` from ``history`` only.
 
     Coolshift's day-ahead forecasters (:mod:`coolshift.models.forecast`) once at least
     ``MIN_HISTORY_DAYS`` of history exist, persistence before. ``fitted`` caches models
     per column (refitted after ``refit``). ``hourly_history``: ``history`` already averaged
     per hour (a caller re-forecasting often keeps it; default: computed here). Returns the
-    frame and which method each column used.
+    frame and which method each column used. ``demand_headroom``: demand planned at its 90th
+    percentile, at least the same hour yesterday, plus ``DEMAND_MARGIN_FRAC`` (capacity held
+    for forecast error); False: at its point forecast (an autoscaler covers the error).
     """
     from coolshift.models.forecast import CarbonIntensityForecaster, WorkloadForecaster
 
@@ -99,9 +101,9 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
         pred = model.predict_day_ahead(hourly_hist[c].dropna(), h_index[0], h_index)
         # Risk-aware: demand is planned at its 90th percentile (capacity for work that
         # may come), intensity at its point forecast (what carbon is expected).
-        col_used = f"{c}_q90" if c.endswith("_units_per_h") and f"{c}_q90" in pred.columns else c
+        col_used = f"{c}_q90" if demand_headroom and c.endswith("_units_per_h") and f"{c}_q90" in pred.columns else c
         values = np.clip(pred[col_used].reindex(horizon.index.floor("1h")).to_numpy(), 0.0, None)
-        if c.endswith("_units_per_h"):
+        if c.endswith("_units_per_h") and demand_headroom:
             # never plan for less work than the same hour yesterday: an under-forecast of
             # demand costs SLA violations and late work, an over-forecast only idle servers
             values = np.maximum(values, _persistence(history, c, horizon.index)) * (1.0 + DEMAND_MARGIN_FRAC)
@@ -230,7 +232,8 @@ class RecedingHorizonPolicy:
     horizon_h: float | None = None
     forecast_provider: Callable = observed_forecast
     # no deadline prices: each would cost a re-solve per batch class, and a closed loop reads none
-    options: PlanOptions = field(default_factory=lambda: PlanOptions(deadline_prices=False))
+    # leftover batch at the horizon's end is re-planned next time, not a reason to fall back
+    options: PlanOptions = field(default_factory=lambda: PlanOptions(deadline_prices=False, horizon_end="soft"))
     name: str = "coolshift"
     reactive: bool = True
     plans: list = field(default_factory=list, repr=False)  # (timestamp, status, fallback, solve s)
@@ -274,7 +277,9 @@ class ModelForecast:
     this project).
     """
 
-    def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, history: pd.DataFrame | None = None):
+    def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, history: pd.DataFrame | None = None,
+                 demand_headroom: bool = True):
+        self.demand_headroom = demand_headroom
         # ``history``: observations before the evaluated period, so the forecasters start trained
         self.actual = actual if history is None or not len(history) else pd.concat([history[actual.columns], actual])
         # only the forecast columns, without the frame's metadata (``attrs``, which pandas
@@ -291,7 +296,8 @@ class ModelForecast:
         issue = horizon.index[0]
         history = self.actual.loc[: issue - pd.Timedelta("1ns")]
         hourly = self._hourly.loc[: issue - pd.Timedelta("1h")] if issue == issue.floor("1h") else None
-        return forecast_columns(history, horizon, self._fitted, self.refit, hourly_history=hourly)[0]
+        return forecast_columns(history, horizon, self._fitted, self.refit, hourly_history=hourly,
+                                demand_headroom=self.demand_headroom)[0]
 
 
 def noisy_forecast(actual: pd.DataFrame, sd_frac: float, seed: int = 0) -> pd.DataFrame:
