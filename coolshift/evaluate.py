@@ -31,8 +31,8 @@ ORACLE_HORIZON_H = 36.0
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
                       history=None, reactive=True, plan_options=None, demand_headroom=True):
-    from coolshift.optimizer.data import PlanOptions
-    from coolshift.optimizer.receding import ModelForecast, RecedingHorizonPolicy, noisy_forecast, observed_forecast
+    from coolshift.optimizer.receding import (ModelForecast, RecedingHorizonPolicy, closed_loop_options, noisy_forecast,
+                                              observed_forecast)
 
     sim_forecast = None
     provider = observed_forecast
@@ -42,9 +42,7 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
         sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
     elif forecast_mode != "perfect":
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
-    # no deadline prices in a closed loop: nobody reads them and each costs a re-solve per batch class
-    # and leftover batch at the horizon's end is re-planned, not a reason to fall back
-    opts = options or PlanOptions(deadline_prices=False, horizon_end="soft")
+    opts = options or closed_loop_options()
     if plan_options:
         import dataclasses
 
@@ -74,9 +72,9 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               history=history, reactive=reactive, plan_options=plan_options)
     elif name in LEVER_POLICIES:
-        from coolshift.optimizer.data import PlanOptions
+        from coolshift.optimizer.receding import closed_loop_options
 
-        opts = PlanOptions(levers=frozenset({name.removeprefix("coolshift_")}), deadline_prices=False, horizon_end="soft")
+        opts = closed_loop_options(levers=frozenset({name.removeprefix("coolshift_")}))
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               options=opts, name=name, history=history, reactive=reactive,
                                               plan_options=plan_options)

@@ -42,9 +42,9 @@ class PlanOptions:
     site_power_cap_kw: float | None = None  # overrides the config's cap when set
     time_limit_s: float = 600.0
     threads: int | None = None
-    # HiGHS's algorithm for a cold solve ("choose": dual simplex here; "hipo": HiGHS's
-    # interior point with crossover, 2.4-2.8x faster on the 200-pool benchmark LP, no faster
-    # on the 1000-pool one: docs/optimizer.md, Speed). Warm re-solves continue with simplex.
+    # HiGHS's algorithm for a cold solve ("choose": dual simplex here; "hipo": HiGHS's new
+    # interior point, which the highspy 1.15 wheel lacks the dependencies for: HiGHS then runs
+    # dual simplex, docs/optimizer.md, Speed). Warm re-solves continue with simplex.
     lp_solver: str = "choose"
     deadline_prices: bool = True  # value an hour of each batch deadline by a warm re-solve
     warm_bound_share: float = 0.01  # re-solve warm only if at most this share of bounds moved

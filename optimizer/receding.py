@@ -30,7 +30,7 @@ from .replay import simulator_actions
 from .solve import plan_site
 from .state import InitialState
 
-__all__ = ["RecedingHorizonPolicy", "observed_forecast", "ModelForecast", "initial_state_from_observation",
+__all__ = ["RecedingHorizonPolicy", "closed_loop_options", "observed_forecast", "ModelForecast", "initial_state_from_observation",
            "forecast_columns", "noisy_forecast", "autoscale_servers"]
 
 # Below this much history the forecasters fall back on persistence (same hour yesterday).
@@ -39,6 +39,13 @@ MIN_HISTORY_DAYS = 14.0
 # same-hour-yesterday floor): capacity held for forecast error, as operators keep N+x
 # headroom (the best-practice baseline keeps 20 % above the work served).
 DEMAND_MARGIN_FRAC = 0.05
+
+
+def closed_loop_options(**kw) -> PlanOptions:
+    """Plan options for a plan re-made every few hours: no deadline prices (each costs a
+    re-solve per batch class, and a closed loop reads none), and batch work left at the
+    horizon's end is re-planned next time rather than a reason to fall back."""
+    return PlanOptions(**{"deadline_prices": False, "horizon_end": "soft", **kw})
 
 
 def _forecastable(frame: pd.DataFrame) -> list[str]:
@@ -231,9 +238,7 @@ class RecedingHorizonPolicy:
     interval_h: float = 4.0
     horizon_h: float | None = None
     forecast_provider: Callable = observed_forecast
-    # no deadline prices: each would cost a re-solve per batch class, and a closed loop reads none
-    # leftover batch at the horizon's end is re-planned next time, not a reason to fall back
-    options: PlanOptions = field(default_factory=lambda: PlanOptions(deadline_prices=False, horizon_end="soft"))
+    options: PlanOptions = field(default_factory=closed_loop_options)
     name: str = "coolshift"
     reactive: bool = True
     plans: list = field(default_factory=list, repr=False)  # (timestamp, status, fallback, solve s)

@@ -425,24 +425,12 @@ def solve_planner(planner):
     stopped improving); ``plan.timings["sift_gap"]`` is the certified gap either way. Shadow
     prices come from the restricted LP's duals; deadline values (warm re-solves of the
     monolithic model) are not computed."""
-    from .plan import Plan, evaluate_actions, totals_of
-    from .solve import actions_from_solution, shadow_prices
+    from .decompose import plan_from_solution
 
     p = planner.problem
     res = solve_sifting(p, planner.site, planner.coefficients, planner.forecast, planner.initial_state)
     planner.decomposition = res
     if res.status not in ACCEPTED or not np.isfinite(res.objective):
         return None
-    x = res.x
-    frame = evaluate_actions(p.data, actions_from_solution(p, x))
-    try:
-        sh = shadow_prices(p, res.row_dual, res.col_dual, x)
-    except Exception:  # noqa: BLE001 - prices are informative, the plan stands without them
-        sh = pd.DataFrame(columns=["family", "component", "value", "unit", "binding_steps"])
-    t = res.timings
-    planner.timings.update(solve_s=t["total_s"], sift_rounds=res.rounds, sift_gap=res.gap,
-                           sift_lower_bound=res.lower_bound, total_s=planner.timings.get("build_s", 0.0) + t["total_s"])
-    planner._x = x
-    status = "optimal" if res.status == "optimal" else "feasible"
-    return Plan(frame=frame, totals=totals_of(p.data, frame), shadow_prices=sh, status=status,
-                objective_kg=float(res.objective), timings=dict(planner.timings))
+    return plan_from_solution(planner, res, "optimal" if res.status == "optimal" else "feasible",
+                              sift_rounds=res.rounds, sift_gap=res.gap, sift_lower_bound=res.lower_bound)
