@@ -61,8 +61,15 @@ def _cost_rank(name: str) -> int:
 def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None, forecast_mode: str = "perfect",
                interval_h: float = 4.0, seed: int = 0, history: pd.DataFrame | None = None,
                reactive: bool = True, progress: Callable[[int, int], None] | None = None,
-               plan_options: dict | None = None) -> dict:
-    """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``."""
+               plan_options: dict | None = None, demand_headroom: bool | None = None) -> dict:
+    """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``.
+
+    ``demand_headroom`` (model forecast only): plan demand at its 90th percentile rather than
+    the point forecast; None = on without the autoscaler, off with it (the autoscaler covers
+    demand above the forecast within the interval).
+    """
+    if demand_headroom is None:
+        demand_headroom = not reactive
     from coolshift.simulations.engine import simulate
     from coolshift.simulations.policies import get_policy
 
@@ -70,14 +77,15 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     sim_forecast = None
     if name == "coolshift":
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
-                                              history=history, reactive=reactive, plan_options=plan_options)
+                                              history=history, reactive=reactive, plan_options=plan_options,
+                                              demand_headroom=demand_headroom)
     elif name in LEVER_POLICIES:
         from coolshift.optimizer.receding import closed_loop_options
 
         opts = closed_loop_options(levers=frozenset({name.removeprefix("coolshift_")}))
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               options=opts, name=name, history=history, reactive=reactive,
-                                              plan_options=plan_options)
+                                              plan_options=plan_options, demand_headroom=demand_headroom)
     elif name == "oracle":
         pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle",
                                    reactive=reactive, plan_options=plan_options)
@@ -157,6 +165,7 @@ def evaluate_policies(
     workers: int = 1,
     reactive: bool = True,
     plan_options: dict | None = None,
+    demand_headroom: bool | None = None,
 ) -> dict:
     """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``).
 
@@ -165,8 +174,11 @@ def evaluate_policies(
     policies wake servers within a plan interval when observed demand does not fit
     (:func:`coolshift.optimizer.receding.autoscale_servers`). ``plan_options``: fields of
     :class:`coolshift.optimizer.data.PlanOptions` set for every LP policy (Coolshift, its
-    levers and the oracle alike), e.g. ``{"support_envelope": False}``.
+    levers and the oracle alike), e.g. ``{"support_envelope": False}``. ``demand_headroom``:
+    see :func:`run_policy` (None: off when ``reactive``).
     """
+    if demand_headroom is None:
+        demand_headroom = not reactive
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
@@ -185,7 +197,7 @@ def evaluate_policies(
         if bad:
             raise ValueError(f"plan_options: unknown PlanOptions field(s) {bad}")
     kwargs = dict(forecast_mode=forecast_mode, interval_h=interval_h, seed=seed, reactive=reactive,
-                  plan_options=plan_options or None)
+                  plan_options=plan_options or None, demand_headroom=demand_headroom)
     t0 = time.perf_counter()
     if workers > 1 and len(policies) > 1:
         shared = {"site": site, "data": data, "plant_model": plant_model, "history": history}
@@ -212,6 +224,7 @@ def evaluate_policies(
     rec["workers"] = workers if workers > 1 and len(policies) > 1 else 1
     rec["reactive"] = reactive
     rec["plan_options"] = dict(plan_options or {})
+    rec["demand_headroom"] = demand_headroom if forecast_mode == "model" else None
     return rec
 
 

@@ -86,3 +86,18 @@ def test_plan_options_are_checked_and_recorded():
         assert pol.options.support_envelope is False and pol.options.deadline_prices is False
         if opts is not None:
             assert pol.options.levers == frozenset({"cooling"})
+
+
+def test_demand_headroom_follows_the_autoscaler_and_reaches_the_forecaster():
+    """Default: planned at the point forecast when the autoscaler covers the rest, at q90 without it."""
+    site = load_site(SMALL_SITE)
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+    assert evaluate_policies(site, data, ["static"], forecast_mode="model")["demand_headroom"] is False
+    assert evaluate_policies(site, data, ["static"], forecast_mode="model", reactive=False)["demand_headroom"] is True
+    assert evaluate_policies(site, data, ["static"], forecast_mode="model", demand_headroom=True)["demand_headroom"]
+    assert evaluate_policies(site, data, ["static"], forecast_mode="perfect")["demand_headroom"] is None
+    from coolshift.evaluate import _coolshift_policy
+
+    for headroom in (False, True):
+        pol, _ = _coolshift_policy(site, object(), data, "model", 4.0, None, 0, demand_headroom=headroom)
+        assert pol.forecast_provider.demand_headroom is headroom
