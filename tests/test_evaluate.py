@@ -82,3 +82,30 @@ def test_autoscaler_closes_the_sla_gap_of_an_under_forecast(trained):
     assert out[True][0]["sla_violations"] == 0 and out[True][1] > 0
     assert out[True][0]["late_work_units"] == 0
     assert out[True][0]["tco2_location"] > out[False][0]["tco2_location"]
+
+
+def test_interactive_forecast_above_full_capacity_is_capped_not_a_fallback():
+    """A point forecast of interactive demand above what its pools can serve made plans
+    infeasible (San Jose, January 2022); capped at full capacity, every other column kept."""
+    from coolshift.optimizer.receding import cap_interactive_demand
+    from coolshift.schema import demand_col
+    from coolshift.simulations.actions import SiteArrays
+
+    site = load_site(SMALL_SITE)
+    fc = load_site_data(site, "2022-06-14", "2022-06-15")
+    arrays = SiteArrays.from_site(site)
+    inter = [k for k, c in enumerate(site.workload_classes) if c.kind == "interactive"]
+    assert inter
+    k = inter[0]
+    col = demand_col(site.workload_classes[k].name)
+    limit = sum(p.servers * p.capacity_units_per_server
+                for p, ok in zip(site.server_pools, arrays.eligible[k]) if ok)
+    assert cap_interactive_demand(site, fc) is fc  # nothing above capacity: the frame as given
+    over = fc.copy()
+    over.iloc[5:9, over.columns.get_loc(col)] = 1.7 * limit
+    capped = cap_interactive_demand(site, over)
+    np.testing.assert_allclose(capped[col].iloc[5:9], limit)
+    np.testing.assert_array_equal(capped[col].iloc[:5], fc[col].iloc[:5])
+    others = [c for c in fc.columns if c != col]
+    assert capped[others].equals(over[others])
+    assert (over[col].iloc[5:9] == 1.7 * limit).all()  # the input frame is not modified
