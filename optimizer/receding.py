@@ -30,8 +30,8 @@ from .replay import simulator_actions
 from .solve import plan_site
 from .state import InitialState
 
-__all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "closed_loop_options", "observed_forecast", "ModelForecast", "initial_state_from_observation",
-           "forecast_columns", "noisy_forecast", "autoscale_servers"]
+__all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "closed_loop_options", "observed_forecast", "ModelForecast",
+           "initial_state_from_observation", "forecast_columns", "noisy_forecast", "autoscale_servers"]
 
 # Below this much history the forecasters fall back on persistence (same hour yesterday).
 MIN_HISTORY_DAYS = 14.0

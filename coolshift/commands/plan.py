@@ -164,6 +164,10 @@ def register(app: typer.Typer) -> None:
                 site, full = load_inputs(site_path, t0, t1, carbon, weather, workload, carbon_format, weather_format, workload_format)
             prog.update(task, description="forecasting intensity and demand")
             data, fc_info = horizon_forecast(full, t0, forecast)
+            if forecast == "model":  # a forecast above full capacity is unservable, not a plan to make
+                from coolshift.optimizer.receding import cap_interactive_demand
+
+                data = cap_interactive_demand(site, data)
             prog.update(task, description="loading the plant model")
             coefs, envelope = load_coefficients(site, data, site_path, workdir)
             prog.update(task, description="building the LP")
