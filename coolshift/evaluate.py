@@ -58,6 +58,15 @@ def _cost_rank(name: str) -> int:
     return 0 if name == "oracle" else 1 if name.startswith("coolshift") else 2
 
 
+def _headroom(demand_headroom: bool | None, reactive: bool) -> bool:
+    """Plan demand at its q90 unless the autoscaler covers demand above the point forecast."""
+    return (not reactive) if demand_headroom is None else demand_headroom
+
+
+# Fallback plans listed by start and reason in the record (the count is always complete).
+MAX_FALLBACKS_LISTED = 50
+
+
 def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None, forecast_mode: str = "perfect",
                interval_h: float = 4.0, seed: int = 0, history: pd.DataFrame | None = None,
                reactive: bool = True, progress: Callable[[int, int], None] | None = None,
@@ -68,8 +77,7 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     the point forecast; None = on without the autoscaler, off with it (the autoscaler covers
     demand above the forecast within the interval).
     """
-    if demand_headroom is None:
-        demand_headroom = not reactive
+    demand_headroom = _headroom(demand_headroom, reactive)
     from coolshift.simulations.engine import simulate
     from coolshift.simulations.policies import get_policy
 
@@ -97,7 +105,8 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
         fb = [p for p in pol.plans if p[2]]
         planner = {"plans": len(pol.plans), "fallback_plans": len(fb),
                    "mean_plan_s": float(np.mean([p[3] or 0 for p in pol.plans])) if pol.plans else 0.0,
-                   "autoscaled_server_steps": float(getattr(pol, "woken_servers", 0.0))}
+                   "autoscaled_server_steps": float(getattr(pol, "woken_servers", 0.0)),
+                   "fallbacks": [{"start": p[0].isoformat(), "reason": p[4]} for p in fb[:MAX_FALLBACKS_LISTED]]}
     return {"result": res, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
             "planner": planner}
 
@@ -177,8 +186,7 @@ def evaluate_policies(
     levers and the oracle alike), e.g. ``{"support_envelope": False}``. ``demand_headroom``:
     see :func:`run_policy` (None: off when ``reactive``).
     """
-    if demand_headroom is None:
-        demand_headroom = not reactive
+    demand_headroom = _headroom(demand_headroom, reactive)
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")

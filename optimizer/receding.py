@@ -164,7 +164,7 @@ def cap_interactive_demand(site: SiteConfig, forecast: pd.DataFrame) -> pd.DataF
     from coolshift.simulations.actions import SiteArrays
 
     arrays = SiteArrays.from_site(site)
-    cap = np.array([p.servers * p.capacity_units_per_server for p in site.server_pools], dtype=float)
+    cap = site.pools_frame()["capacity_units_per_h"].to_numpy(dtype=float)
     out = None
     for k, cls in enumerate(site.workload_classes):
         col = demand_col(cls.name)
@@ -268,7 +268,7 @@ class RecedingHorizonPolicy:
     options: PlanOptions = field(default_factory=closed_loop_options)
     name: str = "coolshift"
     reactive: bool = True
-    plans: list = field(default_factory=list, repr=False)  # (timestamp, status, fallback, solve s)
+    plans: list = field(default_factory=list, repr=False)  # (timestamp, status, fallback, solve s, fallback reason)
     woken_servers: float = 0.0  # server-steps added by the autoscaler over the run
 
     def decide(self, obs):
@@ -284,7 +284,7 @@ class RecedingHorizonPolicy:
         if env is not None and opts.decision_envelope is None:
             opts = PlanOptions(**{**opts.__dict__, "decision_envelope": env})
         plan = plan_site(self.site, coefs, fc, initial_state_from_observation(self.site, obs), opts)
-        self.plans.append((obs.index[0], plan.status, plan.fallback, plan.timings.get("total_s")))
+        self.plans.append((obs.index[0], plan.status, plan.fallback, plan.timings.get("total_s"), plan.reason))
         acts = simulator_actions(self.site, plan)
         n = obs.n_steps
         active = acts.active_servers[:n]

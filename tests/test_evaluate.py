@@ -109,3 +109,15 @@ def test_interactive_forecast_above_full_capacity_is_capped_not_a_fallback():
     others = [c for c in fc.columns if c != col]
     assert capped[others].equals(over[others])
     assert (over[col].iloc[5:9] == 1.7 * limit).all()  # the input frame is not modified
+
+
+def test_fallback_plans_are_listed_with_their_reason(trained):
+    """evaluation.json says which plans fell back and why, not only how many."""
+    from coolshift.evaluate import run_policy
+
+    site, model = trained
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+    planner = run_policy("coolshift", site, data, model, plan_options={"time_limit_s": 0.0})["planner"]
+    assert planner["plans"] == 6 and planner["fallback_plans"] == 6 == len(planner["fallbacks"])
+    assert planner["fallbacks"][0]["start"] == data.index[0].isoformat()
+    assert all("time limit" in f["reason"] for f in planner["fallbacks"])
