@@ -144,6 +144,7 @@ class Planner:
         self._bound_changes = None
         self._x = None  # the solution of a decomposed solve (no HiGHS model is kept then)
         self.decomposition = None
+        self._start_basis = None  # a FamilyBasis to warm-start the first solve from
 
     # -- solver handle ---------------------------------------------------------------
     @property
@@ -197,9 +198,17 @@ class Planner:
             h.setOptionValue("threads", int(self.options.threads))
         if strategy == "cold":
             h.clearSolver()
+            h.setOptionValue("simplex_dual_edge_weight_strategy", -1)  # HiGHS' choice
             h.setOptionValue("solver", self.options.lp_solver)
             h.setOptionValue("run_crossover", "on")  # a vertex and a basis: duals and warm re-solves
             h.setOptionValue("simplex_strategy", 1)
+        elif strategy == "basis":  # an alien start basis was set: dual simplex from it
+            h.setOptionValue("solver", "simplex")
+            h.setOptionValue("simplex_strategy", 1)
+            # Devex pricing: steepest-edge weights for a basis HiGHS did not build itself cost
+            # a solve per row to initialise (PHL 36-h oracle plans, 2022-06-01..03: 0.33 s a
+            # plan with steepest edge, 0.25 s with Devex, docs/optimizer.md, Warm-started re-plans)
+            h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         else:
             h.setOptionValue("solver", "simplex")
             h.setOptionValue("simplex_strategy", 4 if strategy == "primal" else 1)
@@ -221,12 +230,19 @@ class Planner:
             if self.highs is None:
                 self._load()
                 self._pending = "cold"
+                if self._start_basis is not None and not self.options.integer_servers:
+                    self._pending = "basis" if self._set_start_basis(self._start_basis) else "cold"
+                    self._start_basis = None
             t1 = time.perf_counter()
             for strategy in self._pending.split("+"):
                 if strategy == "dual" and self._bound_changes is not None:
                     self._push_bounds(*self._bound_changes)
                     self._bound_changes = None
                 self._run(strategy)
+            if self._pending == "basis" and self._retry_cold(self.highs.getModelStatus()):
+                self._run("cold")  # a start basis must never decide the outcome: confirm cold
+            self.timings["warm_start"] = self._pending == "basis"
+            self.timings["simplex_iterations"] = int(self.highs.getInfo().simplex_iteration_count)
             self.timings["solve_s"] = time.perf_counter() - t1
             status = self.highs.modelStatusToString(self.highs.getModelStatus())
         except Exception as exc:  # a solver failure must never leave the site without a plan
@@ -246,6 +262,52 @@ class Planner:
         if ms == highspy.HighsModelStatus.kTimeLimit:
             return self._fallback(f"time limit of {self.options.time_limit_s:g} s reached", "time_limit")
         return self._fallback(f"HiGHS stopped with status {status!r}", status)
+
+    # -- warm starts across re-plans (optimizer.warmstart) -----------------------------
+    def family_basis(self):
+        """The optimal basis of the last solve by family (None without one), for :meth:`warm_start_from`."""
+        from .warmstart import family_basis
+
+        if self.highs is None or self.highs.getModelStatus() != self._optimal:
+            return None
+        b = self.highs.getBasis()
+        if not b.valid:
+            return None
+        lp, c = self.problem.lp, self.compiled
+        col = np.full(lp.n_cols, -1, dtype=np.int64)
+        row = np.full(lp.n_rows, -1, dtype=np.int64)
+        col[c.col_ids] = np.fromiter((int(s) for s in b.col_status), dtype=np.int64, count=len(c.col_ids))
+        row[c.row_ids] = np.fromiter((int(s) for s in b.row_status), dtype=np.int64, count=len(c.row_ids))
+        return family_basis(lp, col, row)
+
+    def warm_start_from(self, basis) -> None:
+        """Start the next cold solve from ``basis`` (a previous plan's :meth:`family_basis`),
+        moved onto this LP's steps by timestamp (:func:`.warmstart.shift_basis`)."""
+        self._start_basis = basis
+
+    @staticmethod
+    def _retry_cold(status) -> bool:
+        """After a warm start, anything but optimal, infeasible or a time limit is re-solved cold."""
+        import highspy
+
+        ms = highspy.HighsModelStatus
+        return status not in (ms.kOptimal, ms.kInfeasible, ms.kTimeLimit)
+
+    def _set_start_basis(self, basis) -> bool:
+        import highspy
+
+        from .warmstart import shift_basis
+
+        cols, rows = shift_basis(basis, self.problem.lp)
+        c = self.compiled
+        b = highspy.HighsBasis()
+        status = [highspy.HighsBasisStatus(k) for k in range(4)]
+        b.col_status = [status[k] for k in cols[c.col_ids].tolist()]
+        b.row_status = [status[k] for k in rows[c.row_ids].tolist()]
+        b.alien = True  # HiGHS completes or repairs it (rank, number of basic variables)
+        b.valid = True
+        self.highs.clearSolver()
+        return self.highs.setBasis(b) == highspy.HighsStatus.kOk
 
     def _fallback(self, reason, status, diagnosis=None) -> Plan:
         plan = fallback_plan(self.problem.data, reason, status, diagnosis, site=self.site)
