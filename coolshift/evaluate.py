@@ -30,7 +30,7 @@ ORACLE_HORIZON_H = 36.0
 
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
-                      history=None, reactive=True, plan_options=None, demand_headroom=True):
+                      history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True):
     from coolshift.optimizer.receding import (ModelForecast, RecedingHorizonPolicy, closed_loop_options, noisy_forecast,
                                               observed_forecast)
 
@@ -48,7 +48,8 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
 
         opts = dataclasses.replace(opts, **plan_options)
     pol = RecedingHorizonPolicy(site, plant_model, interval_h=interval_h, horizon_h=horizon_h,
-                                forecast_provider=provider, options=opts, name=name, reactive=reactive)
+                                forecast_provider=provider, options=opts, name=name, reactive=reactive,
+                                warm_start=warm_start)
     return pol, sim_forecast
 
 
@@ -70,8 +71,12 @@ MAX_FALLBACKS_LISTED = 50
 def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None, forecast_mode: str = "perfect",
                interval_h: float = 4.0, seed: int = 0, history: pd.DataFrame | None = None,
                reactive: bool = True, progress: Callable[[int, int], None] | None = None,
-               plan_options: dict | None = None, demand_headroom: bool | None = None) -> dict:
+               plan_options: dict | None = None, demand_headroom: bool | None = None,
+               warm_start: bool = True) -> dict:
     """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``.
+
+    ``warm_start``: LP policies start each re-plan from the previous plan's basis
+    (:mod:`coolshift.optimizer.warmstart`; off: every plan a cold solve).
 
     ``demand_headroom`` (model forecast only): plan demand at its 90th percentile rather than
     the point forecast; None = on without the autoscaler, off with it (the autoscaler covers
@@ -86,17 +91,18 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     if name == "coolshift":
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               history=history, reactive=reactive, plan_options=plan_options,
-                                              demand_headroom=demand_headroom)
+                                              demand_headroom=demand_headroom, warm_start=warm_start)
     elif name in LEVER_POLICIES:
         from coolshift.optimizer.receding import closed_loop_options
 
         opts = closed_loop_options(levers=frozenset({name.removeprefix("coolshift_")}))
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               options=opts, name=name, history=history, reactive=reactive,
-                                              plan_options=plan_options, demand_headroom=demand_headroom)
+                                              plan_options=plan_options, demand_headroom=demand_headroom,
+                                              warm_start=warm_start)
     elif name == "oracle":
         pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle",
-                                   reactive=reactive, plan_options=plan_options)
+                                   reactive=reactive, plan_options=plan_options, warm_start=warm_start)
     else:
         pol = get_policy(name)
     res = simulate(site, data, pol, forecast=sim_forecast, progress=progress)
@@ -106,6 +112,7 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
         planner = {"plans": len(pol.plans), "fallback_plans": len(fb),
                    "mean_plan_s": float(np.mean([p[3] or 0 for p in pol.plans])) if pol.plans else 0.0,
                    "autoscaled_server_steps": float(getattr(pol, "woken_servers", 0.0)),
+                   "simplex_iterations": int(getattr(pol, "simplex_iterations", 0)),
                    "fallbacks": [{"start": p[0].isoformat(), "reason": p[4]} for p in fb[:MAX_FALLBACKS_LISTED]]}
     return {"result": res, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
             "planner": planner}
@@ -175,6 +182,7 @@ def evaluate_policies(
     reactive: bool = True,
     plan_options: dict | None = None,
     demand_headroom: bool | None = None,
+    warm_start: bool = True,
 ) -> dict:
     """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``).
 
@@ -184,7 +192,7 @@ def evaluate_policies(
     (:func:`coolshift.optimizer.receding.autoscale_servers`). ``plan_options``: fields of
     :class:`coolshift.optimizer.data.PlanOptions` set for every LP policy (Coolshift, its
     levers and the oracle alike), e.g. ``{"support_envelope": False}``. ``demand_headroom``:
-    see :func:`run_policy` (None: off when ``reactive``).
+    see :func:`run_policy` (None: off when ``reactive``). ``warm_start``: see :func:`run_policy`.
     """
     demand_headroom = _headroom(demand_headroom, reactive)
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
@@ -205,7 +213,7 @@ def evaluate_policies(
         if bad:
             raise ValueError(f"plan_options: unknown PlanOptions field(s) {bad}")
     kwargs = dict(forecast_mode=forecast_mode, interval_h=interval_h, seed=seed, reactive=reactive,
-                  plan_options=plan_options or None, demand_headroom=demand_headroom)
+                  plan_options=plan_options or None, demand_headroom=demand_headroom, warm_start=warm_start)
     t0 = time.perf_counter()
     if workers > 1 and len(policies) > 1:
         shared = {"site": site, "data": data, "plant_model": plant_model, "history": history}
@@ -233,6 +241,7 @@ def evaluate_policies(
     rec["reactive"] = reactive
     rec["plan_options"] = dict(plan_options or {})
     rec["demand_headroom"] = demand_headroom if forecast_mode == "model" else None
+    rec["warm_start"] = warm_start
     return rec
 
 
