@@ -212,6 +212,7 @@ class Planner:
         else:
             h.setOptionValue("solver", "simplex")
             h.setOptionValue("simplex_strategy", 4 if strategy == "primal" else 1)
+            h.setOptionValue("simplex_dual_edge_weight_strategy", -1)  # as measured for update() re-solves
         h.run()
 
     def solve(self) -> Plan:

@@ -43,6 +43,8 @@ def test_oracle_bounds_every_policy_and_savings_add_up(trained):
     for name in ("coolshift", "oracle"):
         assert pol[name]["late_work_units"] == 0 and pol[name]["thermal_violation_minutes"] == 0
         assert pol[name]["sla_violations"] == 0
+        # every plan solved by simplex (warm-started after the first), and the count recorded
+        assert rec["planner"][name]["simplex_iterations"] >= rec["planner"][name]["plans"] > 0
     st = pol["static"]["tco2_location"]
     for name, s in pol.items():
         assert rec["savings_vs_static_pct"][name] == pytest.approx(100 * (st - s["tco2_location"]) / st)

@@ -101,3 +101,16 @@ def test_demand_headroom_follows_the_autoscaler_and_reaches_the_forecaster():
     for headroom in (False, True):
         pol, _ = _coolshift_policy(site, object(), data, "model", 4.0, None, 0, demand_headroom=headroom)
         assert pol.forecast_provider.demand_headroom is headroom
+
+
+def test_warm_start_choice_reaches_every_lp_policy_and_the_record():
+    site = load_site(SMALL_SITE)
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+    assert evaluate_policies(site, data, ["static"])["warm_start"] is True
+    assert evaluate_policies(site, data, ["static"], warm_start=False)["warm_start"] is False
+    from coolshift.evaluate import _coolshift_policy
+
+    for warm in (False, True):
+        for mode, horizon in (("perfect", 36.0), ("model", None)):
+            pol, _ = _coolshift_policy(site, object(), data, mode, 4.0, horizon, 0, warm_start=warm)
+            assert pol.warm_start is warm
