@@ -12,8 +12,9 @@ Steps past the old horizon's end take the status of the same time one day earlie
 daily cycle of intensity, weather and demand is what shapes the plan); families or
 entries the old LP did not have are nonbasic columns at their lower bound and basic
 rows (slack basis). The optimum does not depend on the start, only the iterations do:
-Philadelphia 2022-06-01, 36-h oracle plans, 1,800 against 9,200 dual simplex iterations
-a plan (docs/optimizer.md, Warm-started re-plans).
+Philadelphia 2022-06-01, 36-h oracle plans, about 1,800 against 9,200 dual simplex
+iterations a plan (an exploratory script); over the 2022 year the oracle's plans went from
+1.53 to 0.57 s (docs/optimizer.md, Warm-started re-plans).
 """
 
 from __future__ import annotations
