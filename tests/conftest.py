@@ -19,3 +19,23 @@ def shared(rel: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} not present (workplace data beside the repo)")
     return p
+
+
+@pytest.fixture(scope="session")
+def small_site_model():
+    """San Jose and a LinearPlantModel fitted on four weeks of its explore telemetry (May-June 2022).
+
+    Trained once per session: the closed-loop and warm-start tests plan with the same model.
+    """
+    from coolshift.config import load_site
+    from coolshift.io import load_site_data
+    from coolshift.models.thermal import LinearPlantModel
+    from coolshift.simulations.engine import simulate
+    from coolshift.simulations.policies import get_policy
+    from coolshift.simulations.telemetry import to_telemetry
+
+    site = load_site(SMALL_SITE)
+    train = load_site_data(site, "2022-05-15", "2022-06-12")
+    res = simulate(site, train, get_policy("explore"))
+    tel = to_telemetry(res.timeseries, [z.name for z in site.zones], [p.name for p in site.server_pools])
+    return site, LinearPlantModel().fit(tel, site)

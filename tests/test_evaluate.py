@@ -6,28 +6,15 @@ import pytest
 from coolshift.config import load_site
 from coolshift.evaluate import evaluate_policies, savings_table
 from coolshift.io import load_site_data
-from coolshift.models.thermal import LinearPlantModel
 from coolshift.simulations.engine import simulate
-from coolshift.simulations.policies import get_policy
-from coolshift.simulations.telemetry import to_telemetry
 from conftest import SMALL_SITE
 
 SUMMARY_KEYS = {"it_kwh", "facility_kwh", "pue", "tco2_location", "tco2_market", "water_l", "sla_violations",
                 "late_work_units", "thermal_violation_minutes"}
 
 
-@pytest.fixture(scope="module")
-def trained():
-    site = load_site(SMALL_SITE)
-    train = load_site_data(site, "2022-05-15", "2022-06-12")
-    res = simulate(site, train, get_policy("explore"))
-    tel = to_telemetry(res.timeseries, [z.name for z in site.zones], [p.name for p in site.server_pools])
-    model = LinearPlantModel().fit(tel, site)
-    return site, model
-
-
-def test_oracle_bounds_every_policy_and_savings_add_up(trained):
-    site, model = trained
+def test_oracle_bounds_every_policy_and_savings_add_up(small_site_model):
+    site, model = small_site_model
     data = load_site_data(site, "2022-06-14", "2022-06-17")
     rec = evaluate_policies(site, data, ["static", "best_practice", "carbon_greedy", "coolshift", "oracle"], model,
                             forecast_mode="noise10", interval_h=4.0, seed=1)
@@ -54,8 +41,8 @@ def test_oracle_bounds_every_policy_and_savings_add_up(trained):
     assert list(table.index) == list(pol) and np.isfinite(table["tCO2_location"]).all()
 
 
-def test_unknown_policy_and_missing_model_are_clear_errors(trained):
-    site, _ = trained
+def test_unknown_policy_and_missing_model_are_clear_errors(small_site_model):
+    site, _ = small_site_model
     data = load_site_data(site, "2022-06-14", "2022-06-15")
     with pytest.raises(ValueError, match="unknown policies"):
         evaluate_policies(site, data, ["static", "genius"])
@@ -63,12 +50,12 @@ def test_unknown_policy_and_missing_model_are_clear_errors(trained):
         evaluate_policies(site, data, ["coolshift"])
 
 
-def test_autoscaler_closes_the_sla_gap_of_an_under_forecast(trained):
+def test_autoscaler_closes_the_sla_gap_of_an_under_forecast(small_site_model):
     """A plan made for 25 % less web demand than arrives: without the autoscaler the simulator
     leaves web demand unserved; with it none, at a carbon cost (servers woken late, booting)."""
     from coolshift.optimizer.receding import RecedingHorizonPolicy
 
-    site, model = trained
+    site, model = small_site_model
     data = load_site_data(site, "2022-06-14", "2022-06-15")
 
     def under(obs, steps):
@@ -113,11 +100,11 @@ def test_interactive_forecast_above_full_capacity_is_capped_not_a_fallback():
     assert (over[col].iloc[5:9] == 1.7 * limit).all()  # the input frame is not modified
 
 
-def test_fallback_plans_are_listed_with_their_reason(trained):
+def test_fallback_plans_are_listed_with_their_reason(small_site_model):
     """evaluation.json says which plans fell back and why, not only how many."""
     from coolshift.evaluate import run_policy
 
-    site, model = trained
+    site, model = small_site_model
     data = load_site_data(site, "2022-06-14", "2022-06-15")
     planner = run_policy("coolshift", site, data, model, plan_options={"time_limit_s": 0.0})["planner"]
     assert planner["plans"] == 6 and planner["fallback_plans"] == 6 == len(planner["fallbacks"])

@@ -4,18 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolshift.config import load_site
 from coolshift.io import load_site_data
-from coolshift.models.thermal import LinearPlantModel
 from coolshift.optimizer.lp import LinearProgram
 from coolshift.optimizer.receding import RecedingHorizonPolicy, closed_loop_options
 from coolshift.optimizer.solve import Planner
 from coolshift.optimizer.state import InitialState
 from coolshift.optimizer.warmstart import LOWER, UPPER, ZERO, family_basis, shift_basis
 from coolshift.simulations.engine import simulate
-from coolshift.simulations.policies import get_policy
-from coolshift.simulations.telemetry import to_telemetry
-from conftest import SMALL_SITE
 
 
 def _lp(start: str, n: int) -> LinearProgram:
@@ -55,12 +50,9 @@ def test_shift_basis_leaves_families_whose_other_coordinates_changed():
 
 
 @pytest.fixture(scope="module")
-def small():
-    site = load_site(SMALL_SITE)
-    train = load_site_data(site, "2022-05-15", "2022-06-12")
-    res = simulate(site, train, get_policy("explore"))
-    tel = to_telemetry(res.timeseries, [z.name for z in site.zones], [p.name for p in site.server_pools])
-    return site, LinearPlantModel().fit(tel, site), load_site_data(site, "2022-06-14", "2022-06-17")
+def small(small_site_model):
+    site, model = small_site_model
+    return site, model, load_site_data(site, "2022-06-14", "2022-06-17")
 
 
 def test_warm_started_replan_reaches_the_cold_optimum_in_fewer_iterations(small):
