@@ -31,13 +31,20 @@ ORACLE_HORIZON_H = 36.0
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
                       history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True):
-    from coolshift.optimizer.receding import (ModelForecast, RecedingHorizonPolicy, closed_loop_options, noisy_forecast,
+    from coolshift.optimizer.receding import (INTERACTIVE_PLAN_QUANTILE, ModelForecast, RecedingHorizonPolicy,
+                                              closed_loop_options, decision_hours_utc, noisy_forecast,
                                               observed_forecast)
+    from coolshift.schema import demand_col
 
     sim_forecast = None
     provider = observed_forecast
     if forecast_mode == "model":
-        provider = ModelForecast(data, history=history, demand_headroom=demand_headroom)
+        # with the autoscaler covering demand above the plan, interactive demand is planned
+        # at a low quantile (see INTERACTIVE_PLAN_QUANTILE); without it, at q90 (headroom)
+        levels = {demand_col(c.name): INTERACTIVE_PLAN_QUANTILE for c in site.workload_classes
+                  if c.kind == "interactive"} if reactive and not demand_headroom else {}
+        provider = ModelForecast(data, history=history, demand_headroom=demand_headroom,
+                                 issue_hours=decision_hours_utc(data.index[0], interval_h), quantiles=levels)
     elif forecast_mode in ("noise5", "noise10"):
         sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
     elif forecast_mode != "perfect":
@@ -241,6 +248,11 @@ def evaluate_policies(
     rec["reactive"] = reactive
     rec["plan_options"] = dict(plan_options or {})
     rec["demand_headroom"] = demand_headroom if forecast_mode == "model" else None
+    # the quantile interactive demand was planned at (model forecasts with the autoscaler)
+    from coolshift.optimizer.receding import INTERACTIVE_PLAN_QUANTILE
+
+    rec["interactive_plan_quantile"] = (INTERACTIVE_PLAN_QUANTILE if forecast_mode == "model" and reactive
+                                        and not demand_headroom else None)
     rec["warm_start"] = warm_start
     return rec
 

@@ -114,3 +114,54 @@ def test_warm_start_choice_reaches_every_lp_policy_and_the_record():
         for mode, horizon in (("perfect", 36.0), ("model", None)):
             pol, _ = _coolshift_policy(site, object(), data, mode, 4.0, horizon, 0, warm_start=warm)
             assert pol.warm_start is warm
+
+
+def test_decision_hours_are_the_loops_replan_hours():
+    import pandas as pd
+
+    from coolshift.optimizer.receding import decision_hours_utc
+
+    assert decision_hours_utc(pd.Timestamp("2022-07-01", tz="UTC"), 4.0) == (0, 4, 8, 12, 16, 20)
+    assert decision_hours_utc(pd.Timestamp("2022-07-01 02:30", tz="UTC"), 6.0) == (2, 8, 14, 20)
+    assert decision_hours_utc(pd.Timestamp("2022-07-01", tz="UTC"), 5.0) == tuple(range(24))  # 5 and 24 coprime
+    assert decision_hours_utc(pd.Timestamp("2022-07-01", tz="UTC"), 1.5) == tuple(h for h in range(24) if h % 3 != 2)
+    with pytest.raises(ValueError, match="positive"):
+        decision_hours_utc(pd.Timestamp("2022-07-01", tz="UTC"), 0.0)
+
+
+def test_interactive_demand_is_planned_at_its_low_quantile_with_the_autoscaler():
+    """With the autoscaler, web (interactive) demand is planned at INTERACTIVE_PLAN_QUANTILE of
+    its forecast, batch at its point forecast; the forecasters are trained for the loop's hours."""
+    import pandas as pd
+
+    from coolshift.evaluate import _coolshift_policy
+    from coolshift.models.forecast import WorkloadForecaster, forecast_quantile
+    from coolshift.optimizer.receding import INTERACTIVE_PLAN_QUANTILE, forecast_columns
+
+    site = load_site(SMALL_SITE)
+    data = load_site_data(site, "2022-05-01", "2022-06-16")
+    pol, _ = _coolshift_policy(site, object(), data.loc["2022-06-15":], "model", 4.0, None, 0, demand_headroom=False)
+    assert pol.forecast_provider.quantiles == {"web_units_per_h": INTERACTIVE_PLAN_QUANTILE}
+    assert pol.forecast_provider.issue_hours == (0, 4, 8, 12, 16, 20)
+    pol, _ = _coolshift_policy(site, object(), data, "model", 4.0, None, 0, demand_headroom=True)
+    assert pol.forecast_provider.quantiles == {}  # q90 headroom instead
+
+    issue = pd.Timestamp("2022-06-15 04:00", tz="UTC")
+    history, horizon = data.loc[: issue - pd.Timedelta("1ns")], data.loc[issue:].iloc[:96]
+    fitted = {}
+    fc, used = forecast_columns(history, horizon, fitted, demand_headroom=False, issue_hours=(0, 4),
+                                quantiles={"web_units_per_h": 0.25})
+    point, _ = forecast_columns(history, horizon, demand_headroom=False, issue_hours=(0, 4))
+    assert used["web_units_per_h"] == "WorkloadForecaster q0.25" and used["batch_units_per_h"] == "WorkloadForecaster"
+    assert set(fitted["web_units_per_h"][1].regressor_.issue_hours_) == {0.0, 4.0}
+    hourly = history["web_units_per_h"].resample("1h").mean()
+    f = WorkloadForecaster(name="web_units_per_h", issue_hours=(0, 4)).fit(hourly)
+    pred = f.predict_day_ahead(hourly, issue, pd.date_range(issue, periods=24, freq="h"))
+    want = forecast_quantile(pred, "web_units_per_h", 0.25).reindex(horizon.index.floor("1h")).to_numpy()
+    np.testing.assert_allclose(fc["web_units_per_h"].to_numpy(), np.clip(want, 0, None), rtol=1e-9)
+    assert (fc["web_units_per_h"] < point["web_units_per_h"]).mean() > 0.9  # q25 below the mean
+    np.testing.assert_allclose(fc["batch_units_per_h"], point["batch_units_per_h"])
+    rec = evaluate_policies(site, data.loc["2022-06-15":], ["static"], forecast_mode="model")
+    assert rec["interactive_plan_quantile"] == INTERACTIVE_PLAN_QUANTILE
+    assert evaluate_policies(site, data.loc["2022-06-15":], ["static"],
+                             forecast_mode="perfect")["interactive_plan_quantile"] is None

@@ -152,6 +152,8 @@ def register(app: typer.Typer) -> None:
                 "re-plan interval h": rec["replan_interval_h"], "plant model": rec["plant_model"] or "-",
                 "autoscaler": "on" if rec["reactive"] else "off", "workers": rec["workers"],
                 "demand headroom (q90)": {True: "on", False: "off", None: "-"}[rec["demand_headroom"]],
+                "interactive demand planned at": ("-" if rec.get("interactive_plan_quantile") is None
+                                                  else f"q{100 * rec['interactive_plan_quantile']:g}"),
                 "plan options": ", ".join(f"{k}={v}" for k, v in rec["plan_options"].items()) or "defaults",
                 "warm-started re-plans": "on" if rec["warm_start"] else "off",
                 "wall time s": f"{rec['wall_s']:.0f}",
