@@ -425,10 +425,12 @@ class _LagForecaster(_BaseForecaster):
         n_h = int(horizon / self.step_)
         issues = self._training_issues(y.index)
         issues = issues[(issues >= y.index[0] + WEEK + DAY) & (issues <= y.index[-1])]
-        if len(issues) < 14:
+        # the first 8 days only feed the lags; then at least 4 days of training issue times
+        # (whatever the issue hours: one a day for a nightly plan, six for a 4-hourly loop)
+        if len(np.unique(issues.normalize())) < 4:
             raise ValueError(
-                f"{self.name_}: need at least ~3 weeks of history to fit (got {len(y)} steps from "
-                f"{y.index[0]} to {y.index[-1]})"
+                f"{self.name_}: need at least 12 days of history to fit, ~3 weeks for a useful model "
+                f"(got {len(y)} steps from {y.index[0]} to {y.index[-1]})"
             )
         self.log_ = bool(self.log_target and np.nanmin(y.values) > 0)
         z = np.log(y) if self.log_ else y  # the model works in log space for positive series

@@ -131,7 +131,10 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
             used[c] = "persistence"
             continue
         cached = (fitted or {}).get(c)
-        if cached is not None and (refit is None or issue - cached[0] < refit):
+        # a model fitted on little history is refitted once the history has doubled
+        # (14 days of data at the first fit: refitted at 28, 56, then every ``refit``)
+        due = None if refit is None or cached is None else min(refit, cached[0] - history.index[0])
+        if cached is not None and (due is None or issue - cached[0] < due):
             model = cached[1]
         else:
             cls = CarbonIntensityForecaster if c.startswith("gco2") else WorkloadForecaster

@@ -165,3 +165,26 @@ def test_interactive_demand_is_planned_at_its_low_quantile_with_the_autoscaler()
     assert rec["interactive_plan_quantile"] == INTERACTIVE_PLAN_QUANTILE
     assert evaluate_policies(site, data.loc["2022-06-15":], ["static"],
                              forecast_mode="perfect")["interactive_plan_quantile"] is None
+
+
+def test_forecasters_fitted_on_little_history_are_refitted_when_it_doubles():
+    """15 days of history at the first fit: refitted after 15 more days, not after the 30-day refit."""
+    import pandas as pd
+
+    from coolshift.optimizer.receding import forecast_columns
+
+    site = load_site(SMALL_SITE)
+    data = load_site_data(site, "2022-01-01", "2022-03-05")
+    fitted, day = {}, pd.Timedelta(days=1)
+    first = pd.Timestamp("2022-01-16", tz="UTC")
+
+    def at(t):
+        forecast_columns(data.loc[: t - pd.Timedelta("1ns")], data.loc[t:].iloc[:8], fitted, pd.Timedelta(days=30),
+                         demand_headroom=False)
+        return fitted["gco2_per_kwh"][0]
+
+    assert at(first) == first
+    assert at(first + 14 * day) == first  # 29 days of history: the 15-day fit is kept
+    assert at(first + 15 * day) == first + 15 * day  # history doubled: refitted
+    assert at(first + 44 * day) == first + 15 * day  # 30 days of history at that fit: the 30-day refit rules
+    assert at(first + 45 * day) == first + 45 * day

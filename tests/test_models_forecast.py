@@ -86,8 +86,11 @@ def test_bad_series_is_refused_clearly():
     y = _series(days=10)
     with pytest.raises(ValueError, match="tz-aware"):
         PersistenceForecaster("gco2_per_kwh").fit(y.tz_localize(None))
-    with pytest.raises(ValueError, match="3 weeks"):
+    with pytest.raises(ValueError, match="12 days of history"):
         CarbonIntensityForecaster().fit(y)
+    with pytest.raises(ValueError, match="12 days of history"):  # one issue hour, 11 days: 3 issue days
+        CarbonIntensityForecaster(issue_hours=(0,)).fit(_series(days=12).iloc[:-24])
+    CarbonIntensityForecaster(issue_hours=(0,)).fit(_series(days=12))  # 4 issue days: fits
 
 
 def test_forecast_evaluate_cli_writes_metrics(tmp_path):
