@@ -314,7 +314,7 @@ class _LagForecaster(_BaseForecaster):
 
     FEATURES = ("horizon_steps", "hour_sin", "hour_cos", "dow", "issue_hour",
                 "lag_day", "lag_2day", "lag_week", "mean_7day_same_step",
-                "last", "mean_24h", "last_minus_mean_24h")
+                "last", "mean_24h", "last_minus_mean_24h", "last_minus_day_before")
 
     def _features(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         """Feature matrix for one issue time and the persistence baseline it corrects."""
@@ -332,6 +332,9 @@ class _LagForecaster(_BaseForecaster):
         last = float(recent.dropna().iloc[-1]) if recent.notna().any() else float(y.dropna().iloc[-1])
         mean24 = float(recent.mean()) if recent.notna().any() else last
         base = np.where(np.isfinite(lag_day), lag_day, np.where(np.isfinite(mean7), mean7, last))
+        # the anomaly now: the last observation against the same step a day before it
+        prev = y.get(recent.dropna().index[-1] - DAY, np.nan) if recent.notna().any() else np.nan
+        prev_day = float(prev) if np.isfinite(prev) else last
         hour = (idx.hour + idx.minute / 60.0).to_numpy()
         X = np.column_stack([
             hs,
@@ -341,6 +344,7 @@ class _LagForecaster(_BaseForecaster):
             lag_day - base, lag_2day - base, lag_week - base, mean7 - base,
             np.full(len(idx), last) - base, np.full(len(idx), mean24) - base,
             np.full(len(idx), last - mean24),
+            np.full(len(idx), last - prev_day),
         ])
         return X, base
 
@@ -385,6 +389,11 @@ class _LagForecaster(_BaseForecaster):
         with np.errstate(all="ignore"):
             mean24 = np.where(cnt > 0, (csum[upto] - csum[lo]) / np.maximum(cnt, 1), last)
         base = np.where(np.isfinite(lag_day), lag_day, np.where(np.isfinite(mean7), mean7, last))
+        # the anomaly now: the last observation against the same step a day before it
+        prev = np.full(len(lp), np.nan)
+        okp = (lp - spd) >= 0
+        prev[okp] = v[lp[okp] - spd]
+        prev_day = np.where(np.isfinite(prev), prev, last)
         hour, dow = _clock(z.index[0], tpos, self.step_)
         issue_hour, _ = _clock(z.index[0], ipos, self.step_)
         X = np.column_stack([
@@ -394,6 +403,7 @@ class _LagForecaster(_BaseForecaster):
             issue_hour,
             lag_day - base, lag_2day - base, lag_week - base, mean7 - base,
             last - base, mean24 - base, last - mean24,
+            last - prev_day,
         ])
         return X, base
 
@@ -434,7 +444,9 @@ class _LagForecaster(_BaseForecaster):
             )
         self.log_ = bool(self.log_target and np.nanmin(y.values) > 0)
         z = np.log(y) if self.log_ else y  # the model works in log space for positive series
-        cut = issues[int(len(issues) * 0.8)]
+        # the calibration block: the last 20 % of issue times, at least the last week (a block
+        # of a day or two, all the first weeks of history give, picks the penalty by noise)
+        cut = min(issues[int(len(issues) * 0.8)], issues[-1] - CALIBRATION_MIN)
         ipos = self._positions(z, issues)
         if ipos is not None:
             # every issue time and its targets at once, by position on the grid
@@ -478,7 +490,8 @@ class _LagForecaster(_BaseForecaster):
         first = (iall + int(horizon.value)) <= cut.value
         cal = iall >= cut.value
         alphas = [self.alpha] if self.alpha is not None or self.estimator != "linear" else list(ALPHA_GRID)
-        best = (np.inf, alphas[0], None)
+        # too little history to calibrate: the largest penalty, a model near persistence
+        best = (np.inf, alphas[-1], None)
         if first.sum() > 100 and cal.sum() > 100:
             obs_cal = self._inverse(ball[cal] + tall[cal])
             for a in alphas:
@@ -514,6 +527,8 @@ class _LagForecaster(_BaseForecaster):
         return self._inverse(base + self.regressor_.predict(X))
 
 
+# Shortest calibration block: a week of issue times, so that every weekday is scored.
+CALIBRATION_MIN = pd.Timedelta(days=7)
 # Ridge penalties tried on the calibration block (features are in the series' own units,
 # or log units; the largest values shrink the model to persistence).
 ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
@@ -623,7 +638,7 @@ class _PerHorizonRidge(BaseEstimator, RegressorMixin):
     and ``keys_`` the (issue hour, horizon) of each row of it.
     """
 
-    def __init__(self, columns=(1, 2, 5, 6, 7, 8, 9, 10, 11), alpha: float = 1.0, fit_intercept: bool = False):
+    def __init__(self, columns=(1, 2, 5, 6, 7, 8, 9, 10, 11, 12), alpha: float = 1.0, fit_intercept: bool = False):
         self.columns = columns
         self.alpha = alpha
         self.fit_intercept = fit_intercept

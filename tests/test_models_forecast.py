@@ -152,7 +152,7 @@ def test_vectorised_features_and_ridge_match_the_per_issue_reference():
     rng = np.random.default_rng(0)
     n = 600
     X = np.column_stack([rng.integers(1, 4, n), rng.normal(size=(n, 3)), rng.choice([0.0, 12.0], n),
-                         rng.normal(size=(n, 7))])
+                         rng.normal(size=(n, 8))])
     t = X[:, [1, 2, 5, 6]] @ np.array([0.5, -1.0, 2.0, 0.3]) + rng.normal(0, 0.1, n)
     m = _PerHorizonRidge(alpha=3.0).fit(X, t)
     cols = list(m.columns)
@@ -211,3 +211,24 @@ def test_forecast_quantile_interpolates_between_the_bands():
         forecast_quantile(f, "web_units_per_h", 0.05)
     with pytest.raises(ValueError, match="web_units_per_h_q90"):
         forecast_quantile(f.drop(columns="web_units_per_h_q90"), "web_units_per_h", 0.8)
+
+
+def test_little_history_keeps_the_model_near_persistence():
+    """Under a week of calibration block (two weeks of history) the penalty is not picked by
+    noise: the largest, a model near persistence; with weeks more, the block picks it."""
+    from coolshift.models.forecast import ALPHA_GRID
+
+    short = CarbonIntensityForecaster(issue_every_h=6).fit(_series(days=15, seed=4))
+    assert short.alpha_ == max(ALPHA_GRID)
+    y = _series(days=60, seed=4)
+    long = CarbonIntensityForecaster(issue_every_h=6).fit(y)
+    assert long.alpha_ < max(ALPHA_GRID)  # the AR(1) level is worth learning
+    issue = y.index[24 * 14]
+    idx = pd.date_range(issue, periods=24, freq="h")
+    pers = PersistenceForecaster("gco2_per_kwh").fit(y.iloc[: 24 * 15]).predict_day_ahead(y, issue, idx)
+    loose = CarbonIntensityForecaster(issue_every_h=6, alpha=min(ALPHA_GRID)).fit(_series(days=15, seed=4))
+
+    def gap(f):  # gCO2/kWh from same-hour-yesterday
+        return np.abs(f.predict_day_ahead(y, issue, idx)["gco2_per_kwh"] - pers["gco2_per_kwh"]).mean()
+
+    assert gap(short) < 0.5 * gap(loose), (gap(short), gap(loose))

@@ -52,7 +52,9 @@ def evaluate(
         from coolshift.io import read_carbon_forecast
 
         ext = score_issued_forecast(read_carbon_forecast(external), y)
-    _evaluate(y, CI, CarbonIntensityForecaster(), carbon, train_end, issue_hour, horizon_h, out,
+    # trained for the hour its forecasts are issued at (one ridge per issue hour and horizon)
+    model = CarbonIntensityForecaster(issue_hours=(issue_hour,))
+    _evaluate(y, CI, model, carbon, train_end, issue_hour, horizon_h, out,
               "forecast_metrics.json", ext)
 
 
@@ -77,7 +79,8 @@ def evaluate_workload(
     from coolshift.schema import CPU_UTIL
 
     y = read_workload(workload, workload_format, start=start)[CPU_UTIL]
-    _evaluate(y, CPU_UTIL, WorkloadForecaster(), workload, train_end, issue_hour, horizon_h, out,
+    model = WorkloadForecaster(issue_hours=(issue_hour,))
+    _evaluate(y, CPU_UTIL, model, workload, train_end, issue_hour, horizon_h, out,
               "workload_forecast_metrics.json", None)
 
 
