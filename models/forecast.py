@@ -38,6 +38,7 @@ __all__ = [
     "day_ahead_backtest",
     "forecast_scores",
     "forecast_quantile",
+    "issue_hours_with",
     "QUANTILES",
 ]
 
@@ -49,6 +50,17 @@ WEEK = pd.Timedelta(days=7)
 # --------------------------------------------------------------------------------------
 # input validation and the regular grid
 # --------------------------------------------------------------------------------------
+def issue_hours_with(hour: int) -> tuple[int, ...]:
+    """Training issue hours for forecasts issued at ``hour`` UTC: it and three more 6 h apart.
+
+    The ridge is one per issue hour, so only ``hour`` is used; the others give the
+    calibration block four times the rows to choose the penalty by (with three weeks of
+    5-min history, one issue hour alone picked a near-persistence penalty: MAPE 7.77 %
+    against 6.83 % on the bundled Google 2019 trace).
+    """
+    return tuple(sorted((int(hour) + 6 * k) % 24 for k in range(4)))
+
+
 def _validate_series(y: pd.Series, name: str | None = None) -> pd.Series:
     """A float series on a tz-aware, sorted, unique DatetimeIndex at a regular step."""
     if isinstance(y, pd.DataFrame):

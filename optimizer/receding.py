@@ -105,12 +105,13 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
     frame and which method each column used. ``demand_headroom``: demand planned at its 90th
     percentile, at least the same hour yesterday, plus ``DEMAND_MARGIN_FRAC`` (capacity held
     for forecast error); False: at its point forecast (an autoscaler covers the error).
-    ``issue_hours``: the UTC hours at which forecasts will be issued (default: this
-    forecast's hour), the only ones the forecasters are trained for. ``quantiles``: column ->
+    ``issue_hours``: the UTC hours at which forecasts will be issued, the ones the
+    forecasters are trained for (default: this forecast's hour, with three more 6 h apart:
+    :func:`~coolshift.models.forecast.issue_hours_with`). ``quantiles``: column ->
     quantile level to plan at instead of the point forecast (see
     :data:`INTERACTIVE_PLAN_QUANTILE`); ``demand_headroom`` takes precedence for demand.
     """
-    from coolshift.models.forecast import forecast_quantile
+    from coolshift.models.forecast import forecast_quantile, issue_hours_with
 
     from coolshift.models.forecast import CarbonIntensityForecaster, WorkloadForecaster
 
@@ -138,7 +139,7 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
             model = cached[1]
         else:
             cls = CarbonIntensityForecaster if c.startswith("gco2") else WorkloadForecaster
-            hours = tuple(issue_hours) if issue_hours is not None else (issue.floor("1h").hour,)
+            hours = tuple(issue_hours) if issue_hours is not None else issue_hours_with(issue.floor("1h").hour)
             model = cls(name=c, max_horizon_h=48.0, issue_hours=hours).fit(hourly_hist[c].dropna())
             if fitted is not None:
                 fitted[c] = (issue, model)

@@ -195,6 +195,9 @@ def test_trained_for_the_issue_hours_it_is_used_at():
     assert mape["default"] > 1.3 * mape["persistence"] and mape["matched"] < 1.15 * mape["persistence"], mape
     with pytest.raises(ValueError, match="issue_hours is empty"):
         CarbonIntensityForecaster(issue_hours=()).fit(hist)
+    from coolshift.models.forecast import issue_hours_with
+
+    assert issue_hours_with(4) == (4, 10, 16, 22) and issue_hours_with(20) == (2, 8, 14, 20)
 
 
 def test_forecast_quantile_interpolates_between_the_bands():

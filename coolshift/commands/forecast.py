@@ -43,7 +43,7 @@ def evaluate(
     "seasonal_naive": ...} plus the coverage of the 10-90 % band, and OUT/forecast_backtest.parquet.
     """
     from coolshift.io import GapPolicy, read_carbon
-    from coolshift.models.forecast import CarbonIntensityForecaster
+    from coolshift.models.forecast import CarbonIntensityForecaster, issue_hours_with
     from coolshift.schema import CARBON_GCO2_PER_KWH as CI
 
     y = read_carbon(carbon, carbon_format, gap_policy=GapPolicy(max_interp_h=3.0, max_fill_h=max_fill_gap_h))[CI]
@@ -52,8 +52,9 @@ def evaluate(
         from coolshift.io import read_carbon_forecast
 
         ext = score_issued_forecast(read_carbon_forecast(external), y)
-    # trained for the hour its forecasts are issued at (one ridge per issue hour and horizon)
-    model = CarbonIntensityForecaster(issue_hours=(issue_hour,))
+    # trained for the hour its forecasts are issued at (one ridge per issue hour and horizon),
+    # and three more 6 h apart: as many rows as before to choose the ridge penalty by
+    model = CarbonIntensityForecaster(issue_hours=issue_hours_with(issue_hour))
     _evaluate(y, CI, model, carbon, train_end, issue_hour, horizon_h, out,
               "forecast_metrics.json", ext)
 
@@ -75,11 +76,11 @@ def evaluate_workload(
     Per-class demand is a fixed share of this trace, so one forecast serves every class.
     """
     from coolshift.io import read_workload
-    from coolshift.models.forecast import WorkloadForecaster
+    from coolshift.models.forecast import WorkloadForecaster, issue_hours_with
     from coolshift.schema import CPU_UTIL
 
     y = read_workload(workload, workload_format, start=start)[CPU_UTIL]
-    model = WorkloadForecaster(issue_hours=(issue_hour,))
+    model = WorkloadForecaster(issue_hours=issue_hours_with(issue_hour))
     _evaluate(y, CPU_UTIL, model, workload, train_end, issue_hour, horizon_h, out,
               "workload_forecast_metrics.json", None)
 
