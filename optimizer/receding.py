@@ -43,8 +43,9 @@ MIN_HISTORY_DAYS = 14.0
 # autoscaler one boot (~peak power for boot_time_s, Meisner et al. 2009) and the woken
 # server then serves for as long as the demand lasts. A newsvendor ratio of boot cost to
 # boot-plus-idle cost lies between 0.13 (a wake serving an hour) and 0.38 (one 15-min step)
-# for the San Jose web pools. Measured in closed loop (San Jose, July 2022, tCO2): q10
-# 267.51, q25 267.52, q30 267.56, q50 267.83, mean 268.02 (docs/evaluation.md).
+# for the San Jose web pools. Measured in closed loop (San Jose, July 2022, tCO2; an
+# exploratory script on code f4916fe): q10 267.51, q25 267.52, q30 267.56, q50 267.83,
+# mean 268.02 (docs/evaluation.md, Current code).
 INTERACTIVE_PLAN_QUANTILE = 0.25
 # Demand is planned this much above its forecast (after the 90th percentile and the
 # same-hour-yesterday floor): capacity held for forecast error, as operators keep N+x
@@ -111,9 +112,8 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
     quantile level to plan at instead of the point forecast (see
     :data:`INTERACTIVE_PLAN_QUANTILE`); ``demand_headroom`` takes precedence for demand.
     """
-    from coolshift.models.forecast import forecast_quantile, issue_hours_with
-
-    from coolshift.models.forecast import CarbonIntensityForecaster, WorkloadForecaster
+    from coolshift.models.forecast import (CarbonIntensityForecaster, WorkloadForecaster, forecast_quantile,
+                                           issue_hours_with)
 
     fc = horizon.copy()
     issue = horizon.index[0]

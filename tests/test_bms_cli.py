@@ -168,7 +168,10 @@ def test_bms_sim_session_dry_run_apply_release_changes_telemetry(tmp_path):
 
         code, text = _cli("push", "--plan", str(plan), "--bms", str(bms), "--apply", env=env)
         assert code == 0 and "applied" in text, text
-        after = _settled(status, lambda s: s["inlet_temp_c__hall_a"] != before["inlet_temp_c__hall_a"])
+        # the three writes can reach the simulator's telemetry in different updates: wait for
+        # the inlets and the cooling power both (a failure still shows after the timeout)
+        after = _settled(status, lambda s: s["inlet_temp_c__hall_a"] != before["inlet_temp_c__hall_a"]
+                         and s["cooling_power_kw"] != before["cooling_power_kw"])
         assert after["supply_setpoint_c__hall_a"] == pytest.approx(19.0)
         # the simulator's telemetry follows: hall_a inlets warm by the 1 K supply change
         # (0.1 K register resolution), and a warmer chilled-water setpoint saves chiller power
