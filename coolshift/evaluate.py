@@ -31,18 +31,16 @@ ORACLE_HORIZON_H = 36.0
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
                       history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True):
-    from coolshift.optimizer.receding import (INTERACTIVE_PLAN_QUANTILE, ModelForecast, RecedingHorizonPolicy,
-                                              closed_loop_options, decision_hours_utc, noisy_forecast,
-                                              observed_forecast)
+    from coolshift.optimizer.receding import (ModelForecast, RecedingHorizonPolicy, closed_loop_options,
+                                              decision_hours_utc, noisy_forecast, observed_forecast)
     from coolshift.schema import demand_col
 
     sim_forecast = None
     provider = observed_forecast
     if forecast_mode == "model":
-        # with the autoscaler covering demand above the plan, interactive demand is planned
-        # at a low quantile (see INTERACTIVE_PLAN_QUANTILE); without it, at q90 (headroom)
-        levels = {demand_col(c.name): INTERACTIVE_PLAN_QUANTILE for c in site.workload_classes
-                  if c.kind == "interactive"} if reactive and not demand_headroom else {}
+        level = _interactive_plan_quantile(forecast_mode, reactive, demand_headroom)
+        levels = {} if level is None else {demand_col(c.name): level for c in site.workload_classes
+                                           if c.kind == "interactive"}
         provider = ModelForecast(data, history=history, demand_headroom=demand_headroom,
                                  issue_hours=decision_hours_utc(data.index[0], interval_h), quantiles=levels)
     elif forecast_mode in ("noise5", "noise10"):
@@ -64,6 +62,15 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
 # start first so the cheap baselines fill the gaps).
 def _cost_rank(name: str) -> int:
     return 0 if name == "oracle" else 1 if name.startswith("coolshift") else 2
+
+
+def _interactive_plan_quantile(forecast_mode: str, reactive: bool, demand_headroom: bool) -> float | None:
+    """The quantile interactive demand is planned at: model forecasts with the autoscaler
+    covering demand above the plan (:data:`~coolshift.optimizer.receding.INTERACTIVE_PLAN_QUANTILE`);
+    None otherwise (the point forecast, or q90 with headroom)."""
+    from coolshift.optimizer.receding import INTERACTIVE_PLAN_QUANTILE
+
+    return INTERACTIVE_PLAN_QUANTILE if forecast_mode == "model" and reactive and not demand_headroom else None
 
 
 def _headroom(demand_headroom: bool | None, reactive: bool) -> bool:
@@ -248,11 +255,7 @@ def evaluate_policies(
     rec["reactive"] = reactive
     rec["plan_options"] = dict(plan_options or {})
     rec["demand_headroom"] = demand_headroom if forecast_mode == "model" else None
-    # the quantile interactive demand was planned at (model forecasts with the autoscaler)
-    from coolshift.optimizer.receding import INTERACTIVE_PLAN_QUANTILE
-
-    rec["interactive_plan_quantile"] = (INTERACTIVE_PLAN_QUANTILE if forecast_mode == "model" and reactive
-                                        and not demand_headroom else None)
+    rec["interactive_plan_quantile"] = _interactive_plan_quantile(forecast_mode, reactive, demand_headroom)
     rec["warm_start"] = warm_start
     return rec
 

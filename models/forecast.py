@@ -56,7 +56,8 @@ def issue_hours_with(hour: int) -> tuple[int, ...]:
     The ridge is one per issue hour, so only ``hour`` is used; the others give the
     calibration block four times the rows to choose the penalty by (with three weeks of
     5-min history, one issue hour alone picked a near-persistence penalty: MAPE 7.77 %
-    against 6.83 % on the bundled Google 2019 trace).
+    against 6.83 % on the bundled Google 2019 trace; an exploratory run, the 6.83 % is in
+    benchmarks/results/forecast_evaluate_s7.txt).
     """
     return tuple(sorted((int(hour) + 6 * k) % 24 for k in range(4)))
 
@@ -340,12 +341,12 @@ class _LagForecaster(_BaseForecaster):
         same = np.column_stack([_lag(y, idx, off + k * DAY) for k in range(7)])
         with np.errstate(all="ignore"):
             mean7 = np.nanmean(np.where(np.isfinite(same), same, np.nan), axis=1)
-        recent = y[y.index >= issue - DAY]
-        last = float(recent.dropna().iloc[-1]) if recent.notna().any() else float(y.dropna().iloc[-1])
-        mean24 = float(recent.mean()) if recent.notna().any() else last
+        recent = y[y.index >= issue - DAY].dropna()
+        last = float(recent.iloc[-1]) if len(recent) else float(y.dropna().iloc[-1])
+        mean24 = float(recent.mean()) if len(recent) else last
         base = np.where(np.isfinite(lag_day), lag_day, np.where(np.isfinite(mean7), mean7, last))
         # the anomaly now: the last observation against the same step a day before it
-        prev = y.get(recent.dropna().index[-1] - DAY, np.nan) if recent.notna().any() else np.nan
+        prev = y.get(recent.index[-1] - DAY, np.nan) if len(recent) else np.nan
         prev_day = float(prev) if np.isfinite(prev) else last
         hour = (idx.hour + idx.minute / 60.0).to_numpy()
         X = np.column_stack([
