@@ -5,12 +5,14 @@ Pure functions where possible; the CLI (``coolshift plan``) does the I/O.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["plan_start", "horizon_forecast", "plan_report_html", "log_plan_run", "HISTORY_DAYS"]
+__all__ = ["plan_start", "horizon_forecast", "plan_report_html", "PlanRecord", "fail_stale_plan_runs", "log_plan_run",
+           "HISTORY_DAYS"]
 
 # History the forecasters train on before the plan's first step.
 HISTORY_DAYS = 60
@@ -127,19 +129,92 @@ def plan_report_html(site, plan, baseline: pd.DataFrame, summary: dict, forecast
     return render_page(f"Coolshift plan: {site.name}", sections, subtitle=f"{summary['start']} + {summary['steps']} steps")
 
 
-def log_plan_run(site, workdir: Path, summary: dict, run_dir: Path) -> str | None:
-    """Record the plan run in MLflow (params, metrics, artifacts, model version); returns the run id."""
-    from coolshift.models.registry import configure
+# Tags that let a later run tell whether a RUNNING record's process is still alive.
+PID_TAG, HOST_TAG, STARTED_TAG, LOCK_TAG = "coolshift.pid", "coolshift.host", "coolshift.started_epoch", "coolshift.lock"
 
-    mlflow = configure(workdir)
-    mlflow.set_experiment(f"coolshift-plans-{site.name}")
-    with mlflow.start_run(run_name=summary["run_id"]) as run:
-        mlflow.log_params({
+
+def _plans_experiment(client, site_name: str, workdir: Path) -> str:
+    """The site's plan experiment, created with its artifacts in the working folder (not ./mlruns)."""
+    from coolshift.models.registry import tracking_uri
+
+    name = f"coolshift-plans-{site_name}"
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    loc = (Path(workdir).resolve() / "mlartifacts").as_uri() if tracking_uri(workdir).startswith("sqlite:") else None
+    try:
+        return client.create_experiment(name, artifact_location=loc)
+    except Exception:  # noqa: BLE001 - created meanwhile by another site's run on the same store
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def fail_stale_plan_runs(client, experiment_id: str, lock_path: Path | str | None) -> list[str]:
+    """Mark FAILED the RUNNING plan records whose process died; return one line per record.
+
+    A record is stale when it was started on this host and either recorded the lock this
+    run now holds (so its process cannot be running) or its pid is no longer alive.
+    Records from other hosts are left alone.
+    """
+    import socket
+
+    from coolshift.locks import pid_alive
+
+    host, me, out = socket.gethostname(), os.getpid(), []
+    for r in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500):
+        t = r.data.tags
+        try:
+            pid, started = int(t.get(PID_TAG, "0")), float(t.get(STARTED_TAG, "0"))
+        except ValueError:
+            continue
+        if not pid or t.get(HOST_TAG) != host or pid == me:
+            continue
+        held = lock_path is not None and t.get(LOCK_TAG) == str(lock_path)
+        if held or not pid_alive(pid, started):
+            why = f"process {pid} on {host} ended without finishing the run (killed or crashed)"
+            client.set_tag(r.info.run_id, "coolshift.failed_reason", why)
+            client.set_terminated(r.info.run_id, "FAILED")
+            out.append(f"marked the MLflow run {r.info.run_id} ({r.info.run_name}) FAILED: {why}")
+    return out
+
+
+class PlanRecord:
+    """The MLflow record of one plan run, opened at the start (status RUNNING, tagged with our pid
+    and host) so that a run killed half-way is found and marked FAILED by the next one."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id, self.ended = client, run_id, False
+
+    @classmethod
+    def open(cls, site_name: str, workdir: Path, run_name: str, lock_path: Path | None = None) -> tuple["PlanRecord", list[str]]:
+        """Fail the stale records of this site's plans, then start ours; returns (record, messages)."""
+        import socket
+        import time
+
+        from coolshift.models.registry import configure
+
+        mlflow = configure(workdir)
+        client = mlflow.MlflowClient()
+        exp_id = _plans_experiment(client, site_name, workdir)
+        messages = fail_stale_plan_runs(client, exp_id, lock_path)
+        tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), STARTED_TAG: repr(time.time()),
+                "coolshift.command": "plan", "site": site_name}
+        if lock_path is not None:
+            tags[LOCK_TAG] = str(lock_path)
+        run = client.create_run(exp_id, run_name=run_name, tags=tags)
+        return cls(client, run.info.run_id), messages
+
+    def finish(self, site, summary: dict, run_dir: Path) -> str:
+        """Log params, metrics and the run folder's files, then end the record FINISHED."""
+        from mlflow.entities import Metric, Param
+
+        params = {
             "site": site.name, "start": summary["start"], "steps": summary["steps"], "step_minutes": summary["step_minutes"],
             "accounting": summary["accounting"], "forecast": summary.get("forecast", {}).get("mode"),
             "model_version": summary.get("model_version"),
-        })
-        mlflow.set_tags({"fallback": str(summary["fallback"]), "status": summary["status"]})
+        }
         metrics = {
             "predicted_tco2": summary["predicted"]["tco2"], "baseline_tco2": summary["baseline"]["tco2"],
             "saving_tco2": summary["savings"]["tco2"], "predicted_pue": summary["predicted"]["pue"],
@@ -151,8 +226,31 @@ def log_plan_run(site, workdir: Path, summary: dict, run_dir: Path) -> str | Non
             v = summary["solver"].get(k)
             if v is not None and np.isfinite(v):
                 metrics[k] = float(v)
-        mlflow.log_metrics(metrics)
+        now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              params=[Param(k, str(v)) for k, v in params.items()])
+        self.client.set_tag(self.run_id, "fallback", str(summary["fallback"]))
+        self.client.set_tag(self.run_id, "status", summary["status"])
         for name in ("plan.csv", "summary.json", "report.html"):
-            if (run_dir / name).exists():
-                mlflow.log_artifact(str(run_dir / name))
-        return run.info.run_id
+            if (Path(run_dir) / name).exists():
+                self.client.log_artifact(self.run_id, str(Path(run_dir) / name))
+        self.client.set_terminated(self.run_id, "FINISHED")
+        self.ended = True
+        return self.run_id
+
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        """End the record as FAILED (or KILLED) with the reason as a tag; never raises."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.client.set_tag(self.run_id, "coolshift.failed_reason", reason[:4000])
+            self.client.set_terminated(self.run_id, status)
+        except Exception:  # noqa: BLE001 - tracking down: the next run marks it from the dead pid
+            pass
+
+
+def log_plan_run(site, workdir: Path, summary: dict, run_dir: Path) -> str | None:
+    """Record a finished plan run in MLflow in one go (params, metrics, artifacts); returns the run id."""
+    rec, _ = PlanRecord.open(site.name, workdir, summary["run_id"])
+    return rec.finish(site, summary, run_dir)

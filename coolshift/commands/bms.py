@@ -147,7 +147,9 @@ def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: Aud
     read_plan(plan, [q.variable for q in pm.writable])  # fail fast on a bad folder
     if not apply:
         console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
-    with log:
+    from coolshift.locks import control_loop_locks  # one loop per site and per device, else exit 75
+
+    with control_loop_locks(pm, site.name, "run-plan", apply), log:
         res = asyncio.run(run_plan(pm, site, plan, log, apply=apply,
                                    log=lambda m: console.print(m, markup=False, highlight=False)))
     for name, ok, detail in res.released:

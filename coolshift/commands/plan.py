@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,14 +14,43 @@ from coolshift.commands._common import (
     WorkloadOpt, cli_errors, console, err_console,
 )
 
-# EX_TEMPFAIL (sysexits.h): another run holds the lock; cron/systemd may retry later.
-EXIT_LOCKED = 75
+from coolshift.locks import EXIT_LOCKED  # noqa: F401 - 75, EX_TEMPFAIL: another run holds the lock
+
 NO_MODEL_HINT = "run `coolshift train --site {cfg}` first to fit and register the plant model"
 
 
+_LAST_ERROR: list[str] = []  # the message of the last _fail, for the MLflow record of a failed run
+
+
 def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> None:
+    _LAST_ERROR[:] = [msg]
     err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
     raise typer.Exit(code)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (systemd stop or timeout): unwind so the staging and the MLflow record are closed."""
+
+
+def _warn(msg: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {msg}", markup=True, highlight=False)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`Terminated` for the block (main thread only), then restore the handler."""
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    try:
+        prev = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
 
 
 def load_coefficients(site, data, site_path: Path, workdir: Path | None = None):
@@ -112,12 +143,20 @@ def register(app: typer.Typer) -> None:
         summary.json and report.html into <runs>/<site>/<date> (re-running replaces that
         run atomically; a lock stops concurrent runs) and records the run in MLflow. Exit
         codes: 0 plan, 3 fallback plan, 2 bad input, 1 failure, 75 another run holds the lock.
+
+        The run holds two locks from its start (before any data is loaded) to its end: one
+        per site in the state folder ($COOLSHIFT_STATE_DIR, default ~/.local/state/coolshift)
+        and one beside the run folders (<runs>/<site>/.plan-<site>.lock). A run killed
+        half-way is cleaned up by the next one: its lock recovered, its staging folders
+        removed and its MLflow record marked FAILED.
         """
         try:
             _plan(site_path, start, for_, runs, out, forecast, workdir, mlflow_log, carbon, weather, workload,
                   carbon_format, weather_format, workload_format, accounting, time_limit_s, integer_servers, envelope_zone_it)
         except typer.Exit:
             raise
+        except Terminated:
+            _fail("stopped by SIGTERM before the plan was written; the previous run folder is untouched", EXIT_FAILURE)
         except (ValueError, LookupError) as exc:
             from coolshift.config import ConfigError
             from coolshift.io.checks import DataError
@@ -130,6 +169,64 @@ def register(app: typer.Typer) -> None:
 
     def _plan(site_path, start, for_, runs, out, forecast, workdir, mlflow_log, carbon, weather, workload,
               carbon_format, weather_format, workload_format, accounting, time_limit_s, integer_servers, envelope_zone_it):
+        from coolshift.nightly import plan_start
+
+        if forecast not in ("model", "perfect"):
+            _fail(f"--forecast must be 'model' or 'perfect', not {forecast!r}")
+        t0 = plan_start(for_, start)
+        if accounting not in (None, "location", "market"):
+            _fail(f"--accounting must be 'location' or 'market', not {accounting!r}")
+        from coolshift.config import load_site
+
+        site0 = load_site(site_path)  # only the site name is needed to take the locks
+        out_dir = out or runs / site0.name / f"{t0:%Y-%m-%d}"
+        with _whole_run(site0, t0, out_dir, workdir, mlflow_log) as rec:
+            _plan_locked(site_path, t0, out_dir, forecast, workdir, rec, carbon, weather, workload, carbon_format,
+                         weather_format, workload_format, accounting, time_limit_s, integer_servers, envelope_zone_it)
+
+    @contextlib.contextmanager
+    def _whole_run(site0, t0, out_dir: Path, workdir, mlflow_log: bool):
+        """Hold the plan's locks for the whole run, clean what a killed run left, open the MLflow record.
+
+        Yields the :class:`~coolshift.nightly.PlanRecord` (None with --no-mlflow or when
+        tracking is down); it is marked FAILED (KILLED on SIGTERM) if the block raises.
+        """
+        from coolshift.locks import cli_locks, site_lock
+        from coolshift.nightly import PlanRecord
+        from coolshift.runs import clean_stale_staging, output_lock
+
+        specs = [site_lock("plan", site0.name), output_lock(out_dir.parent, f"plan-{site0.name}")]
+        with cli_locks(specs, "plan", warn=_warn), _sigterm_unwinds():
+            for m in clean_stale_staging(out_dir):
+                _warn(m)
+            rec = None
+            if mlflow_log:
+                from coolshift.models.registry import site_workdir
+
+                try:
+                    rec, msgs = PlanRecord.open(site0.name, workdir or site_workdir(site0),
+                                                f"plan-{site0.name}-{t0:%Y%m%dT%H%MZ}", specs[0].path)
+                    for m in msgs:
+                        _warn(m)
+                except Exception as exc:  # noqa: BLE001 - the plan stands even if tracking is down
+                    _warn(f"MLflow tracking unavailable, the run is not recorded: {type(exc).__name__}: {exc}")
+            try:
+                yield rec
+            except typer.Exit as exc:
+                if rec is not None and exc.exit_code not in (0, EXIT_FALLBACK):
+                    rec.fail(f"exit {exc.exit_code}: {_LAST_ERROR[0] if _LAST_ERROR else ''}")
+                raise
+            except Terminated:
+                if rec is not None:
+                    rec.fail("stopped by SIGTERM", "KILLED")
+                raise
+            except BaseException as exc:
+                if rec is not None:
+                    rec.fail(f"{type(exc).__name__}: {exc}")
+                raise
+
+    def _plan_locked(site_path, t0, out_dir, forecast, workdir, rec, carbon, weather, workload, carbon_format,
+                     weather_format, workload_format, accounting, time_limit_s, integer_servers, envelope_zone_it):
         import pandas as pd
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
@@ -140,14 +237,9 @@ def register(app: typer.Typer) -> None:
         from coolshift.optimizer import InitialState, Planner, PlanOptions, evaluate_actions
         from coolshift.optimizer.fallback import baseline_actions
         from coolshift.optimizer.plan import totals_of
-        from coolshift.nightly import HISTORY_DAYS, horizon_forecast, log_plan_run, plan_report_html, plan_start
-        from coolshift.runs import RunLocked, run_lock, staged_run_dir
+        from coolshift.nightly import HISTORY_DAYS, horizon_forecast, plan_report_html
+        from coolshift.runs import staged_run_dir
 
-        if forecast not in ("model", "perfect"):
-            _fail(f"--forecast must be 'model' or 'perfect', not {forecast!r}")
-        t0 = plan_start(for_, start)
-        if accounting not in (None, "location", "market"):
-            _fail(f"--accounting must be 'location' or 'market', not {accounting!r}")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as prog:
             task = prog.add_task("loading site and data", total=None)
             from coolshift.config import load_site
@@ -186,26 +278,19 @@ def register(app: typer.Typer) -> None:
         summary["forecast"] = fc_info
         frame = plan.frame.copy()
         frame["in_envelope"] = coefs.in_envelope.reindex(frame.index).fillna(False).astype(bool).to_numpy()
-        out_dir = out or runs / site.name / f"{t0:%Y-%m-%d}"
         baseline_frame = evaluate_actions(planner.problem.data, acts)
         baseline_frame.index = frame.index
         html = plan_report_html(site, plan, baseline_frame, summary, data)
-        try:
-            with run_lock(out_dir.parent, name=f"plan-{site.name}"):
-                with staged_run_dir(out_dir) as stage:
-                    write_frame_atomic(stage / "plan.csv", frame)
-                    write_frame_atomic(stage / "plan.parquet", frame)
-                    write_json_atomic(stage / "summary.json", summary)
-                    (stage / "report.html").write_text(html, encoding="utf-8")
-        except RunLocked as exc:
-            _fail(str(exc), EXIT_LOCKED)
-        if mlflow_log:
-            from coolshift.models.registry import site_workdir
-
+        with staged_run_dir(out_dir) as stage:  # the locks are held: nobody else writes here
+            write_frame_atomic(stage / "plan.csv", frame)
+            write_frame_atomic(stage / "plan.parquet", frame)
+            write_json_atomic(stage / "summary.json", summary)
+            (stage / "report.html").write_text(html, encoding="utf-8")
+        if rec is not None:
             try:
-                run_id = log_plan_run(site, workdir or site_workdir(site), summary, out_dir)
-                console.print(f"MLflow run {run_id}")
+                console.print(f"MLflow run {rec.finish(site, summary, out_dir)}")
             except Exception as exc:  # noqa: BLE001 - the plan stands even if tracking is down
+                rec.fail(f"logging failed: {type(exc).__name__}: {exc}")
                 err_console.print(f"[yellow]warning:[/] MLflow logging failed: {exc}")
 
         t = Table(title=f"Plan for {site.name}, {t0:%Y-%m-%d %H:%M} UTC + {site.planning.horizon_h} h ({summary['steps']} steps)")
