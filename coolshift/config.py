@@ -11,6 +11,8 @@ Defaults cite their source; example sites live in ``configs/sites/``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +81,16 @@ class CrahUnits(_Strict):
     rated_airflow_m3_s: float = Field(gt=0, description="per unit, at full fan speed")
     rated_fan_power_kw: float = Field(gt=0, description="per unit, at rated airflow")
     min_airflow_frac: float = Field(0.3, ge=0, le=1, description="EC fan minimum speed fraction")
+    redundant_units: int = Field(0, ge=0, description="units held in reserve (1 for N+1): the plan never counts on them")
+    rated_cooling_kw: float | None = Field(
+        None, gt=0, description="per unit, sensible cooling at rated airflow (datasheet); default from airflow"
+    )
+
+    @model_validator(mode="after")
+    def _redundancy(self) -> "CrahUnits":
+        if self.redundant_units >= self.count:
+            raise ValueError("crah: redundant_units must be fewer than count")
+        return self
 
 
 class Zone(_Strict):
@@ -95,6 +107,7 @@ class Zone(_Strict):
     supply_setpoint_max_step_c: float = Field(1.0, gt=0, description="largest change per planning step")
     containment: Literal["none", "partial", "full"] = "partial"
     room_volume_m3: float = Field(gt=0)
+    pdu_rated_kw: float | None = Field(None, gt=0, description="rating of the zone's PDUs/busways (IT load they may carry)")
     crah: CrahUnits
 
     @model_validator(mode="after")
@@ -173,13 +186,21 @@ class Chiller(_Strict):
     """Chiller plant (all chillers aggregated)."""
 
     type: Literal["water_cooled", "air_cooled"] = "water_cooled"
-    rated_capacity_kw: float = Field(gt=0, description="total thermal capacity of the plant")
+    rated_capacity_kw: float = Field(gt=0, description="total thermal capacity of the plant (all units)")
+    units: int = Field(1, ge=1, description="chillers sharing rated_capacity_kw equally")
+    redundant_units: int = Field(0, ge=0, description="chillers held in reserve (1 for N+1): the plan never counts on them")
     rated_cop: float = Field(gt=0, description="at rated chilled-water and condenser conditions")
     rated_chw_supply_c: float = 6.7  # AHRI 550/590 standard rating: 44 degF leaving chilled water
     rated_condenser_c: float = 29.4  # AHRI 550/590: 85 degF entering condenser water (water-cooled)
     chw_setpoint_min_c: float = 7.0
     chw_setpoint_max_c: float = 18.0
     chw_setpoint_initial_c: float = 10.0
+
+    @model_validator(mode="after")
+    def _redundancy(self) -> "Chiller":
+        if self.redundant_units >= self.units:
+            raise ValueError("chiller: redundant_units must be fewer than units")
+        return self
 
 
 class Economiser(_Strict):
@@ -219,7 +240,11 @@ class Electrical(_Strict):
     ``ups_efficiency_points`` maps load fraction to efficiency (piecewise linear).
     """
 
-    ups_rated_kw: float = Field(gt=0)
+    ups_rated_kw: float = Field(gt=0, description="total output rating of the UPS system (all modules)")
+    ups_modules: int = Field(1, ge=1, description="UPS modules sharing ups_rated_kw equally")
+    ups_redundant_modules: int = Field(
+        0, ge=0, description="modules held in reserve (1 for N+1, half of them for 2N): the plan never counts on them"
+    )
     ups_efficiency_points: list[tuple[float, float]] = Field(
         # Double-conversion UPS efficiency curve, typical of vendor datasheets
         # (e.g. Eaton 93PM, Vertiv Liebert EXL S1: ~95-96.5 % from 25 % to 100 % load).
@@ -227,6 +252,12 @@ class Electrical(_Strict):
     )
     pdu_loss_frac: float = Field(0.015, ge=0, le=0.2, description="PDU/transformer loss, share of IT power")
     lighting_other_kw: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _redundancy(self) -> "Electrical":
+        if self.ups_redundant_modules >= self.ups_modules:
+            raise ValueError("electrical: ups_redundant_modules must be fewer than ups_modules")
+        return self
 
 
 class EdgeSite(_Strict):
@@ -361,32 +392,236 @@ class SiteConfig(_Strict):
     def design_it_load_kw(self) -> float:
         return float(sum(z.design_it_load_kw for z in self.zones))
 
+    def plant_spec(self) -> dict:
+        """What the plant physically is (zones, pools, cooling, electrical), the basis of
+        :meth:`plant_fingerprint`. Left out, because a learned model does not depend on them:
+        operating limits (inlet and setpoint ranges, ramp limits, initial setpoints,
+        redundancy floors), which classes a pool serves, units held in reserve, PDU ratings."""
+        zone_ops = {"inlet_min_c", "inlet_max_c", "supply_setpoint_min_c", "supply_setpoint_max_c",
+                    "supply_setpoint_initial_c", "supply_setpoint_max_step_c", "pdu_rated_kw"}
+        zones = []
+        for z in self.zones:
+            d = z.model_dump(mode="json", exclude=zone_ops)
+            d["crah"].pop("redundant_units", None)
+            zones.append(d)
+        cooling = self.cooling.model_dump(mode="json")
+        for k in ("chw_setpoint_min_c", "chw_setpoint_max_c", "chw_setpoint_initial_c", "redundant_units"):
+            cooling["chiller"].pop(k, None)
+        electrical = self.electrical.model_dump(mode="json", exclude={"ups_redundant_modules"})
+        pools = [p.model_dump(mode="json", exclude={"min_active_servers", "classes"}) for p in self.server_pools]
+        return {"zones": zones, "server_pools": pools, "cooling": cooling, "electrical": electrical}
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid site configuration ({err.error_count()} error(s))"]
+    def plant_fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of :meth:`plant_spec`: equal for the same plant, whatever
+        the site is called or where its data live."""
+        blob = json.dumps(self.plant_spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _format_validation_error(path: Path, err: ValidationError, lines: dict | None = None) -> str:
+    """One line per pydantic error: key path, line in the file where known, and the problem
+    (pydantic's message, which never quotes the input value)."""
+    lines = lines or {}
+    out = [f"{path}: invalid site configuration ({err.error_count()} error(s))"]
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "<root>"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; keys carry units, e.g. _kw, _c)"
-        lines.append(f"  - {loc}: {msg}")
-    return "\n".join(lines)
+        line = next((lines[tuple(e["loc"][:j])] for j in range(len(e["loc"]), 0, -1) if tuple(e["loc"][:j]) in lines), None)
+        out.append(f"  - {loc}" + (f" (line {line})" if line else "") + f": {msg}")
+    return "\n".join(out)
+
+
+# --- strict YAML loading ------------------------------------------------------------------------
+# PyYAML reads YAML 1.1: a repeated key silently keeps the last value, `.inf`/`.nan` are floats,
+# yes/no/on/off are booleans (which pydantic turns into 1/0 where a number belongs), 010 is
+# octal 8 and 1:30 is base-60 90. A site file is refused for each, naming the key and line.
+# A site file is a few KB: 4 MiB and 200,000 nodes with aliases expanded bound a data file or
+# an alias bomb given as --site.
+MAX_SITE_YAML_BYTES = 4 * 2**20
+MAX_SITE_YAML_NODES = 200_000
+_YAML_TAG = "tag:yaml.org,2002:"
+
+
+def _dotted(keys: tuple) -> str:
+    return ".".join(str(k) for k in keys) if keys else "the top level"
+
+
+def _yaml_syntax_error(path: Path, exc: Exception, text: str) -> "ConfigError":
+    """A YAML syntax error as line, column and the parser's problem. PyYAML's own message
+    prints the offending line of the file, which is not repeated here."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    if mark is not None:
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+    elif getattr(exc, "position", None) is not None:  # ReaderError: a character YAML does not allow
+        where = f"line {text.count(chr(10), 0, exc.position) + 1}"
+        ch = exc.character
+        problem = f"character #x{ch if isinstance(ch, int) else ord(ch):04x} is not allowed in YAML"
+    else:
+        where = "an unknown position"
+    context = getattr(exc, "context", None)
+    return ConfigError(f"{path}: not valid YAML at {where}: {str(problem)[:120]}" + (f" ({str(context)[:80]})" if context else ""))
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """Nodes in the tree once aliases are expanded (what validation would walk)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 1  # a recursive alias counts once
+        if isinstance(node, yaml.MappingNode):
+            memo[key] = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            memo[key] = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    return memo[key]
+
+
+def _check_yaml_nodes(path: Path, root) -> tuple[dict, dict]:
+    """Refuse duplicate keys, non-finite floats and YAML 1.1 octal/base-60 numbers in the node tree.
+
+    Returns the line of every key path ``{("zones", 0, "racks"): 23}`` and the key paths of
+    boolean scalars ``{path: (text, line)}``, checked against the validated site later.
+    """
+    lines: dict[tuple, int] = {}
+    bools: dict[tuple, tuple[str, int]] = {}
+    seen: set[int] = set()
+    stack = [(root, ())]
+    while stack:
+        node, keys = stack.pop()
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(node) in seen:  # an alias: checked where its anchor is
+                continue
+            seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                if k.tag == _YAML_TAG + "merge":
+                    stack.append((v, keys))
+                    continue
+                line = k.start_mark.line + 1
+                if not isinstance(k, yaml.ScalarNode):
+                    raise ConfigError(f"{path}: line {line}: a key in {_dotted(keys)} must be a plain name")
+                name = k.value
+                if name in first:
+                    raise ConfigError(f"{path}: duplicate key {name[:40]!r} in {_dotted(keys)} at line {line} (first at line "
+                                      f"{first[name]}): YAML would silently keep the last one; remove one")
+                first[name] = line
+                lines[keys + (name,)] = line
+                stack.append((v, keys + (name,)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                lines.setdefault(keys + (i,), v.start_mark.line + 1)
+                stack.append((v, keys + (i,)))
+        elif isinstance(node, yaml.ScalarNode):
+            line, text = node.start_mark.line + 1, node.value
+            plain = text.replace("_", "").lower().lstrip("+-")
+            if node.tag == _YAML_TAG + "float" and (plain in (".inf", ".nan") or (":" not in plain and not math.isfinite(float(plain)))):
+                raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:20]!r} is not a finite number")
+            if node.tag in (_YAML_TAG + "int", _YAML_TAG + "float") and (":" in text or re.fullmatch(r"[-+]?0[0-7_]+", text)):
+                raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:20]!r} is a YAML 1.1 "
+                                  f"{'base-60' if ':' in text else 'octal'} number, not what it looks like; write it plainly or quote it")
+            if node.tag == _YAML_TAG + "bool":
+                bools[keys] = (text, line)
+    return lines, bools
+
+
+_MISSING = object()
+
+
+def _value_at(obj, keys: tuple):
+    """The validated value at a key path (model field, list index, dict key), or _MISSING."""
+    for k in keys:
+        if isinstance(obj, BaseModel):
+            obj = getattr(obj, k, _MISSING) if isinstance(k, str) and k in type(obj).model_fields else _MISSING
+        elif isinstance(obj, (list, tuple)) and isinstance(k, int) and 0 <= k < len(obj):
+            obj = obj[k]
+        elif isinstance(obj, dict) and k in obj:
+            obj = obj[k]
+        else:
+            return _MISSING
+        if obj is _MISSING:
+            return _MISSING
+    return obj
+
+
+def _non_finite(obj, keys: tuple = ()):
+    """Key paths of every float in the validated site that is inf or nan."""
+    if isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _non_finite(getattr(obj, name), keys + (name,))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _non_finite(v, keys + (i,))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _non_finite(v, keys + (k,))
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        yield keys
+
+
+def _read_site_yaml(path: Path) -> tuple[object, dict, dict]:
+    """The parsed YAML of a site file, strictly: its lines per key path and boolean scalars.
+
+    Only a regular UTF-8/UTF-16 text file is read (a FIFO, directory or binary file is a
+    ConfigError naming the file); syntax errors name line and column.
+    """
+    from coolshift.io.checks import DataError, read_text
+
+    try:
+        text = read_text(path, max_bytes=MAX_SITE_YAML_BYTES)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise _yaml_syntax_error(path, exc, text) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a site configuration") from None
+    if root is None:
+        raise ConfigError(f"{path}: the file is empty; expected a site configuration mapping")
+    try:
+        size = _expanded_size(root, {})
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a site configuration") from None
+    if size > MAX_SITE_YAML_NODES:
+        raise ConfigError(f"{path}: {size:,} values once aliases are expanded (limit {MAX_SITE_YAML_NODES:,}): not a site configuration")
+    lines, bools = _check_yaml_nodes(path, root)
+    loader = yaml.SafeLoader("")
+    try:
+        raw = loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise _yaml_syntax_error(path, exc, text) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp that is not a date
+        raise ConfigError(f"{path}: a value cannot be read ({type(exc).__name__})") from None
+    finally:
+        loader.dispose()
+    return raw, lines, bools
 
 
 def load_site(path: str | Path, **overrides: object) -> SiteConfig:
-    """Read and validate a site YAML; ``overrides`` replace top-level keys (e.g. ``carbon``)."""
+    """Read and validate a site YAML; ``overrides`` replace top-level keys (e.g. ``carbon``).
+
+    Strict beyond pydantic: duplicate keys, ``.inf``/``.nan``, YAML 1.1 booleans where a
+    number belongs (``yes`` would be 1) and octal/base-60 numbers are errors naming the key
+    path and line.
+    """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw, lines, bools = _read_site_yaml(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw["base_dir"] = path.parent.resolve()
     try:
-        return SiteConfig.model_validate(raw)
+        site = SiteConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from None
+        raise ConfigError(_format_validation_error(path, exc, lines)) from None
+    for keys, (text, line) in sorted(bools.items(), key=lambda kv: kv[1][1]):
+        value = _value_at(site, keys)
+        if value is not _MISSING and not isinstance(value, bool):
+            raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:10]!r} is a YAML boolean where a number "
+                              "belongs (it would be read as 1 or 0); write the number")
+    for keys in _non_finite(site):
+        where = f" (line {lines[keys]})" if keys in lines else ""
+        raise ConfigError(f"{path}: {_dotted(keys)}{where}: not a finite number (inf or nan)")
+    return site

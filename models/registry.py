@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from coolshift.models.thermal import check_plant
+
 __all__ = [
     "site_workdir",
     "tracking_uri",
@@ -122,6 +124,7 @@ def log_plant_model(model, site, kind: str, example, metrics: dict[str, float], 
         client.set_model_version_tag(name, mv.version, f"metric.{k}", str(v))
     for k, v in (params or {}).items():
         client.set_model_version_tag(name, mv.version, f"param.{k}", str(v))
+    client.set_model_version_tag(name, mv.version, "plant_fingerprint", site.plant_fingerprint())
     return mv
 
 
@@ -159,6 +162,11 @@ def promote_if_better(site, kind: str, version, metrics: dict[str, float]) -> tu
 
     cur_version, cur = production_metrics(site, kind)
     ok, why = better_than(metrics, cur)
+    if cur_version is not None and not ok:
+        tags = mlflow.MlflowClient().get_model_version(model_name(site, kind), cur_version).tags
+        if tags.get("plant_fingerprint") != site.plant_fingerprint():
+            # the production model is of another plant (or of unknown plant): it cannot be used for this one
+            ok, why = True, f"production version {cur_version} was trained on another plant ({why})"
     if ok:
         mlflow.MlflowClient().set_registered_model_alias(model_name(site, kind), PRODUCTION, str(version))
     return ok, why if cur_version is None or ok else f"{why}; production stays at version {cur_version}"
@@ -166,6 +174,9 @@ def promote_if_better(site, kind: str, version, metrics: dict[str, float]) -> tu
 
 def load_plant_model(site, alias: str = PRODUCTION, kind: str = "linear", workdir: Path | str | None = None):
     """Load the registered plant model by alias; ``model_version_`` records which version it is.
+
+    Raises :class:`~coolshift.models.thermal.PlantMismatchError` (a ``LookupError``) when the
+    model was trained on a plant other than ``site``'s (:meth:`SiteConfig.plant_fingerprint`).
 
     Its :meth:`~coolshift.models.thermal.LinearPlantModel.coefficients` carry that version
     into :class:`~coolshift.models.coefficients.PlantCoefficients.model_version`.
@@ -180,4 +191,6 @@ def load_plant_model(site, alias: str = PRODUCTION, kind: str = "linear", workdi
                           f"run `coolshift train` first") from exc
     model = mlflow.sklearn.load_model(f"models:/{name}@{alias}")
     model.model_version_ = f"{name}/{mv.version}"
+    check_plant(model, site, hint=f"retrain it for this plant: `coolshift train --site <this config>` "
+                                  f"(registered as {name} version {mv.version})")
     return model

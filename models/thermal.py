@@ -43,6 +43,8 @@ __all__ = [
     "time_block_split",
     "TARGET_COLUMNS",
     "IT_FAN_FRAC_PER_C",
+    "PlantMismatchError",
+    "check_plant",
 ]
 
 OUTSIDE_TEMP = "outside_temp_c"
@@ -78,6 +80,47 @@ def _exog(frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.n
             i = int(np.flatnonzero(~np.isfinite(v))[0])
             raise ValueError(f"{where}: {name} missing at row {i} ({frame.index[i]})")
     return t, rh, wb
+
+
+class PlantMismatchError(LookupError):
+    """A plant model used for a site whose plant differs from the one it was trained on."""
+
+
+def _record_plant(model, site) -> None:
+    """Remember the plant a model is fitted on (``plant_fingerprint_``, ``plant_spec_``)."""
+    if site is not None:
+        model.plant_fingerprint_ = site.plant_fingerprint()
+        model.plant_spec_ = site.plant_spec()
+
+
+def _differences(a, b, path: str = "") -> list[str]:
+    """Paths where two plant specs differ, with both values (first few only)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} when trained, {b!r} now"]
+
+
+def check_plant(model, site, hint: str = "retrain it with `coolshift train --site <config>`") -> None:
+    """Raise :class:`PlantMismatchError` unless ``model`` was fitted on ``site``'s plant.
+
+    A model whose plant is unknown (fitted before fingerprints were recorded, or without a
+    site) is refused too: its coefficients could belong to any plant.
+    """
+    have = getattr(model, "plant_fingerprint_", None)
+    want = site.plant_fingerprint()
+    if have is None:
+        raise PlantMismatchError(f"the plant model for {site.name} records no plant fingerprint, so the plant it "
+                                 f"was trained on is unknown; {hint}")
+    if have != want:
+        diff = _differences(getattr(model, "plant_spec_", {}) or {}, site.plant_spec())
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise PlantMismatchError(f"the plant model for {site.name} was trained on a different plant (fingerprint "
+                                 f"{have}, this config's plant is {want}: {shown or 'details not recorded'}); {hint}")
 
 
 def _check_index(frame: pd.DataFrame, where: str) -> None:
@@ -342,6 +385,7 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
             raise ValueError(f"{where}: {len(telemetry)} rows are too few for {len(zones)} zones")
         t, rh, wb = _exog(telemetry, where)
         self.zones_ = zones
+        _record_plant(self, site)
         self.pools_ = [c.split("__", 1)[1] for c in telemetry.columns if c.startswith("active_servers__")]
 
         # regimes: explicit edges, else quantiles; merge regimes with too few rows
@@ -706,6 +750,7 @@ class ReferencePlantModel(BaseEstimator, RegressorMixin):
         _check_index(telemetry, "ReferencePlantModel.fit")
         zones = list(zones) if zones is not None else [z.name for z in site.zones]
         self.zones_ = zones
+        _record_plant(self, site)
         pools = [c for c in telemetry.columns if c.startswith("active_servers__")]
         self.feature_columns_ = (["chw_setpoint_c"] + [col("supply_setpoint_c", z) for z in zones]
                                  + [col("zone_it_power_kw", z) for z in zones] + pools)

@@ -25,6 +25,10 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 - ``setpoint_move_*``/``chw_move_*``: move magnitudes for the move penalty
 - ``edge_capacity``: sum_k off[t,e,k] <= edge capacity
 - ``site_power_cap``: facility[t] <= cap
+- ``ups_capacity``: (1 + pdu_loss) * IT[t] <= usable UPS rating (IT = pool power + server fans)
+- ``pdu_capacity``: zone IT[t,z] <= the zone's PDU rating (rated zones only)
+- ``crah_capacity``: air_share * zone IT[t,z] <= what the usable CRAH units carry
+- ``chiller_capacity``: heat_per_it * IT[t] + heat_fixed <= usable chillers / (1 - economiser share[t])
 - ``ppa_match``: unmatched[t] >= facility[t] - ppa[t] (market-based accounting)
 """
 
@@ -360,6 +364,51 @@ def site_power_cap(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     lp.add_cons("site_power_cap", {"step": d.index}, [(1.0, v.fac)], ub=d.power_cap_kw)
 
 
+def _zone_it_terms(d: ProblemData, v: Vars, coef=1.0) -> list:
+    """Terms of zone IT power (pools plus server fans), rows (n, Z)."""
+    return [(coef, _zone_sum_ids(v.pit, d)), (coef, v.fan)]
+
+
+def ups_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """UPS output (IT plus PDU losses) within the usable rating (redundant modules excluded)."""
+    pl = d.plant
+    lp.add_cons("ups_capacity", {"step": d.index}, [(1.0 + pl.pdu_loss_frac, v.pit), (1.0 + pl.pdu_loss_frac, v.fan)],
+                ub=pl.ups_kw, rated_kw=pl.ups_kw, quantity="UPS output")
+
+
+def pdu_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Zone IT within its PDU rating, for zones that give one."""
+    rated = np.isfinite(d.plant.pdu_kw)
+    if not rated.any():
+        return
+    zi = np.flatnonzero(rated)
+    zs = _zone_sum_ids(v.pit, d)[:, zi]
+    lp.add_cons("pdu_capacity", {"step": d.index, "zone": [d.zones[z] for z in zi]}, [(1.0, zs), (1.0, v.fan[:, zi])],
+                ub=d.plant.pdu_kw[zi], rated_kw=d.plant.pdu_kw[zi], quantity="zone IT load")
+
+
+def crah_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Air-side IT heat of each zone within what its usable CRAH units carry."""
+    pl = d.plant
+    lp.add_cons("crah_capacity", {"step": d.index, "zone": d.zones}, _zone_it_terms(d, v, pl.air_share),
+                ub=pl.crah_kw, rated_kw=pl.crah_kw, quantity="air-side heat")
+
+
+def chiller_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Heat to reject within the usable chillers plus the economiser's share at the step's weather.
+
+    heat = heat_per_it * IT + heat_fixed; the chillers carry (1 - share) of it, so
+    heat <= chillers / (1 - share). Capped at 1e3 x the chillers where the economiser
+    carries (almost) everything, to keep the row finite.
+    """
+    pl = d.plant
+    share = d.free_share if d.free_share is not None else np.zeros(d.n)
+    carry = pl.chiller_kw / np.maximum(1.0 - share, 1e-3)
+    lp.add_cons("chiller_capacity", {"step": d.index}, [(pl.heat_per_it_kw, v.pit), (pl.heat_per_it_kw, v.fan)],
+                ub=carry - pl.heat_fixed_kw, rated_kw=pl.chiller_kw, offset_kw=pl.heat_fixed_kw,
+                carry_kw=carry, quantity="heat to reject")
+
+
 def ppa_match(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     if v.unmatched is None:
         return
@@ -385,6 +434,10 @@ FAMILIES = (
     setpoint_moves,
     edge_capacity,
     site_power_cap,
+    ups_capacity,
+    pdu_capacity,
+    crah_capacity,
+    chiller_capacity,
     ppa_match,
 )
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from coolshift.config import SiteConfig
 from coolshift.models.coefficients import PlantCoefficients
+from coolshift.ratings import PlantLimits, free_cooling_share, plant_limits
 
 from .state import InitialState
 
@@ -163,6 +164,11 @@ class ProblemData:
     # Chilled water must stay this far below every zone's supply-air setpoint: the CRAH
     # coil approach (config) plus a margin (``CHW_SUPPLY_MARGIN_K``).
     chw_gap_c: float = 0.0
+    # What the plant can carry (:mod:`coolshift.ratings`), and the economiser's share of
+    # the heat per step at the forecast weather and the coldest water the plan may choose
+    # (0 without weather columns in the forecast: the chillers alone).
+    plant: PlantLimits | None = None
+    free_share: np.ndarray | None = None  # (n,)
 
     @property
     def n(self) -> int:
@@ -435,6 +441,8 @@ def prepare(
         power_cap_kw=options.site_power_cap_kw or site.planning.site_power_cap_kw,
         options=options,
         chw_gap_c=site.cooling.crah_supply_approach_c + CHW_SUPPLY_MARGIN_K,
+        plant=plant_limits(site),
+        free_share=_free_share(site, forecast, chw_lo, sp_lo),
     )
     if "cooling" not in options.levers:
         d.chw0 = chw_lo
@@ -445,6 +453,16 @@ def prepare(
     if "shifting" not in options.levers and d.batch.any():
         d.backlog_fixed = run_on_arrival_backlog(site, d, forecast)
     return d
+
+
+def _free_share(site: SiteConfig, forecast: pd.DataFrame, chw_lo: float, sp_lo: np.ndarray) -> np.ndarray:
+    """(n,) economiser share of the heat at the forecast weather, at the coldest chilled water
+    and supply air the plan may choose (never more free cooling than it will get)."""
+    if "wetbulb_c" not in forecast.columns or "temp_c" not in forecast.columns:
+        return np.zeros(len(forecast))
+    wb = _col(forecast, "wetbulb_c", "outside wet-bulb temperature")
+    db = _col(forecast, "temp_c", "outside dry-bulb temperature")
+    return free_cooling_share(site, wb, db, chw_lo, float(np.min(sp_lo)))
 
 
 def _support(c: PlantCoefficients, idx: pd.DatetimeIndex, options: PlanOptions) -> np.ndarray | None:

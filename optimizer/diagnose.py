@@ -5,6 +5,11 @@ ramps, power cap, edge capacity) cost 1 per unit of violation, physical definiti
 (power balances, backlog bookkeeping) 1000, so the solver bends a policy before it
 bends physics. Rows left with slack are the conflict, grouped by family, component
 and step, and the message reads like "batch_deadline (batch) at steps 0-3".
+
+The plant's limits (UPS, PDU, CRAH, chiller capacity) cost least to bend: when the plant
+cannot carry the load, the diagnosis names the component, the worst step and the
+shortfall ("chiller_capacity: 2,326 kW of heat to reject at 2022-07-15 14:00, the plant
+carries 300 kW (chillers 300 kW usable)"), not a demand row the shortfall also touches.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ POLICY_FAMILIES = {
     "edge_capacity",
     "model_envelope",
 }
+PLANT_FAMILIES = {"ups_capacity", "pdu_capacity", "crah_capacity", "chiller_capacity"}
 PHYSICS_WEIGHT = 1000.0
+PLANT_WEIGHT = 0.1  # per kW: below a unit of demand (~0.3-0.5 kW of IT), so the plant is named first
 
 
 @dataclass
@@ -49,11 +56,40 @@ class Diagnosis:
             return "infeasible, but no constraint needed relaxing (numerical trouble)"
         parts = []
         for r in self.conflicts.itertuples():
+            if getattr(r, "needed_kw", None) is not None and np.isfinite(r.needed_kw):
+                where = f" ({r.component})" if r.component else ""
+                parts.append(
+                    f"{r.family}{where}: {r.needed_kw:,.0f} kW of {r.quantity} at {pd.Timestamp(r.worst_time):%Y-%m-%d %H:%M}"
+                    f" ({r.steps} step(s) short), the plant carries {r.carry_kw:,.0f} kW ({r.rated_kw:,.0f} kW usable rating)"
+                )
+                continue
             parts.append(
                 f"{r.family}" + (f" ({r.component})" if r.component else "")
                 + f" at steps {r.first_step}-{r.last_step} ({r.steps} step(s), {r.violation:.4g} short)"
             )
         return "infeasible: cannot satisfy " + "; ".join(parts)
+
+
+def _plant_shortfall(fam, ub: np.ndarray, s: np.ndarray, j: int, steps) -> dict:
+    """Worst step of a plant-limit row: what was needed there against what the plant carries (kW)."""
+    per_step = ub.ndim == 1  # a site-wide family: meta arrays are per step; else per component
+    ub = ub[:, None] if per_step else ub
+    t = int(np.argmax(s[:, j]))
+
+    def pick(v) -> float:
+        a = np.asarray(v, float)
+        a = a[:, None] if per_step and a.ndim == 1 else a
+        return float(np.broadcast_to(a, ub.shape)[t, j])
+
+    offset = pick(fam.meta.get("offset_kw", 0.0))
+    carry = pick(fam.meta["carry_kw"]) if "carry_kw" in fam.meta else pick(fam.meta["rated_kw"])
+    return {
+        "worst_time": steps[t] if steps is not None else None,
+        "needed_kw": float(ub[t, j] + s[t, j] + offset),
+        "carry_kw": carry,
+        "rated_kw": pick(fam.meta["rated_kw"]),
+        "quantity": fam.meta.get("quantity", "load"),
+    }
 
 
 def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
@@ -67,6 +103,8 @@ def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
     for name, fam in lp.cons.items():
         if name in POLICY_FAMILIES:
             w[fam.start : fam.stop] = 1.0
+        elif name in PLANT_FAMILIES:
+            w[fam.start : fam.stop] = PLANT_WEIGHT
     eye = sp.identity(m, format="csc")
     big = sp.hstack([a, eye, -eye], format="csc")
     h = highspy.Highs()
@@ -102,17 +140,18 @@ def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
         for j, comp in enumerate(comps):
             hit = np.flatnonzero(s[:, j] > tol)
             if hit.size:
-                rows.append(
-                    {
-                        "family": name,
-                        "component": comp,
-                        "first_step": int(hit[0]),
-                        "last_step": int(hit[-1]),
-                        "first_time": steps[hit[0]] if steps is not None else None,
-                        "steps": int(hit.size),
-                        "violation": float(s[hit, j].sum()),
-                    }
-                )
+                row = {
+                    "family": name,
+                    "component": comp,
+                    "first_step": int(hit[0]),
+                    "last_step": int(hit[-1]),
+                    "first_time": steps[hit[0]] if steps is not None else None,
+                    "steps": int(hit.size),
+                    "violation": float(s[hit, j].sum()),
+                }
+                if "rated_kw" in fam.meta:
+                    row.update(_plant_shortfall(fam, rub[fam.start : fam.stop].reshape(fam.shape), s, j, steps))
+                rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
         df = df.sort_values("violation", ascending=False, kind="stable").reset_index(drop=True)

@@ -122,6 +122,12 @@ class _Params:
         self.crah_unit_kw = np.array([z.crah.rated_fan_power_kw for z in zones])
         self.crah_min_frac = np.array([z.crah.min_airflow_frac for z in zones])
         self.crah_fan_rated_kw = np.array([z.crah.count * z.crah.rated_fan_power_kw for z in zones])
+        # nameplate limits the summary judges against: UPS output (installed, and without the
+        # redundant modules), PDU ratings per zone (inf where none is given)
+        el = site.electrical
+        self.ups_rated_kw = el.ups_rated_kw
+        self.ups_usable_kw = el.ups_rated_kw * (el.ups_modules - el.ups_redundant_modules) / el.ups_modules
+        self.pdu_rated_kw = np.array([z.pdu_rated_kw if z.pdu_rated_kw is not None else np.inf for z in zones])
         self.overprov = np.array([airside.AIRFLOW_OVERPROVISION[c] for c in self.containment])
         self.recirc = np.array([airside.RECIRCULATION_INDEX[c] for c in self.containment])
         design_flow = np.clip(
@@ -414,7 +420,11 @@ class _Physics:
             served_edge=served_edge_b, queue=queue, release_unused=_above_tol(drain - served) / step_h,
             capacity_shortfall=_above_tol(a.release_units_per_h - servable_b),
             edge_load=edge_load, edge_fac_kw=edge_fac, network_kw=net_kw,
-            supply_below_chw=below, **viol,
+            supply_below_chw=below, ups_out_kw=it_kw + pl["pdu_kw"],
+            pdu_over=it_zone > p.pdu_rated_kw[None] * (1 + 1e-9),
+            # servers pull more air than the CRAH units can supply: the rest is hot-aisle air
+            crah_short=airside.server_airflow_m3_s(it_zone * p.air_share) > p.crah_rated_m3_s[None] * (1 + 1e-9),
+            **viol,
         )
         new_state = SimState(
             inlet_c=inlet_last, supply_c=a.supply_c[-1].copy(), chw_c=float(chw[-1]),
@@ -586,6 +596,7 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         ts[col("edge_load_units_per_h", e)] = r["edge_load"][:, i]
         ts[col("edge_facility_kw", e)] = r["edge_fac_kw"][:, i]
     ts["network_kw"] = r["network_kw"]
+    ts["ups_output_kw"] = r["ups_out_kw"]
     ts["ppa_kw"] = ppa_kwh / step_h
     ts["kgco2_location"] = kg_loc_site + kg_edge + kg_net
     ts["kgco2_market"] = kg_mkt_site + kg_edge + kg_net
@@ -643,6 +654,14 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         "supply_below_chw_minutes": float((ts["supply_below_chw_zones"] > 0).sum() * minutes),
         "batch_capacity_shortfall_units": float(ts["batch_capacity_shortfall_units_per_h"].sum() * step_h),
         "unmet_cooling_kwh": float(r["unmet_kw"].sum() * step_h),
+        "chiller_overload_minutes": float((r["unmet_kw"] > 1e-6).sum() * minutes),
+        # UPS output above its installed rating (overload: bypass or trip), and above the
+        # rating of the modules not held in reserve (redundancy lost)
+        "ups_overload_minutes": float((r["ups_out_kw"] > p.ups_rated_kw * (1 + 1e-9)).sum() * minutes),
+        "ups_redundancy_loss_minutes": float((r["ups_out_kw"] > p.ups_usable_kw * (1 + 1e-9)).sum() * minutes),
+        "max_ups_load_frac": float(r["ups_out_kw"].max() / p.ups_rated_kw),
+        "pdu_overload_minutes": float(r["pdu_over"].any(axis=1).sum() * minutes),
+        "crah_airflow_shortfall_minutes": float(r["crah_short"].any(axis=1).sum() * minutes),
         # per-lever breakdown
         "cooling_kwh": float(r["cooling_kw"].sum() * step_h),
         "liquid_loop_kwh": float(r["liquid_loop_kw"].sum() * step_h),

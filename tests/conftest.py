@@ -39,3 +39,28 @@ def small_site_model():
     res = simulate(site, train, get_policy("explore"))
     tel = to_telemetry(res.timeseries, [z.name for z in site.zones], [p.name for p in site.server_pools])
     return site, LinearPlantModel().fit(tel, site)
+
+
+class _StandInModel:
+    """A registered plant model's stand-in: hand-set coefficients rising with outside temperature."""
+
+    def coefficients(self, site, frame):
+        from coolshift.optimizer.synthetic import linear_coefficients
+
+        return linear_coefficients(site, frame.index, temp_c=frame["temp_c"].to_numpy())
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The plant-model registry with ``load_plant_model`` returning :class:`_StandInModel`
+    (everything else the real module), for CLI tests that need a model but not its training."""
+    import sys
+    import types
+
+    import coolshift.models.registry as real
+
+    mod = types.ModuleType("coolshift.models.registry")
+    mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
+    mod.load_plant_model = lambda site, alias="production", **kw: _StandInModel()
+    monkeypatch.setitem(sys.modules, "coolshift.models.registry", mod)
+    return mod

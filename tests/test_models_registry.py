@@ -97,3 +97,84 @@ def test_train_cli_writes_metrics_without_registry(tmp_path):
     r = CliRunner().invoke(app, ["train", "--site", site_yaml, "--telemetry", str(tmp_path / "nope.csv"),
                                  "--out", str(out), "--no-register"])
     assert r.exit_code == 2 and "nope.csv" in r.output
+
+
+def _other_plant(**chiller):
+    cfg = SITE.model_dump()
+    cfg["cooling"]["chiller"].update(chiller)
+    return type(SITE).model_validate(cfg)
+
+
+def test_plant_fingerprint_tracks_the_plant_not_its_operation():
+    fp = SITE.plant_fingerprint()
+    assert len(fp) == 16 and fp == _other_plant().plant_fingerprint()
+    assert _other_plant(rated_capacity_kw=300).plant_fingerprint() != fp
+    cfg = SITE.model_dump()
+    cfg["name"] = "renamed"
+    cfg["zones"][0]["inlet_max_c"] = 25.0  # an operating limit, not the plant
+    assert type(SITE).model_validate(cfg).plant_fingerprint() == fp
+    cfg["server_pools"][0]["servers"] += 100  # more servers: another plant
+    assert type(SITE).model_validate(cfg).plant_fingerprint() != fp
+
+
+def test_a_model_of_another_plant_is_refused_with_how_to_retrain(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from coolshift.models import registry
+    from coolshift.models.thermal import LinearPlantModel, PlantMismatchError
+
+    tel = _telemetry()
+    m = LinearPlantModel().fit(tel, SITE)
+    mlflow = registry.configure(tmp_path)
+    good = {"cooling_power_mape_pct": 3.0, "facility_power_mape_pct": 0.5, "inlet_temp_mae_c": 0.1, "pue_mae": 0.005}
+    with mlflow.start_run():
+        mv = registry.log_plant_model(m, SITE, "linear", tel.iloc[:50], good)
+    registry.promote_if_better(SITE, "linear", mv.version, good)
+    small = _other_plant(rated_capacity_kw=300)  # same site name, same zones: another chiller
+    with pytest.raises(PlantMismatchError, match=r"cooling\.chiller\.rated_capacity_kw: 2800\.0 when trained, 300\.0 now"):
+        registry.load_plant_model(small, "production", workdir=tmp_path)
+    with pytest.raises(PlantMismatchError, match="coolshift train"):
+        registry.load_plant_model(small, "production", workdir=tmp_path)
+    # retraining for the new plant promotes even with a worse score: the old model cannot serve it
+    m2 = LinearPlantModel().fit(tel, small)
+    worse = {k: v * 2 for k, v in good.items()}
+    with mlflow.start_run():
+        mv2 = registry.log_plant_model(m2, small, "linear", tel.iloc[:50], worse)
+    ok, why = registry.promote_if_better(small, "linear", mv2.version, worse)
+    assert ok and "another plant" in why
+    assert registry.load_plant_model(small, "production", workdir=tmp_path).plant_fingerprint_ == small.plant_fingerprint()
+    # a model without a recorded plant is refused, not trusted
+    del m.plant_fingerprint_
+    from coolshift.models.thermal import check_plant
+
+    with pytest.raises(PlantMismatchError, match="unknown"):
+        check_plant(m, SITE)
+
+
+def test_plan_refuses_a_model_of_another_plant_with_exit_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    import yaml
+
+    from coolshift.cli import app
+    from coolshift.models import registry
+    from coolshift.models.thermal import LinearPlantModel
+
+    m = LinearPlantModel().fit(_telemetry(), SITE)
+    mlflow = registry.configure(tmp_path)
+    good = {"cooling_power_mape_pct": 3.0, "facility_power_mape_pct": 0.5, "inlet_temp_mae_c": 0.1, "pue_mae": 0.005}
+    with mlflow.start_run():
+        mv = registry.log_plant_model(m, SITE, "linear", _telemetry().iloc[:50], good)
+    registry.promote_if_better(SITE, "linear", mv.version, good)
+    src = os.path.join(os.path.dirname(__file__), "..", "configs", "sites", "sanjose_colo_2mw.yaml")
+    cfg = yaml.safe_load(open(src))
+    for k in ("carbon", "weather", "workload"):
+        cfg[k]["path"] = os.path.abspath(os.path.join(os.path.dirname(src), cfg[k]["path"]))
+    cfg["server_pools"][0]["servers"] = 1500
+    p = tmp_path / "bigger.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["plan", "--site", str(p), "--start", "2022-07-15", "--out", str(tmp_path / "out"),
+                                   "--forecast", "perfect", "--no-mlflow", "--workdir", str(tmp_path)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "different plant" in text and "server_pools[0].servers: 1200 when trained, 1500 now" in text
+    assert "coolshift train" in text and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()

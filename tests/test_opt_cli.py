@@ -1,7 +1,7 @@
 """`coolshift plan` on a bundled example site with bundled real data.
 
 The learned-model registry is replaced by a stand-in returning hand-set coefficients
-(the registry is another area's work); everything else is the real command.
+(the ``registry`` fixture in conftest.py); everything else is the real command.
 """
 
 from __future__ import annotations
@@ -16,25 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from coolshift.cli import app
-from coolshift.optimizer.synthetic import linear_coefficients
 
 SITE = "configs/sites/sanjose_colo_2mw.yaml"
-
-
-class _StandIn:
-    def coefficients(self, site, frame):
-        return linear_coefficients(site, frame.index, temp_c=frame["temp_c"].to_numpy())
-
-
-@pytest.fixture
-def registry(monkeypatch):
-    import coolshift.models.registry as real
-
-    mod = types.ModuleType("coolshift.models.registry")
-    mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
-    mod.load_plant_model = lambda site, alias="production", **kw: _StandIn()
-    monkeypatch.setitem(sys.modules, "coolshift.models.registry", mod)
-    return mod
 
 
 def test_plan_writes_plan_and_summary(registry, tmp_path):

@@ -86,12 +86,30 @@ def register(app: typer.Typer) -> None:
     def validate(site: SiteOpt, start: StartOpt = None, end: EndOpt = None, carbon: CarbonOpt = None,
                  weather: WeatherOpt = None, workload: WorkloadOpt = None, carbon_format: CarbonFmtOpt = None,
                  weather_format: WeatherFmtOpt = None, workload_format: WorkloadFmtOpt = None) -> None:
-        """Check a site configuration and its data; print a summary."""
+        """Check a site configuration and its data; print a summary.
+
+        Refuses (exit 2) a site whose plant (UPS, PDUs, CRAH units, chillers without an
+        economiser) can never carry its design load, naming each component.
+        """
+        from coolshift.config import ConfigError, load_site
+        from coolshift.ratings import design_problems
+
+        problems = design_problems(load_site(site))
+        if problems:
+            raise ConfigError(f"{site}: the plant cannot carry the design load:\n  - " + "\n  - ".join(problems))
         cfg, data = load_inputs(site, start, end, carbon, weather, workload, carbon_format, weather_format, workload_format)
         for t in site_tables(cfg):
             console.print(t)
         console.print(data_table(data))
         console.print(fills_note(data), highlight=False)
+        from coolshift.ratings import free_cooling_needed_wetbulb_c
+
+        wb_max = free_cooling_needed_wetbulb_c(cfg)
+        if wb_max is not None and "wetbulb_c" in data.columns:
+            hot_h = float((data["wetbulb_c"] > wb_max).sum() * cfg.step_h)
+            console.print(f"[yellow]note:[/] the chillers alone cannot carry the design heat; above {wb_max:.1f} degC "
+                          f"wet-bulb, even at the warmest chilled water, neither can the plant ({hot_h:,.0f} h of "
+                          "this period); plans whose load it cannot carry are infeasible and fall back (exit 3).", highlight=False)
         console.print(f"[green]OK[/]: {site} and its data are valid.")
 
     @data_app.command("summary")

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from coolshift.config import SiteConfig
+from coolshift.models.thermal import PlantMismatchError, check_plant
 from coolshift.schema import CARBON_GCO2_PER_KWH
 
 __all__ = [
@@ -128,10 +129,11 @@ def cached_plant_model(site: SiteConfig, train_data: pd.DataFrame, cache_dir: st
     if path is not None and path.exists():
         try:
             model = pickle.loads(path.read_bytes())
+            check_plant(model, site)  # a cached model of another plant (or of unknown plant) is never used
             info.update(cached=True, seconds=round(time.perf_counter() - t0, 3))
             return model, info
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-            pass  # unreadable or from older code: refit and overwrite
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, PlantMismatchError):
+            pass  # unreadable, from older code or of another plant: refit and overwrite
     tel = commissioning_telemetry(site, train_data, seed)
     model = fit_plant_model(site, tel)
     if path is not None:
