@@ -11,6 +11,13 @@ with the same learned model as the optimised plan (:func:`evaluate_actions`).
 
 If the simulator package cannot be imported, :func:`rule_actions` applies a minimal
 local rule (setpoints held, 80 % target utilisation, work on arrival).
+
+Whatever the rule, :func:`within_limits` holds the fallback to every configured limit
+before it is handed out: supply setpoints inside the zone's range and moved at most the
+zone's step per planning step (from where the plant is), chilled water inside its range,
+active servers whole and within [redundancy floor, servers], and no fewer than the work
+placed on them needs. A fallback is what runs when the plan could not be trusted: it must
+never be the thing that breaks a limit.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import pandas as pd
 from .data import ProblemData
 from .plan import Actions, Plan, evaluate_actions, totals_of
 
-__all__ = ["rule_actions", "best_practice_actions", "baseline_actions", "fallback_plan", "TARGET_UTILISATION"]
+__all__ = ["rule_actions", "best_practice_actions", "baseline_actions", "fallback_plan", "within_limits",
+           "TARGET_UTILISATION"]
 
 TARGET_UTILISATION = 0.8
 
@@ -92,8 +100,44 @@ def baseline_actions(site, d: ProblemData) -> tuple[Actions, str]:
         return rule_actions(d), "optimizer.rule_actions"
 
 
+def _ramped(target: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """(n, Z) path from ``start`` toward ``target`` moving at most ``step`` per row."""
+    out = np.empty_like(target)
+    x = np.asarray(start, float).copy()
+    for t in range(target.shape[0]):
+        x = np.clip(target[t], x - step, x + step)
+        out[t] = x
+    return out
+
+
+def within_limits(d: ProblemData, acts: Actions, site=None) -> Actions:
+    """``acts`` held to the configured limits (the site's, else the problem's own bounds).
+
+    Setpoints: clipped to the range, then ramped from the initial setpoint at the allowed step
+    (a plant outside its range is walked back into it, not jumped). Servers: whole, within
+    [floor, servers], and at least what the work on each pool needs at full load. Work and
+    backlog are left as the rule placed them.
+    """
+    if site is not None:
+        zs = site.zones
+        lo = np.array([z.supply_setpoint_min_c for z in zs], float)
+        hi = np.array([z.supply_setpoint_max_c for z in zs], float)
+        step = np.array([z.supply_setpoint_max_step_c for z in zs], float) * max(
+            d.step_h * 60.0 / site.planning.step_minutes, 1.0)
+        ch = site.cooling.chiller
+        chw_lo, chw_hi = ch.chw_setpoint_min_c, ch.chw_setpoint_max_c
+    else:
+        lo, hi, step, chw_lo, chw_hi = d.sp_min, d.sp_max, d.sp_step, d.chw_min, d.chw_max
+    sp = _ramped(np.clip(np.asarray(acts.sp, float), lo, hi), d.sp0, step)
+    chw = np.clip(np.asarray(acts.chw, float), chw_lo, chw_hi)
+    need = np.ceil(acts.work.sum(axis=2) / d.cap_per_server[None, :] - 1e-9)
+    nact = np.clip(np.maximum(np.ceil(np.asarray(acts.nact, float) - 1e-9), need), d.min_active, d.servers)
+    return Actions(sp, chw, nact, acts.work, acts.off, acts.backlog)
+
+
 def fallback_plan(d: ProblemData, reason: str, status: str = "fallback", diagnosis=None, site=None) -> Plan:
     acts, rule = baseline_actions(site, d) if site is not None else (rule_actions(d), "optimizer.rule_actions")
+    acts = within_limits(d, acts, site)
     frame = evaluate_actions(d, acts)
     reason = f"{reason}; fallback: {rule}"
     return Plan(

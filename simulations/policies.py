@@ -123,9 +123,12 @@ def _full_capacity(site: SiteConfig, n: int) -> np.ndarray:
 
 
 def safe_supply_max_c(site: SiteConfig) -> np.ndarray:
-    """Highest supply setpoint per zone the rules allow: inlet max minus the containment margin."""
+    """Highest supply setpoint per zone the rules allow: inlet max minus the containment margin,
+    within the zone's setpoint range (never below its minimum, even when the inlet limit
+    cannot be met: the setpoint range is the plant's own limit)."""
     return np.array(
-        [min(z.supply_setpoint_max_c, z.inlet_max_c - INLET_MARGIN_C[z.containment]) for z in site.zones]
+        [max(z.supply_setpoint_min_c, min(z.supply_setpoint_max_c, z.inlet_max_c - INLET_MARGIN_C[z.containment]))
+         for z in site.zones]
     )
 
 
