@@ -483,6 +483,9 @@ def _check_yaml_nodes(path: Path, root) -> tuple[dict, dict]:
     Returns the line of every key path ``{("zones", 0, "racks"): 23}`` and the key paths of
     boolean scalars ``{path: (text, line)}``, checked against the validated site later.
     """
+    import math
+    import re
+
     lines: dict[tuple, int] = {}
     bools: dict[tuple, tuple[str, int]] = {}
     seen: set[int] = set()
@@ -529,6 +532,35 @@ def _check_yaml_nodes(path: Path, root) -> tuple[dict, dict]:
 _MISSING = object()
 
 
+def _admits_bool(keys: tuple) -> bool | None:
+    """Whether the site schema takes a boolean at a key path (None where the path is unknown)."""
+    import types
+    import typing
+
+    ann: object = SiteConfig
+    for k in keys:
+        while typing.get_origin(ann) in (typing.Union, types.UnionType):
+            inner = [a for a in typing.get_args(ann) if a is not type(None)]
+            if len(inner) != 1:
+                return None
+            ann = inner[0]
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if not isinstance(k, str) or k not in ann.model_fields:
+                return None
+            ann = ann.model_fields[k].annotation
+        elif typing.get_origin(ann) in (list, tuple) and isinstance(k, int):
+            args = [a for a in typing.get_args(ann) if a is not Ellipsis]
+            if not args:
+                return None
+            ann = args[0] if typing.get_origin(ann) is list or len(args) == 1 else (args[k] if k < len(args) else None)
+        else:
+            return None
+    leaves = typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else (ann,)
+    if any(a is bool or a is typing.Any for a in leaves):
+        return True
+    return False if all(a in (int, float, type(None)) for a in leaves) else None
+
+
 def _value_at(obj, keys: tuple):
     """The validated value at a key path (model field, list index, dict key), or _MISSING."""
     for k in keys:
@@ -547,6 +579,8 @@ def _value_at(obj, keys: tuple):
 
 def _non_finite(obj, keys: tuple = ()):
     """Key paths of every float in the validated site that is inf or nan."""
+    import math
+
     if isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
             yield from _non_finite(getattr(obj, name), keys + (name,))
@@ -610,6 +644,10 @@ def load_site(path: str | Path, **overrides: object) -> SiteConfig:
     raw, lines, bools = _read_site_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level")
+    for keys, (text, line) in sorted(bools.items(), key=lambda kv: kv[1][1]):
+        if _admits_bool(keys) is False:
+            raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:10]!r} is a YAML boolean where a number "
+                              "belongs (it would be read as 1 or 0); write the number")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw["base_dir"] = path.parent.resolve()
     try:

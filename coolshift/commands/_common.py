@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
+import click
 import pandas as pd
 import typer
 from rich.console import Console
@@ -13,9 +16,34 @@ from rich.console import Console
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
+# ISO 8601 date or date-time, optional seconds/fraction and offset: 2022-07-01, 2022-07-01T06:00Z,
+# 2022-07-01 06:00:00+02:00. Anything else (2022-13-45, "yesterday", 1) is refused at parse time.
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$")
+
+
+def iso_time_option(value: Optional[str]) -> Optional[str]:
+    """Typer callback: a --start/--end value must be a real ISO 8601 time; a bad one is exit 2
+    with typer's "Invalid value for '--start'" naming the option (never a traceback)."""
+    if value is None:
+        return None
+    text = value.strip()
+    ok = bool(_ISO_TIME.match(text))
+    if ok:
+        try:
+            t = pd.Timestamp(text)
+            ok = t is not pd.NaT
+        except (ValueError, TypeError, OverflowError):
+            ok = False
+    if not ok:
+        raise typer.BadParameter(f"{value[:40]!r} is not an ISO 8601 date or time (e.g. 2022-07-01 or 2022-07-01T06:00Z)")
+    return text
+
+
 SiteOpt = Annotated[Path, typer.Option("--site", "-s", help="site configuration YAML", exists=False)]
-StartOpt = Annotated[Optional[str], typer.Option(help="period start, ISO 8601 (UTC if no offset); default: start of the carbon data")]
-EndOpt = Annotated[Optional[str], typer.Option(help="period end (exclusive); default: start + 1 year or end of data")]
+StartOpt = Annotated[Optional[str], typer.Option(help="period start, ISO 8601 (UTC if no offset); default: start of the carbon data",
+                                                 callback=iso_time_option)]
+EndOpt = Annotated[Optional[str], typer.Option(help="period end (exclusive); default: start + 1 year or end of data",
+                                               callback=iso_time_option)]
 CarbonOpt = Annotated[Optional[Path], typer.Option("--carbon", help="override the site's carbon-intensity file")]
 WeatherOpt = Annotated[Optional[Path], typer.Option("--weather", help="override the site's weather file")]
 WorkloadOpt = Annotated[Optional[Path], typer.Option("--workload", help="override the site's workload trace")]
@@ -27,7 +55,12 @@ EXIT_OK, EXIT_FALLBACK, EXIT_BAD_INPUT, EXIT_FAILURE = 0, 3, 2, 1
 
 
 def cli_errors(func: Callable) -> Callable:
-    """Turn input errors into one clear line and exit code 2, never a traceback."""
+    """Turn input errors into one clear line and exit code 2, never a traceback.
+
+    ConfigError/DataError name the file and key/column/row. An OSError or UnicodeError that
+    escaped a reader is still bad input (exit 2, naming the file, not its content). Anything
+    else is a bug: exit 1 with its type, and the traceback only with COOLSHIFT_DEBUG=1.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -36,11 +69,48 @@ def cli_errors(func: Callable) -> Callable:
 
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException):
+            raise
         except (ConfigError, DataError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err_console.print("[bold red]error:[/] " + _escape(str(exc)), markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            err_console.print("[bold red]error:[/] " + _escape(f"{where}cannot access the file ({exc.strerror or type(exc).__name__})"),
+                              markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except UnicodeError as exc:
+            err_console.print("[bold red]error:[/] " + _escape(f"a file is not UTF-8 text ({type(exc).__name__})"),
+                              markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except Exception as exc:  # noqa: BLE001 - an operator's tool reports, it does not dump a traceback
+            if os.environ.get("COOLSHIFT_DEBUG"):
+                raise
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__} in {func.__name__} (a bug: please report it; "
+                              "set COOLSHIFT_DEBUG=1 for the traceback)", markup=True, highlight=False)
+            raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper
+
+
+def _escape(text: str) -> str:
+    """Rich markup off for text that may hold a user's cell or key (``[x]`` is not a style)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _utc(value, option: str) -> pd.Timestamp:
+    """A time option as a UTC timestamp (naive = UTC); a bad one is a DataError naming the option."""
+    from coolshift.io.checks import DataError
+
+    try:
+        t = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        t = pd.NaT
+    if t is pd.NaT:
+        raise DataError(None, f"{option}: {str(value)[:40]!r} is not an ISO 8601 date or time")
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def default_period(site, start: str | None, end: str | None, carbon: Path | None = None, carbon_format: str | None = None):
@@ -49,14 +119,12 @@ def default_period(site, start: str | None, end: str | None, carbon: Path | None
     from coolshift.io.site_data import gap_policy_for, override_source
 
     if start is not None:
-        t0 = pd.Timestamp(start)
-        t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
+        t0 = _utc(start, "--start")
     else:
         src = override_source(site.carbon, carbon, carbon_format)
-        t0 = read_carbon(site.resolve(src.path), src.format, src.column, gap_policy=gap_policy_for(src)).index[0]
+        t0 = read_carbon(site.resolve(src.path), src.format, src.column, gap_policy=gap_policy_for(src), scale=src.scale).index[0]
     if end is not None:
-        t1 = pd.Timestamp(end)
-        t1 = t1.tz_localize("UTC") if t1.tzinfo is None else t1.tz_convert("UTC")
+        t1 = _utc(end, "--end")
     else:
         t1 = t0 + pd.DateOffset(years=1)
     return t0, t1

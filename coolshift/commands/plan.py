@@ -11,7 +11,7 @@ import typer
 
 from coolshift.commands._common import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, CarbonFmtOpt, CarbonOpt, SiteOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt,
-    WorkloadOpt, cli_errors, console, err_console,
+    WorkloadOpt, cli_errors, console, err_console, iso_time_option,
 )
 
 from coolshift.locks import EXIT_LOCKED  # noqa: F401 - 75, EX_TEMPFAIL: another run holds the lock
@@ -118,7 +118,8 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def plan_cmd(
         site_path: SiteOpt,
-        start: Annotated[Optional[str], typer.Option("--start", help="first step of the plan, ISO 8601 (UTC if no offset)")] = None,
+        start: Annotated[Optional[str], typer.Option("--start", help="first step of the plan, ISO 8601 (UTC if no offset)",
+                                                                 callback=iso_time_option)] = None,
         for_: Annotated[Optional[str], typer.Option("--for", help="today, tomorrow or YYYY-MM-DD (00:00 UTC)")] = None,
         runs: Annotated[Path, typer.Option("--runs", help="root of the dated run folders")] = Path("runs"),
         out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default <runs>/<site>/<date>)")] = None,

@@ -7,6 +7,7 @@ is sniffed from the header unless ``format`` names one.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -19,9 +20,12 @@ from coolshift.io.checks import (
     GapPolicy,
     finalise,
     parse_timestamps,
+    read_csv_text,
     read_header,
     require_columns,
+    runs_of,
     to_numeric,
+    unrecognised_header,
 )
 from coolshift.schema import CARBON_GCO2_PER_KWH
 
@@ -65,15 +69,77 @@ def intensity_from_mix(generation_mwh: pd.DataFrame, factors_gco2_per_kwh: Mappi
 
 
 def _read_csv(path: Path, **kw) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""], **kw)
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable CSV: {exc}") from None
+    return read_csv_text(path, **kw)
 
 
-def read_eia930(path, factors_gco2_per_kwh: Mapping[str, float] | None = None, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
+# --- unit plausibility ------------------------------------------------------------------------
+# What the numbers alone can and cannot tell:
+# * kgCO2/kWh (= tCO2/MWh) read as g/kWh is 1000x too small. Life-cycle intensity cannot be
+#   below the lowest life-cycle factor of any generator, ~11-12 gCO2eq/kWh (wind, nuclear:
+#   IPCC AR5 WG3 Annex III Table A.III.2 medians), and the cleanest grids' annual means are
+#   ~10-40 g/kWh (Electricity Maps / Ember country data: Iceland, Norway, Sweden, Quebec,
+#   life-cycle). A median below 2 g/kWh is therefore kg/kWh (0.1-1.2 for real grids). Only a
+#   *direct* (operational) intensity of an all-hydro/nuclear grid can really be that low (e.g.
+#   Quebec); such data are refused too: use the life-cycle column.
+# * lb/MWh is 2.2046x g/kWh and overlaps it: a clean grid in lb/MWh (say 400) looks like a
+#   dirty one in g/kWh. It is caught only where it cannot be g/kWh: a median above 1,100
+#   (no grid's median exceeds the direct emissions of a lignite plant, ~1,000-1,100 g/kWh,
+#   IPCC AR5 Annex III; the dirtiest national grids average ~700-1,000 g/kWh, Ember Global
+#   Electricity Review 2023) or a header naming lb/pounds. WattTime MOER from its API is in
+#   lbs/MWh: the `watttime` reader expects files already converted to g/kWh.
+CARBON_KG_MEDIAN_MAX = 2.0
+CARBON_MEDIAN_MAX = 1100.0
+# A run of cells in 0 < v < 2 in a series whose median is at least 50 g/kWh is kg/kWh mixed
+# into g/kWh data (a life-cycle intensity cannot fall below ~11; zero is a real marginal MOER).
+CARBON_KG_CELL_MAX, CARBON_KG_RUN_MEDIAN_MIN = 2.0, 50.0
+_LB_WORDS = re.compile(r"(?i)(?<![a-z])(lbs?|pounds?)(?![a-z])|lbs?_|_lbs?")
+_KG_WORDS = re.compile(r"(?i)kg ?co2|kg_?per|t ?co2 ?/ ?mwh|tco2_per_mwh|g ?co2e?q? ?/ ?mwh|gco2_per_mwh")
+
+
+def check_carbon_units(values: pd.Series, path, column: str, rows=None, header: str | None = None) -> None:
+    """Refuse intensities whose unit cannot be gCO2/kWh (kg/kWh, lb/MWh): see the notes above.
+
+    ``values`` is indexed by timestamp; ``rows`` are the file's line numbers; ``header`` is
+    the value column's own name when it may carry a unit.
+    """
+    if header is not None:
+        if _LB_WORDS.search(header):
+            raise DataError(path, "the column is in pounds (lb/MWh): convert to gCO2/kWh (x 0.4536) or set `scale: 0.4536` "
+                                  "on the data source", column, 1)
+        if _KG_WORDS.search(header):
+            raise DataError(path, "the column is not in gCO2/kWh (kg/kWh, t/MWh or g/MWh by its name): convert it or set "
+                                  "`scale` on the data source", column, 1)
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    ok = ~np.isnan(v)
+    if ok.sum() < 2:
+        return
+    med = float(np.median(v[ok]))
+    rows = np.arange(len(v)) + 2 if rows is None else np.asarray(rows)
+    if med < CARBON_KG_MEDIAN_MAX:
+        raise DataError(path, f"median intensity {med:.3g} is below {CARBON_KG_MEDIAN_MAX:g} gCO2/kWh, lower than any grid's "
+                              "life-cycle intensity (>= ~11): the values look like kgCO2/kWh (t/MWh); multiply by 1000 or "
+                              "set `scale: 1000` on the data source", column)
+    if med > CARBON_MEDIAN_MAX:
+        raise DataError(path, f"median intensity {med:,.0f} is above {CARBON_MEDIAN_MAX:,.0f} gCO2/kWh, dirtier than any grid: "
+                              "lb/MWh (x 0.4536 to g/kWh) or another unit?", column)
+    if med >= CARBON_KG_RUN_MEDIAN_MIN:
+        small = ok & (v > 0) & (v < CARBON_KG_CELL_MAX)
+        spans = runs_of(small)
+        if spans:
+            where = "; ".join(f"rows {rows[a]}-{rows[b - 1]} ({values.index[a].isoformat()}, {b - a} value(s))" for a, b in spans[:3])
+            raise DataError(path, f"{int(small.sum())} value(s) below {CARBON_KG_CELL_MAX:g} in a series whose median is "
+                                  f"{med:,.0f} gCO2/kWh: kgCO2/kWh mixed into g/kWh? {where}", column, int(rows[spans[0][0]]))
+
+
+def _finish(out: pd.DataFrame, path: Path, gap_policy, column: str, header: str | None = None, scale: float = 1.0) -> pd.DataFrame:
+    """Scale to g/kWh, refuse impossible units, then the shared checks and gap filling."""
+    out[CARBON_GCO2_PER_KWH] = out[CARBON_GCO2_PER_KWH] * scale
+    check_carbon_units(out[CARBON_GCO2_PER_KWH], path, column, header=header)
+    return finalise(out, path, _RANGES, gap_policy=gap_policy)
+
+
+def read_eia930(path, factors_gco2_per_kwh: Mapping[str, float] | None = None, gap_policy: GapPolicy | None = None,
+                scale: float = 1.0) -> pd.DataFrame:
     """EIA-930 hourly net generation by fuel (MWh) -> intensity from the mix.
 
     Rows where every value is empty are gaps (filled or rejected by ``gap_policy``).
@@ -96,10 +162,10 @@ def read_eia930(path, factors_gco2_per_kwh: Mapping[str, float] | None = None, g
     out = intensity_from_mix(gen, factors).to_frame()
     if "avg_CI" in df.columns:
         out["gco2_per_kwh_file"] = to_numeric(df, "avg_CI", path).to_numpy()
-    return finalise(out, path, _RANGES, gap_policy=gap_policy)
+    return _finish(out, path, gap_policy, CARBON_GCO2_PER_KWH, scale=scale)
 
 
-def read_electricitymaps(path, column: str = "lca", gap_policy: GapPolicy | None = None) -> pd.DataFrame:
+def read_electricitymaps(path, column: str = "lca", gap_policy: GapPolicy | None = None, scale: float = 1.0) -> pd.DataFrame:
     """Electricity Maps hourly export; ``column`` is ``direct`` (operational) or ``lca``."""
     path = Path(path)
     if column not in _EMAPS_COLS:
@@ -110,10 +176,10 @@ def read_electricitymaps(path, column: str = "lca", gap_policy: GapPolicy | None
     out = pd.DataFrame({CARBON_GCO2_PER_KWH: to_numeric(df, _EMAPS_COLS[column], path).to_numpy()}, index=idx)
     if "Data Estimated" in df.columns:
         out["estimated"] = (df["Data Estimated"].str.lower() == "true").to_numpy().astype(float)
-    return finalise(out, path, _RANGES, gap_policy=gap_policy)
+    return _finish(out, path, gap_policy, _EMAPS_COLS[column], _EMAPS_COLS[column], scale)
 
 
-def read_watttime(path, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
+def read_watttime(path, gap_policy: GapPolicy | None = None, scale: float = 1.0) -> pd.DataFrame:
     """WattTime MOER actuals (``time`` + one region column, gCO2/kWh, naive UTC).
 
     A *marginal* signal: do not mix it with average intensities in one study.
@@ -126,11 +192,12 @@ def read_watttime(path, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
         raise DataError(path, f"expected one region column beside 'time', found {value_cols}")
     idx = parse_timestamps(df["time"], path, "time", assume_utc=True)
     out = pd.DataFrame({CARBON_GCO2_PER_KWH: to_numeric(df, value_cols[0], path).to_numpy()}, index=idx)
+    out = _finish(out, path, gap_policy, value_cols[0], value_cols[0], scale)
     out.attrs["signal"] = "marginal"
-    return finalise(out, path, _RANGES, gap_policy=gap_policy)
+    return out
 
 
-def read_lwa(path, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
+def read_lwa(path, gap_policy: GapPolicy | None = None, scale: float = 1.0) -> pd.DataFrame:
     """Let's Wait Awhile (ENTSO-E) ``Time,Carbon Intensity``; naive stamps are UTC.
 
     Mixed 30/15-minute steps are averaged onto the nominal (most common) step.
@@ -140,10 +207,10 @@ def read_lwa(path, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
     require_columns(df.columns, ["Time", "Carbon Intensity"], path)
     idx = parse_timestamps(df["Time"], path, "Time", assume_utc=True)
     out = pd.DataFrame({CARBON_GCO2_PER_KWH: to_numeric(df, "Carbon Intensity", path).to_numpy()}, index=idx)
-    return finalise(out, path, _RANGES, gap_policy=gap_policy)
+    return _finish(out, path, gap_policy, "Carbon Intensity", scale=scale)
 
 
-def read_canonical_carbon(path, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
+def read_canonical_carbon(path, gap_policy: GapPolicy | None = None, scale: float = 1.0) -> pd.DataFrame:
     """Coolshift's plain format: ``timestamp,gco2_per_kwh`` (ISO 8601 with offset or Z)."""
     path = Path(path)
     df = _read_csv(path)
@@ -152,7 +219,7 @@ def read_canonical_carbon(path, gap_policy: GapPolicy | None = None) -> pd.DataF
     require_columns(df.columns, ["timestamp", CARBON_GCO2_PER_KWH], path)
     idx = parse_timestamps(df["timestamp"], path, "timestamp")
     out = pd.DataFrame({CARBON_GCO2_PER_KWH: to_numeric(df, CARBON_GCO2_PER_KWH, path).to_numpy()}, index=idx)
-    return finalise(out, path, _RANGES, gap_policy=gap_policy)
+    return _finish(out, path, gap_policy, CARBON_GCO2_PER_KWH, scale=scale)
 
 
 def read_carbon_forecast(path) -> pd.DataFrame:
@@ -173,6 +240,7 @@ def read_carbon_forecast(path) -> pd.DataFrame:
             CARBON_GCO2_PER_KWH: to_numeric(df, value_cols[0], path).to_numpy(),
         }
     )
+    check_carbon_units(out.set_index("forecast_time")[CARBON_GCO2_PER_KWH], path, value_cols[0], header=value_cols[0])
     lo, hi = CARBON_RANGE_GCO2_PER_KWH
     bad = ~out[CARBON_GCO2_PER_KWH].between(lo, hi) & out[CARBON_GCO2_PER_KWH].notna()
     if bad.any():
@@ -210,19 +278,21 @@ def sniff_carbon_format(path) -> str:
         return "canonical"
     if header and header[0] == "time" and len(header) == 2:
         return "watttime"
-    raise DataError(
-        path, f"unrecognised carbon-intensity header {header}; expected one of {sorted(CARBON_FORMATS)} "
-        "(canonical: timestamp,gco2_per_kwh)"
-    )
+    raise unrecognised_header(path, "carbon-intensity", header, f"one of {sorted(CARBON_FORMATS)} (canonical: timestamp,gco2_per_kwh)")
 
 
-def read_carbon(path, format: str = "auto", column: str | None = None, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
-    """Read any supported carbon-intensity file into the canonical frame."""
+def read_carbon(path, format: str = "auto", column: str | None = None, gap_policy: GapPolicy | None = None,
+                scale: float = 1.0) -> pd.DataFrame:
+    """Read any supported carbon-intensity file into the canonical frame.
+
+    ``scale`` converts the file's values to gCO2/kWh (a data source's ``scale``, e.g. 1000
+    for kg/kWh) before the range and unit checks, so converted data pass them.
+    """
     path = Path(path)
     fmt = sniff_carbon_format(path) if format == "auto" else format
     if fmt not in CARBON_FORMATS:
         raise DataError(path, f"unknown carbon format {fmt!r}; choose from {sorted(CARBON_FORMATS)} or auto")
-    kwargs = {"gap_policy": gap_policy}
+    kwargs = {"gap_policy": gap_policy, "scale": scale}
     if fmt == "electricitymaps" and column:
         kwargs["column"] = column
     frame = CARBON_FORMATS[fmt](path, **kwargs)

@@ -7,6 +7,17 @@ number in the file, header included) of the first offending value.
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import csv
+import difflib
+import gzip
+import io
+import lzma
+import os
+import re
+import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +66,13 @@ def parse_timestamps(values: pd.Series, path, column: str, *, assume_utc: bool =
     bad |= raw.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(path, f"unparseable timestamp {values.iloc[i]!r}", column, i + row_offset)
+        raise DataError(path, f"unparseable timestamp {cell(values.iloc[i])}", column, i + row_offset)
     if not assume_utc:
         has_offset = raw.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
         if not has_offset.all():
             i = int(np.flatnonzero(~has_offset.to_numpy())[0])
             raise DataError(
-                path, f"timestamp {values.iloc[i]!r} has no UTC offset (use ISO 8601 with an offset or Z)", column, i + row_offset
+                path, f"timestamp {cell(values.iloc[i])} has no UTC offset (use ISO 8601 with an offset or Z)", column, i + row_offset
             )
     return pd.DatetimeIndex(parsed, name="timestamp")
 
@@ -75,6 +86,14 @@ def infer_step(index: pd.DatetimeIndex, path) -> pd.Timedelta:
     if step <= pd.Timedelta(0):
         raise DataError(path, "timestamps are not increasing")
     return step
+
+
+def runs_of(mask: np.ndarray, min_len: int = 1) -> list[tuple[int, int]]:
+    """Half-open [start, end) positions of the runs of True in ``mask`` at least ``min_len`` long."""
+    m = np.asarray(mask, dtype=bool)
+    edges = np.diff(np.concatenate([[0], m.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b)) for a, b in zip(starts, ends) if b - a >= min_len]
 
 
 def check_range(frame: pd.DataFrame, column: str, bounds: tuple[float, float], path, unit: str, rows: np.ndarray | None = None) -> None:
@@ -158,19 +177,185 @@ def finalise(
     return fill_gaps(frame, step, path, gap_policy)
 
 
+# --- reading files safely -------------------------------------------------------------------
+# A year of 5-minute data in any supported format is a few tens of MB; 512 MiB (after
+# decompression) is far above that and still below what a small server can hold in memory.
+MAX_FILE_BYTES = 512 * 2**20
+_COMPRESSED = {b"\x1f\x8b": ("gzip", gzip.decompress), b"BZh": ("bzip2", bz2.decompress), b"\xfd7zXZ\x00": ("xz", lzma.decompress)}
+_REFUSED_MAGIC = {b"PK\x03\x04": "a zip archive (or an Excel .xlsx): extract or export the CSV first",
+                  b"PAR1": "a Parquet file: export it as CSV", b"%PDF": "a PDF document",
+                  b"\xd0\xcf\x11\xe0": "an old-style Excel/Office file: export it as CSV", b"SQLite format 3": "an SQLite database"}
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is (None for a regular file): reading a FIFO or a device can block forever."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def read_bytes(path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file, decompressed if gzip/bzip2/xz; anything else is a DataError.
+
+    The file type is checked before opening (a FIFO or device would block or never end),
+    and again on the open descriptor, which is opened non-blocking in case the path was
+    swapped for a FIFO in between.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(path, "file not found") from None
+    except PermissionError:
+        raise DataError(path, "cannot read the file: permission denied") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the file ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    kind = _file_kind(st.st_mode)
+    if kind:
+        raise DataError(path, f"is {kind}, not a regular data file")
+    if st.st_size > max_bytes:
+        raise DataError(path, f"file is {st.st_size / 2**20:,.0f} MiB, above the {max_bytes / 2**20:,.0f} MiB limit for a data file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except PermissionError:
+        raise DataError(path, "cannot read the file: permission denied") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    with os.fdopen(fd, "rb") as fh:
+        kind = _file_kind(os.fstat(fh.fileno()).st_mode)
+        if kind:
+            raise DataError(path, f"is {kind}, not a regular data file")
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise DataError(path, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    for magic, (name, decompress) in _COMPRESSED.items():
+        if data.startswith(magic):
+            try:
+                # decompress in one go, then bound the size (a zip bomb still costs memory once, bounded by the codec)
+                data = decompress(data)
+            except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
+                raise DataError(path, f"{name}-compressed but corrupt or truncated") from None
+            break
+    if len(data) > max_bytes:
+        raise DataError(path, f"more than {max_bytes / 2**20:,.0f} MiB (after decompression): too large for a data file")
+    for magic, what in _REFUSED_MAGIC.items():
+        if data.startswith(magic):
+            raise DataError(path, f"is {what}, not a text data file")
+    return data
+
+
+def _decode(data: bytes, path) -> str:
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(enc).lstrip("\ufeff")
+            except UnicodeDecodeError as exc:
+                raise DataError(path, f"starts with a {enc.upper()} byte-order mark but is not valid {enc.upper()} "
+                                      f"(byte {exc.start})") from None
+    head = data[:4096]
+    if head.count(b"\x00") > len(head) // 4:
+        # UTF-16 without a byte-order mark: ASCII text has a zero in every other byte.
+        enc = "utf-16-le" if head[1::2].count(0) > len(head) // 4 else "utf-16-be"
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and not _CONTROL.search(text):
+            return text
+        raise DataError(path, "binary content (zero bytes): not a text data file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8 text (undecodable byte at line {line}): a binary file, or text in another "
+                              "encoding; save it as UTF-8 (or UTF-16 with a byte-order mark)", row=line) from None
+
+
+def read_text(path, *, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """A data file's text: regular files only, gzip/bzip2/xz read transparently, UTF-8 (with or
+    without BOM) or UTF-16/32 (with BOM, or UTF-16 without). Binary content is a DataError
+    naming the file and line, never quoting it."""
+    text = _decode(read_bytes(path, max_bytes=max_bytes), path)
+    bad = _CONTROL.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise DataError(path, f"binary content (control character U+{ord(bad.group()):04X} at line {line}): not a text data file",
+                        row=line)
+    return text
+
+
+def cell(value, width: int = 40) -> str:
+    """One offending cell for an error message, quoted and cut to ``width`` characters.
+
+    Error messages quote at most the cell at fault, never a header or a whole line.
+    """
+    text = str(value)
+    return repr(text if len(text) <= width else text[:width] + "...")
+
+
+_PARSER_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def read_csv_text(path, **kw) -> pd.DataFrame:
+    """A CSV data file as strings (empty cells NaN), via :func:`read_text`; errors never quote the file."""
+    path = Path(path)
+    text = read_text(path)
+    if not text.strip():
+        raise DataError(path, "empty file")
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0].rstrip("\r"))), [])
+    names = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names, 1):
+        if n and n in seen:
+            raise DataError(path, f"column {cell(n)} appears twice in the header (fields {seen[n]} and {i}): which one is meant?", row=1)
+        seen.setdefault(n, i)
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], **kw)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "empty file") from None
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+        m = _PARSER_FIELDS.search(str(exc))
+        if m:
+            raise DataError(path, f"line {m.group(2)} has {m.group(3)} fields, the header {m.group(1)}", row=int(m.group(2))) from None
+        raise DataError(path, f"not a readable CSV file ({type(exc).__name__})") from None
+
+
 def read_header(path) -> list[str]:
     """The stripped column names of a CSV file's first line (for format sniffing)."""
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            return [h.strip() for h in fh.readline().strip().split(",")]
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
+    text = read_text(path)
+    first = text.split("\n", 1)[0].rstrip("\r")
+    return [h.strip() for h in next(csv.reader(io.StringIO(first)), [])]
+
+
+def unrecognised_header(path, what: str, header: list[str], expected: str) -> DataError:
+    """The error for a file whose header matches no known format: it says how many fields the
+    first line has, never what they are (the file may not be a data file at all)."""
+    hint = ""
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+        hint = " (one field: is the file separated by ';', tab or '|' instead of ','?)"
+    return DataError(path, f"unrecognised {what} file: its first line has {len(header)} field(s), none of the known "
+                           f"column sets{hint}; expected {expected}", row=1)
 
 
 def require_columns(columns, needed, path) -> None:
+    """Every ``needed`` column present; the error names what is missing, and at most one header
+    cell that closely resembles it (a likely typo), never the whole header."""
+    columns = [str(c) for c in columns]
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DataError(path, f"missing column(s) {missing}; found {list(columns)}")
+        hints = []
+        for m in missing:
+            close = difflib.get_close_matches(m, columns, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"{m!r} (the header has {cell(close[0])})")
+        extra = f"; did you mean: {', '.join(hints)}" if hints else ""
+        raise DataError(path, f"missing column(s) {missing} (the header has {len(columns)} column(s)){extra}", row=1)
 
 
 def to_numeric(frame: pd.DataFrame, column: str, path, row_offset: int = 2) -> pd.Series:
@@ -180,5 +365,5 @@ def to_numeric(frame: pd.DataFrame, column: str, path, row_offset: int = 2) -> p
     bad = num.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(path, f"not a number: {raw.iloc[i]!r}", column, i + row_offset)
+        raise DataError(path, f"not a number: {cell(raw.iloc[i])}", column, i + row_offset)
     return num.astype(float)

@@ -115,17 +115,20 @@ def load_site_data(
     l_src = override_source(site.workload, workload, workload_format)
 
     c_path = site.resolve(c_src.path)
-    ci = read_carbon(c_path, c_src.format, c_src.column, gap_policy=gap_policy_for(c_src))[[CARBON_GCO2_PER_KWH]] * c_src.scale
+    # the source's scale converts to g/kWh before the unit checks (e.g. scale 1000 for kg/kWh)
+    ci = read_carbon(c_path, c_src.format, c_src.column, gap_policy=gap_policy_for(c_src), scale=c_src.scale)[[CARBON_GCO2_PER_KWH]]
     frames = [to_step(ci, step, "hold", start, end, c_path)]
     notes = {"carbon": str(c_path), "filled": {"carbon": ci.attrs.get("filled", [])}}
 
     for edge in site.edge_sites:
         e_path = site.resolve(edge.carbon.path)
-        e = read_carbon(e_path, edge.carbon.format, edge.carbon.column, gap_policy=gap_policy_for(edge.carbon))[[CARBON_GCO2_PER_KWH]]
+        e = read_carbon(e_path, edge.carbon.format, edge.carbon.column, gap_policy=gap_policy_for(edge.carbon),
+                        scale=edge.carbon.scale)[[CARBON_GCO2_PER_KWH]]
         frames.append(to_step(e, step, "hold", start, end, e_path).rename(columns={CARBON_GCO2_PER_KWH: col(CARBON_GCO2_PER_KWH, edge.name)}))
 
     w_path = site.resolve(w_src.path)
-    wx = read_weather(w_path, w_src.format, gap_policy=gap_policy_for(w_src))
+    # the site's latitude bounds the temperatures by month (a run of days in degF is refused)
+    wx = read_weather(w_path, w_src.format, gap_policy=gap_policy_for(w_src), latitude_deg=site.latitude_deg)
     wx = _extend_by_days(wx[[TEMP_C, RH_PCT]], start, end, max_days=1)
     notes["weather_edge_filled_h"] = wx.attrs.get("edge_filled_h", 0.0)
     wx_step = to_step(wx, step, "interpolate", start, end, w_path)

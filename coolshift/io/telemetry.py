@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coolshift.io.checks import RH_RANGE_PCT, TEMP_RANGE_C, DataError, GapPolicy, finalise, parse_timestamps, require_columns, to_numeric
+from coolshift.io.checks import (
+    RH_RANGE_PCT, TEMP_RANGE_C, DataError, GapPolicy, finalise, parse_timestamps, read_csv_text, require_columns, runs_of, to_numeric,
+)
 from coolshift.schema import TELEMETRY_PER_ZONE, TELEMETRY_REQUIRED, col
 
 __all__ = ["read_telemetry", "telemetry_columns"]
@@ -29,13 +31,16 @@ def telemetry_columns(zones: list[str]) -> list[str]:
     return list(TELEMETRY_REQUIRED) + [col(q, z) for z in zones for q in TELEMETRY_PER_ZONE]
 
 
+def _step(frame: pd.DataFrame) -> pd.Timedelta:
+    d = np.diff(np.sort(frame.index.asi8))
+    d = d[d > 0]
+    return pd.Timedelta(int(np.median(d)) if len(d) else 3_600_000_000_000)
+
+
 def read_telemetry(path, zones: list[str] | None = None, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
     """Read and validate a telemetry CSV; ``zones`` (from the site) makes per-zone columns required."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
+    df = read_csv_text(path)
     if any(c.endswith("_w") and c[:-2] + "_kw" in TELEMETRY_REQUIRED for c in df.columns):
         raise DataError(path, "power columns must be in kW (e.g. it_power_kw), not W")
     zones = zones or sorted({c.split("__", 1)[1] for c in df.columns if c.startswith("inlet_temp_c__")})
@@ -54,6 +59,13 @@ def read_telemetry(path, zones: list[str] | None = None, gap_policy: GapPolicy |
             ranges[c] = (RH_RANGE_PCT, "%")
         elif c.startswith(("supply_setpoint_c", "inlet_temp_c", "chw_setpoint_c")):
             ranges[c] = (INDOOR_RANGE_C, "degC")
+    for c in keep:
+        if "rh" in c and c.endswith("_pct"):
+            v = frame[c].to_numpy(dtype=float)
+            ok = ~np.isnan(v)
+            # percent RH never stays <= 1 for a day (see coolshift.io.weather); a day of 0-1 values is a fraction
+            if ok.sum() >= 3 and (np.nanmax(v) <= 1.0 or runs_of(ok & (v <= 1.0), max(3, int(pd.Timedelta("1D") / _step(frame))))):
+                raise DataError(path, "relative humidity within 0-1 for a day or more: a 0-1 fraction? give percent (x 100)", c)
     frame = finalise(frame, path, ranges, gap_policy=gap_policy)
     if (frame["facility_power_kw"] + 1e-6 < frame["it_power_kw"]).any():
         i = int(np.flatnonzero((frame["facility_power_kw"] + 1e-6 < frame["it_power_kw"]).to_numpy())[0])

@@ -17,10 +17,13 @@ from coolshift.io.checks import (
     DataError,
     GapPolicy,
     finalise,
+    cell,
     parse_timestamps,
+    read_csv_text,
     read_header,
     require_columns,
     to_numeric,
+    unrecognised_header,
 )
 from coolshift.schema import CPU_UTIL, demand_col
 
@@ -39,17 +42,25 @@ _TRACE_LAYOUTS = {
 def _anchor(path, start: str | pd.Timestamp | None, n: int, step: pd.Timedelta) -> pd.DatetimeIndex:
     if start is None:
         raise DataError(path, "this trace has no timestamps: give a start time (data source 'start', ISO 8601 with offset)")
-    t0 = pd.Timestamp(start)
-    if t0.tzinfo is None:
-        raise DataError(path, f"start {start!r} needs a UTC offset or Z")
+    try:
+        t0 = pd.Timestamp(start)
+    except (ValueError, TypeError, OverflowError):
+        raise DataError(path, f"start {cell(start)} is not an ISO 8601 time (e.g. 2022-01-01T00:00:00Z)") from None
+    if t0 is pd.NaT or t0.tzinfo is None:
+        raise DataError(path, f"start {cell(start)} needs a UTC offset or Z")
     return pd.date_range(t0.tz_convert("UTC"), periods=n, freq=step, name="timestamp")
 
 
 def _read_trace(path: Path, fmt: str, start, gap_policy) -> pd.DataFrame:
     column, divisor, step = _TRACE_LAYOUTS[fmt]
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    df = read_csv_text(path)
     require_columns(df.columns, [column], path)
-    values = to_numeric(df, column, path) / divisor
+    raw = to_numeric(df, column, path)
+    if divisor != 1.0 and len(raw.dropna()) >= 3 and raw.max() <= 1.0:
+        # A cluster busy under 1 % of its CPU for the whole trace does not exist: a 0-1 fraction in a percent column.
+        raise DataError(path, f"every value is within 0-1 (max {raw.max():g}) in a percent column: a 0-1 fraction? "
+                              "(the column is read as percent)", column)
+    values = raw / divisor
     if "timestamp" in df.columns:
         idx = parse_timestamps(df["timestamp"], path, "timestamp")
     else:
@@ -61,7 +72,7 @@ def _read_trace(path: Path, fmt: str, start, gap_policy) -> pd.DataFrame:
 def read_canonical_workload(path, start=None, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
     """Coolshift's plain format: ``timestamp,cpu_util`` (fraction 0-1 of site capacity)."""
     path = Path(path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    df = read_csv_text(path)
     if "cpu_util_pct" in df.columns or "cpu_util_percent" in df.columns and "timestamp" in df.columns:
         raise DataError(path, "wrong unit: the canonical column cpu_util is a fraction 0-1, not percent")
     require_columns(df.columns, ["timestamp", CPU_UTIL], path)
@@ -81,14 +92,12 @@ def sniff_workload_format(path) -> str:
     for name, (column, _, _) in _TRACE_LAYOUTS.items():
         if column in header:
             return name
-    raise DataError(path, f"unrecognised workload header {header}; expected one of {list(WORKLOAD_FORMATS)} (canonical: timestamp,cpu_util)")
+    raise unrecognised_header(path, "workload", header, f"one of {list(WORKLOAD_FORMATS)} (canonical: timestamp,cpu_util)")
 
 
 def read_workload(path, format: str = "auto", start=None, gap_policy: GapPolicy | None = None) -> pd.DataFrame:
     """Read a CPU-utilisation trace into ``cpu_util`` (0-1) on a UTC index."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
     fmt = sniff_workload_format(path) if format == "auto" else format
     if fmt == "canonical":
         frame = read_canonical_workload(path, gap_policy=gap_policy)
