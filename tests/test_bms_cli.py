@@ -15,6 +15,7 @@ import pytest
 
 from coolshift.bms.audit import read_audit
 from test_bms_kit import REPO, RD, SITE, BacnetDevice, free_port, make_plan, write_point_map
+from test_bms_kit import state_dir  # noqa: F401 (autouse: a private COOLSHIFT_STATE_DIR per test)
 
 pytestmark = pytest.mark.timeout(120)
 

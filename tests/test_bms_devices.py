@@ -15,6 +15,7 @@ from coolshift.bms.push import push, release
 from coolshift.config import load_site
 from test_bms_kit import (AUTO, REMOTE, RD, REPO, BacnetDevice, ModbusDevice, free_port, make_plan, now_utc,
                           write_point_map)
+from test_bms_kit import state_dir  # noqa: F401 (autouse: a private COOLSHIFT_STATE_DIR per test)
 
 pytestmark = pytest.mark.timeout(60)
 REPO_BMS = REPO / "configs" / "bms"
@@ -239,9 +240,9 @@ def test_bacnet_device_that_stops_answering_mid_push_is_rolled_back(tmp_path):
     assert "chw_sp" not in set(w.point)
     assert (df[(df.action == "restore") & (df.point == "hall_a_supply_sp")].result.iloc[-1]) == "ok"
     assert (df[(df.action == "relinquish") & (df.point == "hall_b_supply_sp")].result.iloc[-1]) == "ok"
-    # the roll-back ran newest first
-    assert df[(df.action == "relinquish") & (df.point == "hall_b_supply_sp")].id.min() < \
-        df[(df.action == "restore") & (df.point == "hall_a_supply_sp")].id.min()
+    # the confirmed write (hall_a) was put back first, the failed one (hall_b) only after it
+    assert df[(df.action == "restore") & (df.point == "hall_a_supply_sp") & (df.result == "ok")].id.max() < \
+        df[(df.action == "relinquish") & (df.point == "hall_b_supply_sp")].id.min()
 
 
 # -- Modbus -------------------------------------------------------------------------------
@@ -330,7 +331,7 @@ def test_modbus_device_that_stops_mid_push_leaves_points_previous_or_released(tm
     w = df[df.action == "write"]
     assert w[w.point == "hall_b_supply_sp"].result.tolist() == ["intent", "timeout"]
     rel = df[df.action == "relinquish"]
-    assert rel[rel.result == "ok"].point.tolist() == ["hall_b_supply_sp", "hall_a_supply_sp"]
+    assert rel[rel.result == "ok"].point.tolist() == ["hall_a_supply_sp", "hall_b_supply_sp"]  # confirmed first
     assert (rel.result.isin(["timeout", "error"])).any()  # it retried while the device was down
 
 

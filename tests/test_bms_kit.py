@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,17 @@ VAR = {"hall_a_supply_sp": "supply_setpoint_c__hall_a", "hall_b_supply_sp": "sup
 HR = {"hall_a_supply_sp": 0, "hall_b_supply_sp": 1, "chw_sp": 10}
 MODE = {"hall_a_supply_sp": 100, "hall_b_supply_sp": 101, "chw_sp": 110}
 AUTO, REMOTE = 1, 0
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    """Each test's own Coolshift state folder (rate limits, pending writes, locks), never the user's.
+
+    Autouse in every module that imports it; subprocesses inherit it through the environment.
+    """
+    d = tmp_path / "state"
+    monkeypatch.setenv("COOLSHIFT_STATE_DIR", str(d))
+    return d
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:

@@ -16,6 +16,7 @@ from coolshift.bms.points import ModbusPoint, Point, PointMapError, expand_env, 
 from coolshift.bms.safety import change_per_write, plan_freshness, rate_limit, zone_envelope
 from coolshift.config import load_site
 from test_bms_kit import REPO, SITE, make_plan, write_point_map
+from test_bms_kit import state_dir  # noqa: F401 (autouse: a private COOLSHIFT_STATE_DIR per test)
 
 SJ = load_site(SITE)
 

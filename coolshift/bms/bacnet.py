@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from typing import Any
 
 from .device import DeviceError, DeviceTimeout, PointState
@@ -59,14 +60,21 @@ class BacnetAdapter:
             self.app.close()
             self.app = None
 
-    async def _call(self, what: str, coro: Any) -> Any:
+    async def _call(self, what: str, coro: Any, deadline: float | None = None) -> Any:
+        """Await one request, bounded by ``timeout_s`` and by ``deadline`` (monotonic) if given."""
         from bacpypes3.apdu import ErrorRejectAbortNack
 
+        timeout = self.conn.timeout_s
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                coro.close()  # never started: do not leave an un-awaited coroutine behind
+                raise DeviceTimeout(f"{what}: not sent: its time ran out")
         try:
-            result = await asyncio.wait_for(coro, self.conn.timeout_s)
+            result = await asyncio.wait_for(coro, timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise DeviceTimeout(
-                f"{what}: no answer from {self.conn.device_address} within {self.conn.timeout_s:g} s"
+                f"{what}: no answer from {self.conn.device_address} within {timeout:.3g} s"
             ) from None
         except ErrorRejectAbortNack as exc:  # a BaseException in bacpypes3
             raise DeviceError(f"{what}: device {self.conn.device_address} answered {exc}") from None
@@ -76,26 +84,27 @@ class BacnetAdapter:
             raise DeviceError(f"{what}: device {self.conn.device_address} answered {result}")
         return result
 
-    async def _read(self, point: Point, prop: str) -> Any:
+    async def _read(self, point: Point, prop: str, deadline: float | None = None) -> Any:
         assert self.app is not None and point.bacnet is not None
         return await self._call(
             f"read {point.name} ({point.bacnet.object} {prop})",
             self.app.read_property(self.conn.device_address, point.bacnet.object, prop),
+            deadline,
         )
 
-    async def read_value(self, point: Point) -> float:
-        v = await self._read(point, "present-value")
+    async def read_value(self, point: Point, deadline: float | None = None) -> float:
+        v = await self._read(point, "present-value", deadline)
         try:
             return float(v)
         except (TypeError, ValueError):
             raise DeviceError(f"read {point.name}: present-value {v!r} is not a number") from None
 
-    async def read_state(self, point: Point) -> PointState:
+    async def read_state(self, point: Point, deadline: float | None = None) -> PointState:
         assert point.bacnet is not None
-        value = await self.read_value(point)
+        value = await self.read_value(point, deadline)
         if point.bacnet.object_type == "analog-input":
             return PointState(value=value, commanded=None, detail="telemetry")
-        slots = await self._read(point, "priority-array")
+        slots = await self._read(point, "priority-array", deadline)
         if slots is None or not hasattr(slots, "__len__") or len(slots) != 16:
             raise DeviceError(
                 f"read {point.name}: {point.bacnet.object} has no 16-slot priority array (not commandable)"
@@ -108,7 +117,7 @@ class BacnetAdapter:
                     occupied[i] = float(getattr(pv, choice))
                 except (TypeError, ValueError, AttributeError):
                     raise DeviceError(f"read {point.name}: priority {i} holds {pv!r}, not a number") from None
-        rd = await self._read(point, "relinquish-default")
+        rd = await self._read(point, "relinquish-default", deadline)
         mine = occupied.get(point.bacnet.priority)
         higher = {p: v for p, v in occupied.items() if p < point.bacnet.priority}
         parts = [f"p{p}={v:g}" for p, v in sorted(occupied.items())] or ["no priority set"]
@@ -118,7 +127,7 @@ class BacnetAdapter:
         return PointState(value=value, commanded=mine, detail=", ".join(parts),
                           overridden_by=min(higher) if higher else None)
 
-    async def write(self, point: Point, value: float) -> None:
+    async def write(self, point: Point, value: float, deadline: float | None = None) -> None:
         assert self.app is not None and point.bacnet is not None
         await self._call(
             f"write {point.name} ({point.bacnet.object} @{point.bacnet.priority})",
@@ -129,9 +138,10 @@ class BacnetAdapter:
                 float(value),
                 priority=point.bacnet.priority,
             ),
+            deadline,
         )
 
-    async def release(self, point: Point) -> None:
+    async def release(self, point: Point, deadline: float | None = None) -> None:
         from bacpypes3.primitivedata import Null
 
         assert self.app is not None and point.bacnet is not None
@@ -140,6 +150,7 @@ class BacnetAdapter:
             self.app.write_property(
                 self.conn.device_address, point.bacnet.object, "present-value", Null(()), priority=point.bacnet.priority
             ),
+            deadline,
         )
 
     def encoded(self, point: Point, value: float) -> float:

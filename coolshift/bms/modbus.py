@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from .device import DeviceError, DeviceTimeout, PointState
@@ -75,16 +76,26 @@ class ModbusAdapter:
             self.client.close()
             self.client = None
 
-    async def _connect(self) -> None:
+    def _timeout(self, what: str, deadline: float | None, factor: float = 1.0) -> float:
+        """Seconds this request may take: the configured timeout, cut to ``deadline`` (monotonic)."""
+        t = self.conn.timeout_s * factor
+        if deadline is not None:
+            t = min(t, deadline - time.monotonic())
+            if t <= 0:
+                raise DeviceTimeout(f"{what}: not sent: its time ran out")
+        return t
+
+    async def _connect(self, deadline: float | None = None) -> None:
         from pymodbus.client import AsyncModbusTcpClient
 
         if self.client is not None:
             self.client.close()
+        timeout = self._timeout(f"connect to {self.conn.host}:{self.conn.port}", deadline)
         self.client = AsyncModbusTcpClient(
             self.conn.host, port=self.conn.port, timeout=self.conn.timeout_s, retries=0, reconnect_delay=0
         )
         try:
-            ok = await asyncio.wait_for(self.client.connect(), self.conn.timeout_s)
+            ok = await asyncio.wait_for(self.client.connect(), timeout)
         except (asyncio.TimeoutError, TimeoutError, OSError):
             ok = False
         if not ok:
@@ -92,15 +103,16 @@ class ModbusAdapter:
             self.client = None
             raise DeviceTimeout(f"cannot connect to Modbus device {self.conn.host}:{self.conn.port}")
 
-    async def _call(self, what: str, fn: str, *args: Any, **kw: Any) -> Any:
+    async def _call(self, what: str, fn: str, *args: Any, deadline: float | None = None, **kw: Any) -> Any:
         from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
         if self.client is None or not self.client.connected:
-            await self._connect()
+            await self._connect(deadline)
         assert self.client is not None
+        timeout = self._timeout(what, deadline, 1.5)
         try:
             rr = await asyncio.wait_for(
-                getattr(self.client, fn)(*args, device_id=self.conn.device_id, **kw), self.conn.timeout_s * 1.5
+                getattr(self.client, fn)(*args, device_id=self.conn.device_id, **kw), timeout
             )
         except (asyncio.TimeoutError, TimeoutError, ModbusIOException, ConnectionException) as exc:
             self.client.close()  # a late answer must not be read as the next one's
@@ -116,60 +128,64 @@ class ModbusAdapter:
             raise DeviceError(f"{what}: device answered Modbus exception code {code}")
         return rr
 
-    async def read_value(self, point: Point) -> float:
+    async def read_value(self, point: Point, deadline: float | None = None) -> float:
         mp = point.modbus
         assert mp is not None
         fn = "read_holding_registers" if mp.table == "holding" else "read_input_registers"
-        rr = await self._call(f"read {point.name} (register {mp.address})", fn, mp.address, count=mp.n_registers)
+        rr = await self._call(f"read {point.name} (register {mp.address})", fn, mp.address, count=mp.n_registers,
+                              deadline=deadline)
         return decode_registers(mp, rr.registers[: mp.n_registers])
 
-    async def _read_mode(self, point: Point) -> int:
+    async def _read_mode(self, point: Point, deadline: float | None = None) -> int:
         rel = point.modbus.release  # type: ignore[union-attr]
         assert rel is not None
         if rel.coil is not None:
-            rr = await self._call(f"read {point.name} mode (coil {rel.coil})", "read_coils", rel.coil, count=1)
+            rr = await self._call(f"read {point.name} mode (coil {rel.coil})", "read_coils", rel.coil, count=1,
+                                  deadline=deadline)
             return int(bool(rr.bits[0]))
         rr = await self._call(f"read {point.name} mode (register {rel.holding})", "read_holding_registers",
-                              rel.holding, count=1)
+                              rel.holding, count=1, deadline=deadline)
         return int(rr.registers[0])
 
-    async def _write_mode(self, point: Point, mode: int) -> None:
+    async def _write_mode(self, point: Point, mode: int, deadline: float | None = None) -> None:
         rel = point.modbus.release  # type: ignore[union-attr]
         assert rel is not None
         if rel.coil is not None:
-            await self._call(f"set {point.name} mode (coil {rel.coil})", "write_coil", rel.coil, bool(mode))
+            await self._call(f"set {point.name} mode (coil {rel.coil})", "write_coil", rel.coil, bool(mode),
+                             deadline=deadline)
         else:
             await self._call(f"set {point.name} mode (register {rel.holding})", "write_register",
-                             rel.holding, mode & 0xFFFF)
+                             rel.holding, mode & 0xFFFF, deadline=deadline)
 
-    async def read_state(self, point: Point) -> PointState:
+    async def read_state(self, point: Point, deadline: float | None = None) -> PointState:
         mp = point.modbus
         assert mp is not None
-        value = await self.read_value(point)
+        value = await self.read_value(point, deadline)
         if mp.release is None:
             return PointState(value=value, commanded=None, detail="telemetry" if not point.writable else "")
-        mode = await self._read_mode(point)
+        mode = await self._read_mode(point, deadline)
         if mode == mp.release.auto_value:
             return PointState(value=value, commanded=None, detail="local control (auto)")
         if mode == mp.release.remote_value:
             return PointState(value=value, commanded=value, detail="remote (commanded)")
         return PointState(value=value, commanded=None, detail=f"unknown mode value {mode}")
 
-    async def write(self, point: Point, value: float) -> None:
-        """Write the setpoint register(s), then put the point in remote mode."""
+    async def write(self, point: Point, value: float, deadline: float | None = None) -> None:
+        """Write the setpoint register(s), then put the point in remote mode (each request by ``deadline``)."""
         mp = point.modbus
         assert mp is not None and mp.release is not None
         try:
             words = encode_registers(mp, value)
         except ValueError as exc:
             raise DeviceError(f"write {point.name}: {exc}") from None
-        await self._call(f"write {point.name} (register {mp.address})", "write_registers", mp.address, words)
-        await self._write_mode(point, mp.release.remote_value)
+        await self._call(f"write {point.name} (register {mp.address})", "write_registers", mp.address, words,
+                         deadline=deadline)
+        await self._write_mode(point, mp.release.remote_value, deadline)
 
-    async def release(self, point: Point) -> None:
+    async def release(self, point: Point, deadline: float | None = None) -> None:
         mp = point.modbus
         assert mp is not None and mp.release is not None
-        await self._write_mode(point, mp.release.auto_value)
+        await self._write_mode(point, mp.release.auto_value, deadline)
 
     def encoded(self, point: Point, value: float) -> float:
         assert point.modbus is not None

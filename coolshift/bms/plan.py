@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["PlanError", "Plan", "read_plan", "current_step", "SETPOINT_PREFIXES"]
+__all__ = ["PlanError", "Plan", "read_plan", "current_step", "unmapped_message", "SETPOINT_PREFIXES"]
 
 SETPOINT_PREFIXES = ("supply_setpoint_c__", "chw_setpoint_c")
 _TRUE = {"true", "1", "yes", "t"}
@@ -62,11 +62,28 @@ def _bool(v: object, where: str) -> bool:
     raise PlanError(f"{where}: in_envelope must be true/false, got {v!r}")
 
 
-def read_plan(run_dir: str | Path, variables: tuple[str, ...] | list[str] = ()) -> Plan:
+def unmapped_message(where: str, columns: list[str], variables: dict[str, str] | list[str] | tuple[str, ...]) -> str:
+    """Why a plan whose setpoint columns match no mapped point is refused, naming both sides.
+
+    Pushing such a plan would find no target for any point and hand every point back to
+    local control: it is almost always a plan for another site or zone naming.
+    """
+    mapped = (", ".join(f"{v} ({n})" for v, n in sorted(variables.items())) if isinstance(variables, dict)
+              else ", ".join(sorted(variables)))
+    shown = [c if len(c) <= 60 else c[:57] + "..." for c in columns[:12]]  # header cells only, bounded
+    more = f" and {len(columns) - 12} more" if len(columns) > 12 else ""
+    return (f"{where}: no setpoint column matches a point in the point map: the plan has "
+            f"{', '.join(shown)}{more}; the map's writable points carry {mapped}. Nothing was written "
+            "(check the plan is for this site and the point map's 'variable' names)")
+
+
+def read_plan(run_dir: str | Path, variables: tuple[str, ...] | list[str] | dict[str, str] = ()) -> Plan:
     """Validate and load a plan run folder; errors name the file, column and row.
 
     Reads the setpoint columns of the contract plus any other ``variables`` present
     (a point map may carry, say, ``crah_fan_min_frac__hall_a``), all as finite numbers.
+    ``variables`` are the point map's writable variables (or variable -> point name): when
+    given, at least one setpoint column must be among them (see :func:`unmapped_message`).
     """
     run_dir = Path(run_dir)
     csv, sj = run_dir / "plan.csv", run_dir / "summary.json"
@@ -101,6 +118,8 @@ def read_plan(run_dir: str | Path, variables: tuple[str, ...] | list[str] = ()) 
             f"{csv}: no setpoint columns (expected supply_setpoint_c__<zone> and/or chw_setpoint_c"
             + (f", or one of {sorted(variables)})" if variables else ")")
         )
+    if variables and not any(c in variables for c in cols):
+        raise PlanError(unmapped_message(str(csv), cols, variables if isinstance(variables, dict) else list(variables)))
     index = [_utc(v, f"{csv}: row {i + 2}, column timestamp") for i, v in enumerate(raw["timestamp"])]
     out = pd.DataFrame(index=pd.DatetimeIndex(index, name="timestamp"))
     for c in cols:

@@ -1,11 +1,15 @@
 """Push one plan step to the BMS: read, check, diff (dry run), write, verify, roll back.
 
-The order is fixed: the plan-level checks (site, freshness, current step, envelope
-flag), then every mapped point is read and checked; if anything is refused nothing
-is written. With ``apply`` each write is preceded by a committed audit record, then
-read back; a mismatch, error or timeout stops the push and every point written in
-it (including the one that failed, whose state is unknown) is put back: rewritten to
-its previous value at our priority, or relinquished if we did not command it before.
+The order is fixed: the plan must carry at least one mapped point (else
+:class:`~.plan.PlanError`, exit 2), the plan-level checks (site, freshness, current
+step, envelope flag), then every mapped point is read and checked; if anything is
+refused nothing is written. With ``apply`` each write is preceded by a committed audit
+record, then read back; a mismatch, error or timeout stops the push and every point
+written in it is put back: rewritten to its previous value at our priority, or
+relinquished if we did not command it before. The writes confirmed before the failure
+go first (newest first); the point whose write failed, whose state is unknown, goes
+last. Each point gets its share of the restore budget and the whole roll-back ends
+within ``safety.restore_timeout_s``.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import pandas as pd
 from ..config import SiteConfig
 from .audit import AuditLog
 from .device import Adapter, DeviceError, DeviceTimeout, PointState, open_adapter, values_match
-from .plan import Plan, current_step
+from .plan import Plan, PlanError, current_step, unmapped_message
 from .points import Point, PointMap
 from .safety import check_write, envelope_flag, plan_freshness
+from .state import device_key
 
 __all__ = [
     "PointDiff",
@@ -36,7 +41,19 @@ __all__ = [
     "push",
     "release",
     "utcnow",
+    "check_plan_maps",
 ]
+
+# Roll-back pacing. The first retry comes after 0.2 s and the wait doubles up to 2 s
+# (capped exponential back-off, as in AWS Architecture Blog, "Exponential Backoff And
+# Jitter", 2015): a device that is restarting is caught within a fraction of a second,
+# a dead one is not hammered. An attempt is not started with less than 0.05 s left
+# (about 8 BACnet write+read round trips on loopback, docs/bms.md), and 0.25 s of the
+# budget is kept for the last audit records (each an fsynced commit, about 7 ms;
+# docs/bms.md "What the safety layer costs").
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 2.0
+MIN_ATTEMPT_S = 0.05
+RESERVE_S = 0.25
 
 
 def utcnow() -> pd.Timestamp:
@@ -117,6 +134,16 @@ def _site_matches(plan_site: str, site: SiteConfig) -> bool:
     return plan_site == site.name or PurePath(plan_site).stem == site.name
 
 
+def check_plan_maps(plan: Plan, pm: PointMap) -> None:
+    """A plan none of whose setpoint columns is a mapped writable point is bad input.
+
+    Pushed, it would find no target for any point and hand them all back to local control.
+    """
+    carried = {p.variable: p.name for p in pm.writable}
+    if not any(c in carried for c in plan.setpoint_columns):
+        raise PlanError(unmapped_message(f"{plan.path / 'plan.csv'}", plan.setpoint_columns, carried))
+
+
 def plan_checks(plan: Plan, pm: PointMap, site: SiteConfig, now: pd.Timestamp) -> tuple[pd.Timestamp | None, list[str]]:
     """Plan-level refusals: wrong site, stale, no step covering now, envelope flag."""
     reasons = []
@@ -190,48 +217,87 @@ async def read_diff(
 async def _verify(adapter: Adapter, p: Point, expect: float | None) -> tuple[bool, str, PointState | None]:
     """Read back; ``expect`` None means: we must no longer command the point."""
     st = await adapter.read_state(p)
+    return _holds(st, expect), st.detail, st
+
+
+def _holds(st: PointState, expect: float | None) -> bool:
+    """The point is as ``expect`` says: not commanded by us (None), or commanded at that value."""
     if expect is None:
-        return st.commanded is None, st.detail, st
-    ok = values_match(st.commanded, expect) and values_match(st.value, expect)
-    return ok, st.detail, st
+        return st.commanded is None
+    return values_match(st.commanded, expect) and values_match(st.value, expect)
+
+
+async def _restore_one(adapter: Adapter, p: Point, prev: PointState, audit: AuditLog, share_end: float,
+                       uncertain: bool) -> tuple[bool, int]:
+    """Put one point back before ``share_end`` (monotonic); returns (restored, attempts).
+
+    For the point whose write failed (``uncertain``) the device is read first: if the
+    write never landed there is nothing to undo and nothing is written.
+    """
+    action = "relinquish" if prev.commanded is None else "restore"
+    expect = None if prev.commanded is None else adapter.encoded(p, prev.commanded)
+    prio = adapter.priority(p)
+    attempt, wait, checked = 0, RETRY_FIRST_S, not uncertain
+    while share_end - time.monotonic() >= MIN_ATTEMPT_S:
+        attempt += 1
+        try:
+            if not checked:
+                st = await adapter.read_state(p, deadline=share_end)
+                checked = True
+                if _holds(st, expect):
+                    audit.record(action, "ok", p.name, old_value=st.value, new_value=expect, priority=prio,
+                                 detail=f"roll back: already as before, the failed write did not land ({st.detail})")
+                    audit.settle(p.name)
+                    return True, attempt
+            audit.record(action, "intent", p.name, new_value=expect, priority=prio, detail=f"roll back, attempt {attempt}")
+            if prev.commanded is None:
+                await adapter.release(p, deadline=share_end)
+            else:
+                await adapter.write(p, prev.commanded, deadline=share_end)
+            st = await adapter.read_state(p, deadline=share_end)
+            ok = _holds(st, expect)
+            audit.record(action, "ok" if ok else "mismatch", p.name, old_value=st.value, new_value=expect,
+                         priority=prio, detail=st.detail)
+            if ok:
+                audit.settle(p.name)
+                return True, attempt
+        except DeviceError as exc:
+            audit.record(action, "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name,
+                         new_value=expect, priority=prio, detail=str(exc))
+        pause = min(wait, share_end - time.monotonic() - MIN_ATTEMPT_S)
+        if pause > 0:
+            await asyncio.sleep(pause)
+        wait = min(2 * wait, RETRY_MAX_S)
+    return False, attempt
 
 
 async def restore_points(
-    adapter: Adapter, pm: PointMap, written: list[tuple[Point, PointState]], audit: AuditLog
+    adapter: Adapter, pm: PointMap, written: list[tuple[Point, PointState]], audit: AuditLog,
+    uncertain: tuple[Point, PointState] | None = None,
 ) -> list[str]:
-    """Put points back as they were (newest first), retrying until ``restore_timeout_s``.
+    """Put points back as they were within ``safety.restore_timeout_s``, never past it.
 
-    Returns the points that could not be restored (empty: all restored).
+    ``written`` are the writes confirmed (read back) before the failure, restored newest
+    first; ``uncertain`` is the point whose write failed, tried last. Each point gets an
+    equal share of what is left of the budget when its turn comes, so a dead device cannot
+    make one point use up the time of the others. Returns the points not restored.
     """
+    budget = pm.safety.restore_timeout_s
+    deadline = time.monotonic() + max(budget - RESERVE_S, min(budget, MIN_ATTEMPT_S))
+    order = [(p, prev, False) for p, prev in reversed(written)]
+    if uncertain is not None:
+        order.append((*uncertain, True))
     failed = []
-    deadline = time.monotonic() + pm.safety.restore_timeout_s
-    for p, prev in reversed(written):
-        action = "relinquish" if prev.commanded is None else "restore"
-        expect = None if prev.commanded is None else adapter.encoded(p, prev.commanded)
-        done = False
-        attempt = 0
-        while not done:
-            attempt += 1
-            audit.record(action, "intent", p.name, new_value=expect, priority=adapter.priority(p),
-                         detail=f"roll back, attempt {attempt}")
-            try:
-                if prev.commanded is None:
-                    await adapter.release(p)
-                else:
-                    await adapter.write(p, prev.commanded)
-                ok, detail, st = await _verify(adapter, p, expect)
-                audit.record(action, "ok" if ok else "mismatch", p.name,
-                             old_value=None if st is None else st.value, new_value=expect,
-                             priority=adapter.priority(p), detail=detail)
-                done = ok
-            except DeviceError as exc:
-                audit.record(action, "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name,
-                             new_value=expect, priority=adapter.priority(p), detail=str(exc))
-            if not done:
-                if time.monotonic() >= deadline:
-                    failed.append(p.name)
-                    break
-                await asyncio.sleep(0.2)
+    for i, (p, prev, unsure) in enumerate(order):
+        now = time.monotonic()
+        share_end = now + max(0.0, deadline - now) / (len(order) - i)
+        done, attempts = await _restore_one(adapter, p, prev, audit, share_end, unsure)
+        if not done:
+            failed.append(p.name)
+            audit.record("relinquish" if prev.commanded is None else "restore", "timeout", p.name,
+                         priority=adapter.priority(p),
+                         detail=f"roll back gave up after {attempts} attempt(s): its share of the "
+                                f"{budget:g} s restore budget ran out")
     return failed
 
 
@@ -244,7 +310,7 @@ async def apply_diff(adapter: Adapter, pm: PointMap, diff: StepDiff, audit: Audi
     todo = diff.to_write
     if not todo:
         return PushOutcome(diff, "nothing_to_do", messages=["every point already holds the plan's value"])
-    written: list[tuple[Point, PointState]] = []
+    confirmed: list[tuple[Point, PointState]] = []  # written and read back in this push
     step = f"step {diff.step.isoformat() if diff.step is not None else ''}"
     for d in todo:
         p, prev = d.point, d.state
@@ -253,8 +319,7 @@ async def apply_diff(adapter: Adapter, pm: PointMap, diff: StepDiff, audit: Audi
         kind = "relinquish" if releasing else "write"
         audit.record(kind, "intent", p.name, old_value=prev.value, new_value=d.target, priority=adapter.priority(p),
                      detail=f"{step}: not in the plan" if releasing else step)
-        written.append((p, prev))  # from here on its state is uncertain
-        failure = None
+        failure = None  # from here on the point's state is uncertain until read back
         try:
             if releasing:
                 await adapter.release(p)
@@ -276,14 +341,17 @@ async def apply_diff(adapter: Adapter, pm: PointMap, diff: StepDiff, audit: Audi
             failure = str(exc)
         if failure:
             msgs = [f"push stopped: {failure}"]
-            failed = await restore_points(adapter, pm, written, audit)
-            names = [q.name for q, _ in written]
+            failed = await restore_points(adapter, pm, confirmed, audit, uncertain=(p, prev))
+            names = [q.name for q, _ in confirmed] + [p.name]
             if failed:
-                msgs.append(f"COULD NOT RESTORE {failed}: check these points at the BMS now")
+                msgs.append(f"COULD NOT RESTORE {failed} within the {pm.safety.restore_timeout_s:g} s restore "
+                            "budget: check these points at the BMS now (`coolshift release` hands them back)")
                 return PushOutcome(diff, "rollback_failed", msgs, names)
             msgs.append(f"restored {names} to their previous values or local control")
             return PushOutcome(diff, "rolled_back", msgs, names)
-    return PushOutcome(diff, "applied", [f"changed {len(written)} point(s)"], [p.name for p, _ in written])
+        confirmed.append((p, prev))
+        audit.settle(p.name)
+    return PushOutcome(diff, "applied", [f"changed {len(confirmed)} point(s)"], [p.name for p, _ in confirmed])
 
 
 async def release_points(adapter: Adapter, points: list[Point], audit: AuditLog) -> list[tuple[str, bool, str]]:
@@ -296,6 +364,8 @@ async def release_points(adapter: Adapter, points: list[Point], audit: AuditLog)
             ok, detail, st = await _verify(adapter, p, None)
             audit.record("relinquish", "ok" if ok else "mismatch", p.name,
                          old_value=None if st is None else st.value, priority=adapter.priority(p), detail=detail)
+            if ok:
+                audit.settle(p.name)
             results.append((p.name, ok, detail if ok else f"still commanded after release ({detail})"))
         except DeviceError as exc:
             audit.record("relinquish", "timeout" if isinstance(exc, DeviceTimeout) else "error", p.name,
@@ -308,8 +378,14 @@ async def push(
     pm: PointMap, site: SiteConfig, plan: Plan, audit: AuditLog, apply: bool = False,
     now: pd.Timestamp | None = None, adapter: Adapter | None = None,
 ) -> PushOutcome:
-    """Dry run (default) or apply the plan's current step; opens the adapter unless given one."""
+    """Dry run (default) or apply the plan's current step; opens the adapter unless given one.
+
+    Raises :class:`PlanError` (bad input, nothing read or written) when no setpoint
+    column of the plan maps to a writable point.
+    """
+    check_plan_maps(plan, pm)
     now = utcnow() if now is None else now
+    audit.bind_device(device_key(pm))
     audit.new_push(plan.run_id)
     audit.record("push", "start", detail=f"plan {plan.path} step at {now.isoformat()} apply={apply}")
 
@@ -333,6 +409,7 @@ async def push(
 
 
 async def release(pm: PointMap, audit: AuditLog, adapter: Adapter | None = None) -> list[tuple[str, bool, str]]:
+    audit.bind_device(device_key(pm))
     audit.new_push()
     audit.record("push", "start", detail="release all points")
     if adapter is not None:

@@ -23,6 +23,7 @@ from .device import DeviceError, open_adapter
 from .plan import PlanError, read_plan
 from .points import PointMap
 from .push import push, release_points, utcnow
+from .state import device_key
 
 __all__ = ["RunResult", "run_plan"]
 
@@ -68,6 +69,7 @@ async def run_plan(
 
 
 async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason) -> RunResult:
+    audit.bind_device(device_key(pm))
     audit.new_push()
     audit.record("run", "start", detail=f"run-plan {plan_dir} apply={apply}")
     result = RunResult(exit_code=0, reason="")
@@ -76,8 +78,8 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
         try:
             while not stop.is_set():
                 now = utcnow()
-                try:
-                    plan = read_plan(plan_dir, [p.variable for p in pm.writable])
+                try:  # a plan none of whose columns is a mapped point is refused here too
+                    plan = read_plan(plan_dir, {p.variable: p.name for p in pm.writable})
                 except PlanError as exc:
                     result.exit_code, result.reason = 2, f"cannot read the plan: {exc}"
                     break

@@ -30,6 +30,7 @@ def _errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from coolshift.bms.audit import AuditError
         from coolshift.bms.device import DeviceError
         from coolshift.bms.plan import PlanError
         from coolshift.bms.points import PointMapError
@@ -37,7 +38,7 @@ def _errors(func: Callable) -> Callable:
 
         try:
             return func(*args, **kwargs)
-        except (ConfigError, PointMapError, PlanError) as exc:
+        except (ConfigError, PointMapError, PlanError, AuditError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except DeviceError as exc:
@@ -100,7 +101,7 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
 
     pm, site, log = _load(bms, audit)
     with log:
-        p = read_plan(plan, [q.variable for q in pm.writable])
+        p = read_plan(plan, {q.variable: q.name for q in pm.writable})
         out = asyncio.run(push(pm, site, p, log, apply=apply))
     _print_diff(pm, out)
     from rich.markup import escape
@@ -144,7 +145,7 @@ def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: Aud
     from coolshift.bms.runner import run_plan
 
     pm, site, log = _load(bms, audit)
-    read_plan(plan, [q.variable for q in pm.writable])  # fail fast on a bad folder
+    read_plan(plan, {q.variable: q.name for q in pm.writable})  # fail fast on a bad or unmapped plan
     if not apply:
         console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
     from coolshift.locks import control_loop_locks  # one loop per site and per device, else exit 75
@@ -214,12 +215,18 @@ def bms_sim_cmd(
 
 
 def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
-    """Read every point (setpoints and telemetry) once and print it."""
+    """Read every point (setpoints and telemetry) once and print it, and any unfinished change.
+
+    A change whose intent was recorded but whose outcome never was (the process died,
+    or a roll-back gave up) is listed as unfinished and the command exits 1.
+    """
     from rich.table import Table
 
     from coolshift.bms.device import DeviceError, open_adapter
+    from coolshift.bms.state import device_key
 
     pm, site, log = _load(bms, audit)
+    log.bind_device(device_key(pm))
 
     async def read_all():
         rows = []
@@ -237,6 +244,7 @@ def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
 
     with log:
         log.new_push()
+        pending = log.state.pending(log.device)
         rows = asyncio.run(read_all())
     t = Table(title=f"{pm.name}", title_justify="left")
     for c in ("point", "address", "value", "unit", "ours", "state"):
@@ -245,40 +253,83 @@ def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
         t.add_row(p.name, _address(pm, p), _fmt(st.value if st else None), p.unit,
                   _fmt(st.commanded if st else None), st.detail if st else f"[red]{err}[/]")
     console.print(t)
-    if any(err for _, _, err in rows):
+    for q in pending:
+        what = f"{q.action} to {_fmt(q.value)}" if q.value is not None else f"{q.action} to local control"
+        err_console.print(f"UNFINISHED {q.point}: {what} started {q.since.isoformat(timespec='seconds')} "
+                          f"(push {q.push_id}, audit {q.audit}) was never confirmed: the process stopped or the "
+                          "device did not answer; check the point (`coolshift release` hands it back)",
+                          markup=False, highlight=False)
+    if any(err for _, _, err in rows) or pending:
         raise typer.Exit(EXIT_FAILURE)
 
 
 def bms_audit_cmd(bms: BmsOpt, audit: AuditOpt = None,
                   tail: Annotated[int, typer.Option(help="last N records")] = 20,
                   action: Annotated[Optional[str], typer.Option(help="only this action: read, write, verify, "
-                                                                     "restore, relinquish, refuse, push, run")] = None) -> None:
-    """Print the last records of the BMS audit log."""
+                                                                     "restore, relinquish, refuse, push, run")] = None,
+                  verify: Annotated[bool, typer.Option("--verify", help="check the hash chain: exit 0 when intact, "
+                                                                       "1 naming the first broken or missing record")] = False,
+                  ) -> None:
+    """Print the last records of the BMS audit log, or verify its hash chain (--verify)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from coolshift.bms.audit import read_audit
+    from coolshift.bms.audit import ACTIONS, AuditError, read_audit, verify_audit
     from coolshift.bms.points import PointMapError, load_point_map
+    from coolshift.bms.state import DeviceState
 
     pm = load_point_map(bms)
     path = audit if audit is not None else pm.resolve(pm.audit_db)
     if not Path(path).is_file():
         raise PointMapError(f"{path}: no audit log yet")
+    if tail < 1:
+        raise PointMapError(f"--tail {tail}: give a positive number of records")
+    if action is not None and action not in ACTIONS:
+        raise PointMapError(f"--action {action!r}: not an audit action (one of {', '.join(ACTIONS)})")
+    if verify:
+        try:
+            state = DeviceState()
+        except OSError as exc:
+            raise AuditError(str(exc)) from None
+        try:
+            v = verify_audit(path, state)
+        finally:
+            state.close()
+        if v.ok:
+            legacy = f"; records 1-{v.legacy} predate the chain and are covered from record {v.legacy + 1} on" \
+                if v.legacy else ""
+            console.print(f"audit log intact: {path}: {v.records} record(s), chain head {v.head}{legacy}",
+                          markup=False, highlight=False)
+            return
+        for m in v.problems:
+            err_console.print(f"[bold red]audit log BROKEN:[/] {escape(m)}", markup=True, highlight=False)
+        err_console.print(f"{path}: verification failed ({v.records} record(s) read)", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
     df = read_audit(path)
     if action is not None:
         df = df[df.action == action]
     df = df.tail(tail)
     t = Table(title=str(path), title_justify="left")
-    for c in ("id", "time", "action", "point", "old", "new", "prio", "result", "detail"):
+    for c in ("id", "time", "action", "point", "old", "new", "prio", "result", "by", "detail"):
         t.add_column(c, no_wrap=c != "detail")
-    def s(v) -> str:
-        return "" if v is None or v != v else str(v)
 
-    for r in df.itertuples():
-        t.add_row(str(r.id), r.time_utc[11:19], r.action, s(r.point),
-                  _fmt(None if r.old_value != r.old_value else r.old_value),
-                  _fmt(None if r.new_value != r.new_value else r.new_value),
-                  s(r.priority if r.priority != r.priority else int(r.priority)), r.result, s(r.detail)[:48])
+    def s(v) -> str:
+        return "" if _missing(v) else str(v)
+
+    def num(v) -> str:
+        return _fmt(None if _missing(v) else float(v))
+
+    for r in df.to_dict("records"):
+        by = f"{s(r.get('os_user'))}@{s(r.get('host'))}" if not _missing(r.get("os_user")) else ""
+        t.add_row(str(r["id"]), str(r["time_utc"])[11:19], s(r["action"]), s(r["point"]), num(r["old_value"]),
+                  num(r["new_value"]), "" if _missing(r["priority"]) else str(int(r["priority"])), s(r["result"]),
+                  by, escape(s(r["detail"])[:48]))
     console.print(t)
+
+
+def _missing(v) -> bool:
+    """None or NaN: how sqlite NULL reaches us through pandas (object column or float column)."""
+    return v is None or (isinstance(v, float) and v != v)
 
 
 def register(app: typer.Typer) -> None:
