@@ -329,6 +329,8 @@ def read_csv_text(path, **kw) -> pd.DataFrame:
 def read_header(path) -> list[str]:
     """The stripped column names of a CSV file's first line (for format sniffing)."""
     text = read_text(path)
+    if not text.strip():
+        raise DataError(path, "empty file")
     first = text.split("\n", 1)[0].rstrip("\r")
     return [h.strip() for h in next(csv.reader(io.StringIO(first)), [])]
 

@@ -32,9 +32,10 @@ def telemetry_columns(zones: list[str]) -> list[str]:
 
 
 def _step(frame: pd.DataFrame) -> pd.Timedelta:
-    d = np.diff(np.sort(frame.index.asi8))
-    d = d[d > 0]
-    return pd.Timedelta(int(np.median(d)) if len(d) else 3_600_000_000_000)
+    """The median step between sorted stamps (one hour if there is none)."""
+    d = pd.Series(frame.index.sort_values()).diff().dropna()
+    d = d[d > pd.Timedelta(0)]
+    return d.median() if len(d) else pd.Timedelta("1h")
 
 
 def read_telemetry(path, zones: list[str] | None = None, gap_policy: GapPolicy | None = None) -> pd.DataFrame:

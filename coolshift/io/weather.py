@@ -107,7 +107,7 @@ def check_weather_units(frame: pd.DataFrame, path, rows, latitude_deg: float | N
         raise DataError(path, f"every value is within 0-1 (max {np.nanmax(rh):g}): relative humidity looks like a 0-1 fraction; "
                               "give percent (x 100)", rh_label)
     if len(idx) > 1:
-        step_h = float(np.median(np.diff(idx.asi8))) / 3.6e12
+        step_h = abs(pd.Series(idx).diff().median() / pd.Timedelta("1h"))  # index units vary (s, us, ns)
         n = max(int(np.ceil(RH_FRACTION_RUN_H / max(step_h, 1e-9))), 3)
         spans = runs_of(ok & (rh <= 1.0), n)
         if spans:
