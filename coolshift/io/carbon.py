@@ -189,7 +189,7 @@ def read_watttime(path, gap_policy: GapPolicy | None = None, scale: float = 1.0)
     require_columns(df.columns, ["time"], path)
     value_cols = [c for c in df.columns if c != "time"]
     if len(value_cols) != 1:
-        raise DataError(path, f"expected one region column beside 'time', found {value_cols}")
+        raise DataError(path, f"expected one region column beside 'time', found {len(value_cols)}", row=1)
     idx = parse_timestamps(df["time"], path, "time", assume_utc=True)
     out = pd.DataFrame({CARBON_GCO2_PER_KWH: to_numeric(df, value_cols[0], path).to_numpy()}, index=idx)
     out = _finish(out, path, gap_policy, value_cols[0], value_cols[0], scale)
@@ -232,7 +232,7 @@ def read_carbon_forecast(path) -> pd.DataFrame:
     require_columns(df.columns, ["request_time", "forecast_time"], path)
     value_cols = [c for c in df.columns if c not in ("request_time", "forecast_time")]
     if len(value_cols) != 1:
-        raise DataError(path, f"expected one value column, found {value_cols}")
+        raise DataError(path, f"expected one value column beside request_time and forecast_time, found {len(value_cols)}", row=1)
     out = pd.DataFrame(
         {
             "request_time": parse_timestamps(df["request_time"], path, "request_time", assume_utc=True),
