@@ -409,3 +409,7 @@ def test_plan_refuses_the_subset(tmp_path, bad_set, case, monkeypatch):
     code, out = cli("plan", *site, *start, "--runs", tmp_path / "runs", "--no-mlflow", "--workdir", tmp_path / "wd", *extra)
     refused(code, out, *names)
     assert not list((tmp_path / "runs").rglob("plan.csv"))
+
+
+def test_a_format_option_without_a_file_applies_to_the_configs_file():
+    refused(*validate("--carbon-format", "bogus"), "CISO_2022_hourly.csv", "unknown carbon format 'bogus'")

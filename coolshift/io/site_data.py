@@ -73,9 +73,12 @@ def to_step(frame: pd.DataFrame, step: pd.Timedelta, how: str, start: pd.Timesta
 
 
 def override_source(source: DataSource, path: str | Path | None, fmt: str | None = None) -> DataSource:
-    """The config's data source with its path (and format) replaced from the command line."""
+    """The config's data source with its path (and format) replaced from the command line.
+
+    A format alone applies to the config's own file (it is never silently ignored).
+    """
     if path is None:
-        return source
+        return source if fmt is None else source.model_copy(update={"format": fmt})
     update = {"path": str(Path(path).resolve()), "format": fmt or "auto"}
     return source.model_copy(update=update)
 
