@@ -117,12 +117,24 @@ class DWResult:
     history: list = field(default_factory=list)  # (round, seconds, upper, lower)
 
 
-def _highs(threads: int = 1):
+def _highs(threads: int | None = None):
+    """A quiet HiGHS model for a master, sub-problem or restricted LP.
+
+    ``threads`` stays at HiGHS's default (0) unless given. HiGHS keeps one task scheduler per
+    calling thread, sized by the first ``run()`` in that thread, and a later ``run()`` whose
+    ``threads`` option is positive and different fails (``HighsStatus.kError``, model status
+    "Not Set"); 0 uses the scheduler the thread already has. This used to set 1, which failed
+    whenever a model with the default had run first in the same thread (the monolithic
+    planner does) and the default was not 1: on a 2-core machine highspy 1.15.1 sizes the
+    default at 1 thread and 1.16.0 at 2, hence "status error" only under 1.16
+    (docs/optimizer.md, HiGHS versions).
+    """
     import highspy
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", threads)
+    if threads is not None:
+        h.setOptionValue("threads", int(threads))
     return h
 
 
