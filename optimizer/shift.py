@@ -39,6 +39,7 @@ from coolshift.schema import CARBON_GCO2_PER_KWH
 
 __all__ = [
     "JobsError",
+    "SolverStopped",
     "Schedule",
     "ShiftProblem",
     "read_jobs",
@@ -66,6 +67,15 @@ _KG_PER_G = 1e-3
 
 class JobsError(ValueError):
     """Bad job table or intensity input; the message names the file, row and column."""
+
+
+class SolverStopped(RuntimeError):
+    """HiGHS stopped without a feasible schedule and without showing that none exists
+    (``time_limit``: its time limit; otherwise another stop). Not bad input."""
+
+    def __init__(self, message: str, time_limit: bool):
+        super().__init__(message)
+        self.time_limit = time_limit
 
 
 # --------------------------------------------------------------------------- jobs input
@@ -588,14 +598,20 @@ def greedy_schedule(prob: ShiftProblem, capacity_kw: float | np.ndarray,
 # ------------------------------------------------------------------------- entry point
 def solve_runs(prob: ShiftProblem, decision: np.ndarray | None = None,
                capacity_kw: float | np.ndarray | None = None, mip_rel_gap: float = 1e-4,
-               time_limit_s: float | None = None, cache: dict | None = None):
+               time_limit_s: float | None = None, cache: dict | None = None,
+               start_runs: tuple | None = None):
     """The optimal runs ``(job, slot, hours, method, info)`` on ``decision`` intensity.
 
     Without ``capacity_kw`` the exact per-job optimum, vectorised. With it, the
     independent optimum is tried first (if it fits the capacity it is optimal);
-    otherwise the Pyomo MILP/LP of :mod:`coolshift.optimizer.shift_model` with HiGHS.
-    Pass the same ``cache`` dict to repeated calls on one problem and capacity (e.g.
-    noise seeds) to build that model once and change only its costs.
+    otherwise the MILP/LP of :mod:`coolshift.optimizer.shift_model` with HiGHS (identical
+    jobs merged into classes). A time limit that stops HiGHS with a feasible schedule
+    returns it with ``info["time_limit_reached"]`` and ``info["mip_gap"]``; without one it
+    raises :class:`SolverStopped`; an infeasible job set raises :class:`JobsError`
+    naming the jobs and the window. Pass the same ``cache`` dict to repeated calls on one problem and capacity (e.g.
+    noise seeds) to build that model once and change only its costs. ``start_runs``: a
+    feasible per-job schedule on the same decision (``greedy_runs`` output) handed to HiGHS
+    as its first incumbent; under a time limit it is computed here if not given.
     """
     decision = prob.actual if decision is None else np.asarray(decision, float)
     if decision.shape != prob.actual.shape:
@@ -618,7 +634,11 @@ def solve_runs(prob: ShiftProblem, decision: np.ndarray | None = None,
     solver = cache.get("capacity_solver")
     if solver is None or solver.prob is not prob or not np.array_equal(solver.cap, cap):
         solver = cache["capacity_solver"] = CapacitySolver(prob, cap, mip_rel_gap, time_limit_s)
-    job, slot, hours, info = solver.solve(decision)
+    # under a time limit, greedy's schedule (if it places every job) is HiGHS's first
+    # incumbent, so a time-out returns at least that
+    if start_runs is None and time_limit_s is not None:
+        start_runs = greedy_runs(prob, cap, decision)
+    job, slot, hours, info = solver.solve(decision, start_runs)
     over = slot_load_kw(prob, job, slot, hours) - cap
     info["max_over_capacity_kw"] = float(max(over.max(), 0.0))  # 0 up to solver tolerance
     return job, slot, hours, info.pop("method"), info

@@ -135,11 +135,14 @@ def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | Non
 
 
 def _rolling(prob: ShiftProblem, decisions: list[Decision], capacity_kw, greedy: bool,
-             mip_rel_gap: float = 1e-4, time_limit_s: float | None = None):
+             mip_rel_gap: float = 1e-4, time_limit_s: float | None = None,
+             stats: dict | None = None):
     """Solve each decision group in issue order; with a capacity, later groups get what
-    earlier groups left. Returns runs in global job indices."""
+    earlier groups left. Returns runs in global job indices; ``stats`` receives
+    ``time_limit_reached`` and the largest ``mip_gap`` if a time limit stopped a solve."""
     cap = None if capacity_kw is None else capacity_array(prob, capacity_kw)
     parts, unplaced, methods = [], np.zeros(prob.n_jobs, bool), set()
+    stops = stats if stats is not None else {}
     for d in decisions:
         sub = subset(prob, d.jobs)
         if greedy:
@@ -147,8 +150,13 @@ def _rolling(prob: ShiftProblem, decisions: list[Decision], capacity_kw, greedy:
             unplaced[d.jobs[un]] = True
             methods.add("greedy")
         else:
-            j, s, h, method, _ = solve_runs(sub, d.intensity, cap, mip_rel_gap, time_limit_s)
+            j, s, h, method, info = solve_runs(sub, d.intensity, cap, mip_rel_gap, time_limit_s)
             methods.add(method)
+            if info.get("time_limit_reached"):
+                stops["time_limit_reached"] = True
+                gap = info.get("mip_gap")
+                prev = stops.get("mip_gap", 0.0)
+                stops["mip_gap"] = None if gap is None or prev is None else max(prev, gap)
         if cap is not None:
             cap = np.maximum(cap - slot_load_kw(sub, j, s, h), 0.0)
         parts.append((d.jobs[j], s, h))
@@ -172,6 +180,10 @@ def _mean_summary(schedules: list[Schedule]) -> dict[str, Any]:
     for key in ("shifted_kgco2", "savings_pct", "solve_time_s"):
         first[key] = float(np.mean([s[key] for s in sums]))
     first["late_jobs"] = int(max(s["late_jobs"] for s in sums))
+    if any(s.get("time_limit_reached") for s in sums):  # a stop in any seed flags the run
+        gaps = [s.get("mip_gap") for s in sums if s.get("time_limit_reached")]
+        first["time_limit_reached"] = True
+        first["mip_gap"] = None if any(g is None for g in gaps) else float(max(gaps))
     if len(sums) > 1:
         first["savings_pct_min"] = float(min(s["savings_pct"] for s in sums))
         first["savings_pct_max"] = float(max(s["savings_pct"] for s in sums))
@@ -195,9 +207,11 @@ def run_forecast_mode(prob: ShiftProblem, forecast: str = "perfect", seeds: int 
         t0 = time.perf_counter()
         decisions, extra = model_decisions(prob, progress=progress, **(model_options or {}))
         t1 = time.perf_counter()
+        stops: dict[str, Any] = {}
         job, slot, hours, _, method = _rolling(prob, decisions, capacity_kw, False, mip_rel_gap,
-                                               time_limit_s)
-        opt.append(make_schedule(prob, job, slot, hours, method, time.perf_counter() - t1))
+                                               time_limit_s, stops)
+        opt.append(make_schedule(prob, job, slot, hours, method, time.perf_counter() - t1,
+                                 stops))
         extra["forecast_s"] = t1 - t0
         if want_greedy:
             t2 = time.perf_counter()
@@ -210,17 +224,19 @@ def run_forecast_mode(prob: ShiftProblem, forecast: str = "perfect", seeds: int 
         for k in range(runs):
             dec = prob.actual if forecast == "perfect" else noisy_decision(
                 prob.actual, NOISE_SD_FRACTION[forecast], base_seed + k)
-            t0 = time.perf_counter()
-            job, slot, hours, method, info = solve_runs(prob, dec, capacity_kw, mip_rel_gap,
-                                                        time_limit_s, cache)
-            opt.append(make_schedule(prob, job, slot, hours, method, time.perf_counter() - t0,
-                                     info))
-            if want_greedy:
+            greedy = None
+            if want_greedy:  # first, so a time-limited solve can start from it
                 t1 = time.perf_counter()
-                job, slot, hours, un = greedy_runs(prob, capacity_kw, dec)
+                greedy = greedy_runs(prob, capacity_kw, dec)
+                job, slot, hours, un = greedy
                 grd.append(make_schedule(prob, job, slot, hours, "greedy",
                                          time.perf_counter() - t1,
                                          {"unplaced_jobs": int(un.sum())}, un))
+            t0 = time.perf_counter()
+            job, slot, hours, method, info = solve_runs(prob, dec, capacity_kw, mip_rel_gap,
+                                                        time_limit_s, cache, greedy)
+            opt.append(make_schedule(prob, job, slot, hours, method, time.perf_counter() - t0,
+                                     info))
             if progress:
                 progress(k + 1, runs)
     summary = _mean_summary(opt)

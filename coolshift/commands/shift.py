@@ -1,4 +1,16 @@
-"""`coolshift shift`: when should each job in a batch run to emit least?"""
+"""`coolshift shift`: when should each job in a batch run to emit least?
+
+Exit codes (the conventions of ``coolshift.commands._common``):
+
+- 0: optimal schedule written (HiGHS optimal within ``mip_rel_gap``, or no solver needed);
+- 2: bad input, including a job set that cannot fit under ``--capacity-kw`` (the message
+  names the jobs and the window; nothing written);
+- 3: ``--time-limit-s`` stopped HiGHS with a feasible schedule: written, flagged
+  ``time_limit_reached`` in summary.json with its ``mip_gap`` (feasible, not proven
+  optimal);
+- 1: HiGHS stopped with no feasible schedule (the time limit, or another stop); the job
+  set was not shown infeasible; nothing written.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +19,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from coolshift.commands._common import EXIT_BAD_INPUT, cli_errors, console, err_console
+from coolshift.commands._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_FALLBACK,
+    cli_errors,
+    console,
+    err_console,
+)
 
 FORECASTS = ("perfect", "model", "noise5", "noise10")
 
@@ -36,22 +55,27 @@ def shift(
     forecast: Annotated[str, typer.Option("--forecast", help="perfect | model | noise5 | noise10.")] = "perfect",
     seeds: Annotated[int, typer.Option("--seeds", help="Runs averaged for the noise modes.")] = 5,
     time_limit_s: Annotated[Optional[float], typer.Option("--time-limit-s", help="HiGHS time "
-                                                          "limit per MILP/LP [s].")] = None,
+                                                          "limit per MILP/LP group [s]; when it "
+                                                          "stops HiGHS the best schedule found is "
+                                                          "written with its gap (exit 3), or none "
+                                                          "was found (exit 1).")] = None,
 ) -> None:
     """Read jobs and intensity, decide, write schedule.csv and summary.json atomically."""
     import pandas as pd
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from coolshift.io import read_carbon, write_frame_atomic, write_json_atomic
-    from coolshift.optimizer.shift import JobsError, prepare, read_jobs
+    from coolshift.optimizer.shift import JobsError, SolverStopped, prepare, read_jobs
     from coolshift.optimizer.shift_forecast import run_forecast_mode
 
     if forecast not in FORECASTS:
         _fail(f"--forecast must be one of {', '.join(FORECASTS)}, got {forecast!r}")
     if seeds < 1:
         _fail("--seeds must be at least 1")
-    if capacity_kw is not None and capacity_kw <= 0:
-        _fail("--capacity-kw must be positive")
+    if capacity_kw is not None and not (0 < capacity_kw < float("inf")):
+        _fail("--capacity-kw must be positive and finite (kW)")
+    if time_limit_s is not None and not (0 <= time_limit_s < float("inf")):
+        _fail("--time-limit-s must be a finite number of seconds >= 0")
     try:
         step = pd.Timedelta(slot)
     except ValueError:
@@ -75,6 +99,9 @@ def shift(
                                     time_limit_s=time_limit_s, progress=progress)
     except JobsError as exc:
         _fail(str(exc))
+    except SolverStopped as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from None
 
     frames = []
     for k, sched in enumerate(run.schedules):
@@ -103,6 +130,15 @@ def shift(
                       f"{g['late_jobs']} jobs it could not place); optimum emits "
                       f"{s['optimal_vs_greedy_pct']:.2f} % less", highlight=False)
     console.print(f"wrote {out / 'schedule.csv'} and {out / 'summary.json'}", highlight=False)
+    if s.get("time_limit_reached"):
+        gap = s.get("mip_gap")
+        gap_text = (f"MIP gap {100 * gap:.3g} % (the optimum emits at most that much less on the "
+                    "decision intensity)" if gap is not None else
+                    "gap unknown (HiGHS had no lower bound yet)")
+        err_console.print(f"[bold yellow]time limit:[/] --time-limit-s {time_limit_s:g} s stopped "
+                          f"HiGHS before it proved optimality; the schedule written is the best "
+                          f"feasible one it found, {gap_text}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_FALLBACK)
 
 
 def _kg(x: float) -> str:
