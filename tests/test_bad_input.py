@@ -413,3 +413,12 @@ def test_plan_refuses_the_subset(tmp_path, bad_set, case, monkeypatch):
 
 def test_a_format_option_without_a_file_applies_to_the_configs_file():
     refused(*validate("--carbon-format", "bogus"), "CISO_2022_hourly.csv", "unknown carbon format 'bogus'")
+
+
+def test_a_decompression_bomb_is_refused_without_filling_memory(corpus):
+    from coolshift.io import DataError
+    from coolshift.io.checks import read_bytes
+
+    bomb = write(corpus / "bomb.csv.gz", gzip.compress(b"0" * (8 * 2**20)))
+    with pytest.raises(DataError, match="after decompression"):
+        read_bytes(bomb, max_bytes=2**20)

@@ -181,7 +181,7 @@ def finalise(
 # A year of 5-minute data in any supported format is a few tens of MB; 512 MiB (after
 # decompression) is far above that and still below what a small server can hold in memory.
 MAX_FILE_BYTES = 512 * 2**20
-_COMPRESSED = {b"\x1f\x8b": ("gzip", gzip.decompress), b"BZh": ("bzip2", bz2.decompress), b"\xfd7zXZ\x00": ("xz", lzma.decompress)}
+_COMPRESSED = {b"\x1f\x8b": ("gzip", lambda f: gzip.GzipFile(fileobj=f)), b"BZh": ("bzip2", bz2.BZ2File), b"\xfd7zXZ\x00": ("xz", lzma.LZMAFile)}
 _REFUSED_MAGIC = {b"PK\x03\x04": "a zip archive (or an Excel .xlsx): extract or export the CSV first",
                   b"PAR1": "a Parquet file: export it as CSV", b"%PDF": "a PDF document",
                   b"\xd0\xcf\x11\xe0": "an old-style Excel/Office file: export it as CSV", b"SQLite format 3": "an SQLite database"}
@@ -234,11 +234,12 @@ def read_bytes(path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
             data = fh.read(max_bytes + 1)
         except OSError as exc:
             raise DataError(path, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    for magic, (name, decompress) in _COMPRESSED.items():
+    for magic, (name, opener) in _COMPRESSED.items():
         if data.startswith(magic):
             try:
-                # decompress in one go, then bound the size (a zip bomb still costs memory once, bounded by the codec)
-                data = decompress(data)
+                # stream at most max_bytes + 1: a decompression bomb never fills memory
+                with opener(io.BytesIO(data)) as z:
+                    data = z.read(max_bytes + 1)
             except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
                 raise DataError(path, f"{name}-compressed but corrupt or truncated") from None
             break
