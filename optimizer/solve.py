@@ -81,7 +81,9 @@ def shadow_prices(p: PlanningLP, row_dual: np.ndarray, col_dual: np.ndarray, x: 
     - batch_deadline: added by :meth:`Planner.deadline_values` (a warm re-solve, see there);
     - redundancy: kgCO2 per extra server of ``min_active_servers`` in the pool;
     - site_power_cap: kgCO2 per +1 kW of cap; edge_capacity: per +1 unit/h of edge capacity;
-    - setpoint_ramp: kgCO2 per +1 degC per step of allowed setpoint ramp.
+    - setpoint_ramp: kgCO2 per +1 degC per step of allowed setpoint ramp;
+    - ups_capacity, pdu_capacity, crah_capacity, chiller_capacity: kgCO2 per +1 kW of the
+      usable rating (binding only when the plant limits the plan).
     """
     lp, d, v = p.lp, p.data, p.vars
     rows = []
@@ -114,6 +116,21 @@ def shadow_prices(p: PlanningLP, row_dual: np.ndarray, col_dual: np.ndarray, x: 
     if y is not None:
         for z, name in enumerate(d.zones):
             add("setpoint_ramp", name, -np.abs(y[:, z]).sum(), "kgCO2 per degC/step of ramp limit", (np.abs(y[:, z]) > DUAL_TOL).sum())
+    # the plant's limits: kgCO2 per kW of usable rating (a binding one says what more plant is worth)
+    y = fam_duals("ups_capacity")
+    if y is not None:
+        add("ups_capacity", "", y.sum(), "kgCO2 per kW of usable UPS rating", (np.abs(y) > DUAL_TOL).sum())
+    for fam in ("pdu_capacity", "crah_capacity"):
+        y = fam_duals(fam)
+        if y is not None:
+            for z, name in enumerate(lp.cons[fam].coords["zone"]):
+                add(fam, name, y[:, z].sum(), f"kgCO2 per kW of usable {fam.split('_')[0].upper()} rating",
+                    (np.abs(y[:, z]) > DUAL_TOL).sum())
+    y = fam_duals("chiller_capacity")
+    if y is not None:  # the row's bound is chillers / (1 - economiser share): d bound / d rating = 1 / (1 - share)
+        share = d.free_share if d.free_share is not None else np.zeros(d.n)
+        add("chiller_capacity", "", (y / np.maximum(1.0 - share, 1e-3)).sum(), "kgCO2 per kW of usable chiller rating",
+            (np.abs(y) > DUAL_TOL).sum())
     return pd.DataFrame(rows, columns=["family", "component", "value", "unit", "binding_steps"])
 
 

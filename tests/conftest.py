@@ -1,10 +1,15 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# Locks and per-device BMS state go to a folder of this test session, never the user's
+# ~/.local/state/coolshift: two test runs (or a test run and a real nightly job) must not
+# see each other's locks or rate limits. Subprocesses inherit it.
+os.environ["COOLSHIFT_STATE_DIR"] = tempfile.mkdtemp(prefix="coolshift-test-state-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -135,3 +135,35 @@ def test_free_cooling_share_follows_wetbulb_and_chilled_water():
     assert share[1] > share[2]
     warmer = free_cooling_share(site, wb, wb + 5, chw_c=14.0, supply_c=18.0)
     assert (warmer >= share).all() and warmer[2] > share[2]
+
+
+def test_a_binding_ups_has_a_shadow_price_per_kw_of_rating():
+    """A UPS rated just below the unconstrained plan's peak output binds at the peak (batch work
+    moves to other steps); its shadow price matches a finite difference of the optimum."""
+    from coolshift.optimizer import InitialState, Planner, PlanOptions
+    from coolshift.optimizer.synthetic import linear_coefficients, synthetic_forecast, synthetic_site
+
+    def solve(ups_kw):
+        cfg = synthetic_site(zones=2, pools=4, edges=0, horizon_h=12).model_dump()
+        cfg.pop("base_dir", None)
+        cfg["electrical"]["ups_rated_kw"] = ups_kw
+        from coolshift.config import SiteConfig
+
+        site = SiteConfig.model_validate(cfg)
+        fc = synthetic_forecast(site, seed=3, load_frac=0.6)
+        plan = Planner(site, linear_coefficients(site, fc.index), fc, InitialState.from_site(site),
+                       PlanOptions(deadline_prices=False)).solve()
+        return plan
+
+    free = solve(1e6)
+    peak_out = float((free.frame["it_power_kw"] * 1.015).max())
+    cap = 0.97 * peak_out  # binds at the peak, still feasible by moving batch work
+    plan = solve(cap)
+    assert plan.status == "optimal"
+    assert (plan.frame["it_power_kw"] * 1.015 <= cap + 1e-3).all()
+    sp = plan.shadow_prices.set_index("family")
+    assert "ups_capacity" in sp.index
+    price = float(sp.loc["ups_capacity", "value"])
+    more = solve(cap + 5.0)
+    fd = (more.objective_kg - plan.objective_kg) / 5.0
+    assert price < 0 and fd == pytest.approx(price, rel=0.1, abs=1e-4)
