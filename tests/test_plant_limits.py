@@ -24,7 +24,8 @@ from conftest import SMALL_SITE
 UNDERSIZED = {
     # San Jose's load is ~1.3-1.8 MW of IT on a July day
     "chiller": (lambda c: c["cooling"]["chiller"].update(rated_capacity_kw=300), "chiller_capacity"),
-    "crah": (lambda c: [z["crah"].update(count=1, rated_airflow_m3_s=2.0) for z in c["zones"]], "crah_capacity (hall_a)"),
+    "crah": (lambda c: [z["crah"].update(count=1, redundant_units=0, rated_airflow_m3_s=2.0) for z in c["zones"]],
+             "crah_capacity (hall_a)"),
     "ups": (lambda c: c["electrical"].update(ups_rated_kw=400), "ups_capacity"),
 }
 
@@ -119,7 +120,9 @@ def test_redundant_units_are_not_counted_on():
     n1 = SiteConfig.model_validate(cfg)
     assert plant_limits(n1).ups_kw == pytest.approx(0.75 * plant_limits(base).ups_kw)
     assert plant_limits(n1).chiller_kw == pytest.approx(0.75 * plant_limits(base).chiller_kw)
-    assert crah_capacity_kw(n1.zones[0]) == pytest.approx(crah_capacity_kw(base.zones[0]) * 6 / 8)
+    # San Jose: 8 units per hall, N+1 (7 counted on); with 2 in reserve, 6
+    assert base.zones[0].crah.count == 8 and base.zones[0].crah.redundant_units == 1
+    assert crah_capacity_kw(n1.zones[0]) == pytest.approx(crah_capacity_kw(base.zones[0]) * 6 / 7)
     # 4 x 600 kW modules with one in reserve carry 1,800 kW: short of the 2,030 kW design output
     assert any("ups_rated_kw" in p for p in design_problems(n1))
     assert not design_problems(base)
