@@ -127,14 +127,16 @@ def attach_carbon(run: RunData, site=None, carbon: Path | None = None, carbon_fo
     from coolshift.io import read_carbon
     from coolshift.io.site_data import gap_policy_for, to_step
 
+    scale = 1.0
     if carbon is not None:
         path, fmt, column, policy = Path(carbon), carbon_format or "auto", None, None
     elif site is not None:
         src = site.carbon
         path, fmt, column, policy = site.resolve(src.path), carbon_format or src.format, src.column, gap_policy_for(src)
+        scale = src.scale  # e.g. 1000 for a kg/kWh file, as the planner reads it
     else:
         raise DataError(run.source, "no grid intensity: the data have no gco2_per_kwh column; give --carbon FILE or --site CONFIG")
-    intensity = read_carbon(path, fmt, column, gap_policy=policy)
+    intensity = read_carbon(path, fmt, column, gap_policy=policy, scale=scale)
     step = pd.Timedelta(f.index[1] - f.index[0])
     on_grid = to_step(intensity[["gco2_per_kwh"]], step, "hold", f.index[0], f.index[-1] + step, path)
     on_grid = on_grid.reindex(f.index)
