@@ -41,7 +41,7 @@ from coolshift.schema import CARBON_GCO2_PER_KWH, TEMP_C, WETBULB_C, RH_PCT, col
 from . import airside, edge, electrical, plant, servers, workload
 from .actions import ActionError, Actions, Observation, Policy, SiteArrays, SimState
 
-__all__ = ["SimResult", "simulate", "initial_state", "required_columns"]
+__all__ = ["SimResult", "Stepper", "simulate", "initial_state", "required_columns"]
 
 # Tolerance for "served in its step" and queue arithmetic [units].
 UNITS_TOL = 1e-6
@@ -682,3 +682,174 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         "mean_active_server_frac": float(actions.active_servers.sum(axis=1).mean() / p.servers.sum()),
     }
     return SimResult(timeseries=frame, summary=summary, actions=actions, names=names)
+
+
+class Stepper:
+    """The simulator advanced interval by interval by its caller, with :func:`simulate`'s physics.
+
+    :func:`simulate` asks a policy for each interval's actions; a Stepper leaves that to its
+    caller (a Gymnasium environment, a live loop)::
+
+        s = Stepper(site, data)
+        while not s.done:
+            obs = s.observation(n)              # what a Policy sees for the next n steps
+            out = s.step(policy.decide(obs))    # physics of those steps, per-step arrays
+        res = s.result("name")                  # the SimResult simulate would return
+
+    The same checks (hard bounds raise :class:`ActionError`), state carried between
+    intervals, per-interval physics (:meth:`_Physics.interval`) and assembly of the results
+    (:func:`_assemble`) as :func:`simulate`: a policy stepped with the intervals simulate
+    uses gives simulate's result, and the same actions applied in shorter intervals give it
+    within float noise (the physics runs step by step).
+    """
+
+    def __init__(self, site: SiteConfig, data: pd.DataFrame, *, forecast: pd.DataFrame | None = None,
+                 state: SimState | None = None):
+        if not isinstance(data.index, pd.DatetimeIndex) or data.index.tz is None or len(data) < 1:
+            raise ValueError("Stepper: data needs a non-empty tz-aware DatetimeIndex")
+        step_h = site.step_h
+        if len(data) > 1:
+            d = np.diff(data.index.asi8)
+            if not np.all(d == d[0]) or d[0] <= 0:
+                raise ValueError("Stepper: data index must be regular and increasing")
+            step_h = (data.index[1] - data.index[0]).total_seconds() / 3600.0
+        if forecast is not None and not forecast.index.equals(data.index):
+            raise ValueError("Stepper: forecast frame must have the same index as data")
+        self.site = site
+        self.data = data
+        self.params = _Params(site, step_h)  # the run's per-component arrays (limits, rates)
+        self.names = self.params.names
+        self.step_h = step_h
+        hint = "Stepper data"
+        self._temp = _as_array(data, TEMP_C, hint)
+        self._wb = _as_array(data, WETBULB_C, hint)
+        self._gco2 = _as_array(data, CARBON_GCO2_PER_KWH, hint)
+        self._dem = np.column_stack([_as_array(data, demand_col(c), hint) for c in self.names.classes])
+        if (self._dem < 0).any():
+            raise ValueError(f"{hint}: negative demand")
+        self._edge_g = (
+            np.column_stack([_as_array(data, col(CARBON_GCO2_PER_KWH, e), hint) for e in self.names.edges])
+            if self.names.edges else np.zeros((len(data), 0))
+        )
+        self.forecast = data if forecast is None else forecast
+        self._fc_arrays = {c: self.forecast[c].to_numpy(dtype=float) for c in self.forecast.columns
+                           if pd.api.types.is_numeric_dtype(self.forecast[c])}
+        self.n_total = len(data)
+        self.t = 0  # next step to simulate
+        self.state = state or initial_state(site)
+        self._phys = _Physics(self.params)
+        nb = len(self.names.batch)
+        bcols = [self.names.classes.index(c) for c in self.names.batch]
+        # cumulative batch arrivals [units] per step (the observation's pending-work view)
+        self._arr_cum = np.cumsum(self._dem[:, bcols] * step_h, axis=0) if nb else np.zeros((self.n_total, 0))
+        self._served_cum = np.zeros((self.n_total, nb))  # cumulative batch work served [units]
+        self._served_tot = np.zeros(nb)
+        self._full: dict[str, np.ndarray] = {}
+        self._acts: Actions | None = None
+        ren = site.renewables
+        self._ppa_kwh = (
+            accounting.ppa_profile_kw(data.index, ren.ppa_mwh_per_year, ren.profile, site.latitude_deg,
+                                      site.longitude_deg) * step_h
+            if ren is not None and ren.ppa_mwh_per_year > 0 else np.zeros(self.n_total)
+        )
+        self._resid = ren.residual_mix_gco2_per_kwh if ren is not None and ren.ppa_mwh_per_year > 0 else None
+
+    @property
+    def demand_units_per_h(self) -> np.ndarray:
+        """Actual demand per step and workload class (``names.classes`` order) [units/h]."""
+        return self._dem
+
+    @property
+    def done(self) -> bool:
+        """True once every step of ``data`` has been simulated."""
+        return self.t >= self.n_total
+
+    def observation(self, n_steps: int) -> Observation:
+        """What a :class:`Policy` sees at the next step for an interval of ``n_steps`` (cut at the run's end)."""
+        if self.done:
+            raise ValueError("Stepper: the run is over")
+        t0 = self.t
+        n = max(1, min(int(n_steps), self.n_total - t0))
+        return Observation(
+            site=self.site, names=self.names, step=t0, n_steps=n, step_h=self.step_h,
+            index=self.data.index[t0 : t0 + n], state=self.state,
+            _forecast_full=self.forecast, _forecast_arrays_full=self._fc_arrays,
+            _arrivals_cum=[self._arr_cum[:t0, b] for b in range(len(self.names.batch))],
+            _served_total=self._served_tot.copy(),
+        )
+
+    def step(self, actions: Actions) -> dict[str, np.ndarray]:
+        """Simulate the next ``actions.n_steps`` steps under ``actions``; advance the state.
+
+        Returns the interval's per-step arrays (the engine's physics arrays, e.g. ``it_kw``,
+        ``cooling_kw``, ``facility_kw`` [kW], ``inlet_c`` [degC] (steps x zones),
+        ``unserved_inter`` [units/h], ``queue`` [units]) plus ``kgco2_location`` and
+        ``kgco2_market`` [kgCO2 per step, site + edge sites + network, as the results count
+        them] and ``late_units`` [units of batch work whose deadline passed unserved in the
+        step, steps x batch classes; summed over a run: the summary's ``late_work_units``].
+        """
+        t0 = self.t
+        n = actions.n_steps if isinstance(actions, Actions) else -1
+        if n < 1 or t0 + n > self.n_total:
+            raise ActionError(f"Stepper: actions for {n} steps at step {t0} of {self.n_total}")
+        p = self.params
+        sl = slice(t0, t0 + n)
+        idx = self.data.index[sl]
+        viol = _check_actions(p, actions, self.state, t0, idx)
+        out, self.state = self._phys.interval(actions, self.state, self._dem[sl], self._temp[sl], self._wb[sl], viol)
+        served = out["served_local"] + out["served_edge"]
+        self._served_cum[sl] = self._served_tot + np.cumsum(served, axis=0)
+        self._served_tot = self._served_tot + served.sum(axis=0)
+        if not self._full:
+            self._full = {k: np.empty((self.n_total,) + np.shape(v)[1:], dtype=np.asarray(v).dtype)
+                          for k, v in out.items()}
+            self._acts = Actions(*(np.empty((self.n_total,) + np.shape(getattr(actions, f))[1:]) for f in _ACTION_FIELDS))
+        for k, v in out.items():
+            self._full[k][sl] = v
+        for f in _ACTION_FIELDS:
+            getattr(self._acts, f)[sl] = getattr(actions, f)
+        self.t = t0 + n
+        res = dict(out)
+        res.update(self._carbon(out, sl))
+        res["late_units"] = self._late(sl)
+        return res
+
+    def _carbon(self, out: dict, sl: slice) -> dict[str, np.ndarray]:
+        """Per-step kgCO2 of the interval, by the formulas :func:`_assemble` sums."""
+        step_h = self.step_h
+        fac_kwh = out["facility_kw"] * step_h
+        gco2 = self._gco2[sl]
+        edge_kwh = out["edge_fac_kw"] * step_h
+        kg_edge = accounting.location_kgco2(edge_kwh, self._edge_g[sl]).sum(axis=1) if edge_kwh.size else np.zeros(len(fac_kwh))
+        kg_net = accounting.location_kgco2(out["network_kw"] * step_h, gco2)
+        kg_mkt = accounting.market_kgco2(fac_kwh, self._ppa_kwh[sl], gco2, self._resid)
+        return {"kgco2_location": accounting.location_kgco2(fac_kwh, gco2) + kg_edge + kg_net,
+                "kgco2_market": kg_mkt + kg_edge + kg_net}
+
+    def _late(self, sl: slice) -> np.ndarray:
+        """Batch work that became late in each step of ``sl`` (due then, still unserved), per class.
+
+        Work arriving in step k is due by the end of step k + deadline_steps - 1
+        (:func:`workload.lateness`); it is counted once, in its due step.
+        """
+        steps = np.arange(sl.start, sl.stop)
+        nb = len(self.names.batch)
+        late = np.zeros((len(steps), nb))
+        for b in range(nb):
+            k = steps - int(self.params.deadline_steps[b]) + 1
+            ok = k >= 0
+            kk = np.maximum(k, 0)
+            a_cum = self._arr_cum[kk, b]
+            a_prev = a_cum - self._dem[kk, self.params.batch_idx[b]] * self.step_h
+            v = np.where(ok, a_cum - np.clip(self._served_cum[steps, b], a_prev, a_cum), 0.0)
+            late[:, b] = np.where(v > UNITS_TOL, v, 0.0)
+        return late
+
+    def result(self, policy_name: str = "stepper") -> SimResult:
+        """The :class:`SimResult` of the steps simulated so far (what :func:`simulate` assembles)."""
+        t = self.t
+        if t < 1:
+            raise ValueError("Stepper: no step simulated yet")
+        full = {k: v[:t] for k, v in self._full.items()}
+        acts = Actions(*(getattr(self._acts, f)[:t] for f in _ACTION_FIELDS))
+        return _assemble(self.params, self.data.iloc[:t], full, self._gco2[:t], self._edge_g[:t], acts, policy_name)
