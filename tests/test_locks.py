@@ -339,6 +339,12 @@ def test_two_run_plans_against_one_device_one_exits_75(tmp_path, monkeypatch):
             flat = " ".join(text.split())
             assert "is already running" in flat and f"pid {first.pid} on host {HOST}" in flat, flat
             assert d.writes == writes  # refused before it wrote anything
+            # a one-shot push --apply to the same device is refused while the loop runs; a dry run is not
+            code, text = await asyncio.to_thread(_cli, "push", "--plan", str(plan), "--bms", str(other), "--apply")
+            assert code == EXIT_LOCKED and "is already running" in " ".join(text.split()), text
+            assert d.writes == writes
+            code, text = await asyncio.to_thread(_cli, "push", "--plan", str(plan), "--bms", str(other))
+            assert code != EXIT_LOCKED, text
             # the device lock on its own: another site's loop on the same device is refused too
             with pytest.raises(RunLocked, match=f"BMS device bacnet://127.0.0.1:{port} is already running.*pid {first.pid}"):
                 with hold_locks(control_locks("elsewhere", "bacnet", NS(device_address=f"LocalHost:{port}")), "test"):

@@ -99,8 +99,10 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
     from coolshift.bms.plan import read_plan
     from coolshift.bms.push import push
 
+    from coolshift.locks import control_loop_locks  # a push is refused while a loop controls the device (exit 75)
+
     pm, site, log = _load(bms, audit)
-    with log:
+    with control_loop_locks(pm, site.name, "push", apply), log:
         p = read_plan(plan, {q.variable: q.name for q in pm.writable})
         out = asyncio.run(push(pm, site, p, log, apply=apply))
     _print_diff(pm, out)
