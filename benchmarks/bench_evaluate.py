@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from coolshift.config import load_site  # noqa: E402
-from coolshift.evaluate import evaluate_policies  # noqa: E402
+from coolshift.control.evaluation import evaluate_policies  # noqa: E402
 from coolshift.io import load_site_data  # noqa: E402
 from coolshift.models.registry import load_plant_model  # noqa: E402
 

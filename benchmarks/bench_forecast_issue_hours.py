@@ -46,7 +46,7 @@ def _shape_corr(actual: np.ndarray, pred: np.ndarray) -> float:
 def run(y: pd.Series, variant: str, every_h: float, refit_days: float) -> dict:
     from coolshift.models.forecast import (CarbonIntensityForecaster, PersistenceForecaster, WorkloadForecaster,
                                            forecast_scores)
-    from coolshift.optimizer.receding import decision_hours_utc
+    from coolshift.control.receding import decision_hours_utc
 
     issues = pd.date_range("2022-03-01", "2022-12-30", freq=f"{every_h}h", tz="UTC")
     cls = CarbonIntensityForecaster if y.name.startswith("gco2") else WorkloadForecaster

@@ -28,7 +28,7 @@ import gymnasium
 import coolshift.control  # noqa: F401  (registers the environments)
 from coolshift.control.gym_env import (best_practice_controller, fit_plant_model, lp_controller, random_controller,
                                        run_episode)
-from coolshift.evaluate import run_policy
+from coolshift.control.evaluation import run_policy
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _telemetry(site, weather=None):
     from coolshift.io import load_site_data
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    from coolshift.control.policies import get_policy
 
     data = load_site_data(site, "2022-01-01", "2023-01-01", weather=weather)
     return simulate(site, data, get_policy("explore")).timeseries

@@ -350,7 +350,7 @@ def step_quality(opts):
     repaired, so this is the carbon side of the trade only.
     """
     from coolshift.optimizer import evaluate_actions
-    from coolshift.optimizer.plan import Actions, totals_of
+    from coolshift.optimizer.plan import Decisions, totals_of
 
     site, fc, co = case(4, 20)
     fine = Planner(site, co, fc, options=opts)
@@ -370,7 +370,7 @@ def step_quality(opts):
 
         a = actions_from_solution(coarse.problem, x)
         rep = lambda v: np.repeat(v, k, axis=0)  # noqa: E731
-        held = Actions(rep(a.sp), rep(a.chw), rep(a.nact), rep(a.work), rep(a.off), rep(a.backlog))
+        held = Decisions(rep(a.sp), rep(a.chw), rep(a.nact), rep(a.work), rep(a.off), rep(a.backlog))
         tco2 = totals_of(fine.problem.data, evaluate_actions(fine.problem.data, held))["tco2"]
         rows.append((f"{minutes} min", coarse.problem.lp.n_cols, dt, tco2, 100.0 * (tco2 - base) / base))
     return rows

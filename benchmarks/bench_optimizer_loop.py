@@ -36,7 +36,7 @@ import pandas as pd
 from coolshift.config import load_site
 from coolshift.io import load_site_data
 from coolshift.optimizer import InitialState, Planner, PlanOptions
-from coolshift.optimizer.replay import carbon_weighted_error_pct, replay_day
+from coolshift.control.replay import carbon_weighted_error_pct, replay_day
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = {
@@ -68,7 +68,7 @@ def boot_kwh(site, actions_frame: pd.DataFrame, step_h: float) -> float:
 def train(site, d0: pd.Timestamp, data: pd.DataFrame):
     from coolshift.models.thermal import LinearPlantModel, plant_metrics
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import ExplorePolicy
+    from coolshift.control.policies import ExplorePolicy
 
     tel = simulate(site, data.loc[: d0 - pd.Timedelta("15min")], ExplorePolicy(seed=0)).timeseries
     cut = tel.index[int(0.8 * len(tel))]
@@ -101,7 +101,7 @@ def stated_error(site, model, data: pd.DataFrame, cut: pd.Timestamp, d0: pd.Time
 
 def run_day(site, model, data: pd.DataFrame, day: pd.Timestamp, zone_it: bool) -> dict:
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import BestPracticePolicy
+    from coolshift.control.policies import BestPracticePolicy
 
     opts = PlanOptions(decision_envelope=model.envelope_, envelope_zone_it=zone_it)
     r = replay_day(site, model, data, day, opts)

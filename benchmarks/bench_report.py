@@ -38,7 +38,7 @@ def main() -> dict:
     from coolshift.reports import annual
     from coolshift.reports.mv import verify_savings
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    from coolshift.control.policies import get_policy
 
     site = load_site(SITE)
     t = time.perf_counter()

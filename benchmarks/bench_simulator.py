@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from coolshift.config import SiteConfig, load_site
-from coolshift.simulations import get_policy, simulate
+from coolshift.simulations import simulate
+from coolshift.control.policies import get_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -47,9 +47,9 @@ def _noop(payload, shared):
 def _warm(dask_worker=None):
     import scipy.signal  # noqa: F401  (imported by the room model on first use: ~1 s in a fresh process)
 
-    import coolshift.evaluate  # noqa: F401
+    import coolshift.control.evaluation  # noqa: F401
     import coolshift.models.thermal  # noqa: F401
-    import coolshift.optimizer.receding  # noqa: F401
+    import coolshift.control.receding  # noqa: F401
     import coolshift.simulations.engine  # noqa: F401
     import coolshift.whatif.study  # noqa: F401
 
@@ -68,7 +68,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from coolshift.config import load_site
-    from coolshift.whatif.evaluate import choose_policies
+    from coolshift.whatif.scenario_run import choose_policies
     from coolshift.whatif.scenario import expand_sweep
     from coolshift.whatif.study import ScenarioSpec, build_tasks, load_study_data, run_scenario_task
     from coolshift.whatif.sweep import Task, run_loop, run_sweep

@@ -38,11 +38,12 @@ from gymnasium import spaces
 from coolshift.config import SiteConfig, load_site
 from coolshift.io import load_site_data
 from coolshift.models.thermal import LinearPlantModel
-from coolshift.optimizer.receding import RecedingHorizonPolicy, closed_loop_options, noisy_forecast, observed_forecast
+from coolshift.control.receding import RecedingHorizonPolicy, closed_loop_options, noisy_forecast, observed_forecast
 from coolshift.schema import CARBON_GCO2_PER_KWH, TEMP_C, WETBULB_C, col, demand_col
-from coolshift.simulations.actions import Actions, Observation, Policy
+from coolshift.simulations.actions import Observation, Policy
+from coolshift.actions import Actions
 from coolshift.simulations.engine import SimResult, Stepper, simulate
-from coolshift.simulations.policies import BestPracticePolicy, get_policy
+from coolshift.control.policies import BestPracticePolicy, get_policy
 from coolshift.simulations.telemetry import to_telemetry
 
 __all__ = [
@@ -469,7 +470,7 @@ class PolicyController:
 
 
 def best_practice_controller(env: gym.Env) -> PolicyController:
-    """The simulator's ``best_practice`` rule (:mod:`coolshift.simulations.policies`) through the env."""
+    """The ``best_practice`` baseline (:mod:`coolshift.control.policies`) through the env."""
     return PolicyController(env, BestPracticePolicy)
 
 

@@ -47,7 +47,7 @@ def horizon_forecast(data: pd.DataFrame, t0: pd.Timestamp, mode: str = "model") 
     the data as given: pass a weather forecast file with ``--weather`` for real nights.
     ``mode='perfect'``: the data as they are (hindcasts and what-if replays).
     """
-    from coolshift.optimizer.receding import forecast_columns
+    from coolshift.control.receding import forecast_columns
 
     horizon = data.loc[t0:]
     if mode == "perfect":

@@ -5,12 +5,12 @@
 """
 
 from .data import LEVERS, PlanOptions, ProblemData, power_curve_error, power_curve_segments, prepare
-from .plan import Actions, Plan, evaluate_actions
+from .plan import Decisions, Plan, evaluate_actions
 from .solve import Planner, plan_site, shadow_prices
 from .state import InitialState
 
 __all__ = [
-    "Actions",
+    "Decisions",
     "LEVERS",
     "InitialState",
     "Plan",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from coolshift.baselines import run_on_arrival, site_arrays
 from coolshift.config import SiteConfig
 from coolshift.models.coefficients import PlantCoefficients
 from coolshift.ratings import PlantLimits, free_cooling_share, plant_limits
@@ -503,13 +504,10 @@ def run_on_arrival_backlog(site: SiteConfig, d: ProblemData, forecast: pd.DataFr
     initial state still boot for ``boot_time_s`` of the step (``pool_capacity``): the most
     the plan can serve there. With that the pinned queue is always reachable by the LP.
     """
-    from coolshift.simulations import policies as rules
-
     kb = np.flatnonzero(d.batch)
     cap = np.broadcast_to(d.servers * d.cap_per_server, (d.n, len(d.pools))).copy()
     cap[0] = d.cap_per_server * (d.servers - d.boot_frac * np.maximum(d.servers - d.n0, 0.0))
-    # the simulator's own rule with this capacity (it has no public form taking one yet)
-    rel, _ = rules._run_on_arrival(site, rules._names(site), d.demand, cap, d.backlog0[kb].copy(), d.step_h)
+    rel, _ = run_on_arrival(site, site_arrays(site), d.demand, cap, d.backlog0[kb].copy(), d.step_h)
     q = np.zeros((d.n, len(d.classes)))
     q[:, kb] = np.maximum(d.backlog0[kb] + np.cumsum((d.demand[:, kb] - rel) * d.step_h, axis=0), 0.0)
     return q

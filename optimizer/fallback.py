@@ -1,16 +1,16 @@
 """The best-practice rule plan: the safe fallback and the baseline savings are measured against.
 
-The rule is the simulator's ``best_practice`` policy
-(:func:`coolshift.simulations.policies.best_practice_actions`: supply air raised toward
-the ASHRAE limit with a containment margin and ramped, chilled water following, servers
-consolidated with 20 % headroom above the redundancy floor, batch on arrival, no
-offload), so the optimiser's baseline and the simulator's are one rule. Its releases
-are spread over the pools with the simulator's allocator, class by class (telling it what
-each pool serves site-wide, so specialised pools still fill first), and scored
-with the same learned model as the optimised plan (:func:`evaluate_actions`).
+The rule is the ``best_practice`` baseline (:func:`coolshift.baselines.best_practice_actions`:
+supply air raised toward the ASHRAE limit with a containment margin and ramped, chilled
+water following, servers consolidated with 20 % headroom above the redundancy floor, batch
+on arrival, no offload), the same rule the simulator's ``best_practice`` controller applies,
+so the optimiser's baseline and the evaluation's are one rule. Its releases are spread over
+the pools with the shared allocator (:mod:`coolshift.workload`), class by class (telling it
+what each pool serves site-wide, so specialised pools still fill first), and scored with the
+same learned model as the optimised plan (:func:`evaluate_actions`).
 
-If the simulator package cannot be imported, :func:`rule_actions` applies a minimal
-local rule (setpoints held, 80 % target utilisation, work on arrival).
+Without a site config (hand-built problems), :func:`rule_actions` applies a minimal local
+rule (setpoints held, 80 % target utilisation, work on arrival).
 
 Whatever the rule, :func:`within_limits` holds the fallback to every configured limit
 before it is handed out: supply setpoints inside the zone's range and moved at most the
@@ -25,8 +25,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from coolshift.actions import SimState
+from coolshift.baselines import best_practice_actions as rule_best_practice
+from coolshift.workload import allocate_to_pools, lindley_queue
+
 from .data import ProblemData
-from .plan import Actions, Plan, evaluate_actions, totals_of
+from .plan import Decisions, Plan, evaluate_actions, totals_of
 
 __all__ = ["rule_actions", "best_practice_actions", "baseline_actions", "fallback_plan", "within_limits",
            "TARGET_UTILISATION"]
@@ -34,7 +38,7 @@ __all__ = ["rule_actions", "best_practice_actions", "baseline_actions", "fallbac
 TARGET_UTILISATION = 0.8
 
 
-def rule_actions(d: ProblemData, target_utilisation: float = TARGET_UTILISATION) -> Actions:
+def rule_actions(d: ProblemData, target_utilisation: float = TARGET_UTILISATION) -> Decisions:
     n, P, K, E = d.n, len(d.pools), len(d.classes), len(d.edges)
     demand = d.demand.copy()
     for k in np.flatnonzero(d.backlog0 > 0):
@@ -53,15 +57,11 @@ def rule_actions(d: ProblemData, target_utilisation: float = TARGET_UTILISATION)
     nact = np.clip(wsum / (d.cap_per_server * target_utilisation), d.min_active, d.servers)
     sp = np.broadcast_to(d.sp0, (n, len(d.zones))).copy()
     chw = np.full(n, d.chw0)
-    return Actions(sp, chw, nact, work, np.zeros((n, E, K)), np.zeros((n, K)))
+    return Decisions(sp, chw, nact, work, np.zeros((n, E, K)), np.zeros((n, K)))
 
 
-def best_practice_actions(site, d: ProblemData) -> Actions:
-    """The simulator's best-practice rule for this horizon, as optimiser :class:`Actions`."""
-    from coolshift.simulations.actions import SimState
-    from coolshift.simulations.policies import best_practice_actions as sim_rule
-    from coolshift.simulations.workload import allocate_to_pools, lindley_queue
-
+def best_practice_actions(site, d: ProblemData) -> Decisions:
+    """The best-practice baseline rule for this horizon, as optimiser :class:`Decisions`."""
     n, K = d.n, len(d.classes)
     kb = np.flatnonzero(d.batch)
     state = SimState(
@@ -73,7 +73,7 @@ def best_practice_actions(site, d: ProblemData) -> Actions:
     )
     forecast = pd.DataFrame({f"{c}_units_per_h": d.demand[:, k] for k, c in enumerate(d.classes)}, index=d.index)
     forecast["gco2_per_kwh"] = d.gco2
-    a = sim_rule(site, forecast, state, n, d.step_h)
+    a = rule_best_practice(site, forecast, state, n, d.step_h)
     want = d.demand.copy()
     want[:, kb] = a.release_units_per_h
     cap = np.broadcast_to(d.servers * d.cap_per_server, (n, len(d.pools))).copy()
@@ -88,16 +88,13 @@ def best_practice_actions(site, d: ProblemData) -> Actions:
     if kb.size:
         q, _ = lindley_queue(d.backlog0[kb], d.demand[:, kb] * d.step_h, a.release_units_per_h * d.step_h)
         backlog[:, kb] = q
-    return Actions(np.asarray(a.supply_c, float), np.asarray(a.chw_c, float), np.asarray(a.active_servers, float),
+    return Decisions(np.asarray(a.supply_c, float), np.asarray(a.chw_c, float), np.asarray(a.active_servers, float),
                    work, np.zeros((n, len(d.edges), K)), backlog)
 
 
-def baseline_actions(site, d: ProblemData) -> tuple[Actions, str]:
-    """(actions, rule name): the simulator's best practice, or the local rule without it."""
-    try:
-        return best_practice_actions(site, d), "simulations.best_practice"
-    except ImportError:
-        return rule_actions(d), "optimizer.rule_actions"
+def baseline_actions(site, d: ProblemData) -> tuple[Decisions, str]:
+    """(actions, rule name): the best-practice baseline rule for this horizon."""
+    return best_practice_actions(site, d), "baselines.best_practice"
 
 
 def _ramped(target: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -110,7 +107,7 @@ def _ramped(target: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarr
     return out
 
 
-def within_limits(d: ProblemData, acts: Actions, site=None) -> Actions:
+def within_limits(d: ProblemData, acts: Decisions, site=None) -> Decisions:
     """``acts`` held to the configured limits (the site's, else the problem's own bounds).
 
     Setpoints: clipped to the range, then ramped from the initial setpoint at the allowed step
@@ -132,7 +129,7 @@ def within_limits(d: ProblemData, acts: Actions, site=None) -> Actions:
     chw = np.clip(np.asarray(acts.chw, float), chw_lo, chw_hi)
     need = np.ceil(acts.work.sum(axis=2) / d.cap_per_server[None, :] - 1e-9)
     nact = np.clip(np.maximum(np.ceil(np.asarray(acts.nact, float) - 1e-9), need), d.min_active, d.servers)
-    return Actions(sp, chw, nact, acts.work, acts.off, acts.backlog)
+    return Decisions(sp, chw, nact, acts.work, acts.off, acts.backlog)
 
 
 def fallback_plan(d: ProblemData, reason: str, status: str = "fallback", diagnosis=None, site=None) -> Plan:

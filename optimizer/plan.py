@@ -14,11 +14,11 @@ import pandas as pd
 
 from .data import ProblemData, boot_extra_kw_per_server
 
-__all__ = ["Actions", "Plan", "evaluate_actions"]
+__all__ = ["Decisions", "Plan", "evaluate_actions"]
 
 
 @dataclass
-class Actions:
+class Decisions:
     """Decisions over the horizon (steps first)."""
 
     sp: np.ndarray  # (n, Z) degC
@@ -91,7 +91,7 @@ def pool_boot_kw(d: ProblemData, nact: np.ndarray) -> np.ndarray:
     return np.maximum(nact - prev, 0.0) * boot_extra_kw_per_server(d)[None, :]
 
 
-def evaluate_actions(d: ProblemData, a: Actions) -> pd.DataFrame:
+def evaluate_actions(d: ProblemData, a: Decisions) -> pd.DataFrame:
     """Predicted per-step power, temperatures and carbon of given decisions (one frame)."""
     pit = pool_it_kw(d, a.nact, a.work)
     Z = len(d.zones)

@@ -48,7 +48,7 @@ from .decompose import solve_planner, use_decomposition
 from .sifting import solve_planner as sift_planner, use_sifting
 from .diagnose import diagnose
 from .fallback import fallback_plan
-from .plan import Actions, Plan, evaluate_actions, totals_of
+from .plan import Decisions, Plan, evaluate_actions, totals_of
 from .state import InitialState
 
 __all__ = ["Planner", "plan_site", "shadow_prices"]
@@ -60,11 +60,11 @@ def _take(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(ids >= 0, x[np.maximum(ids, 0)], 0.0)
 
 
-def actions_from_solution(p: PlanningLP, x: np.ndarray) -> Actions:
+def actions_from_solution(p: PlanningLP, x: np.ndarray) -> Decisions:
     """Decisions from a solution vector, clipped to their bounds (HiGHS meets them only to
     its feasibility tolerance, ~1e-7: a release of -1e-10 units/h must not reach a plant)."""
     v, d = p.vars, p.data
-    return Actions(
+    return Decisions(
         sp=np.clip(x[v.sp], d.sp_min, d.sp_max),
         chw=np.clip(x[v.chw], d.chw_min, d.chw_max),
         nact=np.clip(x[v.nact], d.min_active, d.servers),

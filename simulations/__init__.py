@@ -1,15 +1,12 @@
 """The simulator: a physics model of a site and its edge sites that judges every plan.
 
 It shares no equations with :mod:`coolshift.models`; it is the "truth" the learned models
-are trained on and the optimiser is judged by. See docs/simulator.md.
+are trained on and the optimiser is judged by. The policies it runs (the baseline rules,
+Coolshift's receding-horizon controller) live in :mod:`coolshift.control`. See
+docs/simulator.md.
 """
 
-from .actions import ActionError, Actions, Observation, Policy, SimState, SiteArrays
-from .engine import SimResult, initial_state, required_columns, simulate
-from .policies import POLICIES, best_practice_actions, carbon_greedy_actions, get_policy, static_actions
+from .actions import Observation, Policy
+from .engine import SimResult, Stepper, initial_state, required_columns, simulate
 
-__all__ = [
-    "ActionError", "Actions", "Observation", "Policy", "SimState", "SiteArrays",
-    "SimResult", "initial_state", "required_columns", "simulate",
-    "POLICIES", "get_policy", "best_practice_actions", "carbon_greedy_actions", "static_actions",
-]
+__all__ = ["Observation", "Policy", "SimResult", "Stepper", "initial_state", "required_columns", "simulate"]

@@ -34,12 +34,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from coolshift import accounting
+from coolshift import accounting, workload
+from coolshift.actions import ActionError, Actions, SimState
 from coolshift.config import SiteConfig
 from coolshift.schema import CARBON_GCO2_PER_KWH, TEMP_C, WETBULB_C, RH_PCT, col, demand_col
+from coolshift.site_arrays import SiteArrays
 
-from . import airside, edge, electrical, plant, servers, workload
-from .actions import ActionError, Actions, Observation, Policy, SiteArrays, SimState
+from . import airside, edge, electrical, plant, servers
+from .actions import Observation, Policy
 
 __all__ = ["SimResult", "Stepper", "simulate", "initial_state", "required_columns"]
 

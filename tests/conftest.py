@@ -36,7 +36,7 @@ def small_site_model():
     from coolshift.io import load_site_data
     from coolshift.models.thermal import LinearPlantModel
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    from coolshift.control.policies import get_policy
     from coolshift.simulations.telemetry import to_telemetry
 
     site = load_site(SMALL_SITE)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from coolshift.config import load_site
-from coolshift.evaluate import evaluate_policies, savings_table
+from coolshift.control.evaluation import evaluate_policies, savings_table
 from coolshift.io import load_site_data
 from coolshift.simulations.engine import simulate
 from conftest import SMALL_SITE
@@ -53,7 +53,7 @@ def test_unknown_policy_and_missing_model_are_clear_errors(small_site_model):
 def test_autoscaler_closes_the_sla_gap_of_an_under_forecast(small_site_model):
     """A plan made for 25 % less web demand than arrives: without the autoscaler the simulator
     leaves web demand unserved; with it none, at a carbon cost (servers woken late, booting)."""
-    from coolshift.optimizer.receding import RecedingHorizonPolicy
+    from coolshift.control.receding import RecedingHorizonPolicy
 
     site, model = small_site_model
     data = load_site_data(site, "2022-06-14", "2022-06-15")
@@ -76,9 +76,9 @@ def test_autoscaler_closes_the_sla_gap_of_an_under_forecast(small_site_model):
 def test_interactive_forecast_above_full_capacity_is_capped_not_a_fallback():
     """A point forecast of interactive demand above what its pools can serve made plans
     infeasible (San Jose, January 2022); capped at full capacity, every other column kept."""
-    from coolshift.optimizer.receding import cap_interactive_demand
+    from coolshift.control.receding import cap_interactive_demand
     from coolshift.schema import demand_col
-    from coolshift.simulations.actions import SiteArrays
+    from coolshift.site_arrays import SiteArrays
 
     site = load_site(SMALL_SITE)
     fc = load_site_data(site, "2022-06-14", "2022-06-15")
@@ -102,7 +102,7 @@ def test_interactive_forecast_above_full_capacity_is_capped_not_a_fallback():
 
 def test_fallback_plans_are_listed_with_their_reason(small_site_model):
     """evaluation.json says which plans fell back and why, not only how many."""
-    from coolshift.evaluate import run_policy
+    from coolshift.control.evaluation import run_policy
 
     site, model = small_site_model
     data = load_site_data(site, "2022-06-14", "2022-06-15")

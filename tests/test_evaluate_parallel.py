@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from coolshift.config import load_site
-from coolshift.evaluate import evaluate_policies
+from coolshift.control.evaluation import evaluate_policies
 from coolshift.io import load_site_data
-from coolshift.optimizer.receding import autoscale_servers
+from coolshift.control.receding import autoscale_servers
 from conftest import SMALL_SITE
 
 
@@ -34,9 +34,9 @@ def test_autoscaler_wakes_servers_for_observed_demand_with_boot_time():
 
     # and the simulator (its own allocation and boot accounting) serves all of it with the
     # autoscaled servers, but not with the plan's
-    from coolshift.simulations.actions import Actions
+    from coolshift.actions import Actions
     from coolshift.simulations.engine import initial_state, simulate
-    from coolshift.simulations.policies import FixedPolicy
+    from coolshift.control.policies import FixedPolicy
 
     data = load_site_data(site, "2022-06-14", "2022-06-15").iloc[:2].copy()
     data["web_units_per_h"] = 800.0
@@ -77,7 +77,7 @@ def test_plan_options_are_checked_and_recorded():
     rec = evaluate_policies(site, data, ["static"], plan_options={"support_envelope": False}, reactive=False)
     assert rec["plan_options"] == {"support_envelope": False} and rec["reactive"] is False
     # and they reach every LP policy's plan options (Coolshift, a lever, the oracle)
-    from coolshift.evaluate import _coolshift_policy
+    from coolshift.control.evaluation import _coolshift_policy
     from coolshift.optimizer.data import PlanOptions
 
     for opts in (None, PlanOptions(levers=frozenset({"cooling"}), deadline_prices=False)):
@@ -96,7 +96,7 @@ def test_demand_headroom_follows_the_autoscaler_and_reaches_the_forecaster():
     assert evaluate_policies(site, data, ["static"], forecast_mode="model", reactive=False)["demand_headroom"] is True
     assert evaluate_policies(site, data, ["static"], forecast_mode="model", demand_headroom=True)["demand_headroom"]
     assert evaluate_policies(site, data, ["static"], forecast_mode="perfect")["demand_headroom"] is None
-    from coolshift.evaluate import _coolshift_policy
+    from coolshift.control.evaluation import _coolshift_policy
 
     for headroom in (False, True):
         pol, _ = _coolshift_policy(site, object(), data, "model", 4.0, None, 0, demand_headroom=headroom)
@@ -108,7 +108,7 @@ def test_warm_start_choice_reaches_every_lp_policy_and_the_record():
     data = load_site_data(site, "2022-06-14", "2022-06-15")
     assert evaluate_policies(site, data, ["static"])["warm_start"] is True
     assert evaluate_policies(site, data, ["static"], warm_start=False)["warm_start"] is False
-    from coolshift.evaluate import _coolshift_policy
+    from coolshift.control.evaluation import _coolshift_policy
 
     for warm in (False, True):
         for mode, horizon in (("perfect", 36.0), ("model", None)):
@@ -119,7 +119,7 @@ def test_warm_start_choice_reaches_every_lp_policy_and_the_record():
 def test_decision_hours_are_the_loops_replan_hours():
     import pandas as pd
 
-    from coolshift.optimizer.receding import decision_hours_utc
+    from coolshift.control.receding import decision_hours_utc
 
     assert decision_hours_utc(pd.Timestamp("2022-07-01", tz="UTC"), 4.0) == (0, 4, 8, 12, 16, 20)
     assert decision_hours_utc(pd.Timestamp("2022-07-01 02:30", tz="UTC"), 6.0) == (2, 8, 14, 20)
@@ -134,9 +134,9 @@ def test_interactive_demand_is_planned_at_its_low_quantile_with_the_autoscaler()
     its forecast, batch at its point forecast; the forecasters are trained for the loop's hours."""
     import pandas as pd
 
-    from coolshift.evaluate import _coolshift_policy
+    from coolshift.control.evaluation import _coolshift_policy
     from coolshift.models.forecast import WorkloadForecaster, forecast_quantile
-    from coolshift.optimizer.receding import INTERACTIVE_PLAN_QUANTILE, forecast_columns
+    from coolshift.control.receding import INTERACTIVE_PLAN_QUANTILE, forecast_columns
 
     site = load_site(SMALL_SITE)
     data = load_site_data(site, "2022-05-01", "2022-06-16")
@@ -171,7 +171,7 @@ def test_forecasters_fitted_on_little_history_are_refitted_when_it_doubles():
     """15 days of history at the first fit: refitted after 15 more days, not after the 30-day refit."""
     import pandas as pd
 
-    from coolshift.optimizer.receding import forecast_columns
+    from coolshift.control.receding import forecast_columns
 
     site = load_site(SMALL_SITE)
     data = load_site_data(site, "2022-01-01", "2022-03-05")

@@ -11,11 +11,11 @@ import coolshift.control  # noqa: F401  (registers the environments)
 from coolshift.config import load_site
 from coolshift.control.gym_env import (CoolshiftEnv, best_practice_controller, lp_controller, random_controller,
                                        run_episode)
-from coolshift.evaluate import run_policy
+from coolshift.control.evaluation import run_policy
 from coolshift.io import load_site_data
-from coolshift.simulations.actions import Actions
+from coolshift.actions import Actions
 from coolshift.simulations.engine import Stepper, simulate
-from coolshift.simulations.policies import FixedPolicy, get_policy
+from coolshift.control.policies import FixedPolicy, get_policy
 
 from conftest import SMALL_SITE
 

@@ -163,7 +163,7 @@ def plan_workdir(small_site_model, tmp_path_factory):
     from coolshift.io import load_site_data
     from coolshift.models import registry
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    from coolshift.control.policies import get_policy
     from coolshift.simulations.telemetry import to_telemetry
 
     site, model = small_site_model

@@ -210,7 +210,7 @@ def test_learns_the_simulators_telemetry_export(tmp_path):
     from coolshift.config import load_site
     from coolshift.io import load_site_data, read_telemetry, write_frame_atomic
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    from coolshift.control.policies import get_policy
     from coolshift.simulations.telemetry import to_telemetry
 
     site = load_site(Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml")
@@ -295,7 +295,8 @@ def test_explore_policy_visits_packed_servers_and_warm_setpoint_corners():
     from coolshift.config import load_site
     from coolshift.io import load_site_data
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import ExplorePolicy, safe_supply_max_c
+    from coolshift.control.policies import ExplorePolicy
+    from coolshift.setpoints import safe_supply_max_c
 
     site = load_site(Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml")
     data = load_site_data(site, "2022-06-01", "2022-06-11")

@@ -32,7 +32,7 @@ def test_plan_writes_plan_and_summary(registry, tmp_path):
     np.testing.assert_allclose(frame["kgco2"].sum() / 1000, summary["predicted"]["tco2"], rtol=1e-9)
     np.testing.assert_allclose(frame["facility_power_kw"].sum() * 0.25, summary["predicted"]["facility_kwh"], rtol=1e-9)
     assert summary["savings"]["tco2"] == pytest.approx(summary["baseline"]["tco2"] - summary["predicted"]["tco2"])
-    assert summary["baseline"]["rule"] == "simulations.best_practice"
+    assert summary["baseline"]["rule"] == "baselines.best_practice"
     # setpoints within the config's limits, the redundancy floor kept
     assert frame.filter(like="supply_setpoint_c__").to_numpy().max() <= 27.0 + 1e-9
     assert (frame["active_servers__b_storage"] >= 600 - 1e-6).all()

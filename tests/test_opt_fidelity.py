@@ -13,9 +13,9 @@ from coolshift.config import load_site
 from coolshift.io import load_site_data
 from coolshift.models.thermal import LinearPlantModel
 from coolshift.optimizer import PlanOptions
-from coolshift.optimizer.replay import carbon_weighted_error_pct, replay_day
+from coolshift.control.replay import carbon_weighted_error_pct, replay_day
 from coolshift.simulations.engine import simulate
-from coolshift.simulations.policies import BestPracticePolicy, ExplorePolicy
+from coolshift.control.policies import BestPracticePolicy, ExplorePolicy
 from conftest import SMALL_SITE
 
 

@@ -53,8 +53,8 @@ def test_each_lever_alone_beats_all_off_and_all_beat_each(plans, state):
 
 
 def test_all_levers_off_is_the_static_baseline(plans):
-    from coolshift.simulations.actions import SimState
-    from coolshift.simulations.policies import static_actions
+    from coolshift.actions import SimState
+    from coolshift.baselines import static_actions
 
     site, fc, out = plans
     f = out[()].frame

@@ -206,7 +206,7 @@ def test_observed_queue_is_passed_chunk_by_chunk():
     """The receding-horizon policy hands each queued chunk to the plan with its own due time."""
     from types import SimpleNamespace
 
-    from coolshift.optimizer.receding import initial_state_from_observation
+    from coolshift.control.receding import initial_state_from_observation
 
     site = tiny_site(horizon_h=4)
     obs = SimpleNamespace(

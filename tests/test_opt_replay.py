@@ -18,7 +18,7 @@ pytest.importorskip("coolshift.simulations.engine")
 
 def test_simulator_follows_the_plan():
     from coolshift.io import load_site_data
-    from coolshift.optimizer.replay import replay_plan
+    from coolshift.control.replay import replay_plan
 
     site = load_site("configs/sites/sanjose_colo_2mw.yaml")
     data = load_site_data(site, "2022-07-01", "2022-07-02")

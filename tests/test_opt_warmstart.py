@@ -6,7 +6,7 @@ import pytest
 
 from coolshift.io import load_site_data
 from coolshift.optimizer.lp import LinearProgram
-from coolshift.optimizer.receding import RecedingHorizonPolicy, closed_loop_options
+from coolshift.control.receding import RecedingHorizonPolicy, closed_loop_options
 from coolshift.optimizer.solve import Planner
 from coolshift.optimizer.state import InitialState
 from coolshift.optimizer.warmstart import LOWER, UPPER, ZERO, family_basis, shift_basis

@@ -17,7 +17,7 @@ from coolshift.config import load_site
 from coolshift.io import load_site_data
 from coolshift.ratings import crah_capacity_kw, design_problems, free_cooling_share, plant_limits
 from coolshift.simulations.engine import simulate
-from coolshift.simulations.policies import get_policy
+from coolshift.control.policies import get_policy
 
 from conftest import SMALL_SITE
 

@@ -200,7 +200,7 @@ def test_offset_standard_from_the_site_config(runs, tmp_path):
 def test_report_on_simulator_runs(tmp_path):
     """Two days of the small example site through the real simulator: static vs carbon-aware greedy."""
     engine = pytest.importorskip("coolshift.simulations.engine")
-    policies = pytest.importorskip("coolshift.simulations.policies")
+    policies = pytest.importorskip("coolshift.control.policies")
     from coolshift.config import load_site
     from coolshift.io import load_site_data
 

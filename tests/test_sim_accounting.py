@@ -10,7 +10,8 @@ from conftest import SMALL_SITE
 from coolshift import accounting
 from coolshift.config import load_site
 from coolshift.io import load_site_data, read_telemetry
-from coolshift.simulations import get_policy, simulate
+from coolshift.simulations import simulate
+from coolshift.control.policies import get_policy
 from coolshift.simulations.telemetry import POWER_METER_ACCURACY_FRAC, to_telemetry
 
 

@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 from conftest import LARGE_SITE, SMALL_SITE
 from coolshift.config import load_site
 from coolshift.io import load_site_data
-from coolshift.simulations import ActionError, Actions, SiteArrays, get_policy, simulate
-from coolshift.simulations.policies import BestPracticePolicy, CarbonGreedyPolicy, FixedPolicy, best_practice_actions
-from coolshift.simulations.workload import allocate_to_pools, lateness, lindley_queue
+from coolshift.simulations import simulate
+from coolshift.actions import ActionError, Actions
+from coolshift.control.policies import get_policy
+from coolshift.site_arrays import SiteArrays
+from coolshift.baselines import best_practice_actions
+from coolshift.control.policies import BestPracticePolicy, CarbonGreedyPolicy, FixedPolicy
+from coolshift.workload import allocate_to_pools, lateness, lindley_queue
 from test_sim_physics import fixed_actions, synthetic
 
 

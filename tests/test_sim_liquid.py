@@ -8,7 +8,7 @@ import pytest
 from conftest import SMALL_SITE
 from coolshift.config import ConfigError, load_site
 from coolshift.simulations import initial_state, plant, servers, simulate
-from coolshift.simulations.policies import FixedPolicy
+from coolshift.control.policies import FixedPolicy
 from test_sim_physics import fixed_actions, synthetic
 
 

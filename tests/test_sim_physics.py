@@ -9,9 +9,12 @@ import pytest
 from conftest import LARGE_SITE, SMALL_SITE
 from coolshift.config import load_site
 from coolshift.io import load_site_data
-from coolshift.simulations import Actions, SiteArrays, get_policy, initial_state, simulate
+from coolshift.simulations import initial_state, simulate
+from coolshift.actions import Actions
+from coolshift.control.policies import get_policy
+from coolshift.site_arrays import SiteArrays
 from coolshift.simulations import airside, plant, servers
-from coolshift.simulations.policies import FixedPolicy
+from coolshift.control.policies import FixedPolicy
 
 
 @pytest.fixture(scope="module")

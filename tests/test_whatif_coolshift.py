@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO, SMALL_SITE
 
 from coolshift.config import load_site
-from coolshift.whatif.evaluate import PolicyUnavailable, choose_policies, scenario_data
+from coolshift.whatif.scenario_run import PolicyUnavailable, choose_policies, scenario_data
 from coolshift.whatif.plant_model import cached_plant_model, plant_model_key
 from coolshift.whatif.scenario import apply_scenario, load_scenario
 from coolshift.whatif.study import ScenarioSpec, build_tasks, compile_whatif, load_study_data, run_scenario_task

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from coolshift.config import load_site
 from coolshift.io import load_site_data
 from coolshift.whatif.embodied import HOURS_PER_MONTH
-from coolshift.whatif.evaluate import choose_policies, scenario_data
+from coolshift.whatif.scenario_run import choose_policies, scenario_data
 from coolshift.whatif.scenario import Scenario, ScenarioError, apply_scenario, load_scenario
 from coolshift.whatif.study import ROW_KEYS, ScenarioSpec, build_tasks, compile_whatif, run_scenario_task
 from coolshift.whatif.sweep import run_loop

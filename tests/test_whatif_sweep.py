@@ -16,7 +16,7 @@ from conftest import REPO, SMALL_SITE
 
 from coolshift.config import load_site
 from coolshift.io import load_site_data
-from coolshift.whatif.evaluate import choose_policies
+from coolshift.whatif.scenario_run import choose_policies
 from coolshift.whatif.scenario import Scenario, expand_sweep
 from coolshift.whatif.study import ScenarioSpec, build_tasks, compile_whatif, run_scenario_task
 from coolshift.whatif.sweep import Task, result_path, run_sweep

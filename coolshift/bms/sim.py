@@ -75,7 +75,7 @@ class _HeldSetpoints:
         self.supply_c, self.chw_c = supply_c, chw_c
 
     def decide(self, obs):
-        from coolshift.simulations.policies import static_actions
+        from coolshift.baselines import static_actions
 
         a = static_actions(obs.site, obs.forecast, obs.state, obs.n_steps, obs.step_h)
         a.supply_c[:] = self.supply_c

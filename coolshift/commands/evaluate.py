@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         """Run the baselines, Coolshift's receding-horizon plans and the oracle on the simulator."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from coolshift.evaluate import FORECAST_MODES, LEVER_POLICIES, POLICIES, evaluate_policies, savings_table
+        from coolshift.control.evaluation import FORECAST_MODES, LEVER_POLICIES, POLICIES, evaluate_policies, savings_table
         from coolshift.io.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 
         names = [p.strip() for p in policies.split(",") if p.strip()]

@@ -258,7 +258,7 @@ def register(app: typer.Typer) -> None:
             prog.update(task, description="forecasting intensity and demand")
             data, fc_info = horizon_forecast(full, t0, forecast)
             if forecast == "model":  # a forecast above full capacity is unservable, not a plan to make
-                from coolshift.optimizer.receding import cap_interactive_demand
+                from coolshift.control.receding import cap_interactive_demand
 
                 data = cap_interactive_demand(site, data)
             prog.update(task, description="loading the plant model")

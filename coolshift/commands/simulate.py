@@ -82,8 +82,10 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         from coolshift.io.atomic import write_frame_atomic, write_json_atomic
-        from coolshift.simulations import ActionError, get_policy, simulate
-        from coolshift.simulations.policies import POLICIES
+        from coolshift.simulations import simulate
+        from coolshift.actions import ActionError
+        from coolshift.control.policies import get_policy
+        from coolshift.control.policies import POLICIES
         from coolshift.simulations.telemetry import to_telemetry
 
         if policy not in POLICIES:

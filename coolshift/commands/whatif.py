@@ -77,10 +77,10 @@ def register(app: typer.Typer) -> None:
         """Evaluate what-if scenarios (baseline and Coolshift policy) side by side against the current site, for one site or a fleet."""
 
         from coolshift.config import load_site
-        from coolshift.evaluate import FORECAST_MODES
+        from coolshift.control.evaluation import FORECAST_MODES
         from coolshift.io.atomic import write_json_atomic, write_text_atomic
         from coolshift.io.site_data import override_source
-        from coolshift.whatif.evaluate import PolicyUnavailable, choose_policies, needs_plant_model
+        from coolshift.whatif.scenario_run import PolicyUnavailable, choose_policies, needs_plant_model
         from coolshift.whatif.report import render_report
         from coolshift.whatif.scenario import expand_sweep, load_scenario
         from coolshift.whatif.study import (ScenarioSpec, build_tasks, compile_fleet, compile_whatif, load_study_data,

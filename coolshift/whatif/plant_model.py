@@ -53,7 +53,7 @@ _NOT_PLANT = {"name", "description", "carbon", "grid_region", "renewables", "rep
 def commissioning_telemetry(site: SiteConfig, data: pd.DataFrame, seed: int = EXPLORE_SEED) -> pd.DataFrame:
     """Facility telemetry of an ``explore`` commissioning run of ``site`` over ``data`` (simulated)."""
     from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
+    from coolshift.control.policies import get_policy
     from coolshift.simulations.telemetry import to_telemetry
 
     res = simulate(site, data, get_policy("explore", seed=seed))
@@ -77,8 +77,8 @@ def _frame_digest(data: pd.DataFrame) -> str:
 
 # Modules whose code makes the telemetry and the fit: a change to any of them refits.
 _CODE_MODULES = ("coolshift.models.thermal", "coolshift.simulations.engine", "coolshift.simulations.plant",
-                 "coolshift.simulations.airside", "coolshift.simulations.servers", "coolshift.simulations.policies",
-                 "coolshift.simulations.telemetry")
+                 "coolshift.simulations.airside", "coolshift.simulations.servers", "coolshift.control.policies",
+                 "coolshift.baselines", "coolshift.setpoints", "coolshift.workload", "coolshift.simulations.telemetry")
 
 
 @lru_cache(maxsize=1)

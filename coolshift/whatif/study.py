@@ -17,7 +17,7 @@ import pandas as pd
 from coolshift.config import SiteConfig, load_site
 
 from .embodied import embodied_summary, hardware_lines, payback_months
-from .evaluate import FORECAST_DEFAULT, evaluate_scenario, needs_plant_model, scenario_data
+from .scenario_run import FORECAST_DEFAULT, evaluate_scenario, needs_plant_model, scenario_data
 from .plant_model import EXPLORE_SEED, TRAIN_DAYS_DEFAULT, cached_plant_model
 from .scenario import BASELINE, Hardware, Scenario, apply_scenario, scenario_key
 from .sweep import Task

@@ -1,5 +1,9 @@
 """Workload: allocating work to server pools, batch queues, lateness. Work in units (see config).
 
+Shared by the simulator (its physics of where work runs), the baseline rules
+(:mod:`coolshift.baselines`) and the optimiser's pinned run-on-arrival queue: one account of
+how work lands on pools and waits in queues, below all three.
+
 Interactive work must be served in the step it arrives or it counts as an SLA violation.
 Batch work waits in a first-in-first-out queue per class and must be served within its
 class's ``deadline_h`` of arriving; what is served later is *late* (with how late).
@@ -14,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["allocate_to_pools", "lindley_queue", "lateness"]
+__all__ = ["pool_groups", "allocate_groups", "allocate_to_pools", "lindley_queue", "lateness"]
 
 
 def pool_groups(eligible, open_to=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

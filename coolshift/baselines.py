@@ -1,4 +1,8 @@
-"""Baseline policies: ``static``, ``best_practice``, ``carbon_greedy`` and ``explore``.
+"""The baseline rules: ``static``, ``best_practice`` and ``carbon_greedy`` as pure functions of (site, forecast, state).
+
+The controllers that apply them step by step (and ``explore``) are :mod:`coolshift.control.policies`;
+the optimiser's fallback plan is the ``best_practice`` rule. Setpoint rules come from
+:mod:`coolshift.setpoints`.
 
 Defined once here and in docs/simulator.md; never weaken them to flatter the optimiser.
 
@@ -36,32 +40,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from coolshift.actions import Actions, SimState
 from coolshift.config import SiteConfig
 from coolshift.schema import CARBON_GCO2_PER_KWH, demand_col
-
-from .actions import Actions, Observation, Policy, SimState, SiteArrays
-from .workload import allocate_groups, allocate_to_pools, lindley_queue, pool_groups
+from coolshift.setpoints import chw_for_supply_c, ramp_const, rate_per_step_c, safe_supply_max_c
+from coolshift.site_arrays import SiteArrays
+from coolshift.workload import allocate_groups, allocate_to_pools, lindley_queue, pool_groups
 
 __all__ = [
-    "Policy",
-    "POLICIES",
-    "get_policy",
+    "STATIC_SUPPLY_C",
+    "HEADROOM_FRAC",
+    "site_arrays",
+    "forecast_column",
+    "forecast_length",
+    "demand_matrix",
+    "full_capacity",
+    "run_on_arrival",
+    "serve_load",
+    "consolidate",
     "static_actions",
     "best_practice_actions",
     "carbon_greedy_actions",
-    "StaticPolicy",
-    "BestPracticePolicy",
-    "CarbonGreedyPolicy",
-    "ExplorePolicy",
-    "FixedPolicy",
-    "STATIC_SUPPLY_C",
-    "HEADROOM_FRAC",
 ]
 
 STATIC_SUPPLY_C = 18.0  # legacy practice (see module docstring)
-# Supply-to-hottest-inlet margin by containment (ASHRAE TC 9.9 Best Practices 2009, ch. 4).
-INLET_MARGIN_C = {"full": 2.0, "partial": 4.0, "none": 6.0}
-CHW_MARGIN_K = 1.0  # chilled water 1 K below what the CRAH approach strictly needs
 HEADROOM_FRAC = 0.2  # consolidation headroom above the work served (typical N+20 % practice)
 BIG = 1e18
 
@@ -92,7 +94,7 @@ def _cached(site: SiteConfig) -> tuple[SiteArrays, _PoolArrays]:
     return hit[1], hit[2]
 
 
-def _names(site: SiteConfig) -> SiteArrays:
+def site_arrays(site: SiteConfig) -> SiteArrays:
     return _cached(site)[0]
 
 
@@ -100,7 +102,7 @@ def _pools(site: SiteConfig) -> _PoolArrays:
     return _cached(site)[1]
 
 
-def _col(forecast, name: str, n: int) -> np.ndarray:
+def forecast_column(forecast, name: str, n: int) -> np.ndarray:
     """First ``n`` values of a forecast column; ``forecast`` is a frame or a dict of arrays."""
     if isinstance(forecast, pd.DataFrame):
         if name not in forecast.columns:
@@ -109,59 +111,22 @@ def _col(forecast, name: str, n: int) -> np.ndarray:
     return np.asarray(forecast[name], dtype=float)[:n]
 
 
-def _len(forecast) -> int:
+def forecast_length(forecast) -> int:
     return len(forecast) if isinstance(forecast, pd.DataFrame) else len(next(iter(forecast.values())))
 
 
-def _demand(site: SiteConfig, forecast, n: int) -> np.ndarray:
-    return np.column_stack([_col(forecast, demand_col(c.name), n) for c in site.workload_classes])
+def demand_matrix(site: SiteConfig, forecast, n: int) -> np.ndarray:
+    return np.column_stack([forecast_column(forecast, demand_col(c.name), n) for c in site.workload_classes])
 
 
-def _full_capacity(site: SiteConfig, n: int) -> np.ndarray:
+def full_capacity(site: SiteConfig, n: int) -> np.ndarray:
     cap = _pools(site).cap_full
     return np.broadcast_to(cap, (n, len(cap)))
 
 
-def safe_supply_max_c(site: SiteConfig) -> np.ndarray:
-    """Highest supply setpoint per zone the rules allow: inlet max minus the containment margin,
-    within the zone's setpoint range (never below its minimum, even when the inlet limit
-    cannot be met: the setpoint range is the plant's own limit)."""
-    return np.array(
-        [max(z.supply_setpoint_min_c, min(z.supply_setpoint_max_c, z.inlet_max_c - INLET_MARGIN_C[z.containment]))
-         for z in site.zones]
-    )
-
-
-def _ramp_const(target: np.ndarray, prev: np.ndarray, rate: np.ndarray, n: int) -> np.ndarray:
-    """Move from ``prev`` toward a constant ``target`` at most ``rate`` per step (n x zones)."""
-    k = np.arange(1, n + 1)[:, None]
-    return np.clip(target[None], prev[None] - k * rate[None], prev[None] + k * rate[None])
-
-
-def _ramp(target: np.ndarray, prev: np.ndarray, rate: np.ndarray) -> np.ndarray:
-    out = np.empty_like(target)
-    x = prev.astype(float).copy()
-    for k in range(target.shape[0]):
-        x = np.clip(target[k], x - rate, x + rate)
-        out[k] = x
-    return out
-
-
-def _rate_per_step(site: SiteConfig, step_h: float) -> np.ndarray:
-    return np.array([z.supply_setpoint_max_step_c for z in site.zones]) * max(
-        step_h * 60.0 / site.planning.step_minutes, 1.0
-    )
-
-
-def _chw_for_supply(site: SiteConfig, supply: np.ndarray) -> np.ndarray:
-    ch = site.cooling.chiller
-    chw = supply.min(axis=1) - site.cooling.crah_supply_approach_c - CHW_MARGIN_K
-    return np.clip(chw, ch.chw_setpoint_min_c, ch.chw_setpoint_max_c)
-
-
 def _groups(site: SiteConfig):
     """(group of each pool, eligibility classes x groups, classes each group serves, pools x groups one-hot)."""
-    names = _names(site)
+    names = site_arrays(site)
     gop, elig_g, spec_g = pool_groups(names.eligible)
     onehot = np.zeros((len(gop), elig_g.shape[1]))
     onehot[np.arange(len(gop)), gop] = 1.0
@@ -175,7 +140,7 @@ def _alloc_g(want_col: np.ndarray, free_g: np.ndarray, elig_row: np.ndarray, spe
     return served[:, 0]
 
 
-def _run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: np.ndarray, q0: np.ndarray, step_h: float):
+def run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: np.ndarray, q0: np.ndarray, step_h: float):
     """Batch served as soon as capacity allows (FIFO per class, classes in config order).
 
     ``cap``: capacity per pool (steps x pools). Returns (release units/h per batch class,
@@ -199,7 +164,7 @@ def _run_on_arrival(site: SiteConfig, names: SiteArrays, dem: np.ndarray, cap: n
     return rel, cap * used[:, gop]
 
 
-def _serve_load(names: SiteArrays, dem: np.ndarray, rel: np.ndarray, cap: np.ndarray, site: SiteConfig | None = None) -> np.ndarray:
+def serve_load(names: SiteArrays, dem: np.ndarray, rel: np.ndarray, cap: np.ndarray, site: SiteConfig | None = None) -> np.ndarray:
     want = np.zeros_like(dem)
     ii = [names.classes.index(c) for c in names.interactive]
     bi = [names.classes.index(c) for c in names.batch]
@@ -234,13 +199,13 @@ def consolidate(site: SiteConfig, load: np.ndarray, headroom: float, prev_active
 
 def static_actions(site: SiteConfig, forecast, state: SimState, n: int, step_h: float) -> Actions:
     """The static baseline for ``n`` steps (pure function of site, forecast frame and state)."""
-    names = _names(site)
+    names = site_arrays(site)
     sp = np.array([min(max(STATIC_SUPPLY_C, z.supply_setpoint_min_c), z.supply_setpoint_max_c) for z in site.zones])
-    supply = _ramp_const(sp, state.supply_c, _rate_per_step(site, step_h), n)
+    supply = ramp_const(sp, state.supply_c, rate_per_step_c(site, step_h), n)
     chw = np.full(n, site.cooling.chiller.chw_setpoint_initial_c)
-    dem = _demand(site, forecast, n)
-    cap = _full_capacity(site, n)
-    rel, _ = _run_on_arrival(site, names, dem, cap, state.queue_units, step_h)
+    dem = demand_matrix(site, forecast, n)
+    cap = full_capacity(site, n)
+    rel, _ = run_on_arrival(site, names, dem, cap, state.queue_units, step_h)
     return Actions(
         supply_c=supply, chw_c=chw, active_servers=np.broadcast_to(_pools(site).servers, (n, len(names.pools))).copy(),
         release_units_per_h=rel, offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))),
@@ -248,15 +213,15 @@ def static_actions(site: SiteConfig, forecast, state: SimState, n: int, step_h: 
 
 
 def _best_practice_setpoints(site: SiteConfig, state: SimState, n: int, step_h: float):
-    supply = _ramp_const(safe_supply_max_c(site), state.supply_c, _rate_per_step(site, step_h), n)
-    return supply, _chw_for_supply(site, supply)
+    supply = ramp_const(safe_supply_max_c(site), state.supply_c, rate_per_step_c(site, step_h), n)
+    return supply, chw_for_supply_c(site, supply)
 
 
 def _consolidated(site, names, forecast, n, step_h, rel_fn, headroom, prev_active):
     """Release and pool loads (from ``rel_fn``) and consolidated servers for n steps (one step look-ahead)."""
-    m = min(n + 1, _len(forecast))
-    dem = _demand(site, forecast, m)
-    cap = _full_capacity(site, m)
+    m = min(n + 1, forecast_length(forecast))
+    dem = demand_matrix(site, forecast, m)
+    cap = full_capacity(site, m)
     rel, load = rel_fn(dem, cap)
     active = consolidate(site, load, headroom, prev_active, step_h)
     return rel[:n], active[:n]
@@ -272,11 +237,11 @@ def best_practice_actions(
 
     The optimiser uses it as its fallback plan.
     """
-    names = _names(site)
+    names = site_arrays(site)
     supply, chw = _best_practice_setpoints(site, state, n, step_h)
     rel, active = _consolidated(
         site, names, forecast, n, step_h,
-        lambda dem, cap: _run_on_arrival(site, names, dem, cap, state.queue_units, step_h), headroom,
+        lambda dem, cap: run_on_arrival(site, names, dem, cap, state.queue_units, step_h), headroom,
         state.active_servers,
     )
     return Actions(supply_c=supply, chw_c=chw, active_servers=active, release_units_per_h=rel,
@@ -367,190 +332,21 @@ def carbon_greedy_actions(
     ``pending[b]`` = (due step, units) of queued work (absolute steps; ``step0`` is this
     interval's first step). The plan looks ahead to the longest deadline.
     """
-    names = _names(site)
+    names = site_arrays(site)
     supply, chw = _best_practice_setpoints(site, state, n, step_h)
     look = n + int(np.ceil(max(names.deadline_h, default=0.0) / step_h)) + 1
-    W = min(look, _len(forecast))
-    dem = _demand(site, forecast, W)
-    cap = _full_capacity(site, W)
-    gco2 = _col(forecast, CARBON_GCO2_PER_KWH, W)
+    W = min(look, forecast_length(forecast))
+    dem = demand_matrix(site, forecast, W)
+    cap = full_capacity(site, W)
+    gco2 = forecast_column(forecast, CARBON_GCO2_PER_KWH, W)
     block = max(1, int(round(1.0 / step_h)))
     pend = [(d - step0, u) for d, u in pending]
     rel_all = _greedy_release(site, names, dem, cap, gco2, pend, step_h, block)
     m = min(n + 1, W)
     rel = rel_all[:m]
-    load = _serve_load(names, dem[:m], rel, cap[:m])
+    load = serve_load(names, dem[:m], rel, cap[:m])
     active = consolidate(site, load, headroom, state.active_servers, step_h)[:n]
     return Actions(supply_c=supply, chw_c=chw, active_servers=active, release_units_per_h=rel[:n],
                    offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
 
 
-@dataclass
-class StaticPolicy:
-    name: str = "static"
-    interval_h: float | None = 24.0
-
-    def decide(self, obs: Observation) -> Actions:
-        return static_actions(obs.site, obs.forecast_arrays, obs.state, obs.n_steps, obs.step_h)
-
-
-@dataclass
-class BestPracticePolicy:
-    name: str = "best_practice"
-    interval_h: float | None = 24.0
-    headroom: float = HEADROOM_FRAC
-
-    def decide(self, obs: Observation) -> Actions:
-        return best_practice_actions(obs.site, obs.forecast_arrays, obs.state, obs.n_steps, obs.step_h, self.headroom)
-
-
-@dataclass
-class CarbonGreedyPolicy:
-    name: str = "carbon_greedy"
-    interval_h: float | None = 24.0
-    headroom: float = HEADROOM_FRAC
-
-    def decide(self, obs: Observation) -> Actions:
-        pending = [obs.pending(b) for b in range(len(obs.names.batch))]
-        return carbon_greedy_actions(obs.site, obs.forecast_arrays, obs.state, obs.n_steps, obs.step_h, pending,
-                                     step0=obs.step, headroom=self.headroom)
-
-
-@dataclass
-class ExplorePolicy:
-    """Commissioning-style excitation within the safe envelope (seeded, reproducible).
-
-    Each ``hold_h`` block draws supply setpoints, a chilled-water setpoint between the
-    initial one and the warmest that still delivers the lowest supply, and a consolidation
-    headroom (0 = servers packed to the work they serve, None = all on). A share
-    ``corner_frac`` of the blocks visits the corner a carbon optimiser drives to: every
-    supply setpoint in the top ``corner_band`` of its safe range, chilled water in the top
-    band of its range, and servers packed (headroom 0, so zone IT power is lowest), so a
-    model learned from this data has seen those joint settings. In a share ``skew_frac``
-    of the other blocks each pool draws its own mode (packed, the block's headroom, or all
-    on): work spreads over the active servers, so the zones' IT powers move apart (an
-    optimiser moves work between halls; a model needs to have seen them vary apart).
-    Every pool keeps at least the servers its own work needs, so capacity never drops.
-
-    In a share ``defer_frac`` of the blocks batch work is held in its queue (never two such
-    blocks in a row, and only for classes whose deadline is at least two blocks long) and
-    run as fast as capacity allows afterwards: total IT power then falls to what the
-    interactive work alone needs and rises above the arrivals while the queue drains, the
-    low and high loads a carbon optimiser creates by shifting batch work in time.
-    """
-
-    name: str = "explore"
-    interval_h: float | None = 24.0
-    hold_h: float = 3.0
-    seed: int = 0
-    headrooms: tuple = (0.0, 0.1, 0.3, 0.6, None)  # None = all servers on
-    corner_frac: float = 0.25
-    corner_band: float = 0.15
-    skew_frac: float = 0.3
-    defer_frac: float = 0.25
-
-    def _held(self, block: int) -> bool:
-        """Batch is held in ``block``: its own seeded draw, and the block before was not held."""
-        def draw(b: int) -> bool:
-            return bool(np.random.default_rng([self.seed, b, 1]).random() < self.defer_frac)
-
-        return draw(block) and not draw(block - 1)
-
-    def _release(self, site, names, dem: np.ndarray, q0: np.ndarray, held: np.ndarray, step_h: float) -> np.ndarray:
-        """Batch release units/h: run on arrival, except held classes on held steps (capacity 0 for them)."""
-        cap = _full_capacity(site, dem.shape[0])
-        rel, _ = _run_on_arrival(site, names, dem, cap, q0, step_h)
-        rel = np.maximum(rel, 0.0)  # the queue recursion leaves -1e-12 where it empties
-        hold_ok = names.deadline_h >= 2.0 * self.hold_h
-        if not (held.any() and hold_ok.any()):
-            return rel
-        # the run-on-arrival rule with no capacity on held steps: the queue holds the work,
-        # then drains at full capacity (interactive work is still served by the simulator first)
-        rel_h, _ = _run_on_arrival(site, names, dem, np.where(held[:, None], 0.0, cap), q0, step_h)
-        return np.maximum(np.where(hold_ok[None], rel_h, rel), 0.0)
-
-    def decide(self, obs: Observation) -> Actions:
-        site, n, step_h = obs.site, obs.n_steps, obs.step_h
-        names = obs.names
-        hold = max(1, int(round(self.hold_h / step_h)))
-        lo = np.array([max(z.supply_setpoint_min_c, z.inlet_min_c) for z in site.zones])
-        hi = np.maximum(safe_supply_max_c(site), lo)
-        blocks = (obs.step + np.arange(n)) // hold
-        ub = np.unique(blocks)
-        draws = {int(b): np.random.default_rng([self.seed, int(b)]) for b in ub}
-        tgt_b = {b: lo + (hi - lo) * r.random(len(lo)) for b, r in draws.items()}
-        chw_off = {b: r.random() for b, r in draws.items()}
-        head = {b: self.headrooms[int(r.integers(len(self.headrooms)))] for b, r in draws.items()}
-        corner = set()
-        for b, r in draws.items():  # corner blocks: warm supply, warm chilled water, packed servers
-            if r.random() < self.corner_frac:
-                corner.add(b)
-                tgt_b[b] = hi - (hi - lo) * self.corner_band * r.random(len(lo))
-                chw_off[b] = 1.0 - self.corner_band * r.random()
-                head[b] = 0.0
-        npool = len(site.server_pools)
-        skew = {b: (r.random(npool) * 3).astype(int) if r.random() < self.skew_frac and b not in corner else None
-                for b, r in draws.items()}  # per pool: 0 packed, 1 block headroom, 2 all on
-        target = np.vstack([tgt_b[int(b)] for b in blocks])
-        supply = _ramp(target, obs.state.supply_c, _rate_per_step(site, step_h))
-        ch = site.cooling.chiller
-        chw_hi = _chw_for_supply(site, supply)
-        chw_lo = np.minimum(ch.chw_setpoint_initial_c, chw_hi)
-        chw = chw_lo + (chw_hi - chw_lo) * np.array([chw_off[int(b)] for b in blocks])
-        dem = _demand(site, obs.forecast_arrays, n)
-        cap = _full_capacity(site, n)
-        held = np.array([self._held(int(b)) for b in blocks]) if self.defer_frac > 0 else np.zeros(n, bool)
-        release = self._release(site, names, dem, obs.state.queue_units, held, step_h)
-        load = _serve_load(names, dem, release, cap)
-        hk = np.array([np.inf if head[int(b)] is None else head[int(b)] for b in blocks])
-        per = np.array([p.capacity_units_per_server for p in site.server_pools])
-        lo = np.array([p.min_active_servers for p in site.server_pools], dtype=float)
-        hi = np.array([p.servers for p in site.server_pools], dtype=float)
-        need = np.where(np.isinf(hk)[:, None], hi[None], np.ceil(load * (1.0 + np.where(np.isinf(hk), 0, hk))[:, None] / per - 1e-9))
-        for k, b in enumerate(blocks):
-            mode = skew[int(b)]
-            if mode is not None:
-                packed = np.ceil(load[k] / per - 1e-9)
-                need[k] = np.where(mode == 0, packed, np.where(mode == 2, hi, np.maximum(need[k], packed)))
-        # while batch is held the servers are packed to the interactive work alone: switch on
-        # a step ahead of its rises, so servers still booting never leave it short
-        ahead = held[:-1] | held[1:]
-        need[:-1] = np.where(ahead[:, None], np.maximum(need[:-1], need[1:]), need[:-1])
-        need = np.clip(need, lo, hi)
-        bf = np.minimum(np.array([p.boot_time_s for p in site.server_pools]) / (step_h * 3600.0), 0.95)
-        prev = np.vstack([obs.state.active_servers[None], need[:-1]])
-        active = np.clip(np.maximum(need, np.ceil((need - bf * prev) / (1.0 - bf) - 1e-9)), lo, hi)
-        return Actions(supply_c=supply, chw_c=chw, active_servers=active,
-                       release_units_per_h=release,
-                       offload_units_per_h=np.zeros((n, len(names.edges), len(names.offloadable))))
-
-
-@dataclass
-class FixedPolicy:
-    """Follows a fixed :class:`Actions` for the whole run (tests, what-ifs, plan following)."""
-
-    actions: Actions
-    name: str = "fixed"
-    interval_h: float | None = None
-
-    def decide(self, obs: Observation) -> Actions:
-        sl = slice(obs.step, obs.step + obs.n_steps)
-        a = self.actions
-        return Actions(a.supply_c[sl], a.chw_c[sl], a.active_servers[sl], a.release_units_per_h[sl],
-                       a.offload_units_per_h[sl])
-
-
-POLICIES = {
-    "static": StaticPolicy,
-    "best_practice": BestPracticePolicy,
-    "carbon_greedy": CarbonGreedyPolicy,
-    "explore": ExplorePolicy,
-}
-
-
-def get_policy(name: str, **kwargs) -> Policy:
-    """A baseline policy by its command-line name."""
-    try:
-        return POLICIES[name](**kwargs)
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}") from None

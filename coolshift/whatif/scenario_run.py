@@ -2,7 +2,7 @@
 
 Each scenario's site is run on the simulator with a *baseline* policy and the *Coolshift*
 policy through the product's closed-loop evaluation
-(:func:`coolshift.evaluate.evaluate_policies`): the baseline rules are the simulator's
+(:func:`coolshift.control.evaluation.evaluate_policies`): the baseline rules are the simulator's
 (``static``, ``best_practice``, ``carbon_greedy``), ``coolshift`` is the optimiser's
 receding-horizon policy planning with a plant model learned on the scenario's own site
 (:mod:`coolshift.whatif.plant_model`). A rule policy may play the Coolshift role on request
@@ -22,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 from coolshift.config import SiteConfig
+from coolshift.control.evaluation import POLICIES as LOOP_POLICIES
+from coolshift.control.evaluation import evaluate_policies
+from coolshift.control.policies import POLICIES as RULE_POLICIES
 from coolshift.schema import CARBON_GCO2_PER_KWH, CPU_UTIL, DEMAND_SUFFIX, demand_col
 
 from .scenario import ScenarioError
@@ -42,12 +45,12 @@ SUMMARY_KEYS = (
     "it_kwh", "facility_kwh", "pue", "tco2_location", "tco2_market", "water_l",
     "sla_violations", "late_work_units", "thermal_violation_minutes",
 )
-# The optimiser's policy (coolshift.evaluate): receding-horizon LP on a learned plant model.
+# The optimiser's policy (coolshift.control.evaluation): receding-horizon LP on a learned plant model.
 OPTIMISER_POLICY = "coolshift"
 # Preference order for a rule policy that stands in for the optimiser when asked to (or when
 # the optimiser is not installed).
 COOLSHIFT_STAND_INS = ("carbon_greedy", "best_practice")
-# Forecasts the optimiser plans on (coolshift.evaluate.FORECAST_MODES); "perfect" by default
+# Forecasts the optimiser plans on (coolshift.control.evaluation.FORECAST_MODES); "perfect" by default
 # in what-ifs: the same for every scenario and half the cost of "model" (docs/whatif.md).
 FORECAST_DEFAULT = "perfect"
 
@@ -56,42 +59,20 @@ class PolicyUnavailable(LookupError):
     """A policy name the simulator's registry does not know (or no registry yet)."""
 
 
-def _registry():
-    try:
-        from coolshift.simulations import policies as mod
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("coolshift.simulations"):
-            raise PolicyUnavailable("the simulator's policy registry (coolshift.simulations.policies) is not installed") from None
-        raise
-    return mod
-
-
-def _optimiser_available() -> bool:
-    try:
-        from coolshift.evaluate import POLICIES
-    except ImportError:
-        return False
-    return OPTIMISER_POLICY in POLICIES
-
-
 def available_policies() -> list[str]:
-    """Policy names a what-if can run: the simulator's rules (``coolshift.simulations.policies.POLICIES``)
+    """Policy names a what-if can run: the baseline rules (``coolshift.control.policies.POLICIES``)
     and the optimiser's ``coolshift`` policy."""
-    try:
-        names = list(_registry().POLICIES)
-    except PolicyUnavailable:
-        names = []
-    return names + ([OPTIMISER_POLICY] if _optimiser_available() else [])
+    return list(RULE_POLICIES) + ([OPTIMISER_POLICY] if OPTIMISER_POLICY in LOOP_POLICIES else [])
 
 
 def resolve_policy(name: str, site: SiteConfig | None = None):
     """The simulator rule policy called ``name``: the single registry lookup.
 
-    Rule policies are looked up in ``coolshift.simulations.policies.POLICIES`` (name -> class);
+    Rule policies are looked up in ``coolshift.control.policies.POLICIES`` (name -> class);
     the optimiser's ``coolshift`` policy needs a plant model and is built by
-    :func:`coolshift.evaluate.evaluate_policies` instead.
+    :func:`coolshift.control.evaluation.evaluate_policies` instead.
     """
-    reg = _registry().POLICIES
+    reg = RULE_POLICIES
     if name not in reg:
         raise PolicyUnavailable(f"unknown policy {name!r}; registered: {sorted(reg)}")
     return reg[name]()
@@ -239,12 +220,10 @@ def evaluate_scenario(site: SiteConfig, data: pd.DataFrame, policies: dict, star
 
     ``policies`` maps roles to policy names (see :func:`choose_policies`; keys other than
     roles, such as ``stand_in_for`` and ``note``, are carried into the result). Runs through
-    :func:`coolshift.evaluate.evaluate_policies`; the optimiser's ``coolshift`` policy plans
+    :func:`coolshift.control.evaluation.evaluate_policies`; the optimiser's ``coolshift`` policy plans
     with ``plant_model`` on ``forecast_mode`` forecasts (``history``: data before the period,
     for the ``model`` forecasters), re-planning every ``interval_h`` hours.
     """
-    from coolshift.evaluate import evaluate_policies
-
     data = _window(data, start, end)
     if len(data) == 0:
         raise ScenarioError("evaluate_scenario: no data in the period")

@@ -10,9 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from coolshift.actions import Actions
 from coolshift.config import SiteConfig
-
-from .plan import Plan
+from coolshift.control.policies import FixedPolicy
+from coolshift.optimizer import InitialState, Planner, PlanOptions
+from coolshift.optimizer.plan import Plan
+from coolshift.simulations.engine import simulate
+from coolshift.site_arrays import SiteArrays
 
 __all__ = ["simulator_actions", "replay_plan", "replay_day", "carbon_weighted_error_pct"]
 
@@ -22,8 +26,6 @@ def simulator_actions(site: SiteConfig, plan: Plan):
 
     Continuous active-server counts are rounded up to whole servers (never fewer than planned).
     """
-    from coolshift.simulations.actions import Actions, SiteArrays
-
     frame = plan.frame.copy()
     cols = [c for c in frame.columns if c.startswith("active_servers__")]
     frame[cols] = np.ceil(frame[cols].to_numpy() - 1e-6)
@@ -32,8 +34,6 @@ def simulator_actions(site: SiteConfig, plan: Plan):
 
 def replay_plan(site: SiteConfig, data: pd.DataFrame, plan: Plan, state=None):
     """Run the simulator over ``data`` (the plan's steps) following ``plan``; returns its ``SimResult``."""
-    from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import FixedPolicy
 
     data = data.loc[plan.frame.index]
     return simulate(site, data, FixedPolicy(simulator_actions(site, plan), name="plan"), state=state)
@@ -48,9 +48,6 @@ def replay_day(site: SiteConfig, model, data: pd.DataFrame, day, options=None) -
     the learned model's facility power at the *replayed* decisions and the measured one:
     the model's own error at the operating points the optimiser chose.
     """
-    from .data import PlanOptions
-    from .solve import Planner
-    from .state import InitialState
 
     d0 = pd.Timestamp(day)
     d0 = d0.tz_localize("UTC") if d0.tzinfo is None else d0

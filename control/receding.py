@@ -23,12 +23,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from coolshift.actions import Actions
 from coolshift.config import SiteConfig
+from coolshift.models.forecast import (CarbonIntensityForecaster, WorkloadForecaster, forecast_quantile,
+                                       issue_hours_with)
+from coolshift.optimizer import InitialState, Planner, PlanOptions
+from coolshift.schema import CARBON_GCO2_PER_KWH, demand_col
+from coolshift.site_arrays import SiteArrays
 
-from .data import PlanOptions
 from .replay import simulator_actions
-from .solve import Planner
-from .state import InitialState
 
 __all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "closed_loop_options", "observed_forecast", "ModelForecast",
            "initial_state_from_observation", "forecast_columns", "decision_hours_utc",
@@ -61,7 +64,6 @@ def closed_loop_options(**kw) -> PlanOptions:
 
 
 def _forecastable(frame: pd.DataFrame) -> list[str]:
-    from coolshift.schema import CARBON_GCO2_PER_KWH
 
     return [c for c in frame.columns if c.startswith(CARBON_GCO2_PER_KWH) or c.endswith("_units_per_h")]
 
@@ -112,8 +114,6 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
     quantile level to plan at instead of the point forecast (see
     :data:`INTERACTIVE_PLAN_QUANTILE`); ``demand_headroom`` takes precedence for demand.
     """
-    from coolshift.models.forecast import (CarbonIntensityForecaster, WorkloadForecaster, forecast_quantile,
-                                           issue_hours_with)
 
     fc = horizon.copy()
     issue = horizon.index[0]
@@ -200,8 +200,6 @@ def cap_interactive_demand(site: SiteConfig, forecast: pd.DataFrame) -> pd.DataF
     that no capacity can serve is not a planning question; the autoscaler and the simulator
     meet what actually arrives. Edge capacity is not counted (latency may exclude it).
     """
-    from coolshift.schema import demand_col
-    from coolshift.simulations.actions import SiteArrays
 
     arrays = SiteArrays.from_site(site)
     cap = site.pools_frame()["capacity_units_per_h"].to_numpy(dtype=float)
@@ -237,7 +235,6 @@ def autoscale_servers(site: SiteConfig, active: np.ndarray, demand: np.ndarray, 
     offloadable classes) units/h; ``prev_active`` (pools,) servers on before the first step.
     Returns (active servers, servers woken per step and pool).
     """
-    from coolshift.simulations.actions import SiteArrays
 
     names = SiteArrays.from_site(site)
     pools = site.server_pools
@@ -299,7 +296,7 @@ class RecedingHorizonPolicy:
     observed in a step does not fit the plan's capacity (the step's own demand, which the
     simulator passes as observed, as the rule baselines use it). ``warm_start``: each plan
     starts from the previous plan's optimal basis moved by the interval
-    (:mod:`.warmstart`): the same optimum in fewer simplex iterations.
+    (:mod:`coolshift.optimizer.warmstart`): the same optimum in fewer simplex iterations.
     """
 
     site: SiteConfig
@@ -317,9 +314,7 @@ class RecedingHorizonPolicy:
     _basis: object = field(default=None, init=False, repr=False)
 
     def decide(self, obs):
-        from coolshift.schema import demand_col
-        from coolshift.simulations.actions import Actions
-
+    
         horizon_h = self.horizon_h or self.site.planning.horizon_h
         h_steps = max(int(round(horizon_h / obs.step_h)), obs.n_steps)
         fc = cap_interactive_demand(self.site, self.forecast_provider(obs, h_steps))
@@ -393,7 +388,6 @@ def noisy_forecast(actual: pd.DataFrame, sd_frac: float, seed: int = 0) -> pd.Da
     As in Let's Wait Awhile (Wiesner et al. 2021), who studied 5 % and 10 % error. Demand
     and weather stay as observed; intensities are kept non-negative.
     """
-    from coolshift.schema import CARBON_GCO2_PER_KWH
 
     rng = np.random.default_rng(seed)
     out = actual.copy()

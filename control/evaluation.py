@@ -9,13 +9,23 @@ what a planner with perfect foresight could save, given the same learned model).
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 import time
+import uuid
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from coolshift.config import SiteConfig
+from coolshift.control.policies import get_policy
+from coolshift.control.receding import (INTERACTIVE_PLAN_QUANTILE, ModelForecast, RecedingHorizonPolicy,
+                                        closed_loop_options, decision_hours_utc, noisy_forecast, observed_forecast)
+from coolshift.optimizer import PlanOptions
+from coolshift.schema import demand_col
+from coolshift.simulations.engine import simulate
 
 __all__ = ["POLICIES", "FORECAST_MODES", "evaluate_policies", "savings_table"]
 
@@ -31,10 +41,6 @@ ORACLE_HORIZON_H = 36.0
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
                       history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True):
-    from coolshift.optimizer.receding import (ModelForecast, RecedingHorizonPolicy, closed_loop_options,
-                                              decision_hours_utc, noisy_forecast, observed_forecast)
-    from coolshift.schema import demand_col
-
     sim_forecast = None
     provider = observed_forecast
     if forecast_mode == "model":
@@ -49,8 +55,6 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
     opts = options or closed_loop_options()
     if plan_options:
-        import dataclasses
-
         opts = dataclasses.replace(opts, **plan_options)
     pol = RecedingHorizonPolicy(site, plant_model, interval_h=interval_h, horizon_h=horizon_h,
                                 forecast_provider=provider, options=opts, name=name, reactive=reactive,
@@ -66,9 +70,8 @@ def _cost_rank(name: str) -> int:
 
 def _interactive_plan_quantile(forecast_mode: str, reactive: bool, demand_headroom: bool) -> float | None:
     """The quantile interactive demand is planned at: model forecasts with the autoscaler
-    covering demand above the plan (:data:`~coolshift.optimizer.receding.INTERACTIVE_PLAN_QUANTILE`);
+    covering demand above the plan (:data:`~coolshift.control.receding.INTERACTIVE_PLAN_QUANTILE`);
     None otherwise (the point forecast, or q90 with headroom)."""
-    from coolshift.optimizer.receding import INTERACTIVE_PLAN_QUANTILE
 
     return INTERACTIVE_PLAN_QUANTILE if forecast_mode == "model" and reactive and not demand_headroom else None
 
@@ -97,8 +100,6 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     demand above the forecast within the interval).
     """
     demand_headroom = _headroom(demand_headroom, reactive)
-    from coolshift.simulations.engine import simulate
-    from coolshift.simulations.policies import get_policy
 
     t0, c0 = time.perf_counter(), time.process_time()
     sim_forecast = None
@@ -107,7 +108,6 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
                                               history=history, reactive=reactive, plan_options=plan_options,
                                               demand_headroom=demand_headroom, warm_start=warm_start)
     elif name in LEVER_POLICIES:
-        from coolshift.optimizer.receding import closed_loop_options
 
         opts = closed_loop_options(levers=frozenset({name.removeprefix("coolshift_")}))
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
@@ -151,8 +151,6 @@ def _run_policy_task(name, shared, kwargs, progress_key):
 
 def _run_parallel(policies, workers, shared, kwargs, progress) -> dict:
     """Each policy in its own task on a ``LocalCluster`` of ``workers`` single-threaded processes."""
-    import uuid
-
     from distributed import Client, LocalCluster, Variable
 
     run = uuid.uuid4().hex[:8]
@@ -203,7 +201,7 @@ def evaluate_policies(
     ``workers`` > 1 runs the policies as separate processes (a dask ``LocalCluster``); the
     record is the same as in one process, only ``runtime_s`` differs. ``reactive``: the LP
     policies wake servers within a plan interval when observed demand does not fit
-    (:func:`coolshift.optimizer.receding.autoscale_servers`). ``plan_options``: fields of
+    (:func:`coolshift.control.receding.autoscale_servers`). ``plan_options``: fields of
     :class:`coolshift.optimizer.data.PlanOptions` set for every LP policy (Coolshift, its
     levers and the oracle alike), e.g. ``{"support_envelope": False}``. ``demand_headroom``:
     see :func:`run_policy` (None: off when ``reactive``). ``warm_start``: see :func:`run_policy`.
@@ -218,10 +216,6 @@ def evaluate_policies(
         raise ValueError(f"workers must be at least 1, got {workers}")
     code_version = _code_version()  # at the start: the code that ran, not what HEAD is at the end
     if plan_options:
-        import dataclasses
-
-        from coolshift.optimizer.data import PlanOptions
-
         known = {f.name for f in dataclasses.fields(PlanOptions)}
         bad = sorted(set(plan_options) - known)
         if bad:
@@ -316,9 +310,6 @@ def savings_table(rec: dict) -> pd.DataFrame:
 
 def _code_version() -> str | None:
     """The git commit the evaluation ran on (figures in docs cite it), if run from a checkout."""
-    import subprocess
-    from pathlib import Path
-
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5)
