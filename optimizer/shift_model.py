@@ -59,6 +59,11 @@ _TOL_KW = 1e-9
 # column. 100,000 keeps the Pyomo part under ~150 MB and still covers every group of the
 # 10,000-job benchmark (largest 20,560 columns at 300 kW).
 PYOMO_MAX_COLUMNS = 100_000
+# HiGHS MIP options that bound its memory (defaults: pool 10,000 cuts). Measured on the
+# 100,000-job class model (179,200 integer columns, 120 s limit): HiGHS's own growth
+# 2.1 GB with the defaults, 1.2 GB with a 500-cut pool, same optimum (the root cut loop
+# and the sub-MIP heuristics hold most of it; the LP bound is within 0.001 %).
+HIGHS_MIP_OPTIONS = {"mip_pool_soft_limit": 500}
 # Largest number of distinct window ends per side searched by diagnose_infeasible
 # (a table of starts x ends; 3,000 x 3,000 float64 = 72 MB).
 _DIAG_MAX_ENDS = 3000
@@ -359,6 +364,8 @@ def load_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+    for key, value in HIGHS_MIP_OPTIONS.items():
+        h.setOptionValue(key, value)
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(lp)
@@ -551,7 +558,7 @@ def disaggregate(prob: ShiftProblem, cls: JobClasses, cm: CapacityModel, x: np.n
         csum = np.cumsum(amt)
         base = np.maximum.accumulate(np.where(first_of, csum - amt, 0.0))
         hi = np.round(csum - base, 9)
-        lo = np.round(hi - amt, 9)
+        lo = np.where(first_of, 0.0, np.r_[0.0, hi[:-1]])  # end of the slot before
         w = np.flatnonzero(whole & (amt > 1e-9))
         u0 = np.floor(lo[w]).astype(np.int64)
         cells = np.ceil(hi[w]).astype(np.int64) - u0
@@ -652,7 +659,7 @@ class CapacitySolver:
             classes += len(cls.rep)
             t_build += t2 - t1
             t_compile += t3 - t2
-        self.time_limit_s = time_limit_s
+        self.time_limit_s, self.mip_rel_gap = time_limit_s, mip_rel_gap
         self.info = {"build_s": t_build, "compile_s": t_compile,
                      "setup_s": time.perf_counter() - t0, "groups": len(self.groups),
                      "pyomo_groups": pyomo_groups,
@@ -667,7 +674,8 @@ class CapacitySolver:
         HiGHS as a first incumbent. Raises :class:`JobsError` (infeasible, with the jobs
         and window that cannot fit) or :class:`SolverStopped` (time limit with no
         feasible schedule, or another HiGHS stop). A group stopped by the time limit
-        with an incumbent keeps it: ``info["time_limit_reached"]`` and ``mip_gap``.
+        with an incumbent keeps it: ``info["time_limit_reached"]`` and ``mip_gap``
+        (unless its gap is already within ``mip_rel_gap``: then it is optimal).
         """
         prob = self.prob
         parts = [independent_runs(prob, decision, ~self.coupled)]
@@ -692,7 +700,10 @@ class CapacitySolver:
                         "exists: give a larger --time-limit-s", time_limit=True)
                 raise SolverStopped(f"HiGHS stopped ({status}) without a feasible schedule "
                                     f"for {what}", time_limit=False)
-            timed_out += bool(st["time_limit"])
+            # a time-out whose incumbent already meets the gap tolerance is optimal by
+            # HiGHS's own criterion (it stopped before checking)
+            timed_out += bool(st["time_limit"]) and not (st.get("mip_gap", np.inf) <=
+                                                          self.mip_rel_gap)
             obj += st["objective_kg"]
             bound += st["bound_kg"]
             parts.append(disaggregate(prob, cls, cm, x))
