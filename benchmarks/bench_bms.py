@@ -47,7 +47,7 @@ def _plan(folder: Path, values: dict[str, float]) -> Path:
 
 async def _bench(protocol: str, repeats: int, tmp: Path) -> dict:
     from coolshift.bms.audit import AuditLog
-    from coolshift.bms.device import open_adapter
+    from coolshift.bms.adapters import open_adapter
     from coolshift.bms.plan import read_plan
     from coolshift.bms.points import load_point_map
     from coolshift.bms.push import push, release

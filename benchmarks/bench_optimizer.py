@@ -366,7 +366,7 @@ def step_quality(opts):
         cplan = coarse.solve()
         dt = time.perf_counter() - t0 + coarse.timings["build_s"]
         x = coarse.solution_x()
-        from coolshift.optimizer.solve import actions_from_solution
+        from coolshift.optimizer.results import actions_from_solution
 
         a = actions_from_solution(coarse.problem, x)
         rep = lambda v: np.repeat(v, k, axis=0)  # noqa: E731

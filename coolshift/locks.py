@@ -42,7 +42,7 @@ from typing import Callable, Iterator, Sequence
 
 __all__ = [
     "EXIT_LOCKED", "Holder", "LockSpec", "Acquired", "RunLocked", "state_dir", "lock_path", "site_lock",
-    "device_key", "control_locks", "hold_locks", "cli_locks", "pid_alive",
+    "device_key", "control_locks", "hold_locks",  "pid_alive",
 ]
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL (sysexits.h): another run holds the lock; cron/systemd may retry later
@@ -266,38 +266,6 @@ def hold_locks(specs: Sequence[LockSpec], command: str) -> Iterator[list[Acquire
             _release(a)
 
 
-@contextlib.contextmanager
-def cli_locks(specs: Sequence[LockSpec], command: str,
-              warn: Callable[[str], None] | None = None) -> Iterator[list[Acquired]]:
-    """:func:`hold_locks` for a command: a held lock is one line on stderr and exit 75.
-
-    Recovered locks (left by a dead run) are reported through ``warn`` (stderr by default).
-    """
-    import typer
-
-    from coolshift.commands._common import err_console
-
-    def _warn(m: str) -> None:
-        err_console.print(f"[yellow]warning:[/] {m}", markup=True, highlight=False)
-
-    warn = warn or _warn
-    with contextlib.ExitStack() as stack:
-        try:
-            taken = stack.enter_context(hold_locks(specs, command))
-        except RunLocked as exc:
-            err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
-            raise typer.Exit(EXIT_LOCKED) from None
-        except OSError as exc:
-            err_console.print(f"[bold red]error:[/] cannot take the lock: {exc} "
-                              "(set COOLSHIFT_STATE_DIR to a writable local folder)", markup=True, highlight=False)
-            raise typer.Exit(1) from None
-        for a in taken:
-            m = a.recovered_message()
-            if m:
-                warn(m)
-        yield taken
-
-
 def site_lock(kind: str, site_name: str, root: Path | None = None) -> LockSpec:
     """The lock for one kind of run (``plan``, ``control``) of one site, in the state folder."""
     return LockSpec(lock_path(f"{kind}-site", site_name, root), f"coolshift {kind} for site {site_name}")
@@ -329,11 +297,3 @@ def control_locks(site_name: str, protocol: str, connection, root: Path | None =
     key = device_key(protocol, connection)
     return [site_lock("control", site_name, root),
             LockSpec(lock_path("control-device", key, root), f"a coolshift control loop on BMS device {key}")]
-
-
-def control_loop_locks(pm, site_name: str, command: str, apply: bool = True):
-    """For a command that writes setpoints through point map ``pm``: hold :func:`control_locks`
-    (exit 75 when held); a dry run (``apply=False``) writes nothing and takes no lock."""
-    if not apply:
-        return contextlib.nullcontext([])
-    return cli_locks(control_locks(site_name, pm.protocol, pm.connection), command)

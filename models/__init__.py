@@ -1,6 +1,6 @@
 """Learned models (``coolshift.models``): what the optimiser plans with.
 
-- :mod:`coolshift.models.coefficients`: ``PlantCoefficients``, the contract with the optimiser
+- :mod:`coolshift.coefficients`: ``PlantCoefficients``, the contract with the optimiser
 - :mod:`coolshift.models.thermal`: ``LinearPlantModel`` (linear in the decisions) and its
   gradient-boosting reference
 - :mod:`coolshift.models.forecast`: carbon-intensity and workload forecasters, baselines

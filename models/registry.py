@@ -179,7 +179,7 @@ def load_plant_model(site, alias: str = PRODUCTION, kind: str = "linear", workdi
     model was trained on a plant other than ``site``'s (:meth:`SiteConfig.plant_fingerprint`).
 
     Its :meth:`~coolshift.models.thermal.LinearPlantModel.coefficients` carry that version
-    into :class:`~coolshift.models.coefficients.PlantCoefficients.model_version`.
+    into :class:`~coolshift.coefficients.PlantCoefficients.model_version`.
     """
     mlflow = configure(workdir if workdir is not None else site_workdir(site))
     name = model_name(site, kind)

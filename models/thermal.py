@@ -9,7 +9,7 @@ regime (economiser, partial, mechanical ... : quantiles of the training data unl
 given), and inside a regime every coefficient is itself linear in the exogenous
 conditions. For a *forecast* of the weather the coefficients are numbers per step, so the
 optimiser's problem stays an LP; :meth:`LinearPlantModel.coefficients` returns them as a
-:class:`~coolshift.models.coefficients.PlantCoefficients`, and :meth:`predict` is exactly
+:class:`~coolshift.coefficients.PlantCoefficients`, and :meth:`predict` is exactly
 ``PlantCoefficients.predict`` on those coefficients.
 
 :class:`ReferencePlantModel` (gradient-boosted trees on the same inputs plus active
@@ -32,7 +32,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from coolshift.io.weather import wetbulb_stull_c  # one psychrometric formula for the whole product
-from coolshift.models.coefficients import CoolingPiece, PlantCoefficients
+from coolshift.coefficients import CoolingPiece, PlantCoefficients
 from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, col
 
 __all__ = [

@@ -15,7 +15,7 @@ import pandas as pd
 
 from coolshift.baselines import run_on_arrival, site_arrays
 from coolshift.config import SiteConfig
-from coolshift.models.coefficients import PlantCoefficients
+from coolshift.coefficients import PlantCoefficients
 from coolshift.ratings import PlantLimits, free_cooling_share, plant_limits
 
 from .state import InitialState

@@ -50,7 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "window_blocks", "decompose_zones", "use_decomposition", "plan_from_solution"]
+from .results import plan_from_solution
+
+__all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "window_blocks", "decompose_zones", "use_decomposition"]
 
 # Windows of this many steps cut each zone's block in time (2 h at 15 min): measured to close
 # the gap in 56 rounds on the 4-zone / 20-pool site where whole-horizon zone blocks stall.
@@ -568,25 +570,3 @@ def solve_planner(planner):
         return None
     return plan_from_solution(planner, res, "optimal", decompose_rounds=res.iterations, decompose_gap=res.gap,
                               decompose_lower_bound=res.lower_bound)
-
-
-def plan_from_solution(planner, res, status: str, **timings):
-    """The :class:`~.plan.Plan` of a solution found without the monolithic LP (``res``: x,
-    objective, row and column duals, timings), as the planner's own plan; ``timings`` are
-    recorded beside the solve time."""
-    import pandas as pd
-
-    from .plan import Plan, evaluate_actions, totals_of
-    from .solve import actions_from_solution, shadow_prices
-
-    p, x = planner.problem, res.x
-    frame = evaluate_actions(p.data, actions_from_solution(p, x))
-    try:
-        sh = shadow_prices(p, res.row_dual, res.col_dual, x)
-    except Exception:  # noqa: BLE001 - prices are informative, the plan stands without them
-        sh = pd.DataFrame(columns=["family", "component", "value", "unit", "binding_steps"])
-    total = res.timings["total_s"]
-    planner.timings.update(solve_s=total, total_s=planner.timings.get("build_s", 0.0) + total, **timings)
-    planner._x = x
-    return Plan(frame=frame, totals=totals_of(p.data, frame), shadow_prices=sh, status=status,
-                objective_kg=float(res.objective), timings=dict(planner.timings))

@@ -199,10 +199,3 @@ class LinearProgram:
         if status == highspy.HighsStatus.kError:
             raise RuntimeError("HiGHS rejected the LP (passModel returned an error)")
         return h
-
-    def to_pyomo(self):
-        """The same LP as a Pyomo ``ConcreteModel`` (one Var per variable family, one indexed
-        Constraint per constraint family): what :class:`~.solve.Planner` compiles and solves."""
-        from .pyomo_model import build_pyomo
-
-        return build_pyomo(self).model

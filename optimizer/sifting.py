@@ -53,6 +53,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .build import build_lp
+from .data import prepare
+from .decompose import ZoneDecomposition, _highs, _pass, zone_blocks
+from .results import plan_from_solution
+
 __all__ = ["SiftResult", "coarse_inputs", "coarse_pattern", "sift", "solve_sifting", "solve_planner", "use_sifting"]
 
 # Rows a wrong guess can make infeasible (every other row keeps a free column that can absorb
@@ -227,7 +232,6 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
     """
     import highspy
 
-    from .decompose import ZoneDecomposition, _highs, _pass, zone_blocks
 
     if rule not in ("rc", "zone", "or"):
         raise ValueError(f"sift: rule {rule!r}; choose 'rc', 'zone' or 'or'")
@@ -385,8 +389,6 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
 def solve_sifting(problem, site, coefficients, forecast, initial_state, factor: int = COARSE_FACTOR,
                   gap: float | None = None, time_limit_s: float | None = None, log=None, **kw) -> SiftResult:
     """The coarse guess, then :func:`sift` (see the module docstring)."""
-    from .build import build_lp
-    from .data import prepare
 
     o = problem.data.options
     t0 = time.perf_counter()
@@ -425,7 +427,6 @@ def solve_planner(planner):
     stopped improving); ``plan.timings["sift_gap"]`` is the certified gap either way. Shadow
     prices come from the restricted LP's duals; deadline values (warm re-solves of the
     monolithic model) are not computed."""
-    from .decompose import plan_from_solution
 
     p = planner.problem
     res = solve_sifting(p, planner.site, planner.coefficients, planner.forecast, planner.initial_state)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from coolshift.config import SiteConfig
-from coolshift.models.coefficients import PlantCoefficients
+from coolshift.coefficients import PlantCoefficients
 
 __all__ = ["synthetic_site", "linear_coefficients", "synthetic_forecast", "tiny_site", "zero_coefficients", "tiny_forecast",
            "split_pools"]

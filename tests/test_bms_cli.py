@@ -145,7 +145,7 @@ def test_bms_sim_session_dry_run_apply_release_changes_telemetry(tmp_path):
     plan = make_plan(tmp_path / "plan", GOOD)
 
     async def read_all() -> dict[str, float]:
-        from coolshift.bms.device import open_adapter
+        from coolshift.bms.adapters import open_adapter
         from coolshift.bms.points import load_point_map
 
         pm = load_point_map(bms, environ={**os.environ, **env})

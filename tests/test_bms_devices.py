@@ -277,7 +277,7 @@ def test_modbus_coil_release(tmp_path):
     plan = read_plan(make_plan(tmp_path / "plan", GOOD))
 
     async def main():
-        from coolshift.bms.device import open_adapter
+        from coolshift.bms.adapters import open_adapter
 
         dev = await ModbusDevice(port).start()
         try:
@@ -411,7 +411,7 @@ def test_run_plan_refuses_a_stale_plan_and_writes_nothing(tmp_path):
 
 # -- bms-sim devices in process -------------------------------------------------------------
 def test_bacnet_sim_serves_philadelphia_points_and_telemetry_follows_setpoints(tmp_path):
-    from coolshift.bms.device import open_adapter
+    from coolshift.bms.adapters import open_adapter
     from coolshift.bms.sim import BacnetSim, SimConditions
 
     port = free_port()
@@ -473,7 +473,7 @@ def test_bacnet_analog_output_object_write_and_relinquish(tmp_path):
     from bacpypes3.local.analog import AnalogOutputObject
 
     from coolshift.bms.bacnet import make_application
-    from coolshift.bms.device import open_adapter
+    from coolshift.bms.adapters import open_adapter
 
     port = free_port()
     path = write_point_map(tmp_path / "map.yaml", "bacnet", port)

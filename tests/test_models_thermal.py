@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolshift.models.coefficients import PlantCoefficients
+from coolshift.coefficients import PlantCoefficients
 from coolshift.models.thermal import (
     LinearPlantModel, ReferencePlantModel, plant_metrics, time_block_split, wetbulb_stull_c,
 )

@@ -224,7 +224,7 @@ def test_observed_queue_is_passed_chunk_by_chunk():
 
 
 def _piece(index, zones, const, per_supply):
-    from coolshift.models.coefficients import CoolingPiece
+    from coolshift.coefficients import CoolingPiece
 
     z = pd.DataFrame(0.0, index=index, columns=zones)
     return CoolingPiece(const_kw=pd.Series(const, index=index), per_it_kw=z, per_supply_c=z + per_supply,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coolshift.models.coefficients import CoolingPiece
+from coolshift.coefficients import CoolingPiece
 from coolshift.optimizer import InitialState, Planner, PlanOptions
 from coolshift.optimizer.pyomo_model import compile_model, direct
 from coolshift.optimizer.synthetic import (

@@ -8,7 +8,7 @@ import pytest
 
 from coolshift.optimizer import InitialState, Planner, PlanOptions, evaluate_actions, plan_site, power_curve_error
 from coolshift.optimizer.data import power_curve_segments, prepare
-from coolshift.optimizer.solve import actions_from_solution
+from coolshift.optimizer.results import actions_from_solution
 from coolshift.optimizer.synthetic import (
     linear_coefficients, synthetic_forecast, synthetic_site, tiny_forecast, tiny_site, zero_coefficients,
 )
@@ -276,7 +276,7 @@ def test_rule_plan_fills_specialised_pools_first():
 def test_resolve_when_cooling_becomes_piecewise_equals_fresh_solve(small):
     """New coefficients that add a cooling piece change the LP's structure: a new Pyomo model is
     compiled and passed, and the re-solve equals a fresh plan."""
-    from coolshift.models.coefficients import CoolingPiece
+    from coolshift.coefficients import CoolingPiece
 
     site, fc, co = small
     planner = Planner(site, co, fc, options=OPTS)

@@ -1,4 +1,4 @@
-"""What every protocol adapter returns and raises, and how to open one from a point map."""
+"""What every protocol adapter returns and raises (the adapters themselves: :mod:`.adapters`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .points import Point, PointMap
+    from .points import Point
 
-__all__ = ["PointState", "DeviceError", "DeviceTimeout", "Adapter", "open_adapter", "values_match"]
+__all__ = ["PointState", "DeviceError", "DeviceTimeout", "Adapter", "values_match"]
 
 
 class DeviceError(RuntimeError):
@@ -52,14 +52,3 @@ def values_match(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
     return abs(a - b) <= 1e-5 * max(1.0, abs(a), abs(b))
-
-
-def open_adapter(pm: "PointMap") -> Adapter:
-    """The adapter for the point map's protocol (not yet connected: use ``async with``)."""
-    if pm.protocol == "bacnet":
-        from .bacnet import BacnetAdapter
-
-        return BacnetAdapter(pm.connection)  # type: ignore[arg-type]
-    from .modbus import ModbusAdapter
-
-    return ModbusAdapter(pm.connection)  # type: ignore[arg-type]

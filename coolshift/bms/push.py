@@ -23,7 +23,8 @@ import pandas as pd
 
 from ..config import SiteConfig
 from .audit import AuditLog
-from .device import Adapter, DeviceError, DeviceTimeout, PointState, open_adapter, values_match
+from .adapters import open_adapter
+from .device import Adapter, DeviceError, DeviceTimeout, PointState, values_match
 from .plan import Plan, PlanError, current_step, unmapped_message
 from .points import Point, PointMap
 from .safety import check_write, envelope_flag, plan_freshness

@@ -19,7 +19,8 @@ from typing import Callable
 
 from ..config import SiteConfig
 from .audit import AuditLog
-from .device import DeviceError, open_adapter
+from .adapters import open_adapter
+from .device import DeviceError
 from .plan import PlanError, read_plan
 from .points import PointMap
 from .push import push, release_points, utcnow

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Iterator, Optional, Sequence
 
 import click
 import pandas as pd
 import typer
 from rich.console import Console
+
+from coolshift.locks import EXIT_LOCKED, Acquired, LockSpec, RunLocked, control_locks, hold_locks
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -141,3 +144,40 @@ def load_inputs(site_path: Path, start, end, carbon=None, weather=None, workload
     data = load_site_data(site, t0, t1, step_minutes=step_minutes, carbon=carbon, weather=weather, workload=workload,
                           carbon_format=carbon_format, weather_format=weather_format, workload_format=workload_format)
     return site, data
+
+
+# -- locks held by a command (exit 75 when another run holds one) ------------------------
+@contextlib.contextmanager
+def cli_locks(specs: Sequence[LockSpec], command: str,
+              warn: Callable[[str], None] | None = None) -> Iterator[list[Acquired]]:
+    """:func:`hold_locks` for a command: a held lock is one line on stderr and exit 75.
+
+    Recovered locks (left by a dead run) are reported through ``warn`` (stderr by default).
+    """
+    def _warn(m: str) -> None:
+        err_console.print(f"[yellow]warning:[/] {m}", markup=True, highlight=False)
+
+    warn = warn or _warn
+    with contextlib.ExitStack() as stack:
+        try:
+            taken = stack.enter_context(hold_locks(specs, command))
+        except RunLocked as exc:
+            err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_LOCKED) from None
+        except OSError as exc:
+            err_console.print(f"[bold red]error:[/] cannot take the lock: {exc} "
+                              "(set COOLSHIFT_STATE_DIR to a writable local folder)", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+        for a in taken:
+            m = a.recovered_message()
+            if m:
+                warn(m)
+        yield taken
+
+
+def control_loop_locks(pm, site_name: str, command: str, apply: bool = True):
+    """For a command that writes setpoints through point map ``pm``: hold :func:`control_locks`
+    (exit 75 when held); a dry run (``apply=False``) writes nothing and takes no lock."""
+    if not apply:
+        return contextlib.nullcontext([])
+    return cli_locks(control_locks(site_name, pm.protocol, pm.connection), command)

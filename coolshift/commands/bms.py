@@ -15,7 +15,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, console, err_console
+from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, console, control_loop_locks, err_console
 
 EXIT_REFUSED = EXIT_FALLBACK  # a push the safety layer refused: nothing was written
 
@@ -99,8 +99,6 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
     from coolshift.bms.plan import read_plan
     from coolshift.bms.push import push
 
-    from coolshift.locks import control_loop_locks  # a push is refused while a loop controls the device (exit 75)
-
     pm, site, log = _load(bms, audit)
     with control_loop_locks(pm, site.name, "push", apply), log:
         p = read_plan(plan, {q.variable: q.name for q in pm.writable})
@@ -150,8 +148,6 @@ def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: Aud
     read_plan(plan, {q.variable: q.name for q in pm.writable})  # fail fast on a bad or unmapped plan
     if not apply:
         console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
-    from coolshift.locks import control_loop_locks  # one loop per site and per device, else exit 75
-
     with control_loop_locks(pm, site.name, "run-plan", apply), log:
         res = asyncio.run(run_plan(pm, site, plan, log, apply=apply,
                                    log=lambda m: console.print(m, markup=False, highlight=False)))
@@ -224,7 +220,8 @@ def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
     """
     from rich.table import Table
 
-    from coolshift.bms.device import DeviceError, open_adapter
+    from coolshift.bms.adapters import open_adapter
+    from coolshift.bms.device import DeviceError
     from coolshift.bms.state import device_key
 
     pm, site, log = _load(bms, audit)

@@ -11,7 +11,7 @@ import typer
 
 from coolshift.commands._common import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, CarbonFmtOpt, CarbonOpt, SiteOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt,
-    WorkloadOpt, cli_errors, console, err_console, iso_time_option,
+    WorkloadOpt, cli_errors, cli_locks, console, err_console, iso_time_option,
 )
 
 from coolshift.locks import EXIT_LOCKED  # noqa: F401 - 75, EX_TEMPFAIL: another run holds the lock
@@ -192,7 +192,7 @@ def register(app: typer.Typer) -> None:
         Yields the :class:`~coolshift.nightly.PlanRecord` (None with --no-mlflow or when
         tracking is down); it is marked FAILED (KILLED on SIGTERM) if the block raises.
         """
-        from coolshift.locks import cli_locks, site_lock
+        from coolshift.locks import site_lock
         from coolshift.nightly import PlanRecord
         from coolshift.runs import clean_stale_staging, output_lock
 
