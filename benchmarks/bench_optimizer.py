@@ -1,6 +1,6 @@
 """Benchmark: Coolshift's planning LP against the same LP handed straight to highspy.
 
-Sites are SYNTHETIC (``coolshift.optimizer.synthetic``), 24 h at 15 min:
+Sites are SYNTHETIC (``tests/synthetic.py``, the test fixtures), 24 h at 15 min:
 small 4 zones / 20 pools, medium 20 / 200, large 50 / 1000. For each size Coolshift
 validates the inputs, builds the LP's constraint families, hands them to a persistent
 HiGHS and solves, then extracts the plan (``coolshift_s``: all of that, wall clock; the
@@ -44,12 +44,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from coolshift.optimizer import InitialState, Planner, PlanOptions
-from coolshift.optimizer.synthetic import linear_coefficients, synthetic_forecast, synthetic_site
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic sites are test fixtures
+from synthetic import linear_coefficients, split_pools, synthetic_forecast, synthetic_site  # noqa: E402
 
 SIZES = {"small": (4, 20), "medium": (20, 200), "large": (50, 1000)}
 
@@ -226,10 +230,7 @@ def sifting(name, opts, direct_s, direct_obj, cap=None):
 
 def _capped(name, cap_frac):
     """The size's site with a site power cap at ``cap_frac`` x the uncapped plan's peak facility kW."""
-    from coolshift.optimizer.synthetic import synthetic_site
-
     site, fc, co = case(*SIZES[name])
-    from coolshift.optimizer import Planner
 
     global _capped_kw
     peak = Planner(site, co, fc, options=PlanOptions(deadline_prices=False)).solve().frame["facility_power_kw"].max()
@@ -330,7 +331,6 @@ def scaling(opts):
 
 def pool_aggregation(opts):
     """Identical servers aggregated into pools vs the same servers split into twice the pools."""
-    from coolshift.optimizer.synthetic import split_pools
 
     site, fc, co = case(4, 20)
     out = []

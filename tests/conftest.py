@@ -50,7 +50,7 @@ class _StandInModel:
     """A registered plant model's stand-in: hand-set coefficients rising with outside temperature."""
 
     def coefficients(self, site, frame):
-        from coolshift.optimizer.synthetic import linear_coefficients
+        from synthetic import linear_coefficients
 
         return linear_coefficients(site, frame.index, temp_c=frame["temp_c"].to_numpy())
 

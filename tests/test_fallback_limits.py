@@ -16,7 +16,7 @@ from coolshift.optimizer import InitialState, Planner, PlanOptions
 from coolshift.optimizer.constraints import batch_not_due_units
 from coolshift.optimizer.data import prepare
 from coolshift.optimizer.fallback import fallback_plan
-from coolshift.optimizer.synthetic import linear_coefficients, synthetic_forecast, synthetic_site
+from synthetic import linear_coefficients, synthetic_forecast, synthetic_site
 
 ZONES, POOLS = 2, 4
 BASE = synthetic_site(zones=ZONES, pools=POOLS, edges=0, horizon_h=4, step_minutes=15).model_dump()

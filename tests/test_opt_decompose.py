@@ -11,7 +11,7 @@ from coolshift.optimizer import Planner, PlanOptions
 from coolshift.optimizer.build import build_lp
 from coolshift.optimizer.data import prepare
 from coolshift.optimizer.decompose import ZoneDecomposition, decompose_zones, use_decomposition
-from coolshift.optimizer.synthetic import linear_coefficients, synthetic_forecast, synthetic_site
+from synthetic import linear_coefficients, synthetic_forecast, synthetic_site
 
 GAP = 5e-4  # the default stopping gap: 0.05 %, inside the 0.1 %
 

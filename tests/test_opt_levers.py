@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coolshift.optimizer import InitialState, PlanOptions, plan_site
-from coolshift.optimizer.synthetic import linear_coefficients, synthetic_forecast, synthetic_site
+from synthetic import linear_coefficients, synthetic_forecast, synthetic_site
 
 LEVERS = ("cooling", "consolidation", "shifting", "offload")
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from coolshift.optimizer import InitialState, PlanOptions, plan_site
-from coolshift.optimizer.synthetic import tiny_forecast, tiny_site, zero_coefficients
+from synthetic import tiny_forecast, tiny_site, zero_coefficients
 
 NO_MOVES = PlanOptions(move_penalty_kg_per_c=0.0)
 

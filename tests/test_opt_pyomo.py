@@ -9,7 +9,7 @@ import pytest
 from coolshift.coefficients import CoolingPiece
 from coolshift.optimizer import InitialState, Planner, PlanOptions
 from coolshift.optimizer.pyomo_model import compile_model, direct
-from coolshift.optimizer.synthetic import (
+from synthetic import (
     linear_coefficients, synthetic_forecast, synthetic_site, tiny_forecast, tiny_site, zero_coefficients,
 )
 

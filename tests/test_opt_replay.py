@@ -11,7 +11,7 @@ import pytest
 
 from coolshift.config import load_site
 from coolshift.optimizer import plan_site
-from coolshift.optimizer.synthetic import linear_coefficients
+from synthetic import linear_coefficients
 
 pytest.importorskip("coolshift.simulations.engine")
 

@@ -9,7 +9,7 @@ import pytest
 from coolshift.optimizer import InitialState, Planner, PlanOptions, evaluate_actions, plan_site, power_curve_error
 from coolshift.optimizer.data import power_curve_segments, prepare
 from coolshift.optimizer.results import actions_from_solution
-from coolshift.optimizer.synthetic import (
+from synthetic import (
     linear_coefficients, synthetic_forecast, synthetic_site, tiny_forecast, tiny_site, zero_coefficients,
 )
 

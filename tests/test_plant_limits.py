@@ -144,7 +144,7 @@ def test_a_binding_ups_has_a_shadow_price_per_kw_of_rating():
     """A UPS rated just below the unconstrained plan's peak output binds at the peak (batch work
     moves to other steps); its shadow price matches a finite difference of the optimum."""
     from coolshift.optimizer import InitialState, Planner, PlanOptions
-    from coolshift.optimizer.synthetic import linear_coefficients, synthetic_forecast, synthetic_site
+    from synthetic import linear_coefficients, synthetic_forecast, synthetic_site
 
     def solve(ups_kw):
         cfg = synthetic_site(zones=2, pools=4, edges=0, horizon_h=12).model_dump()

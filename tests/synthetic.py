@@ -1,4 +1,4 @@
-"""Synthetic sites, coefficients and forecasts for tests and benchmarks (labelled synthetic).
+"""Synthetic sites, coefficients and forecasts: test fixtures, also used by benchmarks (labelled synthetic).
 
 Nothing here is a real site: the shapes (zones, pools, classes) are what the
 benchmark sizes ask for; the numbers are plausible (SPECpower-class servers, a
