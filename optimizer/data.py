@@ -17,15 +17,16 @@ from coolshift.baselines import run_on_arrival, site_arrays
 from coolshift.config import SiteConfig
 from coolshift.coefficients import PlantCoefficients
 from coolshift.ratings import PlantLimits, free_cooling_share, plant_limits
+from coolshift.setpoints import CHW_MARGIN_K, chw_envelope_c, supply_envelope_c
 
 from .state import InitialState
 
 __all__ = ["LEVERS", "PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error", "boot_extra_kw_per_server"]
 
 # A CRAH coil cannot cool supply air below chilled water + its approach; the plan keeps
-# 1 K more, as operators (and the simulator's baselines) do, so it never asks the plant
-# for a state the learned model has not seen and the coil cannot deliver.
-CHW_SUPPLY_MARGIN_K = 1.0
+# 1 K more, as operators (and the baseline rules) do, so it never asks the plant for a state
+# the learned model has not seen and the coil cannot deliver (coolshift.setpoints).
+CHW_SUPPLY_MARGIN_K = CHW_MARGIN_K
 
 # What the optimiser may move; a lever left out behaves like the static baseline for it.
 LEVERS = frozenset({"cooling", "consolidation", "shifting", "offload"})
@@ -331,10 +332,11 @@ def prepare(
     if options.tariff_weight_kg_per_currency and "price_per_kwh" not in forecast.columns:
         raise ValueError("forecast: a tariff weight was given but there is no 'price_per_kwh' column")
     sp0 = np.array([state.supply_setpoint_c.get(z.name, z.supply_setpoint_initial_c) for z in zf])
-    sp_lo = np.array([z.supply_setpoint_min_c for z in zf], float)
-    sp_hi = np.array([z.supply_setpoint_max_c for z in zf], float)
+    # the safe envelope every part of Coolshift uses (coolshift.setpoints): the setpoint range,
+    # supply air never above the inlet maximum, chilled water cold enough for every zone
+    sp_lo, sp_hi = (np.array(v, float) for v in zip(*(supply_envelope_c(z) for z in zf)))
     ch = site.cooling.chiller
-    chw_lo, chw_hi = ch.chw_setpoint_min_c, ch.chw_setpoint_max_c
+    chw_lo, chw_hi = chw_envelope_c(site)
     # the coefficients' own training range when the model provides it, else the options'
     env = (c.decision_envelope if c.decision_envelope is not None else options.decision_envelope) or {}
     pieces = []

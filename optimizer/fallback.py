@@ -27,6 +27,7 @@ import pandas as pd
 
 from coolshift.actions import SimState
 from coolshift.baselines import best_practice_actions as rule_best_practice
+from coolshift.setpoints import chw_envelope_c, rate_per_step_c, supply_envelope_c
 from coolshift.workload import allocate_to_pools, lindley_queue
 
 from .data import ProblemData
@@ -115,14 +116,12 @@ def within_limits(d: ProblemData, acts: Decisions, site=None) -> Decisions:
     [floor, servers], and at least what the work on each pool needs at full load. Work and
     backlog are left as the rule placed them.
     """
-    if site is not None:
-        zs = site.zones
-        lo = np.array([z.supply_setpoint_min_c for z in zs], float)
-        hi = np.array([z.supply_setpoint_max_c for z in zs], float)
-        step = np.array([z.supply_setpoint_max_step_c for z in zs], float) * max(
-            d.step_h * 60.0 / site.planning.step_minutes, 1.0)
-        ch = site.cooling.chiller
-        chw_lo, chw_hi = ch.chw_setpoint_min_c, ch.chw_setpoint_max_c
+    if site is not None:  # the safe envelope of coolshift.setpoints, as the plan's bounds
+        lo, hi = (np.array(v, float) for v in zip(*(supply_envelope_c(z) for z in site.zones)))
+        hi = np.maximum(hi, lo)  # an inlet limit below the setpoint floor: the floor holds
+        step = rate_per_step_c(site, d.step_h)
+        chw_lo, chw_hi = chw_envelope_c(site)
+        chw_hi = max(chw_hi, chw_lo)
     else:
         lo, hi, step, chw_lo, chw_hi = d.sp_min, d.sp_max, d.sp_step, d.chw_min, d.chw_max
     sp = _ramped(np.clip(np.asarray(acts.sp, float), lo, hi), d.sp0, step)

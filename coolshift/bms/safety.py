@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config import SiteConfig
 from ..schema import SEP
+from ..setpoints import chw_envelope_c, supply_envelope_c
 from .points import Point, Safety
 
 __all__ = [
@@ -49,11 +50,11 @@ def point_limits(point: Point, value: float) -> str | None:
 def zone_envelope(point: Point, value: float, site: SiteConfig) -> str | None:
     """Setpoints that cannot keep the zone's rack inlets inside its ASHRAE envelope are refused.
 
-    Supply air: within the zone's supply-setpoint range and not above its inlet maximum
-    (inlets are never colder than the supply air; ASHRAE TC 9.9 recommended 18-27 degC,
-    per zone in the site config). Chilled water: within the chiller's range, and cold
-    enough that the CRAH coil (supply >= chw + approach) can still hold every zone's
-    inlet maximum.
+    The envelope is :mod:`coolshift.setpoints`' (the same the optimiser plans within): supply
+    air within the zone's supply-setpoint range and not above its inlet maximum (inlets are
+    never colder than the supply air; ASHRAE TC 9.9 recommended 18-27 degC, per zone in the
+    site config); chilled water within the chiller's range, and cold enough that the CRAH
+    coil (supply >= chw + approach) can still hold every zone's inlet maximum.
     """
     v = point.variable
     if v.startswith("supply_setpoint_c" + SEP):
@@ -62,20 +63,18 @@ def zone_envelope(point: Point, value: float, site: SiteConfig) -> str | None:
         if zname not in zones:
             return f"{point.name}: zone {zname!r} is not in site {site.name} (zones: {sorted(zones)})"
         z = zones[zname]
-        hi = min(z.supply_setpoint_max_c, z.inlet_max_c)
-        if not z.supply_setpoint_min_c <= value <= hi:
+        lo, hi = supply_envelope_c(z)
+        if not lo <= value <= hi:
             return (
                 f"{point.name}: supply air {value:g} degC is outside zone {z.name}'s envelope "
-                f"{z.supply_setpoint_min_c:g}..{hi:g} degC (supply setpoint range, ASHRAE inlet max "
-                f"{z.inlet_max_c:g} degC)"
+                f"{lo:g}..{hi:g} degC (supply setpoint range, ASHRAE inlet max {z.inlet_max_c:g} degC)"
             )
     elif v == "chw_setpoint_c":
-        ch = site.cooling.chiller
-        approach = site.cooling.crah_supply_approach_c
-        hi = min([ch.chw_setpoint_max_c] + [z.inlet_max_c - approach for z in site.zones])
-        if not ch.chw_setpoint_min_c <= value <= hi:
+        lo, hi = chw_envelope_c(site)
+        if not lo <= value <= hi:
+            approach = site.cooling.crah_supply_approach_c
             return (
-                f"{point.name}: chilled water {value:g} degC is outside {ch.chw_setpoint_min_c:g}..{hi:g} degC "
+                f"{point.name}: chilled water {value:g} degC is outside {lo:g}..{hi:g} degC "
                 f"(chiller range; CRAH approach {approach:g} degC below the lowest zone inlet max)"
             )
     return None
