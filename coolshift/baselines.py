@@ -85,12 +85,10 @@ def _cached(site: SiteConfig) -> tuple[SiteArrays, _PoolArrays]:
     if hit is None or hit[0] is not site:
         if len(_CACHE) > 32:
             _CACHE.clear()
-        ps = site.server_pools
-        servers = np.array([p.servers for p in ps], dtype=float)
-        per = np.array([p.capacity_units_per_server for p in ps], dtype=float)
-        pa = _PoolArrays(servers, per, np.array([p.min_active_servers for p in ps], dtype=float),
-                         np.array([p.boot_time_s for p in ps], dtype=float), servers * per)
-        hit = _CACHE[id(site)] = (site, SiteArrays.from_site(site), pa)
+        a = SiteArrays.from_site(site)
+        pa = _PoolArrays(a.servers, a.capacity_units_per_server, a.min_active_servers, a.boot_time_s,
+                         a.capacity_units_per_h)
+        hit = _CACHE[id(site)] = (site, a, pa)
     return hit[1], hit[2]
 
 

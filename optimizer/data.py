@@ -18,6 +18,7 @@ from coolshift.config import SiteConfig
 from coolshift.coefficients import PlantCoefficients
 from coolshift.ratings import PlantLimits, free_cooling_share, plant_limits
 from coolshift.setpoints import CHW_MARGIN_K, chw_envelope_c, supply_envelope_c
+from coolshift.site_arrays import SiteArrays
 
 from .state import InitialState
 
@@ -272,6 +273,7 @@ def prepare(
     else:
         step_h = site.step_h
     pools = site.server_pools
+    site_arr = SiteArrays.from_site(site)  # the site's parameters as arrays, shared with the simulator and the rules
     pool_names = [p.name for p in pools]
     classes = site.workload_classes
     cls_names = [c.name for c in classes]
@@ -384,12 +386,12 @@ def prepare(
         edges=[e.name for e in edges],
         pool_zone=pool_zone,
         zone_pools=zone_pools,
-        servers=np.array([p.servers for p in pools], float),
-        min_active=np.array([p.min_active_servers for p in pools], float),
-        sleep_w=np.array([p.sleep_w for p in pools], float),
-        peak_w=np.array([p.peak_w for p in pools], float),
-        cap_per_server=np.array([p.capacity_units_per_server for p in pools], float),
-        boot_frac=np.array([min(1.0, p.boot_time_s / (step_h * 3600.0)) for p in pools]),
+        servers=site_arr.servers.copy(),
+        min_active=site_arr.min_active_servers.copy(),
+        sleep_w=site_arr.sleep_w.copy(),
+        peak_w=site_arr.peak_w.copy(),
+        cap_per_server=site_arr.capacity_units_per_server.copy(),
+        boot_frac=np.minimum(1.0, site_arr.boot_time_s / (step_h * 3600.0)),
         segments=[power_curve_segments(p.idle_w, p.peak_w, p.power_curve_frac) for p in pools],
         serves=serves,
         batch=batch,
@@ -409,11 +411,11 @@ def prepare(
                                     for e in edges], float),
         network_kwh_per_gb=np.array([e.network_kwh_per_gb for e in edges], float),
         edge_gco2=edge_gco2,
-        inlet_min=np.array([z.inlet_min_c for z in zf]),
-        inlet_max=np.array([z.inlet_max_c for z in zf]),
+        inlet_min=site_arr.inlet_min_c.copy(),
+        inlet_max=site_arr.inlet_max_c.copy(),
         sp_min=sp_lo,
         sp_max=sp_hi,
-        sp_step=np.array([z.supply_setpoint_max_step_c for z in zf]),
+        sp_step=site_arr.supply_setpoint_max_step_c.copy(),
         sp0=sp0,
         chw_min=chw_lo,
         chw_max=chw_hi,

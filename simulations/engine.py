@@ -93,12 +93,12 @@ class _Params:
         zones = site.zones
         self.step_h = step_h
         self.step_s = step_h * 3600.0
-        self.servers = np.array([p.servers for p in pools], dtype=float)
-        self.min_active = np.array([p.min_active_servers for p in pools], dtype=float)
-        self.cap_per_server = np.array([p.capacity_units_per_server for p in pools], dtype=float)
-        self.peak_w = np.array([p.peak_w for p in pools], dtype=float)
-        self.idle_w = np.array([p.idle_w for p in pools], dtype=float)
-        self.sleep_w = np.array([p.sleep_w for p in pools], dtype=float)
+        self.servers = n.servers
+        self.min_active = n.min_active_servers
+        self.cap_per_server = n.capacity_units_per_server
+        self.peak_w = n.peak_w
+        self.idle_w = n.idle_w
+        self.sleep_w = n.sleep_w
         self.curve_w = np.array(
             [
                 (np.asarray(p.power_curve_frac) if p.power_curve_frac else servers.linear_curve_frac(p.idle_w, p.peak_w))
@@ -106,7 +106,7 @@ class _Params:
                 for p in pools
             ]
         )  # (pools, 11) W per server
-        self.boot_time_s = np.array([p.boot_time_s for p in pools], dtype=float)
+        self.boot_time_s = n.boot_time_s
         self.boot_frac = np.minimum(self.boot_time_s, self.step_s) / self.step_s
         self.pool_zone_onehot = np.zeros((len(pools), len(zones)))
         self.pool_zone_onehot[np.arange(len(pools)), n.pool_zone] = 1.0
