@@ -38,14 +38,14 @@ import numpy as np
 import pandas as pd
 
 from coolshift.io import read_carbon
-from coolshift.optimizer.shift import (
+from coolshift.shift import (
     greedy_runs,
     make_schedule,
     prepare,
     solve_runs,
     validate_jobs,
 )
-from coolshift.optimizer import shift_model as sm
+from coolshift.shift import capacity as sm
 
 CARBON = Path(__file__).resolve().parents[1] / "data" / "carbon_intensity" / "eia930_2022" / \
     "CISO_2022_hourly.csv"
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
                      f"({int(un.sum())} unplaced), optimum {f['optimal_vs_greedy_pct']:.2f} % less"))
 
     # several forecasts on one capacity model (noise seeds): build once, change costs
-    from coolshift.optimizer.shift_forecast import noisy_decision
+    from coolshift.shift.forecast import noisy_decision
 
     p = prepare(jobs.assign(interruptible=True), intensity, "30min")
     solver, t_setup = timed(sm.CapacitySolver, p, np.full(len(p.slots), cap), 1e-4, args.time_limit_s)

@@ -26,8 +26,8 @@ import pandas as pd
 
 from coolshift.io import read_carbon, write_frame_atomic
 from coolshift.models.forecast import PersistenceForecaster
-from coolshift.optimizer.shift import make_schedule, prepare, validate_jobs
-from coolshift.optimizer.shift_forecast import FORECAST_MODES, _rolling, model_decisions, run_forecast_mode
+from coolshift.shift import make_schedule, prepare, validate_jobs
+from coolshift.shift.forecast import FORECAST_MODES, _rolling, model_decisions, run_forecast_mode
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / \
     "carbon_intensity" / "lets_wait_awhile_entsoe_2020"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolshift.optimizer.shift import (
+from coolshift.shift import (
     JobsError,
     greedy_schedule,
     prepare,
@@ -17,7 +17,7 @@ from coolshift.optimizer.shift import (
     slot_load_kw,
     validate_jobs,
 )
-from coolshift.optimizer.shift_model import binding_slots, components
+from coolshift.shift.capacity import binding_slots, components
 
 T0 = pd.Timestamp("2024-01-01T00:00Z")
 
@@ -177,7 +177,7 @@ def test_per_slot_capacity_array_and_mixed_interruptible_jobs():
 
 
 def test_pyomo_standard_form_equals_the_numpy_matrices():
-    from coolshift.optimizer import shift_model as sm
+    from coolshift.shift import capacity as sm
 
     intensity = profile([300, 100, 200, 50])
     jobs = validate_jobs(pd.DataFrame([
@@ -214,8 +214,8 @@ def test_jobs_sharing_no_binding_slot_are_solved_as_separate_groups():
 
 
 def test_one_built_model_solves_new_forecasts_like_a_fresh_build():
-    from coolshift.optimizer.shift import solve_runs
-    from coolshift.optimizer.shift_model import CapacitySolver, solve_capacity
+    from coolshift.shift import solve_runs
+    from coolshift.shift.capacity import CapacitySolver, solve_capacity
 
     rng = np.random.default_rng(3)
     intensity = profile(rng.uniform(50, 400, 24))

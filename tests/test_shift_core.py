@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolshift.optimizer.shift import (
+from coolshift.shift import (
     JobsError,
     prepare,
     read_jobs,

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolshift.optimizer.shift import prepare, schedule_jobs, validate_jobs
-from coolshift.optimizer.shift_forecast import (
+from coolshift.shift import prepare, schedule_jobs, validate_jobs
+from coolshift.shift.forecast import (
     model_decisions,
     noisy_decision,
     run_forecast_mode,

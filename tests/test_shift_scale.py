@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coolshift.cli import app
-from coolshift.optimizer import shift_model as sm
-from coolshift.optimizer.shift import (
+from coolshift.shift import capacity as sm
+from coolshift.shift import (
     JobsError,
     SolverStopped,
     make_schedule,
@@ -211,7 +211,7 @@ def test_time_limit_with_an_incumbent_writes_it_with_exit_3(tmp_path):
 
 def test_time_limit_api_raises_solver_stopped_not_jobs_error(tmp_path):
     carbon, jobs = _instance(tmp_path, 60)
-    from coolshift.optimizer.shift import read_jobs
+    from coolshift.shift import read_jobs
 
     raw = pd.read_csv(carbon)
     intensity = pd.Series(raw["gco2_per_kwh"].to_numpy(),

@@ -65,8 +65,8 @@ def shift(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from coolshift.io import read_carbon, write_frame_atomic, write_json_atomic
-    from coolshift.optimizer.shift import JobsError, SolverStopped, prepare, read_jobs
-    from coolshift.optimizer.shift_forecast import run_forecast_mode
+    from coolshift.shift import JobsError, SolverStopped, prepare, read_jobs
+    from coolshift.shift.forecast import run_forecast_mode
 
     if forecast not in FORECASTS:
         _fail(f"--forecast must be one of {', '.join(FORECASTS)}, got {forecast!r}")

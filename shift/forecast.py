@@ -26,15 +26,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from coolshift.optimizer.shift import (
-    ShiftProblem,
-    Schedule,
-    capacity_array,
-    greedy_runs,
-    make_schedule,
-    slot_load_kw,
-    solve_runs,
-)
+from coolshift.models.forecast import CarbonIntensityForecaster, PersistenceForecaster
+
+from .jobs import ShiftProblem, Schedule, capacity_array, greedy_runs, make_schedule, slot_load_kw
+from .solve import solve_runs
 
 FORECAST_MODES = ("perfect", "model", "noise5", "noise10")
 # Standard deviation of the decision noise, as a fraction of the mean intensity (issue 9).
@@ -77,8 +72,6 @@ def model_decisions(prob: ShiftProblem, make_forecaster: Callable[[], Any] | Non
     the job windows, decisions that fell back to persistence because too little
     history preceded them to fit the model).
     """
-    from coolshift.models.forecast import CarbonIntensityForecaster, PersistenceForecaster
-
     slot = pd.Timedelta(hours=prob.slot_h)
     history = pd.Series(prob.actual, index=prob.slots, name="gco2_per_kwh")
     issue_slot = prob.first.copy()  # release rounded up; the issue is the slot before or at it

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from coolshift.optimizer.shift import (
+from .jobs import (
     _KG_PER_G,
     JobsError,
     ShiftProblem,
