@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .highs import new_highs
 from .results import plan_from_solution
 
 __all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "window_blocks", "decompose_zones", "use_decomposition"]
@@ -133,7 +134,7 @@ def _highs(threads: int | None = None):
     """
     import highspy
 
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     if threads is not None:
         h.setOptionValue("threads", int(threads))

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .highs import new_highs
 from .lp import LinearProgram
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -107,7 +108,7 @@ def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
             w[fam.start : fam.stop] = PLANT_WEIGHT
     eye = sp.identity(m, format="csc")
     big = sp.hstack([a, eye, -eye], format="csc")
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     hl = highspy.HighsLp()
     n = lp.n_cols

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .highs import new_highs
+
 __all__ = ["Family", "LinearProgram", "INF"]
 
 INF = np.inf
@@ -176,7 +178,7 @@ class LinearProgram:
         import highspy
 
         cost, clb, cub, rlb, rub, a, integ = self.arrays()
-        h = highs or highspy.Highs()
+        h = highs or new_highs()
         h.setOptionValue("output_flag", False)
         lp = highspy.HighsLp()
         lp.num_col_ = self.n_cols

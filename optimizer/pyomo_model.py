@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .highs import new_highs
 from .lp import LinearProgram
 
 __all__ = ["PyomoLP", "Compiled", "build_pyomo", "compile_model", "direct", "pass_to_highs"]
@@ -248,7 +249,7 @@ def pass_to_highs(c: Compiled, highs=None):
     """Load the compiled LP into a (new or given) ``highspy.Highs`` with one ``passModel``."""
     import highspy
 
-    h = highs or highspy.Highs()
+    h = highs or new_highs()
     h.setOptionValue("output_flag", False)
     lp = highspy.HighsLp()
     lp.num_col_ = int(c.A.shape[1])

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from coolshift.optimizer.highs import new_highs
+
 from .jobs import (
     _KG_PER_G,
     JobsError,
@@ -361,7 +363,7 @@ def load_highs(A, cost, row_lo, row_hi, n_int: int, mip_rel_gap: float = 1e-4,
     if n_int:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n_int + \
             [highspy.HighsVarType.kContinuous] * (n - n_int)
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
     for key, value in HIGHS_MIP_OPTIONS.items():

@@ -295,3 +295,16 @@ def test_resolve_when_cooling_becomes_piecewise_equals_fresh_solve(small):
     extra = 50.0 * dt * (fc["gco2_per_kwh"].to_numpy() / 1000.0 + 1e-6).sum()
     assert again.objective_kg - first.objective_kg == pytest.approx(extra, rel=1e-5)
     np.testing.assert_allclose(again.frame["cooling_power_kw"] - first.frame["cooling_power_kw"], 50.0, atol=1e-4)
+
+
+def test_a_new_highs_prints_nothing_to_stdout():
+    """highspy 1.16 prints a banner on the first construction in a process, to the C-level
+    stdout; a command's output (and a benchmark's JSON last line) must not carry it."""
+    import subprocess
+    import sys
+
+    code = ("from coolshift.optimizer.highs import new_highs; import numpy as np; "
+            "h = new_highs(); h.addVar(0.0, 1.0); h.changeColCost(0, 1.0); h.run(); print('done')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "done\n"

@@ -1,0 +1,45 @@
+"""A HiGHS instance that prints nothing: the one place Coolshift creates ``highspy.Highs``.
+
+highspy 1.16 prints its banner ("Running HiGHS ...") to the C-level stdout when the first
+instance of a process is constructed, before any option can be set (HiGHS issues #1702 and
+#2749 discuss the banner and ``output_flag``); a command's output, a nightly job's log and a
+JSON line on stdout must not carry it. The first construction runs with file descriptor 1
+pointed at /dev/null; every instance gets ``output_flag`` off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import highspy
+
+__all__ = ["new_highs"]
+
+_LOCK = threading.Lock()
+_BANNER_SEEN = False
+
+
+def new_highs(output: bool = False) -> highspy.Highs:
+    """A ``highspy.Highs`` with its log off (``output=True`` keeps HiGHS' own logging)."""
+    global _BANNER_SEEN
+    if _BANNER_SEEN:
+        h = highspy.Highs()
+    else:
+        with _LOCK:
+            if _BANNER_SEEN:
+                h = highspy.Highs()
+            else:
+                sys.stdout.flush()
+                saved = os.dup(1)
+                try:
+                    with open(os.devnull, "wb") as null:
+                        os.dup2(null.fileno(), 1)
+                        h = highspy.Highs()
+                finally:
+                    os.dup2(saved, 1)
+                    os.close(saved)
+                _BANNER_SEEN = True
+    h.setOptionValue("output_flag", bool(output))
+    return h
