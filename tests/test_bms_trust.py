@@ -19,6 +19,7 @@ from coolshift.bms.points import load_point_map
 from coolshift.bms.push import push
 from coolshift.bms.state import DeviceState, device_key
 from coolshift.config import load_site
+from test_bms_cli import _audit_rows
 from test_bms_kit import (AUTO, RD, BacnetDevice, ModbusDevice, free_port, make_plan, write_point_map)
 from test_bms_kit import state_dir  # noqa: F401 (autouse: a private COOLSHIFT_STATE_DIR per test)
 
@@ -320,14 +321,7 @@ def test_intent_without_result_counts_for_the_rate_limit_and_shows_in_bms_status
     audit = tmp_path / "audit.sqlite"
 
     def rows():
-        try:
-            db = sqlite3.connect(f"file:{audit}?mode=ro", uri=True, timeout=5)
-            try:
-                return db.execute("SELECT action, point, result FROM audit ORDER BY id").fetchall()
-            finally:
-                db.close()
-        except sqlite3.OperationalError:
-            return []
+        return _audit_rows(audit)
 
     async def main():
         dev = BacnetDevice(port, go_silent_after=1, silence_s=300).start()
