@@ -48,7 +48,7 @@ def main() -> None:
         import pandas as pd
 
         from coolshift.io import DataError
-        from coolshift.nightly import HISTORY_DAYS
+        from coolshift.usecases.nightly import HISTORY_DAYS
 
         try:
             history = load_site_data(site, (data.index[0] - pd.Timedelta(days=HISTORY_DAYS)).isoformat(),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolshift.nightly import horizon_forecast, plan_start
+from coolshift.usecases.nightly import horizon_forecast, plan_start
 from coolshift.runs import RunLocked, run_lock, staged_run_dir
 
 

@@ -1,4 +1,8 @@
-"""`coolshift evaluate`: closed-loop comparison of policies on the simulator."""
+"""`coolshift evaluate`: :func:`coolshift.usecases.evaluate.evaluate_site` from the command line.
+
+Parses the options, calls the use case with a progress bar per policy and prints the
+savings table and where the outputs went.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +13,19 @@ import typer
 
 from coolshift.commands._common import (
     EXIT_BAD_INPUT, CarbonFmtOpt, CarbonOpt, EndOpt, SiteOpt, StartOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt,
-    WorkloadOpt, cli_errors, console, err_console, load_inputs,
+    WorkloadOpt, cli_errors, console, err_console,
 )
 
 
-def evaluation_figures(results_ts: dict, rec: dict):
-    """Bar chart of tCO2 per policy and cumulative carbon over the period."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figs = []
-    names = list(rec["policies"])
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    loc = [rec["policies"][n]["tco2_location"] for n in names]
-    mkt = [rec["policies"][n]["tco2_market"] for n in names]
-    x = range(len(names))
-    ax.bar([i - 0.2 for i in x], loc, width=0.4, label="location-based")
-    ax.bar([i + 0.2 for i in x], mkt, width=0.4, label="market-based")
-    ax.set_xticks(list(x), names)
-    ax.set_ylabel("tCO2")
-    ax.legend()
-    ax.set_title("Emissions per policy")
-    figs.append((fig, "Scope 2 emissions per policy over the period"))
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    for n, ts in results_ts.items():
-        col = "kgco2_location" if "kgco2_location" in ts.columns else None
-        if col:
-            (ts[col].cumsum() / 1000).plot(ax=ax, label=n)
-    ax.set_ylabel("cumulative tCO2 (location)")
-    ax.legend()
-    figs.append((fig, "Cumulative location-based emissions"))
-    return figs
+def _print_result(res) -> None:
+    """The savings table, the oracle's share, the run times and the files written."""
+    rec, out = res.record, res.out
+    console.print(res.table.round(3).to_string())
+    if rec["oracle_share"] is not None:
+        console.print(f"oracle share: {rec['oracle_share']:.1%}")
+    console.print(f"wall time {rec['wall_s']:.1f} s on {rec['workers']} worker(s); per policy: "
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in rec["runtime_s"].items()))
+    console.print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.csv'}, {out / 'report.html'}")
 
 
 def register(app: typer.Typer) -> None:
@@ -83,98 +67,32 @@ def register(app: typer.Typer) -> None:
         """Run the baselines, Coolshift's receding-horizon plans and the oracle on the simulator."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from coolshift.control.evaluation import FORECAST_MODES, LEVER_POLICIES, POLICIES, evaluate_policies, savings_table
-        from coolshift.io.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
+        from coolshift.usecases.evaluate import EvaluateOptions, evaluate_site
+        from coolshift.usecases.inputs import NoPlantModel
 
-        names = [p.strip() for p in policies.split(",") if p.strip()]
-        bad = [p for p in names if p not in POLICIES + LEVER_POLICIES]
-        if bad or forecast not in FORECAST_MODES:
-            err_console.print(f"[bold red]error:[/] unknown policies {bad} or forecast {forecast!r}; policies: "
-                              f"{', '.join(POLICIES)}; forecasts: {', '.join(FORECAST_MODES)}")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        if horizon_end not in (None, "soft", "hard"):
-            err_console.print(f"[bold red]error:[/] --horizon-end {horizon_end!r}: choose soft or hard")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        if workers is not None and workers < 1:
-            err_console.print(f"[bold red]error:[/] --workers must be at least 1, got {workers}")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        import os
+        opts = EvaluateOptions(
+            site=site, out=out, start=start, end=end, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
+            forecast=forecast, interval_h=interval_h, seed=seed, workers=workers, reactive=reactive,
+            support_envelope=support_envelope, demand_headroom=demand_headroom, horizon_end=horizon_end,
+            warm_start=warm_start, workdir=workdir, carbon=carbon, weather=weather, workload=workload,
+            carbon_format=carbon_format, weather_format=weather_format, workload_format=workload_format)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                       TimeElapsedColumn(), console=console, transient=False)
+        tasks = {}
 
-        n_workers = workers or os.cpu_count() or 1
-        cfg, data = load_inputs(site, start, end, carbon, weather, workload, carbon_format, weather_format, workload_format)
-        history = None
-        if forecast == "model":
-            # the forecasters train on what precedes the period, when the data have it
-            import pandas as pd
+        def progress(name: str, done: int, total: int) -> None:
+            if not tasks:
+                bar.start()  # at the first policy: nothing is drawn while the inputs load
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
 
-            from coolshift.io import DataError
-            from coolshift.nightly import HISTORY_DAYS
-
-            h0 = data.index[0] - pd.Timedelta(days=HISTORY_DAYS)
-            try:
-                _, history = load_inputs(site, h0.isoformat(), data.index[0].isoformat(), carbon, weather, workload,
-                                         carbon_format, weather_format, workload_format)
-            except DataError:
-                history = None
-        model = None
-        if any(n.startswith("coolshift") or n == "oracle" for n in names):
-            from coolshift.models.registry import load_plant_model
-
-            try:
-                model = load_plant_model(cfg, workdir=workdir)
-            except LookupError as exc:
-                err_console.print(f"[bold red]error:[/] {exc}")
-                raise typer.Exit(EXIT_BAD_INPUT) from None
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
-            tasks = {n: bar.add_task(n, total=len(data)) for n in names}
-
-            def progress(name, done, total):
-                bar.update(tasks[name], completed=done, total=total)
-
-            results_ts = {}
-            plan_options = {k: v for k, v in (("support_envelope", support_envelope), ("horizon_end", horizon_end))
-                            if v is not None}
-            rec = evaluate_policies(cfg, data, names, model, forecast, interval_h, seed, progress=progress,
-                                    keep_timeseries=results_ts, history=history, workers=n_workers, reactive=reactive,
-                                    plan_options=plan_options or None, demand_headroom=demand_headroom,
-                                    warm_start=warm_start)
-        table = savings_table(rec)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "evaluation.json", rec)
-        write_frame_atomic(out / "evaluation.csv", table)
-        from coolshift.reports.html import Section, html_figure, html_kv, html_paragraphs, html_table, render_page
-
-        figs = evaluation_figures(results_ts, rec)
-        sections = [
-            Section("Summary", html_kv({
-                "site": rec["site"], "period": f"{rec['start']} to {rec['end']}", "forecast": rec["forecast"],
-                "re-plan interval h": rec["replan_interval_h"], "plant model": rec["plant_model"] or "-",
-                "autoscaler": "on" if rec["reactive"] else "off", "workers": rec["workers"],
-                "demand headroom (q90)": {True: "on", False: "off", None: "-"}[rec["demand_headroom"]],
-                "interactive demand planned at": ("-" if rec.get("interactive_plan_quantile") is None
-                                                  else f"q{100 * rec['interactive_plan_quantile']:g}"),
-                "plan options": ", ".join(f"{k}={v}" for k, v in rec["plan_options"].items()) or "defaults",
-                "warm-started re-plans": "on" if rec["warm_start"] else "off",
-                "wall time s": f"{rec['wall_s']:.0f}",
-                "oracle share": "-" if rec["oracle_share"] is None else f"{rec['oracle_share']:.1%}",
-            })),
-            Section("Policies", html_table(table, digits=2)),
-            Section("Figures", "".join(html_figure(f, c) for f, c in figs)),
-            Section("Method", html_paragraphs(
-                "Every policy runs on the physics simulator (coolshift.simulations), which shares no equations "
-                "with the learned model the optimiser plans with. Baselines are defined once in the simulator "
-                "(docs/simulator.md). Coolshift re-plans every "
-                f"{rec['replan_interval_h']:g} h over its planning horizon on the '{rec['forecast']}' forecast; the "
-                "oracle uses the actual future values and a 36 h horizon. "
-                + ("Between re-plans an autoscaler wakes servers when the demand observed in a step does not "
-                   "fit the plan's capacity (boot time charged by the simulator). " if rec["reactive"] else "")
-                + "Savings are location-based tCO2.")),
-        ]
-        write_text_atomic(out / "report.html", render_page(f"Closed-loop evaluation: {rec['site']}", sections))
-        console.print(table.round(3).to_string())
-        if rec["oracle_share"] is not None:
-            console.print(f"oracle share: {rec['oracle_share']:.1%}")
-        console.print(f"wall time {rec['wall_s']:.1f} s on {rec['workers']} worker(s); per policy: "
-                      + ", ".join(f"{k} {v:.0f} s" for k, v in rec["runtime_s"].items()))
-        console.print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.csv'}, {out / 'report.html'}")
+        try:
+            res = evaluate_site(opts, progress=progress)
+        except NoPlantModel as exc:  # none registered, or one of another plant
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        finally:
+            if tasks:
+                bar.stop()
+        _print_result(res)
