@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from coolshift.locks import EXIT_LOCKED, Acquired, LockSpec, RunLocked, control_locks, hold_locks
+from coolshift.usecases.inputs import default_period, load_inputs  # noqa: F401 (the commands' loaders)
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -101,49 +102,6 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def _utc(value, option: str) -> pd.Timestamp:
-    """A time option as a UTC timestamp (naive = UTC); a bad one is a DataError naming the option."""
-    from coolshift.io.checks import DataError
-
-    try:
-        t = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        t = pd.NaT
-    if t is pd.NaT:
-        raise DataError(None, f"{option}: {str(value)[:40]!r} is not an ISO 8601 date or time")
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def default_period(site, start: str | None, end: str | None, carbon: Path | None = None, carbon_format: str | None = None):
-    """Resolve the period: given values, else the carbon data's first year."""
-    from coolshift.io import read_carbon
-    from coolshift.io.site_data import gap_policy_for, override_source
-
-    if start is not None:
-        t0 = _utc(start, "--start")
-    else:
-        src = override_source(site.carbon, carbon, carbon_format)
-        t0 = read_carbon(site.resolve(src.path), src.format, src.column, gap_policy=gap_policy_for(src), scale=src.scale).index[0]
-    if end is not None:
-        t1 = _utc(end, "--end")
-    else:
-        t1 = t0 + pd.DateOffset(years=1)
-    return t0, t1
-
-
-def load_inputs(site_path: Path, start, end, carbon=None, weather=None, workload=None,
-                carbon_format=None, weather_format=None, workload_format=None, step_minutes=None):
-    """Site config and its data for the period, with the command line's overrides."""
-    from coolshift.config import load_site
-    from coolshift.io import load_site_data
-
-    site = load_site(site_path)
-    t0, t1 = default_period(site, start, end, carbon, carbon_format)
-    data = load_site_data(site, t0, t1, step_minutes=step_minutes, carbon=carbon, weather=weather, workload=workload,
-                          carbon_format=carbon_format, weather_format=weather_format, workload_format=workload_format)
-    return site, data
 
 
 # -- locks held by a command (exit 75 when another run holds one) ------------------------

@@ -8,19 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from coolshift.commands._common import EXIT_BAD_INPUT, cli_errors, console, err_console
+from coolshift.usecases.inputs import utc_time
 
 forecast_app = typer.Typer(help="Carbon-intensity and workload forecasts.", no_args_is_help=True)
-
-
-def _utc(value: str, what: str):
-    import pandas as pd
-
-    try:
-        t = pd.Timestamp(value)
-    except ValueError:
-        err_console.print(f"[bold red]error:[/] {what}: {value!r} is not an ISO 8601 date")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 @forecast_app.command("evaluate")
@@ -100,7 +90,7 @@ def _evaluate(y, name, model, source: Path, train_end: str, issue_hour: int, hor
     if not 0 <= issue_hour <= 23:
         err_console.print(f"[bold red]error:[/] --issue-hour must be 0..23, got {issue_hour}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    t_end = _utc(train_end, "--train-end")
+    t_end = utc_time(train_end, "--train-end")  # a bad date: DataError naming the option (exit 2)
     train = y[y.index < t_end].dropna()
     after = y[y.index >= t_end].dropna()
     if len(train) < 2 or train.index[-1] - train.index[0] < pd.Timedelta(days=21) or len(after) < 2 \
