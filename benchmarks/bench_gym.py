@@ -7,7 +7,7 @@ Runs each on ``coolshift/SanJose-v0`` over the same period (default: 2 days from
 - ``lp``: the receding-horizon LP (re-plan every 4 h over 24 h, autoscaler on) as
   ``coolshift evaluate`` runs it, with a LinearPlantModel fitted on four weeks of the
   simulator's explore telemetry (15 May - 12 June 2022; fit time not counted);
-- ``best_practice``: the simulator's rule baseline;
+- ``best_practice``: the best-practice baseline rule (``coolshift.baselines``);
 - ``random``: ``action_space.sample()`` seeded with 0.
 
 ``lp_sim_kgco2`` is the same LP run directly on the simulator (``evaluate.run_policy``): the

@@ -1,10 +1,11 @@
 """Closed-loop evaluation: every policy run on the simulator over the same period and data.
 
 The plant is always the simulator (:mod:`coolshift.simulations`), never the learned
-model. Policies: the simulator's baselines ``static``, ``best_practice`` and
-``carbon_greedy`` (defined once there), ``coolshift`` (receding-horizon LP on forecasts)
-and ``oracle`` (the same optimiser with the actual future values and a longer horizon:
-what a planner with perfect foresight could save, given the same learned model).
+model. Policies: the baselines ``static``, ``best_practice`` and ``carbon_greedy`` (the
+rules of :mod:`coolshift.baselines`, applied by :mod:`.policies`), ``coolshift``
+(receding-horizon LP on forecasts) and ``oracle`` (the same optimiser with the actual future
+values and a longer horizon: what a planner with perfect foresight could save, given the
+same learned model).
 """
 
 from __future__ import annotations
