@@ -178,3 +178,11 @@ def test_plan_refuses_a_model_of_another_plant_with_exit_2(tmp_path, monkeypatch
     assert "different plant" in text and "server_pools[0].servers: 1200 when trained, 1500 now" in text
     assert "coolshift train" in text and "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+    # the closed-loop evaluation refuses it the same way, before simulating anything
+    res = CliRunner().invoke(app, ["evaluate", "--site", str(p), "--start", "2022-07-15", "--end", "2022-07-16",
+                                   "--policies", "best_practice,coolshift", "--forecast", "perfect",
+                                   "--workers", "1", "--workdir", str(tmp_path), "--out", str(tmp_path / "ev")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "different plant" in text and "coolshift train" in text and "Traceback" not in res.output
+    assert not (tmp_path / "ev" / "evaluation.json").exists()
