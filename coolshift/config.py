@@ -20,6 +20,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from coolshift.textfiles import DataError, read_text
+
 __all__ = [
     "ConfigError",
     "DataSource",
@@ -600,8 +602,6 @@ def _read_site_yaml(path: Path) -> tuple[object, dict, dict]:
     Only a regular UTF-8/UTF-16 text file is read (a FIFO, directory or binary file is a
     ConfigError naming the file); syntax errors name line and column.
     """
-    from coolshift.io.checks import DataError, read_text
-
     try:
         text = read_text(path, max_bytes=MAX_SITE_YAML_BYTES)
     except DataError as exc:
