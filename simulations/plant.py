@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .airside import SERVER_DELTA_T_K
+
 __all__ = [
     "EIR_FPLR_DOE2_CENTRIFUGAL",
     "carnot_fraction",
@@ -161,8 +163,6 @@ def economiser_fraction(economiser_type: str, approach_c: float, chw_c, supply_c
         lo = np.asarray(chw_c, dtype=float)
         hi = lo + CHW_DELTA_T_K
     else:
-        from .airside import SERVER_DELTA_T_K
-
         t_free = np.asarray(drybulb_c, dtype=float) + approach_c
         lo = np.asarray(supply_c, dtype=float)
         hi = lo + SERVER_DELTA_T_K

@@ -24,6 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coolshift.locks import device_key as _device_key
+from coolshift.locks import state_dir as _state_dir
+
 if TYPE_CHECKING:
     from .points import PointMap
 
@@ -55,8 +58,6 @@ CREATE TABLE IF NOT EXISTS audit_head (
 
 def state_dir(environ: dict[str, str] | None = None) -> Path:
     """Where per-user Coolshift state lives: the same folder as the run locks (:mod:`coolshift.locks`)."""
-    from coolshift.locks import state_dir as _state_dir
-
     return _state_dir(environ)
 
 
@@ -66,8 +67,6 @@ def device_key(pm: "PointMap") -> str:
     The same key the control-loop locks use (:func:`coolshift.locks.device_key`), so the
     rate limit and the locks agree on what one device is.
     """
-    from coolshift.locks import device_key as _device_key
-
     return _device_key(pm.protocol, pm.connection)
 
 

@@ -39,6 +39,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LinearRegression
 from sklearn.utils.validation import check_is_fitted
 
+from coolshift.reports.carbon import reduction_split, step_hours
+
 __all__ = [
     "ChangePointBaseline", "cv_rmse", "nmbe", "lag1_autocorrelation", "effective_n",
     "fractional_savings_uncertainty", "cv_rmse_threshold", "mv_intervals", "with_weather_driver", "MVResult", "verify_savings",
@@ -227,8 +229,6 @@ def mv_intervals(frame: pd.DataFrame, freq: str = "h", load_column: str = "it_po
     for c in ("facility_power_kw", load_column, temp_column):
         if c not in frame.columns:
             raise ValueError(f"column {c!r} missing for M&V (have {list(frame.columns)})")
-    from coolshift.reports.carbon import step_hours
-
     h = pd.Series(step_hours(frame.index), index=frame.index)
     e = frame["facility_power_kw"] * h
     parts = {"energy_kwh": e.resample(freq).sum(min_count=1), "load": frame[load_column].resample(freq).mean(),
@@ -350,8 +350,6 @@ def verify_savings(pre: pd.DataFrame, post: pd.DataFrame, *, freq: str = "h", lo
     temperature (see :func:`with_weather_driver`); ``gco2_per_kwh`` on ``post`` for carbon).
     ``freq`` is the M&V interval (``h`` hourly, ``D`` daily).
     """
-    from coolshift.reports.carbon import reduction_split
-
     pre, post = with_work_column(pre, load_column), with_work_column(post, load_column)
     pre, t_pre = with_weather_driver(pre, temperature)
     post, t_post = with_weather_driver(post, temperature)
