@@ -106,6 +106,16 @@ def register(app: typer.Typer) -> None:
         integer_servers: Annotated[bool, typer.Option(help="whole servers (a MILP) instead of continuous")] = False,
         envelope_zone_it: Annotated[bool, typer.Option(
             help="keep zone IT power inside the plant model's trained range (see docs/optimizer.md)")] = False,
+        state: Annotated[Optional[Path], typer.Option(
+            "--state", help="start from this measured state (YAML/JSON: setpoints, servers on, work waiting; "
+                            "see docs/optimizer.md) instead of the config's initial values")] = None,
+        from_bms: Annotated[Optional[Path], typer.Option(
+            "--from-bms", help="start from the state read from the BMS through this point map (read-only; "
+                               "fields the map lacks come from the config, with a warning)")] = None,
+        state_max_age_h: Annotated[float, typer.Option(
+            help="refuse a state measured longer than this before the plan start")] = 6.0,
+        state_max_ahead_h: Annotated[Optional[float], typer.Option(
+            help="refuse a state measured longer than this after the plan start (default one planning step)")] = None,
     ) -> None:
         """Plan the next horizon (length and step from the config) for least carbon.
 
@@ -119,16 +129,27 @@ def register(app: typer.Typer) -> None:
         and one beside the run folders (<runs>/<site>/.plan-<site>.lock). A run killed
         half-way is cleaned up by the next one: its lock recovered, its staging folders
         removed and its MLflow record marked FAILED.
+
+        By default the plan starts from the config's initial setpoints, every server on and
+        no work waiting. `--state FILE` starts it from a measured state; `--from-bms MAP`
+        reads that state from the BMS (never writing). summary.json records which
+        (`initial_state`).
         """
         from coolshift.config import ConfigError
         from coolshift.io.checks import DataError
-        from coolshift.usecases.nightly import LockUnavailable, NightlyOptions, RunLocked, Terminated, nightly_plan
+        from coolshift.usecases.nightly import (
+            LockUnavailable, NightlyOptions, RunLocked, StateUnavailable, Terminated, nightly_plan,
+        )
+
+        if state is not None and from_bms is not None:
+            _fail("give at most one of --state (a state file) and --from-bms (a point map)")
 
         opts = NightlyOptions(
             site=site_path, start=start, for_date=for_, runs=runs, out=out, forecast=forecast, workdir=workdir,
             record_mlflow=mlflow_log, carbon=carbon, weather=weather, workload=workload, carbon_format=carbon_format,
             weather_format=weather_format, workload_format=workload_format, accounting=accounting,
-            time_limit_s=time_limit_s, integer_servers=integer_servers, envelope_zone_it=envelope_zone_it)
+            time_limit_s=time_limit_s, integer_servers=integer_servers, envelope_zone_it=envelope_zone_it,
+            state_file=state, from_bms=from_bms, state_max_age_h=state_max_age_h, state_max_ahead_h=state_max_ahead_h)
         with _stages() as stage:  # errors are printed under a running spinner, as the command always did
             try:
                 res = nightly_plan(opts, progress=stage, warn=_warn)
@@ -141,6 +162,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(EXIT_FAILURE) from None
             except Terminated:
                 _fail("stopped by SIGTERM before the plan was written; the previous run folder is untouched", EXIT_FAILURE)
+            except StateUnavailable as exc:
+                _fail(f"{exc}; nothing was planned", EXIT_FAILURE)
             except (ConfigError, DataError):
                 raise  # cli_errors: one line naming the file, exit 2
             except (ValueError, LookupError) as exc:

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from coolshift.bms.state_read import StateUnavailable, read_site_state_sync
 from coolshift.config import ConfigError, SiteConfig, load_site
 from coolshift.control.receding import cap_interactive_demand, forecast_columns
 from coolshift.io import DataError
@@ -35,9 +36,11 @@ from coolshift.optimizer.fallback import baseline_actions
 from coolshift.optimizer.plan import totals_of
 from coolshift.reports.html import Section, html_figure, html_kv, html_paragraphs, html_table, render_page
 from coolshift.runs import clean_stale_staging, output_lock, staged_run_dir
+from coolshift.site_state import STATE_MAX_AGE_H, SiteState, load_state_file
 from coolshift.usecases.inputs import NoPlantModel, coerce_paths, load_inputs
 
 __all__ = ["NightlyOptions", "NightlyResult", "nightly_plan", "Terminated", "LockUnavailable", "RunLocked", "NoPlantModel",
+           "StateUnavailable", "measured_initial_state",
            "plan_start", "horizon_forecast", "load_coefficients", "summary_of", "plan_locks", "plan_report_html",
            "PlanRecord", "fail_stale_plan_runs", "log_plan_run", "HISTORY_DAYS", "NO_MODEL_HINT"]
 
@@ -55,6 +58,12 @@ class NightlyOptions:
     ``<runs>/<site>/<date>``. ``forecast``: ``model`` (Coolshift's forecasters trained on the
     data before the start) or ``perfect`` (the data as given). ``workdir``: the site's
     working folder holding mlflow.db (default ``./.coolshift/<site>``).
+
+    The plan starts from the config's initial state unless given at most one of
+    ``state_file`` (a measured state, :mod:`coolshift.site_state`) and ``from_bms`` (a point
+    map: the state read from the BMS, :mod:`coolshift.bms.state_read`). The state may be
+    measured up to ``state_max_age_h`` before the start and ``state_max_ahead_h`` (default
+    one planning step) after it.
     """
 
     site: Path
@@ -75,9 +84,13 @@ class NightlyOptions:
     time_limit_s: float = 600.0
     integer_servers: bool = False
     envelope_zone_it: bool = False
+    state_file: Path | None = None
+    from_bms: Path | None = None
+    state_max_age_h: float = STATE_MAX_AGE_H
+    state_max_ahead_h: float | None = None
 
     def __post_init__(self):
-        coerce_paths(self, "site", "runs", "out", "workdir", "carbon", "weather", "workload")
+        coerce_paths(self, "site", "runs", "out", "workdir", "carbon", "weather", "workload", "state_file", "from_bms")
 
 
 @dataclass(frozen=True)
@@ -361,10 +374,15 @@ def nightly_plan(opts: NightlyOptions, *, progress: Callable[[str], None] | None
     t0 = plan_start(opts.for_date, opts.start, now)
     if opts.accounting not in (None, "location", "market"):
         raise ValueError(f"--accounting must be 'location' or 'market', not {opts.accounting!r}")
+    if opts.state_file is not None and opts.from_bms is not None:
+        raise ValueError("give at most one of --state (a state file) and --from-bms (a point map)")
     site0 = load_site(opts.site)  # only the site name is needed to take the locks
+    # the measured state is read (and a bad one refused) before any lock or data
+    initial, state_record = measured_initial_state(opts, site0, t0, progress, warn)
     out_dir = opts.out or opts.runs / site0.name / f"{t0:%Y-%m-%d}"
     with _whole_run(site0, t0, out_dir, opts, warn, unwind_on_sigterm) as rec:
-        site, plan, summary, frame, html, rule = _make_plan(opts, t0, site0.planning.horizon_h, progress)
+        site, plan, summary, frame, html, rule = _make_plan(opts, t0, site0.planning.horizon_h, progress, initial,
+                                                            state_record)
         progress("writing the run folder")
         _write_run(out_dir, frame, summary, html)
         run_id = None
@@ -495,7 +513,54 @@ def load_coefficients(site: SiteConfig, data: pd.DataFrame, site_path: Path, wor
     return model.coefficients(site, data), getattr(model, "envelope_", None)
 
 
-def _make_plan(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float, progress: Callable[[str], None]):
+def measured_initial_state(opts: NightlyOptions, site: SiteConfig, t0: pd.Timestamp,
+                           progress: Callable[[str], None] | None = None,
+                           warn: Callable[[str], None] | None = None) -> tuple[InitialState, dict]:
+    """Where the plan starts: the config's initial state, a state file's, or the BMS's (read-only).
+
+    Returns the optimiser's ``InitialState`` and its record for summary.json
+    (``source``: ``config``, ``state_file``, ``bms`` or ``bms+config`` when some fields were
+    not in the point map; ``from_config`` lists those). A bad state is a ConfigError naming
+    the file (or map and point) and key; an unreadable BMS is :class:`StateUnavailable`.
+    """
+    progress, warn = progress or _quiet, warn or _quiet
+    if opts.state_file is None and opts.from_bms is None:
+        init = InitialState.from_site(site)
+        return init, {"source": "config", "measured_at": None,
+                      "from_config": ["supply_setpoint_c", "chw_setpoint_c", "active_servers", "backlog"], "values": {
+            "supply_setpoint_c": init.supply_setpoint_c, "chw_setpoint_c": init.chw_setpoint_c,
+            "active_servers": init.active_servers, "backlog": {}}}
+    limits = dict(max_age_h=opts.state_max_age_h, max_ahead_h=opts.state_max_ahead_h)
+    if opts.state_file is not None:
+        progress("reading the state file")
+        state: SiteState = load_state_file(opts.state_file)
+        state.check(site, t0, str(opts.state_file), **limits)
+        record = {"source": "state_file", "path": str(opts.state_file), "from_config": []}
+    else:
+        progress("reading the measured state from the BMS (read-only)")
+        got = read_site_state_sync(opts.from_bms, site)
+        state = got.state
+        state.check(site, t0, f"{opts.from_bms} (BMS reading)", labels=got.points, **limits)
+        for n in got.notes:
+            warn(n)
+        if got.from_config:
+            warn(f"{opts.from_bms}: the point map has no point for {', '.join(got.from_config)}: "
+                 "taken from the config (initial setpoints, every server on, no backlog)")
+        record = {"source": "bms+config" if got.from_config else "bms", "path": str(opts.from_bms),
+                  "from_config": list(got.from_config), "points": got.points}
+    due, notes = state.backlog_due_h(t0)
+    for n in notes:
+        warn(f"{record['path']}: {n}")
+    init = InitialState(supply_setpoint_c=dict(state.supply_setpoint_c), chw_setpoint_c=float(state.chw_setpoint_c),
+                        active_servers=dict(state.active_servers), backlog_due={k: v for k, v in due.items() if v})
+    values = state.record(t0)
+    record["measured_at"] = values.pop("measured_at")
+    record["values"] = values
+    return init, record
+
+
+def _make_plan(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float, progress: Callable[[str], None],
+               initial: InitialState | None = None, state_record: dict | None = None):
     """Load, forecast, plan and score the baseline: (site, plan, summary, plan frame, report HTML, baseline rule)."""
     progress("loading site and data")
     site, full, t1 = _load_horizon(opts, t0, horizon_h)
@@ -508,7 +573,7 @@ def _make_plan(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float, progres
     progress("building the LP")
     plan_opts = PlanOptions(accounting=opts.accounting, time_limit_s=opts.time_limit_s, integer_servers=opts.integer_servers,
                             decision_envelope=envelope, envelope_zone_it=opts.envelope_zone_it)
-    planner = Planner(site, coefs, data, InitialState.from_site(site), plan_opts)
+    planner = Planner(site, coefs, data, initial if initial is not None else InitialState.from_site(site), plan_opts)
     progress("solving with HiGHS")
     plan = planner.solve()
     progress("scoring the best-practice baseline")
@@ -516,6 +581,8 @@ def _make_plan(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float, progres
     baseline_frame = evaluate_actions(planner.problem.data, acts)
     summary = summary_of(site, plan, totals_of(planner.problem.data, baseline_frame), rule, planner, t0, t1, coefs)
     summary["forecast"] = fc_info
+    if state_record is not None:
+        summary["initial_state"] = state_record
     frame = plan.frame.copy()
     frame["in_envelope"] = coefs.in_envelope.reindex(frame.index).fillna(False).astype(bool).to_numpy()
     html = plan_report_html(site, plan, baseline_frame.set_axis(frame.index), summary, data)
