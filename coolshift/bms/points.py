@@ -30,6 +30,7 @@ __all__ = [
     "ModbusPoint",
     "Point",
     "Safety",
+    "Heartbeat",
     "PointMap",
     "load_point_map",
     "expand_env",
@@ -220,6 +221,46 @@ class Safety(_Strict):
     verify_settle_s: float = Field(0.0, ge=0, description="wait before reading a write back")
 
 
+class Heartbeat(_Strict):
+    """The controller's watchdog: a point the supervisor changes at least every ``timeout_s``.
+
+    Modbus: a ``holding`` register (uint16) whose silence longer than ``timeout_s`` makes the
+    controller flip every mode register to automatic. BACnet: an analog-value ``object``
+    that the controller's local program watches; on silence it relinquishes the
+    supervisor's priority slot of every commandable point. The supervisor writes an
+    incrementing counter every ``interval_s`` (default a third of the timeout, so two lost
+    writes in a row still keep control). See docs/bms.md, "Watchdog".
+    """
+
+    holding: int | None = Field(None, ge=0, le=65535, description="Modbus heartbeat holding-register address")
+    object: str | None = Field(None, description="BACnet heartbeat object, 'analog-value,N'")
+    priority: int = Field(DEFAULT_PRIORITY, ge=3, le=16, description="BACnet write priority of the heartbeat")
+    timeout_s: float = Field(gt=0, description="silence after which the controller takes local control back")
+    interval_s: float | None = Field(None, gt=0, description="how often the supervisor writes it (default timeout/3)")
+
+    @field_validator("object")
+    @classmethod
+    def _obj(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        kind, _, inst = v.partition(",")
+        if kind != "analog-value" or not inst.strip().isdigit():
+            raise ValueError("heartbeat object must be 'analog-value,N'")
+        return f"{kind},{int(inst)}"
+
+    @model_validator(mode="after")
+    def _check(self) -> "Heartbeat":
+        if (self.holding is None) == (self.object is None):
+            raise ValueError("give exactly one of holding (Modbus register) or object (BACnet)")
+        if self.interval_s is not None and self.interval_s >= self.timeout_s:
+            raise ValueError("interval_s must be shorter than timeout_s")
+        return self
+
+    @property
+    def write_interval_s(self) -> float:
+        return self.interval_s if self.interval_s is not None else self.timeout_s / 3.0
+
+
 class PointMap(_Strict):
     name: str
     site: str = Field(description="site config YAML, relative to this file (zone envelopes)")
@@ -228,6 +269,7 @@ class PointMap(_Strict):
     audit_db: str = Field("bms_audit.sqlite", description="sqlite audit log, relative to this file")
     safety: Safety = Safety()
     points: list[Point] = Field(min_length=1)
+    heartbeat: Heartbeat | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @model_validator(mode="before")
@@ -256,6 +298,24 @@ class PointMap(_Strict):
         for p in self.points:
             if getattr(p, self.protocol) is None:
                 raise ValueError(f"point {p.name}: no '{self.protocol}' address")
+        hb = self.heartbeat
+        if hb is not None:
+            if self.protocol == "modbus":
+                if hb.holding is None:
+                    raise ValueError("heartbeat: a Modbus map names a 'holding' register")
+                for p in self.points:
+                    mp = p.modbus
+                    used = set(range(mp.address, mp.address + mp.n_registers)) if mp.table == "holding" else set()
+                    if mp.release is not None and mp.release.holding is not None:
+                        used.add(mp.release.holding)
+                    if hb.holding in used:
+                        raise ValueError(f"heartbeat: register {hb.holding} is already used by point {p.name}")
+            else:
+                if hb.object is None:
+                    raise ValueError("heartbeat: a BACnet map names an 'object' (analog-value,N)")
+                for p in self.points:
+                    if p.bacnet.object == hb.object:
+                        raise ValueError(f"heartbeat: object {hb.object} is already point {p.name}")
         return self
 
     def resolve(self, path: str | Path) -> Path:

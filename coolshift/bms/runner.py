@@ -5,7 +5,9 @@ so a stale plan is noticed. On SIGTERM, SIGINT, an internal error, the end of th
 plan or a stale plan, every point is relinquished to local control before exit.
 A step refused by the safety layer (for instance flagged outside the learned
 model's envelope) is not written, and the points go back to local control until
-a step passes the checks again.
+a step passes the checks again. With ``--apply`` and a ``heartbeat`` in the point map,
+the controller's watchdog point is written at every step and at least every
+``heartbeat.write_interval_s``, so a killed run hands the plant back by itself.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..config import SiteConfig
 from .audit import AuditLog
 from .adapters import open_adapter
 from .device import DeviceError
+from .heartbeat import write_heartbeat
 from .plan import PlanError, read_plan
 from .points import PointMap
 from .push import push, release_points, utcnow
@@ -69,6 +72,15 @@ async def run_plan(
             loop.remove_signal_handler(sig)
 
 
+async def _heartbeat(adapter, pm: PointMap, audit: AuditLog, log: Callable[[str], None]) -> None:
+    """Feed the controller's watchdog; a failed write is logged, not fatal (the watchdog then hands back)."""
+    try:
+        await write_heartbeat(adapter, pm)
+    except DeviceError as exc:
+        audit.record("run", "error", detail=f"heartbeat not written: {exc}")
+        log(f"heartbeat not written: {exc}")
+
+
 async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason) -> RunResult:
     audit.bind_device(device_key(pm))
     audit.new_push()
@@ -90,6 +102,9 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
                     break
                 start = plan.frame.index[0]
                 step = plan.frame.index[plan.frame.index.searchsorted(now, side="right") - 1] if now >= start else None
+                if apply and pm.heartbeat is not None:
+                    # before any write, so a controller whose watchdog has tripped takes the step
+                    await _heartbeat(adapter, pm, audit, log)
                 if step is not None and step != last_step:
                     out = await push(pm, site, plan, audit, apply=apply, now=now, adapter=adapter)
                     last_step = step
@@ -109,6 +124,8 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
                         break
                 nxt = plan.frame.index[plan.frame.index.searchsorted(now, side="right")] if now < plan.frame.index[-1] else end
                 wait_s = max(0.05, min((nxt - utcnow()).total_seconds(), max_sleep_s))
+                if apply and pm.heartbeat is not None:  # wake up to keep the controller's watchdog fed
+                    wait_s = min(wait_s, pm.heartbeat.write_interval_s)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=wait_s)
                 except (asyncio.TimeoutError, TimeoutError):

@@ -1,8 +1,9 @@
-"""BMS commands: push, release, run-plan, bms-sim, bms-status, bms-audit.
+"""BMS commands: push, release, run-plan, bms-sim, twin, bms-status, bms-audit.
 
 ``push`` is a dry run unless ``--apply``; ``release`` hands every point back to local
 control; ``run-plan`` follows a plan and relinquishes on SIGTERM/SIGINT; ``bms-sim``
-serves a site's points on 127.0.0.1 for demos and tests.
+serves a site's points on 127.0.0.1 for demos and tests; ``twin`` serves the site twin
+(the simulator with thermal state, on a clock N times real time, with the controller's watchdog).
 """
 
 from __future__ import annotations
@@ -212,6 +213,53 @@ def bms_sim_cmd(
     console.print("bms-sim stopped")
 
 
+def twin_cmd(
+    site: Annotated[Path, typer.Option("--site", help="site configuration YAML")],
+    protocol: Annotated[str, typer.Option("--protocol", help="bacnet or modbus")] = "bacnet",
+    speed: Annotated[float, typer.Option("--speed", help="site seconds per wall second (60: a 15-min step every 15 s)")] = 60.0,
+    start: Annotated[Optional[str], typer.Option("--start", help="site time of the first step, ISO (default: the data's start)")] = None,
+    days: Annotated[float, typer.Option("--days", help="days of site data to run")] = 7.0,
+    port: Annotated[Optional[int], typer.Option("--port", help="UDP (BACnet) or TCP (Modbus) port on 127.0.0.1")] = None,
+    bms: Annotated[Optional[Path], typer.Option("--bms", help="point map (default configs/bms/<site>_<protocol>.yaml)")] = None,
+    map_out: Annotated[Optional[Path], typer.Option("--map-out", help="write the twin's point map (with its telemetry "
+                                                                        "and heartbeat) here for the supervisor")] = None,
+) -> None:
+    """Serve the site twin on 127.0.0.1: the simulator with thermal state behind the site's BMS points (Ctrl-C to stop)."""
+    from coolshift.twin import load_twin
+    from coolshift.twin.points import write_point_map
+
+    twin = load_twin(site, protocol, speed, start=start, days=days, port=port, bms=bms)
+    if map_out is not None:
+        write_point_map(twin.pm, map_out)
+    hb = twin.pm.heartbeat
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ready = asyncio.Event()
+        task = asyncio.create_task(twin.run(stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()
+        console.print(f"twin: {twin.site.name} over {protocol} on 127.0.0.1:{twin.port}, speed {speed:g} "
+                      f"(a {twin.step_s / 60:g}-min step every {twin.step_s / speed:.3g} s), from "
+                      f"{twin.data.index[0].isoformat()} for {len(twin.data)} steps; watchdog "
+                      f"{hb.timeout_s:g} s of site time" + (f"; point map {map_out}" if map_out else ""),
+                      markup=False, highlight=False)
+        await task
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot serve on 127.0.0.1:{twin.port}: {exc}", markup=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+    console.print(f"twin stopped after {len(twin.history)} step(s)")
+
+
 def bms_status_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
     """Read every point (setpoints and telemetry) once and print it, and any unfinished change.
 
@@ -336,5 +384,6 @@ def register(app: typer.Typer) -> None:
     app.command("release")(_errors(release_cmd))
     app.command("run-plan")(_errors(run_plan_cmd))
     app.command("bms-sim")(_errors(bms_sim_cmd))
+    app.command("twin")(_errors(twin_cmd))
     app.command("bms-status")(_errors(bms_status_cmd))
     app.command("bms-audit")(_errors(bms_audit_cmd))
