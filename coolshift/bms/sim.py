@@ -448,6 +448,17 @@ async def run_watchdog(wd: Watchdog, stop: asyncio.Event, period_s: float = SCAN
             pass
 
 
+
+async def _refresh_until(sim, stop: asyncio.Event, refresh_s: float) -> None:
+    """Show the telemetry for the setpoints in force every ``refresh_s`` until ``stop``; the
+    simulator runs in a worker thread so the device keeps answering meanwhile."""
+    while not stop.is_set():
+        sim.show(await asyncio.to_thread(sim.telemetry.get, sim.setpoints()))
+        try:
+            await asyncio.wait_for(stop.wait(), refresh_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+
 class BacnetSim(BacnetPoints):
     """``bms-sim`` over BACnet: the points of :class:`BacnetPoints`, telemetry from :func:`steady_telemetry`."""
 
@@ -472,13 +483,7 @@ class BacnetSim(BacnetPoints):
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                # the simulator runs in a worker thread so the device keeps answering
-                self.show(await asyncio.to_thread(self.telemetry.get, self.setpoints()))
-                try:
-                    await asyncio.wait_for(stop.wait(), refresh_s)
-                except (asyncio.TimeoutError, TimeoutError):
-                    pass
+            await _refresh_until(self, stop, refresh_s)
         finally:
             if watch is not None:
                 watch.cancel()
@@ -502,12 +507,7 @@ class ModbusSim(ModbusPoints):
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                self.show(await asyncio.to_thread(self.telemetry.get, self.setpoints()))
-                try:
-                    await asyncio.wait_for(stop.wait(), refresh_s)
-                except (asyncio.TimeoutError, TimeoutError):
-                    pass
+            await _refresh_until(self, stop, refresh_s)
         finally:
             if watch is not None:
                 watch.cancel()

@@ -159,6 +159,34 @@ def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: Aud
         raise typer.Exit(res.exit_code)
 
 
+
+def _serve_until_signal(run: Callable, port: int, announce: Callable[[], str]) -> None:
+    """Run ``run(stop, ready)`` until SIGTERM/SIGINT; print ``announce()`` once it serves.
+
+    A port that cannot be bound is one line and exit 1, not a traceback.
+    """
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ready = asyncio.Event()
+        task = asyncio.create_task(run(stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()
+        console.print(announce(), markup=False, highlight=False)
+        await task
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot serve on 127.0.0.1:{port}: {exc}", markup=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+
 def bms_sim_cmd(
     site: Annotated[Path, typer.Option("--site", help="site configuration YAML")],
     protocol: Annotated[str, typer.Option("--protocol", help="bacnet or modbus")] = "bacnet",
@@ -188,28 +216,9 @@ def bms_sim_cmd(
         raise PointMapError(f"--port {port} is not a port number")
     cond = SimConditions(load_frac=load_frac, drybulb_c=drybulb_c, wetbulb_c=wetbulb_c)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        ready = asyncio.Event()
-        task = asyncio.create_task(serve(pm, s, port, cond, stop, ready))
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()
-        console.print(f"bms-sim: {s.name} over {protocol} on 127.0.0.1:{port} "
-                      f"({len(pm.writable)} setpoints, {len(pm.points) - len(pm.writable)} telemetry points)",
-                      markup=False, highlight=False)
-        await task
-
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        err_console.print(f"[bold red]error:[/] cannot serve on 127.0.0.1:{port}: {exc}", markup=True)
-        raise typer.Exit(EXIT_FAILURE) from None
+    _serve_until_signal(lambda stop, ready: serve(pm, s, port, cond, stop, ready), port,
+                        lambda: f"bms-sim: {s.name} over {protocol} on 127.0.0.1:{port} "
+                                f"({len(pm.writable)} setpoints, {len(pm.points) - len(pm.writable)} telemetry points)")
     console.print("bms-sim stopped")
 
 
@@ -233,30 +242,11 @@ def twin_cmd(
         write_point_map(twin.pm, map_out)
     hb = twin.pm.heartbeat
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        ready = asyncio.Event()
-        task = asyncio.create_task(twin.run(stop, ready))
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()
-        console.print(f"twin: {twin.site.name} over {protocol} on 127.0.0.1:{twin.port}, speed {speed:g} "
-                      f"(a {twin.step_s / 60:g}-min step every {twin.step_s / speed:.3g} s), from "
-                      f"{twin.data.index[0].isoformat()} for {len(twin.data)} steps; watchdog "
-                      f"{hb.timeout_s:g} s of site time" + (f"; point map {map_out}" if map_out else ""),
-                      markup=False, highlight=False)
-        await task
-
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        err_console.print(f"[bold red]error:[/] cannot serve on 127.0.0.1:{twin.port}: {exc}", markup=True)
-        raise typer.Exit(EXIT_FAILURE) from None
+    _serve_until_signal(twin.run, twin.port,
+                        lambda: f"twin: {twin.site.name} over {protocol} on 127.0.0.1:{twin.port}, speed {speed:g} "
+                                f"(a {twin.step_s / 60:g}-min step every {twin.step_s / speed:.3g} s), from "
+                                f"{twin.data.index[0].isoformat()} for {len(twin.data)} steps; watchdog "
+                                f"{hb.timeout_s:g} s of site time" + (f"; point map {map_out}" if map_out else ""))
     console.print(f"twin stopped after {len(twin.history)} step(s)")
 
 
