@@ -1,0 +1,291 @@
+"""`coolshift operate`: the live loop's I/O. Read the BMS, decide (:mod:`coolshift.control.live`), write safely.
+
+Per planning step: read every mapped point (setpoints in force, telemetry, the clock
+point ``sim_time_unix_h`` when the map has one), check telemetry and intensity freshness,
+run the drift gate on the last step, re-plan, write the heartbeat, then push the first
+step through the safety layer (:func:`coolshift.bms.push.push` with ``apply``: checked,
+written, read back, rolled back on failure, audited). Anything wrong hands every point
+back (:func:`~coolshift.bms.push.release`). A status JSON is written atomically every step
+(``$COOLSHIFT_STATE_DIR/operate/<site>/status.json``; docs/live.md "Run it live").
+
+Clocks. Site time is the clock point's value when the map has one (the twin), else the
+wall clock floored to the planning step. The safety layer runs on the wall clock (rate
+limit, plan age): the step written is stamped with the wall time of the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from coolshift.bms.adapters import open_adapter
+from coolshift.bms.audit import AuditLog
+from coolshift.bms.device import DeviceError
+from coolshift.bms.heartbeat import write_heartbeat
+from coolshift.bms.plan import Plan
+from coolshift.bms.points import PointMap
+from coolshift.bms.push import push, release_points, utcnow
+from coolshift.bms.safety import max_change
+from coolshift.bms.state import device_key
+from coolshift.config import SiteConfig
+from coolshift.control.live import FACILITY_KW, LiveController, LiveLimits, Telemetry
+from coolshift.io.live import LiveSource, StaleIntensity, fresh_forecast
+from coolshift.locks import control_locks, hold_locks, state_dir
+from coolshift.schema import CARBON_GCO2_PER_KWH
+
+__all__ = ["OperateOptions", "OperateResult", "status_path", "run_operate", "SIM_TIME"]
+
+SIM_TIME = "sim_time_unix_h"
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+@dataclass(frozen=True)
+class OperateOptions:
+    """What ``coolshift operate`` was asked. ``interval_s``: wall seconds per planning step
+    (default the site's step; against a twin at speed N, step / N); ``steps``: stop after
+    this many steps (None: until a signal)."""
+
+    apply: bool = False
+    steps: int | None = None
+    interval_s: float | None = None
+    limits: LiveLimits = field(default_factory=LiveLimits)
+
+
+@dataclass
+class OperateResult:
+    exit_code: int
+    reason: str
+    steps: int = 0
+    steps_written: int = 0
+    status: dict = field(default_factory=dict)
+
+
+def status_path(site_name: str) -> Path:
+    """``$COOLSHIFT_STATE_DIR/operate/<site>/status.json`` (the state folder of the locks)."""
+    return state_dir() / "operate" / site_name / "status.json"
+
+
+def _write_atomic(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+async def _read_telemetry(adapter, pm: PointMap, step: pd.Timedelta) -> Telemetry:
+    """Every mapped point once (writables: the value in force); site time from the clock point or the wall."""
+    values = {}
+    for p in pm.points:
+        values[p.variable] = float((await adapter.read_state(p)).value if p.writable else await adapter.read_value(p))
+    if SIM_TIME in values:
+        site_time = (_EPOCH + pd.Timedelta(hours=values[SIM_TIME])).round("1s")
+    else:
+        site_time = utcnow().floor(step)
+    return Telemetry(site_time, values)
+
+
+def _one_step_plan(site: SiteConfig, targets: dict[str, float], interval_s: float, run_id: str, where: Path) -> Plan:
+    """The step to write as a plan the safety layer checks: one row covering the wall-clock now."""
+    now = utcnow()
+    frame = pd.DataFrame({k: [v] for k, v in targets.items()},
+                         index=pd.DatetimeIndex([now - pd.Timedelta(seconds=0.001)], name="timestamp"))
+    frame["in_envelope"] = True
+    return Plan(run_id=run_id, created_at=now, site=site.name, frame=frame,
+                step=pd.Timedelta(seconds=max(interval_s, 1.0)), path=where)
+
+
+async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_model, audit: AuditLog,
+                      opts: OperateOptions, intensity: LiveSource | None = None,
+                      log: Callable[[str], None] = print, stop: asyncio.Event | None = None,
+                      on_step: Callable[[dict], None] | None = None) -> OperateResult:
+    """Run the loop until ``opts.steps``, a signal or ``stop``; every point commanded is handed back at the end.
+
+    Takes the control locks (site and device) when ``opts.apply`` for the whole run
+    (:class:`coolshift.locks.RunLocked` if another loop holds them).
+    """
+    locks = hold_locks(control_locks(site.name, pm.protocol, pm.connection), "operate") if opts.apply else None
+    if locks is not None:
+        locks.__enter__()
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    why: list[str] = []
+
+    def on_signal(name: str) -> None:
+        why.append(f"stopped by {name}")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        return await _run(pm, site, data, plant_model, audit, opts, intensity, log, stop, why, on_step)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if locks is not None:
+            locks.__exit__(None, None, None)
+
+
+async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on_step) -> OperateResult:
+    step = pd.Timedelta(hours=site.step_h)
+    interval_s = float(opts.interval_s or site.step_h * 3600.0)
+    lim = opts.limits
+    ctl = LiveController(site, model, data, lim, {p.variable: max_change(p, site) for p in pm.writable})
+    audit.bind_device(device_key(pm))
+    run_id = audit.new_push()
+    audit.record("run", "start", detail=f"operate apply={opts.apply} interval_s={interval_s:g}")
+    spath = status_path(site.name)
+    res = OperateResult(0, "")
+    status = {"site": site.name, "point_map": pm.name, "apply": opts.apply, "state": "running", "reason": None,
+              "site_time": None, "steps": 0, "steps_written": 0, "telemetry": {}, "points": {}, "refusals": [],
+              "kgco2_so_far": 0.0, "loop_latency_s": None, "drift": None, "retrain_model": False,
+              "updated_at": None, "pid": os.getpid()}
+    commanding = False
+    last_site_time = None
+    last_fresh_wall = time.monotonic()
+    prediction = None  # the plan's prediction for the step now measured
+
+    async def hand_back(adapter, reason: str, state: str = "handed_back") -> None:
+        nonlocal commanding
+        status["state"], status["reason"] = state, reason
+        if opts.apply:
+            audit.record("run", "refused" if state == "handed_back" else "end", detail=f"hand back: {reason}")
+            try:
+                rel = await release_points(adapter, pm.writable, audit)
+                status["released"] = {n: ok for n, ok, _ in rel}
+            except DeviceError as exc:
+                status["released"] = {"error": str(exc)}
+        commanding = False
+        log(f"{state}: {reason}")
+
+    def publish() -> None:
+        status["updated_at"] = utcnow().isoformat()
+        status["steps"], status["steps_written"] = res.steps, res.steps_written
+        _write_atomic(spath, status)
+        if on_step is not None:
+            on_step(dict(status))
+
+    async with open_adapter(pm) as adapter:
+        try:
+            while not stop.is_set() and (opts.steps is None or res.steps < opts.steps):
+                # wait for the next step of site time (the clock point advancing), or give up on stale telemetry
+                tele, problem = None, None
+                t_wait = time.monotonic()
+                while not stop.is_set():
+                    try:
+                        tele = await _read_telemetry(adapter, pm, step)
+                    except DeviceError as exc:
+                        problem = f"telemetry missing: {exc}"
+                        tele = None
+                    if tele is not None and (last_site_time is None or tele.site_time > last_site_time):
+                        last_fresh_wall = time.monotonic()
+                        break
+                    age_s = time.monotonic() - last_fresh_wall
+                    if age_s > lim.telemetry_max_age_s:
+                        problem = problem or (f"telemetry stale: the site clock has not advanced for {age_s:.2f} s "
+                                              f"(limit {lim.telemetry_max_age_s:g} s)")
+                        tele = None
+                        break
+                    await asyncio.sleep(min(0.02, interval_s / 20) if SIM_TIME in {p.variable for p in pm.points}
+                                        else min(1.0, interval_s / 20))
+                if stop.is_set():
+                    break
+                t0 = time.monotonic()
+                res.steps += 1
+                if tele is None:
+                    await hand_back(adapter, problem)
+                    last_fresh_wall = time.monotonic()  # pause a further age before reporting again
+                    publish()
+                    continue
+                last_site_time = tele.site_time
+                status["site_time"] = tele.site_time.isoformat()
+                status["telemetry"] = tele.values
+                status["points"] = {p.name: tele.values[p.variable] for p in pm.writable}
+                # the drift gate: the prediction for the step just measured
+                if prediction is not None:
+                    chk = ctl.gate.check(prediction, tele.values)
+                    if chk is not None:
+                        status["drift"] = {"cooling_error_frac": chk.cooling_error_frac, "inlet_error_c": chk.inlet_error_c,
+                                           "over": chk.over, "consecutive": chk.consecutive,
+                                           "limit_steps": lim.drift_steps}
+                        if chk.tripped:
+                            status["retrain_model"] = True
+                            msg = (f"drift gate: the plant model missed cooling power by {chk.cooling_error_frac:.0%} and "
+                                   f"inlets by {chk.inlet_error_c:.2f} K for {chk.consecutive} steps in a row (limits "
+                                   f"{lim.drift_cooling_frac:.0%}, {lim.drift_inlet_c:g} K): retrain the model")
+                            audit.record("run", "refused", detail=f"RETRAIN: {msg}")
+                            await hand_back(adapter, msg)
+                            res.exit_code, res.reason = 3, msg
+                            publish()
+                            break
+                prediction = None
+                # intensity: never planned on when older than its limit
+                live_fc = None
+                if intensity is not None:
+                    try:
+                        snap = fresh_forecast(intensity, tele.site_time, lim.intensity_max_age_s)
+                        live_fc = snap.forecast
+                        status["intensity"] = {"source": intensity.name, "issued_at": snap.issued_at.isoformat(),
+                                               "age_s": snap.age_s(tele.site_time)}
+                    except StaleIntensity as exc:
+                        await hand_back(adapter, f"intensity stale: {exc}")
+                        publish()
+                        continue
+                gco2 = (float(live_fc[CARBON_GCO2_PER_KWH].iloc[0]) if live_fc is not None and len(live_fc)
+                        else float(data[CARBON_GCO2_PER_KWH].asof(tele.site_time)))
+                if FACILITY_KW in tele.values:
+                    status["kgco2_so_far"] += tele.values[FACILITY_KW] * site.step_h * gco2 / 1000.0
+                sp = await asyncio.to_thread(ctl.plan, tele, live_fc)
+                prediction = sp.predicted
+                status["plan"] = {"status": sp.status, "fallback": sp.fallback, "planned": sp.planned,
+                                  "targets": sp.targets, "predicted": sp.predicted, "solve_s": sp.solve_s}
+                if opts.apply:
+                    if pm.heartbeat is not None:
+                        try:
+                            await write_heartbeat(adapter, pm)
+                        except DeviceError as exc:
+                            audit.record("run", "error", detail=f"heartbeat not written: {exc}")
+                    writable = {p.variable for p in pm.writable}
+                    plan = _one_step_plan(site, {k: v for k, v in sp.targets.items() if k in writable}, interval_s,
+                                          f"{run_id}-{res.steps}", spath.parent)
+                    out = await push(pm, site, plan, audit, apply=True, adapter=adapter)
+                    if out.status in ("applied", "nothing_to_do"):
+                        res.steps_written += out.status == "applied"
+                        commanding = True
+                        status["state"], status["reason"] = "running", None
+                    elif out.status == "refused":
+                        status["refusals"] = (status["refusals"] + [{"site_time": tele.site_time.isoformat(),
+                                                                     "reasons": out.messages}])[-20:]
+                        await hand_back(adapter, "refused by the safety layer: " + "; ".join(out.messages))
+                    else:
+                        await hand_back(adapter, "push failed: " + "; ".join(out.messages))
+                status["loop_latency_s"] = time.monotonic() - t0
+                log(f"{tele.site_time.isoformat()}: {status['state']} targets "
+                    + ", ".join(f"{k}={v:.2f}" for k, v in sp.targets.items())
+                    + f" ({status['loop_latency_s']:.3f} s)")
+                publish()
+            if not res.reason:
+                res.reason = why[0] if why else f"{res.steps} step(s) done"
+        except Exception as exc:  # an internal error still hands back below
+            audit.record("run", "error", detail=repr(exc))
+            res.exit_code, res.reason = 1, f"internal error: {exc!r}"
+        finally:
+            if opts.apply and (commanding or status["state"] == "running"):
+                await hand_back(adapter, res.reason or "stopped", state="stopped")
+            elif status["state"] == "running":
+                status["state"], status["reason"] = "stopped", res.reason
+            audit.record("run", "end", detail=res.reason)
+            publish()
+    res.status = status
+    return res
