@@ -1,7 +1,9 @@
 """The actuator map, the host inventory and the work telemetry, read strictly.
 
-The actuator map (YAML) names the site, the audit log and the Redfish service; the
-service's user and password (or session token) come only from the environment
+The actuator map (YAML) names the site, the audit log, the Redfish service and, in an
+optional ``slurm:`` section, the Slurm cluster (the Slurm map's fields, see
+:func:`coolshift.actuators.slurm.slurm_map_from_section`), so one file names everything
+Coolshift commands besides the BMS. The Redfish service's user and password (or session token) come only from the environment
 (``COOLSHIFT_REDFISH_USER`` / ``COOLSHIFT_REDFISH_PASSWORD``, or ``COOLSHIFT_REDFISH_TOKEN``),
 never from the map and never from a plan. The inventory maps each server pool of the site
 config to its Redfish system ids, listed or discovered from the Systems collection by a
@@ -24,6 +26,7 @@ from typing import Mapping
 
 import yaml
 
+from coolshift.actuators.slurm import SlurmMap, slurm_map_from_section
 from coolshift.bms.points import PointMapError, expand_env
 from coolshift.config import ConfigError, SiteConfig
 
@@ -33,7 +36,8 @@ __all__ = ["ActuatorMap", "RedfishSettings", "Credentials", "Inventory", "Invent
 
 ENV_USER, ENV_PASSWORD, ENV_TOKEN = "COOLSHIFT_REDFISH_USER", "COOLSHIFT_REDFISH_PASSWORD", "COOLSHIFT_REDFISH_TOKEN"
 # A key or column whose name says it holds a secret: refused in maps and plans (credentials are env-only).
-_CREDENTIAL = re.compile(r"(pass(word|wd)?|secret|token|credential|api[_-]?key|auth|user(name)?|login)", re.I)
+_CREDENTIAL = re.compile(r"(pass(word|wd)?|secret|token|credential|(api|munge|private|ssh)[_-]?key|auth|user(name)?|login)",
+                         re.I)
 # Redfish resource ids go into URL paths: keep them to unreserved characters (RFC 3986 section 2.3).
 _HOST_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 
@@ -75,12 +79,15 @@ class RedfishSettings:
 
 @dataclass(frozen=True)
 class ActuatorMap:
+    """One file for the actuators: the Redfish service and, optionally, the Slurm cluster."""
+
     name: str
     path: Path
     site: Path
     audit_db: Path
     redfish: RedfishSettings
     max_plan_age_h: float = 26.0
+    slurm: SlurmMap | None = None  # the ``slurm:`` section; its site is the site config's name once loaded
 
 
 @dataclass(frozen=True)
@@ -136,11 +143,19 @@ def _number(path: Path, key: str, value: object, lo: float, integer: bool = Fals
     return value
 
 
+# Mappings whose keys are names chosen by the site (workload classes, server pools), not fields.
+_NAME_KEYS = {"slurm.classes", "slurm.pools"}
+
+
 def _refuse_credentials(path: Path, doc: object, where: str = "") -> None:
+    """Refuse any key that names a credential, anywhere in the map (credentials are env-only)."""
     if isinstance(doc, dict):
         for k, v in doc.items():
             key = f"{where}.{k}" if where else str(k)
-            if looks_like_credential(k):
+            if where not in _NAME_KEYS and looks_like_credential(k):
+                if key.startswith("slurm"):
+                    raise ConfigError(f"{path}: {key}: credentials are not read from a file; Slurm authenticates "
+                                      "through MUNGE (the socket its slurm.conf names)")
                 raise ConfigError(f"{path}: {key}: credentials are not read from a file; set {ENV_USER} and "
                                   f"{ENV_PASSWORD} (or {ENV_TOKEN}) in the environment")
             _refuse_credentials(path, v, key)
@@ -149,7 +164,7 @@ def _refuse_credentials(path: Path, doc: object, where: str = "") -> None:
             _refuse_credentials(path, v, f"{where}[{i}]")
 
 
-_MAP_KEYS = {"name", "site", "audit_db", "safety", "redfish"}
+_MAP_KEYS = {"name", "site", "audit_db", "safety", "redfish", "slurm"}
 _SAFETY_KEYS = {"max_plan_age_h"}
 _REDFISH_NUM = {  # key: (lower bound, integer, strictly above)
     "timeout_s": (0, False, True), "max_concurrent_power_on": (1, True, False),
@@ -161,7 +176,11 @@ _REDFISH_KEYS = {"url", "inventory", "work", "verify_tls"} | set(_REDFISH_NUM)
 
 
 def load_actuator_map(path: str | Path) -> ActuatorMap:
-    """Read and validate an actuator map; paths in it are relative to its folder."""
+    """Read and validate an actuator map; paths in it are relative to its folder.
+
+    A ``slurm:`` section is read as a Slurm map (its ``audit_db`` defaults to the map's, its
+    plan age to ``safety.max_plan_age_h``); its ``slurm.conf`` must exist.
+    """
     path = Path(path)
     doc = _read_yaml(path, "actuator map")
     if not isinstance(doc, dict):
@@ -210,8 +229,13 @@ def load_actuator_map(path: str | Path) -> ActuatorMap:
         url=url, inventory=rel("redfish.inventory", rf["inventory"]),
         work=rel("redfish.work", rf["work"]) if rf.get("work") is not None else None,
         verify_tls=verify, **nums)
-    return ActuatorMap(name=str(doc["name"]), path=path, site=rel("site", doc["site"]),
-                       audit_db=rel("audit_db", doc["audit_db"]), redfish=settings, max_plan_age_h=float(age))
+    audit_db = rel("audit_db", doc["audit_db"])
+    smap = None
+    if doc.get("slurm") is not None:
+        smap = slurm_map_from_section(path, doc["slurm"], name=str(doc["name"]), audit_db=audit_db,
+                                      max_plan_age_h=float(age))
+    return ActuatorMap(name=str(doc["name"]), path=path, site=rel("site", doc["site"]), audit_db=audit_db,
+                       redfish=settings, max_plan_age_h=float(age), slurm=smap)
 
 
 @dataclass(frozen=True)

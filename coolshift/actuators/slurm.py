@@ -45,7 +45,7 @@ from coolshift.bms.points import PointMapError, expand_env
 from coolshift.config import ConfigError
 
 __all__ = ["SlurmMapError", "SlurmError", "SlurmMap", "ClassSpec", "PoolSpec", "Job", "Node", "Action",
-           "StepDecision", "load_slurm_map", "read_slurm_plan", "plan_actions", "job_class", "job_deadline",
+           "StepDecision", "load_slurm_map", "slurm_map_from_section", "SECTION_KEYS", "read_slurm_plan", "plan_actions", "job_class", "job_deadline",
            "SlurmCli", "SlurmActuator", "HELD_REASONS", "REASON_PREFIX", "parse_scontrol_records"]
 
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
@@ -170,16 +170,43 @@ def load_slurm_map(path: str | Path, environ: Mapping[str, str] | None = None) -
     if not isinstance(raw, dict):
         raise SlurmMapError(f"{path}: expected a mapping at the top level")
     _unknown(raw, _TOP, str(path))
+    s = raw.get("slurm")
+    if not isinstance(s, dict):
+        raise SlurmMapError(f"{path}: slurm: expected a mapping with cluster and conf")
+    _unknown(s, _SLURM, f"{path}: slurm")
+    name = str(raw.get("name", path.stem))
+    audit = raw.get("audit_db", f"../../runs/actuators/{name}_slurm_audit.sqlite")
+    site = raw.get("site")
+    return _build(path, raw, s, "", name=name, site=None if site is None else str(site), audit=audit,
+                  max_plan_age_h=_num(raw, "max_plan_age_h", str(path), 26.0, minimum=0.0), environ=environ)
+
+
+# The ``slurm:`` section of an actuator map (docs/actuators.md): the Slurm map's fields in one
+# mapping; name, site and the plan age come from the actuator map, audit_db defaults to its own.
+SECTION_KEYS = _SLURM | {"classes", "pools", "audit_db", "deadline_margin_min", "resume_lead_min", "release_wait_s"}
+
+
+def slurm_map_from_section(path: Path, section: object, *, name: str, audit_db: Path, max_plan_age_h: float,
+                           environ: Mapping[str, str] | None = None) -> SlurmMap:
+    """The Slurm map of an actuator map's ``slurm:`` section (errors name ``slurm.<key>``)."""
+    path = Path(path)
+    if not isinstance(section, dict):
+        raise SlurmMapError(f"{path}: slurm: expected a mapping with cluster, conf and classes")
+    _unknown(section, SECTION_KEYS, f"{path}: slurm")
+    return _build(path, section, section, "slurm.", name=name, site=None, audit=section.get("audit_db", str(audit_db)),
+                  max_plan_age_h=max_plan_age_h, environ=environ)
+
+
+def _build(path: Path, raw: Mapping, s: Mapping, sec: str, *, name: str, site: str | None, audit: object,
+           max_plan_age_h: float, environ: Mapping[str, str] | None) -> SlurmMap:
+    """Validate the fields: ``raw`` holds classes, pools and timings, ``s`` the connection; ``sec``
+    prefixes the keys that live in ``raw`` (``""`` for a Slurm map, ``"slurm."`` for a section)."""
     base = path.parent.resolve()
 
     def rel(p: str) -> Path:
         q = Path(p).expanduser()
         return q if q.is_absolute() else (base / q)
 
-    s = raw.get("slurm")
-    if not isinstance(s, dict):
-        raise SlurmMapError(f"{path}: slurm: expected a mapping with cluster and conf")
-    _unknown(s, _SLURM, f"{path}: slurm")
     cluster = s.get("cluster")
     if not isinstance(cluster, str) or not cluster.strip():
         raise SlurmMapError(f"{path}: slurm.cluster: expected the cluster's ClusterName")
@@ -192,21 +219,20 @@ def load_slurm_map(path: str | Path, environ: Mapping[str, str] | None = None) -
         raise SlurmMapError(f"{path}: slurm.bin_dir: expected a folder holding squeue, sinfo and scontrol")
     bin_p = rel(_env(bin_dir, f"{path}: slurm.bin_dir", environ)) if bin_dir else None
     timeout = _num(s, "timeout_s", f"{path}: slurm", 15.0, minimum=0.5)
-    audit = raw.get("audit_db", f"../../runs/actuators/{raw.get('name', path.stem)}_slurm_audit.sqlite")
     if not isinstance(audit, str):
-        raise SlurmMapError(f"{path}: audit_db: expected a path")
-    audit_p = rel(_env(audit, f"{path}: audit_db", environ))
+        raise SlurmMapError(f"{path}: {sec}audit_db: expected a path")
+    audit_p = rel(_env(audit, f"{path}: {sec}audit_db", environ))
 
     classes = []
     craw = raw.get("classes")
     if not isinstance(craw, dict) or not craw:
-        raise SlurmMapError(f"{path}: classes: expected a mapping of workload class -> {{partitions: [...]}}")
-    for name, c in craw.items():
-        where = f"{path}: classes.{name}"
+        raise SlurmMapError(f"{path}: {sec}classes: expected a mapping of workload class -> {{partitions: [...]}}")
+    for cname, c in craw.items():
+        where = f"{path}: {sec}classes.{cname}"
         if not isinstance(c, dict):
             raise SlurmMapError(f"{where}: expected a mapping")
         _unknown(c, _CLASS, where)
-        classes.append(ClassSpec(str(name), _partitions(c, where),
+        classes.append(ClassSpec(str(cname), _partitions(c, where),
                                  _num(c, "units_per_cpu_hour", where, 1.0, minimum=1e-9),
                                  _num(c, "default_deadline_h", where, 24.0, minimum=0.0),
                                  _num(c, "default_runtime_min", where, 60.0, minimum=0.0)))
@@ -214,31 +240,30 @@ def load_slurm_map(path: str | Path, environ: Mapping[str, str] | None = None) -
     for c in classes:
         for p in c.partitions:
             if p in seen:
-                raise SlurmMapError(f"{path}: classes.{c.name}.partitions: {p!r} already belongs to class {seen[p]}")
+                raise SlurmMapError(f"{path}: {sec}classes.{c.name}.partitions: {p!r} already belongs to class {seen[p]}")
             seen[p] = c.name
     pools = []
     praw = raw.get("pools", {}) or {}
     if not isinstance(praw, dict):
-        raise SlurmMapError(f"{path}: pools: expected a mapping of server pool -> {{partitions: [...]}}")
-    for name, p in praw.items():
-        where = f"{path}: pools.{name}"
+        raise SlurmMapError(f"{path}: {sec}pools: expected a mapping of server pool -> {{partitions: [...]}}")
+    for pname, p in praw.items():
+        where = f"{path}: {sec}pools.{pname}"
         if not isinstance(p, dict):
             raise SlurmMapError(f"{where}: expected a mapping")
         _unknown(p, _POOL, where)
-        pools.append(PoolSpec(str(name), _partitions(p, where), _num(p, "servers_per_node", where, 1.0, minimum=1e-9),
+        pools.append(PoolSpec(str(pname), _partitions(p, where), _num(p, "servers_per_node", where, 1.0, minimum=1e-9),
                               _num(p, "min_nodes", where, 1, minimum=0, integer=True)))
     if not conf_p.is_file():
         raise SlurmMapError(f"{path}: slurm.conf: {conf_p} not found (the cluster's slurm.conf: it names the "
                             "controller and the MUNGE socket)")
-    site = raw.get("site")
+    where = f"{path}: slurm" if sec else str(path)
     return SlurmMap(
-        name=str(raw.get("name", path.stem)), path=path, cluster=cluster.strip(), conf=conf_p, bin_dir=bin_p,
-        timeout_s=timeout, audit_db=audit_p, classes=tuple(classes), pools=tuple(pools),
-        site=None if site is None else str(site),
-        max_plan_age_h=_num(raw, "max_plan_age_h", str(path), 26.0, minimum=0.0),
-        deadline_margin_min=_num(raw, "deadline_margin_min", str(path), 5.0),
-        resume_lead_min=_num(raw, "resume_lead_min", str(path), 0.0),
-        release_wait_s=_num(raw, "release_wait_s", str(path), 60.0),
+        name=name, path=path, cluster=cluster.strip(), conf=conf_p, bin_dir=bin_p,
+        timeout_s=timeout, audit_db=audit_p, classes=tuple(classes), pools=tuple(pools), site=site,
+        max_plan_age_h=max_plan_age_h,
+        deadline_margin_min=_num(raw, "deadline_margin_min", where, 5.0),
+        resume_lead_min=_num(raw, "resume_lead_min", where, 0.0),
+        release_wait_s=_num(raw, "release_wait_s", where, 60.0),
     )
 
 

@@ -49,7 +49,9 @@ def _errors(func: Callable) -> Callable:
     return wrapper
 
 
-def _setup(actuators: Path, plan_dir: Path | None):
+def setup(actuators: Path, plan_dir: Path | None):
+    """Map, site, inventory spec, plan (when given) and a client with the environment's credentials;
+    bad input raises ConfigError/PlanError before any request is sent."""
     from coolshift.actuators.inventory import load_actuator_map, load_inventory_spec, redfish_credentials
     from coolshift.actuators.redfish import RedfishClient, read_host_plan
     from coolshift.config import load_site
@@ -82,7 +84,7 @@ def hosts_cmd(plan: PlanOpt, actuators: MapOpt, apply: ApplyOpt = False, audit: 
     from coolshift.actuators.redfish import chunk_names, enact
     from coolshift.bms.audit import AuditLog
 
-    am, site, spec, p, client = _setup(actuators, plan)
+    am, site, spec, p, client = setup(actuators, plan)
     try:
         ids = client.system_ids()
         systems = client.system_names(ids) if spec.needs_discovery else {i: i for i in ids}
@@ -142,13 +144,13 @@ def hosts_cmd(plan: PlanOpt, actuators: MapOpt, apply: ApplyOpt = False, audit: 
     raise typer.Exit(EXIT_FAILURE)
 
 
-def hosts_release_cmd(actuators: MapOpt, audit: AuditOpt = None) -> None:
-    """Power on every host Coolshift switched off on this Redfish service (the operator's exit)."""
+def hand_back_hosts(am, site, spec, client, audit: Path | None = None) -> tuple[bool, str]:
+    """Power on every host Coolshift switched off on the map's Redfish service, printing each;
+    returns (all on again, a one-line summary). An unreachable service raises (DeviceError)."""
     from coolshift.actuators.inventory import resolve_inventory
     from coolshift.actuators.redfish import release
     from coolshift.bms.audit import AuditLog
 
-    am, site, spec, _, client = _setup(actuators, None)
     try:
         inv = resolve_inventory(spec, site, None)
         with _lock(am, True), AuditLog(audit if audit is not None else am.audit_db, device=am.redfish.device) as log:
@@ -159,9 +161,15 @@ def hosts_release_cmd(actuators: MapOpt, audit: AuditOpt = None) -> None:
         console.print("nothing to release: no host is switched off by Coolshift on this service", markup=False)
     for r in rep.results:
         console.print(f"{'on' if r.ok else 'NOT ON'} {r.host} ({r.pool}): {r.detail}", markup=False, highlight=False)
-    console.print(f"released {sum(r.ok for r in rep.results)}/{len(rep.results)} host(s); audit: {log.path}",
-                  markup=False, highlight=False)
-    if not rep.ok:
+    return rep.ok, f"released {sum(r.ok for r in rep.results)}/{len(rep.results)} host(s); audit: {log.path}"
+
+
+def hosts_release_cmd(actuators: MapOpt, audit: AuditOpt = None) -> None:
+    """Power on every host Coolshift switched off on this Redfish service (the operator's exit)."""
+    am, site, spec, _, client = setup(actuators, None)
+    ok, summary = hand_back_hosts(am, site, spec, client, audit)
+    console.print(summary, markup=False, highlight=False)
+    if not ok:
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -127,16 +127,69 @@ def push_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOp
                       markup=False, highlight=False)
 
 
-def release_cmd(bms: BmsOpt, audit: AuditOpt = None) -> None:
-    """Hand every point back to local control (relinquish at our priority / automatic mode)."""
-    from coolshift.bms.push import release
+ReleaseBmsOpt = Annotated[Optional[Path], typer.Option("--bms", help="BMS point map YAML: its points are handed back")]
+ReleaseActuatorsOpt = Annotated[Optional[Path], typer.Option(
+    "--actuators", help="actuator map YAML: hosts powered on again (redfish:), Slurm holds lifted and nodes resumed (slurm:)")]
+ReleaseAuditOpt = Annotated[Optional[Path], typer.Option(
+    "--audit", help="the BMS part's audit log (default: the point map's audit_db); hosts and jobs use the actuator map's")]
 
-    pm, site, log = _load(bms, audit)
-    with log:
-        res = asyncio.run(release(pm, log))
-    for name, ok, detail in res:
-        console.print(f"{'released' if ok else '[red]NOT RELEASED[/]'} {name}: {detail}", markup=True, highlight=False)
-    if not all(ok for _, ok, _ in res):
+
+def release_cmd(bms: ReleaseBmsOpt = None, actuators: ReleaseActuatorsOpt = None, audit: ReleaseAuditOpt = None) -> None:
+    """Hand back everything Coolshift commands: BMS points to local control, hosts on, Slurm holds lifted.
+
+    Every file and the credentials are checked before anything is handed back (exit 2);
+    then each part is handed back even if an earlier one failed, and reported; exit 1 names
+    the parts that could not be handed back.
+    """
+    from coolshift.bms.audit import AuditError
+    from coolshift.bms.push import release
+    from coolshift.config import ConfigError
+
+    from .actuators import hand_back_hosts, setup
+    from .slurm import hand_back_jobs
+
+    if bms is None and actuators is None:
+        raise ConfigError("options: give --bms MAP, --actuators MAP or both (what to hand back)")
+    hosts = setup(actuators, None) if actuators is not None else None  # map, inventory, credentials
+    smap = hosts[0].slurm if hosts is not None else None
+    loaded = _load(bms, audit) if bms is not None else None
+    parts: list[tuple[str, bool, str]] = []
+
+    def part(name: str, fn: Callable[[], tuple[bool, str]]) -> None:
+        console.print(f"-- {name}", markup=False, highlight=False)
+        try:
+            ok, summary = fn()
+        except Exception as exc:  # noqa: BLE001 - one part failing must not stop the others; reported, exit 1
+            from coolshift.actuators.slurm import SlurmError
+            from coolshift.bms.device import DeviceError
+
+            if not isinstance(exc, (DeviceError, SlurmError, AuditError, ConfigError, OSError)):
+                raise
+            ok, summary = False, f"{type(exc).__name__}: {exc}"
+        parts.append((name, ok, summary))
+
+    if loaded is not None:
+        pm, _, log = loaded
+
+        def bms_part() -> tuple[bool, str]:
+            with log:
+                res = asyncio.run(release(pm, log))
+            for name, ok, detail in res:
+                console.print(f"{'released' if ok else '[red]NOT RELEASED[/]'} {name}: {detail}", markup=True,
+                              highlight=False)
+            n = sum(ok for _, ok, _ in res)
+            return n == len(res), f"{n} of {len(res)} point(s) back under local control; audit: {log.path}"
+
+        part(f"BMS points ({bms})", bms_part)
+    if hosts is not None:
+        am, site, spec, _, client = hosts
+        part(f"hosts ({am.redfish.device})", lambda: hand_back_hosts(am, site, spec, client))
+    if smap is not None:
+        part(f"jobs and nodes ({smap.device})", lambda: hand_back_jobs(smap))
+    for name, ok, summary in parts:
+        (console if ok else err_console).print(f"{'handed back' if ok else 'NOT HANDED BACK'}: {name}: {summary}",
+                                               markup=False, highlight=False, soft_wrap=True)
+    if not all(ok for _, ok, _ in parts):
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -2,7 +2,9 @@
 
 The BMS push's contract: ``jobs`` is a dry run unless ``--apply``; every action is in the
 hash-chained audit log before it happens; a failed step is rolled back; ``jobs-release``
-lifts every hold Coolshift placed and powers up every node it powered down.
+lifts every hold Coolshift placed and powers up every node it powered down. The cluster is
+named by a Slurm map (``--slurm``) or by the ``slurm:`` section of an actuator map
+(``--actuators``, the same file ``coolshift hosts`` reads).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, console, err_c
 EXIT_REFUSED = EXIT_FALLBACK  # stale plan, another site, no step for now: nothing done
 
 PlanOpt = Annotated[Path, typer.Option("--plan", help="plan run folder (plan.csv + summary.json)")]
-SlurmOpt = Annotated[Path, typer.Option("--slurm", help="Slurm map YAML (cluster, slurm.conf, classes, pools)")]
+SlurmOpt = Annotated[Optional[Path], typer.Option("--slurm", help="Slurm map YAML (cluster, slurm.conf, classes, pools)")]
+ActuatorsOpt = Annotated[Optional[Path], typer.Option(
+    "--actuators", help="actuator map YAML whose slurm: section names the cluster (instead of --slurm)")]
 AuditOpt = Annotated[Optional[Path], typer.Option("--audit", help="audit log sqlite (default: the map's audit_db)")]
 ApplyOpt = Annotated[bool, typer.Option("--apply", help="act on the cluster (default: dry run, nothing changed)")]
 
@@ -48,6 +52,50 @@ def _errors(func: Callable) -> Callable:
     return wrapper
 
 
+def load_slurm(slurm: Path | None, actuators: Path | None):
+    """The Slurm map from ``--slurm`` or from an actuator map's ``slurm:`` section (exactly one)."""
+    import dataclasses
+
+    from coolshift.actuators.inventory import load_actuator_map
+    from coolshift.actuators.slurm import SlurmMapError, load_slurm_map
+    from coolshift.config import load_site
+
+    if (slurm is None) == (actuators is None):
+        raise SlurmMapError("options: give the cluster with exactly one of --slurm MAP or --actuators MAP")
+    if slurm is not None:
+        return load_slurm_map(slurm)
+    am = load_actuator_map(actuators)
+    if am.slurm is None:
+        raise SlurmMapError(f"{actuators}: slurm: missing (this actuator map names no Slurm cluster)")
+    return dataclasses.replace(am.slurm, site=load_site(am.site).name)
+
+
+def hand_back_jobs(smap, audit: Path | None = None) -> tuple[bool, str]:
+    """Lift every hold Coolshift placed and resume every node it powered down, printing each;
+    returns (all handed back, a one-line summary). A cluster that does not answer raises SlurmError."""
+    from coolshift.actuators.slurm import SlurmActuator
+    from coolshift.bms.audit import AuditLog
+
+    log = AuditLog(audit if audit is not None else smap.audit_db, device=smap.device)
+    try:
+        act = SlurmActuator(smap, log)
+        act.check_cluster()
+        log.record("run", "start", detail="coolshift jobs-release")
+        out = act.release_all()
+        for a in out.done:
+            _say(f"{'released job' if a.kind == 'release' else 'resumed node'} {a.target}")
+        for a, why in out.rollback_failed:
+            _say(f"FAILED to hand back {a.point}: {why}", err=True)
+        if not out.done and not out.rollback_failed:
+            _say("nothing to hand back: no hold or node of Coolshift's on the cluster")
+        log.record("run", "end", detail=f"jobs-release: {len(out.done)} handed back, {len(out.rollback_failed)} failed")
+    finally:
+        log.close()
+    jobs = sum(a.kind == "release" for a in out.done)
+    return not out.rollback_failed, (f"{jobs} hold(s) lifted, {len(out.done) - jobs} node(s) resumed, "
+                                     f"{len(out.rollback_failed)} failed; audit: {log.path}")
+
+
 def _table(title: str, actions) -> None:
     from rich.table import Table
 
@@ -62,7 +110,8 @@ def _table(title: str, actions) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("jobs")
     @_errors
-    def jobs(plan: PlanOpt, slurm: SlurmOpt, apply: ApplyOpt = False, audit: AuditOpt = None) -> None:
+    def jobs(plan: PlanOpt, slurm: SlurmOpt = None, actuators: ActuatorsOpt = None, apply: ApplyOpt = False,
+             audit: AuditOpt = None) -> None:
         """Hold and release pending batch jobs and power nodes down/up to follow the plan's current step.
 
         A dry run unless --apply. A job of a mapped class is released when the plan's
@@ -72,11 +121,11 @@ def register(app: typer.Typer) -> None:
         """
         import pandas as pd
 
-        from coolshift.actuators.slurm import SlurmActuator, load_slurm_map, read_slurm_plan
+        from coolshift.actuators.slurm import SlurmActuator, read_slurm_plan
         from coolshift.bms.audit import AuditLog
         from coolshift.bms.plan import current_step
 
-        smap = load_slurm_map(slurm)
+        smap = load_slurm(slurm, actuators)
         p = read_slurm_plan(plan, smap)
         now = pd.Timestamp.now(tz="UTC")
         refusals = []
@@ -127,26 +176,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("jobs-release")
     @_errors
-    def jobs_release(slurm: SlurmOpt, audit: AuditOpt = None) -> None:
+    def jobs_release(slurm: SlurmOpt = None, actuators: ActuatorsOpt = None, audit: AuditOpt = None) -> None:
         """The operator's exit: lift every hold Coolshift placed and power up every node it powered down."""
-        from coolshift.actuators.slurm import SlurmActuator, load_slurm_map
-        from coolshift.bms.audit import AuditLog
-
-        smap = load_slurm_map(slurm)
-        log = AuditLog(audit if audit is not None else smap.audit_db, device=smap.device)
-        try:
-            act = SlurmActuator(smap, log)
-            act.check_cluster()
-            log.record("run", "start", detail="coolshift jobs-release")
-            out = act.release_all()
-            for a in out.done:
-                _say(f"{'released job' if a.kind == 'release' else 'resumed node'} {a.target}")
-            for a, why in out.rollback_failed:
-                _say(f"FAILED to hand back {a.point}: {why}", err=True)
-            if not out.done and not out.rollback_failed:
-                _say("nothing to hand back: no hold or node of Coolshift's on the cluster")
-            log.record("run", "end", detail=f"jobs-release: {len(out.done)} handed back, {len(out.rollback_failed)} failed")
-            if out.rollback_failed:
-                raise typer.Exit(EXIT_FAILURE)
-        finally:
-            log.close()
+        ok, _ = hand_back_jobs(load_slurm(slurm, actuators), audit)
+        if not ok:
+            raise typer.Exit(EXIT_FAILURE)
