@@ -21,19 +21,13 @@ from coolshift.actuators.inventory import load_actuator_map
 from coolshift.bms.audit import AuditLog, read_audit, verify_audit
 from coolshift.config import ConfigError
 from test_redfish import PASSWORD, USER, cli, emulator_factory, free_port, host_ids, make_map, make_plan, make_site  # noqa: F401
+from test_redfish import env  # noqa: F401 (autouse: own state folder, Redfish credentials in the environment, no proxy)
 from test_slurm import NODES, cluster, needs_slurm  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
-    """Own state folder; Redfish credentials in the environment; no proxy for 127.0.0.1."""
-    monkeypatch.setenv("COOLSHIFT_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("COOLSHIFT_REDFISH_USER", USER)
-    monkeypatch.setenv("COOLSHIFT_REDFISH_PASSWORD", PASSWORD)
-    monkeypatch.delenv("COOLSHIFT_REDFISH_TOKEN", raising=False)
-    for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+def wide_terminal(monkeypatch):
+    """Rich tables wide enough that a device name is never wrapped in the output checked."""
     monkeypatch.setenv("COLUMNS", "160")
 
 
