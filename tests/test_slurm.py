@@ -569,3 +569,22 @@ def test_hosts_and_credentials_come_from_the_map_never_the_plan(cluster, tmp_pat
     pd.read_csv(run / "plan.csv").drop(columns=["release_units_per_h__batch"]).to_csv(run / "plan.csv", index=False)
     r = _cs(env, "jobs", "--plan", str(run), "--slurm", str(_map(tmp_path, c)))
     assert r.returncode == 2 and "plan.csv: no column release_units_per_h__batch" in r.stderr
+
+
+@needs_slurm
+def test_a_second_jobs_apply_on_one_cluster_exits_75(cluster, tmp_path, env):
+    """While one `jobs --apply` acts on a cluster (its lock held), another is refused at once."""
+    from coolshift.actuators.slurm import load_slurm_map
+    from coolshift.locks import LockSpec, hold_locks, lock_path
+
+    c = cluster
+    m = _map(tmp_path, c)
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(seconds=1)
+    run = _plan(tmp_path, t0, 60.0, [0.0, 0.0, 0.0])
+    key = load_slurm_map(m).device
+    with hold_locks([LockSpec(lock_path("actuator-slurm", key), "held by the test")], "test"):  # env's state dir
+        r = _cs(env, "jobs", "--plan", str(run), "--slurm", str(m), "--apply")
+    assert r.returncode == 75, r.stdout + r.stderr
+    assert "is already running" in " ".join((r.stdout + r.stderr).split())
+    r = _cs(env, "jobs", "--plan", str(run), "--slurm", str(m), "--apply")  # free again
+    assert r.returncode == 0, r.stdout + r.stderr

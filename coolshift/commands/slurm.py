@@ -15,7 +15,9 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, console, err_console
+from coolshift.locks import LockSpec, lock_path
+
+from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, cli_locks, console, err_console
 
 EXIT_REFUSED = EXIT_FALLBACK  # stale plan, another site, no step for now: nothing done
 
@@ -153,9 +155,12 @@ def register(app: typer.Typer) -> None:
             if not apply:
                 _say(f"dry run: {len(dec.actions)} action(s) would be taken; nothing changed (add --apply to act)")
                 return
-            log.record("run", "start", detail=f"coolshift jobs: step {dec.step.isoformat()}, "
-                                                f"{len(dec.actions)} action(s)")
-            out = act.enact(dec)
+            # one `jobs --apply` per cluster at a time (exit 75 otherwise), as `hosts` per Redfish service
+            with cli_locks([LockSpec(lock_path("actuator-slurm", smap.device),
+                                     f"coolshift jobs on Slurm cluster {smap.device}")], "jobs"):
+                log.record("run", "start", detail=f"coolshift jobs: step {dec.step.isoformat()}, "
+                                                    f"{len(dec.actions)} action(s)")
+                out = act.enact(dec)
             for a in out.done:
                 _say(f"{a.kind} {a.target}: done")
             for a, why in out.skipped:
