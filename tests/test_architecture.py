@@ -76,3 +76,13 @@ def test_no_layer_below_the_loop_imports_it(folder):
                 assert "coolshift.control" not in s, f"{f.name}: {s}"
                 if folder == "optimizer":
                     assert "simulations" not in s, f"{f.name}: {s}"
+
+
+def test_the_cli_loads_no_heavy_library_until_a_command_runs():
+    """`coolshift --help` must stay fast: the command modules import the optimiser, the
+    forecasters (scikit-learn), MLflow and matplotlib inside their commands, not at import."""
+    code = ("import sys, coolshift.cli; heavy = [m for m in ('sklearn', 'mlflow', 'matplotlib', 'pyomo', 'highspy', "
+            "'distributed', 'coolshift.optimizer.solve', 'coolshift.control.live') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -17,12 +17,10 @@ import typer
 from coolshift.bms.audit import AuditLog
 from coolshift.bms.points import load_point_map
 from coolshift.config import ConfigError, load_site
-from coolshift.control.live import LiveLimits
 from coolshift.io import load_site_data
 from coolshift.io.live import FileSource
 from coolshift.locks import EXIT_LOCKED, RunLocked
 from coolshift.usecases.inputs import NoPlantModel, default_period, registered_plant_model
-from coolshift.usecases.operate import OperateOptions, run_operate, status_path
 
 from ._common import EXIT_BAD_INPUT, cli_errors, console, err_console, iso_time_option
 
@@ -44,6 +42,11 @@ def operate_cmd(
     horizon_h: Annotated[float, typer.Option(help="planning horizon (h)")] = 24.0,
 ) -> None:
     """Close the loop: every step read telemetry, re-plan from it, write the first step (heartbeat first)."""
+    # the loop pulls in the optimiser and the forecasters (scikit-learn): imported when the
+    # command runs, so that `coolshift --help` stays fast (as every command module does)
+    from coolshift.control.live import LiveLimits
+    from coolshift.usecases.operate import OperateOptions, run_operate, status_path
+
     pm = load_point_map(bms)
     s = load_site(site)
     if load_site(pm.resolve(pm.site)).name != s.name:
