@@ -105,6 +105,19 @@ def _escape(text: str) -> str:
 
 
 # -- locks held by a command (exit 75 when another run holds one) ------------------------
+def exit_locked(exc: RunLocked) -> None:
+    """One line naming the lock and its holder, exit 75 (another run holds it)."""
+    err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_LOCKED) from None
+
+
+def exit_lock_unavailable(exc: OSError) -> None:
+    """The lock file cannot be taken at all (not held by anyone): one line, exit 1."""
+    err_console.print(f"[bold red]error:[/] cannot take the lock: {exc} "
+                      "(set COOLSHIFT_STATE_DIR to a writable local folder)", markup=True, highlight=False)
+    raise typer.Exit(1) from None
+
+
 @contextlib.contextmanager
 def cli_locks(specs: Sequence[LockSpec], command: str,
               warn: Callable[[str], None] | None = None) -> Iterator[list[Acquired]]:
@@ -120,12 +133,9 @@ def cli_locks(specs: Sequence[LockSpec], command: str,
         try:
             taken = stack.enter_context(hold_locks(specs, command))
         except RunLocked as exc:
-            err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
-            raise typer.Exit(EXIT_LOCKED) from None
+            exit_locked(exc)
         except OSError as exc:
-            err_console.print(f"[bold red]error:[/] cannot take the lock: {exc} "
-                              "(set COOLSHIFT_STATE_DIR to a writable local folder)", markup=True, highlight=False)
-            raise typer.Exit(1) from None
+            exit_lock_unavailable(exc)
         for a in taken:
             m = a.recovered_message()
             if m:

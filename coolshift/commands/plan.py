@@ -14,10 +14,9 @@ import typer
 
 from coolshift.commands._common import (
     EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_FALLBACK, CarbonFmtOpt, CarbonOpt, SiteOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt,
-    WorkloadOpt, cli_errors, console, err_console, iso_time_option,
+    WorkloadOpt, cli_errors, console, err_console, exit_lock_unavailable, exit_locked, iso_time_option,
 )
 
-from coolshift.locks import EXIT_LOCKED  # 75, EX_TEMPFAIL: another run holds the lock
 
 
 def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -154,12 +153,9 @@ def register(app: typer.Typer) -> None:
             try:
                 res = nightly_plan(opts, progress=stage, warn=_warn)
             except RunLocked as exc:
-                err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
-                raise typer.Exit(EXIT_LOCKED) from None
+                exit_locked(exc)
             except LockUnavailable as exc:
-                err_console.print(f"[bold red]error:[/] cannot take the lock: {exc} "
-                                  "(set COOLSHIFT_STATE_DIR to a writable local folder)", markup=True, highlight=False)
-                raise typer.Exit(EXIT_FAILURE) from None
+                exit_lock_unavailable(exc)
             except Terminated:
                 _fail("stopped by SIGTERM before the plan was written; the previous run folder is untouched", EXIT_FAILURE)
             except StateUnavailable as exc:
