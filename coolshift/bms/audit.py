@@ -43,7 +43,7 @@ from .state import DeviceState
 __all__ = ["AuditLog", "AuditError", "AuditRecord", "ACTIONS", "RESULTS", "GENESIS", "Verification",
            "read_audit", "verify_audit", "record_hash", "os_user", "host_name"]
 
-ACTIONS = ("read", "write", "verify", "restore", "relinquish", "refuse", "push", "run")
+ACTIONS = ("read", "write", "verify", "restore", "relinquish", "refuse", "push", "run", "operator")
 RESULTS = ("intent", "ok", "mismatch", "timeout", "error", "refused", "dry_run", "start", "end")
 # Actions that change a point on the device: their intent marks the point pending in the state file.
 CHANGES = ("write", "restore", "relinquish")

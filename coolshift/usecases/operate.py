@@ -42,7 +42,7 @@ from coolshift.io.live import LiveSource, StaleIntensity, fresh_forecast
 from coolshift.locks import control_locks, hold_locks, state_dir
 from coolshift.schema import CARBON_GCO2_PER_KWH
 
-__all__ = ["OperateOptions", "OperateResult", "status_path", "run_operate", "SIM_TIME"]
+__all__ = ["OperateOptions", "OperateResult", "OperatorInbox", "LiveView", "status_path", "run_operate", "SIM_TIME"]
 
 SIM_TIME = "sim_time_unix_h"
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -58,6 +58,50 @@ class OperateOptions:
     steps: int | None = None
     interval_s: float | None = None
     limits: LiveLimits = field(default_factory=LiveLimits)
+
+
+OPERATOR_ACTIONS = ("pause", "resume", "release")
+
+
+class OperatorInbox:
+    """Operator requests to the running loop (the API in the same process): pause, resume, release.
+
+    ``pause``: stop writing and hand every point back; the loop goes on planning and
+    reporting. ``release``: the same, now, for everything Coolshift commands. ``resume``:
+    write again from the next step. Each request names who asked; the loop audits it.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, str]] = []
+        self.wake = asyncio.Event()
+
+    def request(self, action: str, who: str) -> None:
+        if action not in OPERATOR_ACTIONS:
+            raise ValueError(f"unknown operator action {action!r} (one of {', '.join(OPERATOR_ACTIONS)})")
+        self._pending.append((action, who))
+        self.wake.set()
+
+    def take(self) -> list[tuple[str, str]]:
+        out, self._pending = self._pending, []
+        self.wake.clear()
+        return out
+
+
+@dataclass
+class LiveView:
+    """What the loop shows while it runs: the status (as status.json) and the recent steps.
+
+    ``history``: per step ``site_time``, ``state``, ``targets`` (written or planned),
+    ``measured`` (telemetry), ``predicted`` (the plant model for the step) and carbon.
+    """
+
+    status: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    max_history: int = 672  # a week of 15-min steps
+
+    def add(self, row: dict) -> None:
+        self.history.append(row)
+        del self.history[:-self.max_history]
 
 
 @dataclass
@@ -109,7 +153,8 @@ def _one_step_plan(site: SiteConfig, targets: dict[str, float], interval_s: floa
 async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_model, audit: AuditLog,
                       opts: OperateOptions, intensity: LiveSource | None = None,
                       log: Callable[[str], None] = print, stop: asyncio.Event | None = None,
-                      on_step: Callable[[dict], None] | None = None) -> OperateResult:
+                      on_step: Callable[[dict], None] | None = None, inbox: OperatorInbox | None = None,
+                      view: LiveView | None = None) -> OperateResult:
     """Run the loop until ``opts.steps``, a signal or ``stop``; every point commanded is handed back at the end.
 
     Takes the control locks (site and device) when ``opts.apply`` for the whole run
@@ -129,7 +174,8 @@ async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
     try:
-        return await _run(pm, site, data, plant_model, audit, opts, intensity, log, stop, why, on_step)
+        return await _run(pm, site, data, plant_model, audit, opts, intensity, log, stop, why, on_step,
+                          inbox or OperatorInbox(), view if view is not None else LiveView())
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -137,7 +183,7 @@ async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_
             locks.__exit__(None, None, None)
 
 
-async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on_step) -> OperateResult:
+async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on_step, inbox, view) -> OperateResult:
     step = pd.Timedelta(hours=site.step_h)
     interval_s = float(opts.interval_s or site.step_h * 3600.0)
     lim = opts.limits
@@ -150,8 +196,10 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
     status = {"site": site.name, "point_map": pm.name, "apply": opts.apply, "state": "running", "reason": None,
               "site_time": None, "steps": 0, "steps_written": 0, "telemetry": {}, "points": {}, "refusals": [],
               "kgco2_so_far": 0.0, "loop_latency_s": None, "drift": None, "retrain_model": False,
-              "updated_at": None, "pid": os.getpid()}
+              "updated_at": None, "pid": os.getpid(), "paused_by": None}
+    view.status = status
     commanding = False
+    paused: str | None = None  # who paused the loop (an operator through the API)
     last_site_time = None
     last_fresh_wall = time.monotonic()
     prediction = None  # the plan's prediction for the step now measured
@@ -169,6 +217,23 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
         commanding = False
         log(f"{state}: {reason}")
 
+    async def handle_inbox(adapter) -> None:
+        """Operator requests, in the order they came; each audited with who asked."""
+        nonlocal paused
+        for action, who in inbox.take():
+            audit.record("operator", "ok", detail=f"{action} requested by {who}")
+            log(f"operator: {action} by {who}")
+            if action == "resume":
+                paused = None
+                status["paused_by"] = None
+                if status["state"] == "paused":
+                    status["state"], status["reason"] = "running", None
+            else:
+                paused = who
+                status["paused_by"] = who
+                await hand_back(adapter, f"{action} by {who}", state="paused")
+            publish()
+
     def publish() -> None:
         status["updated_at"] = utcnow().isoformat()
         status["steps"], status["steps_written"] = res.steps, res.steps_written
@@ -179,6 +244,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
     async with open_adapter(pm) as adapter:
         try:
             while not stop.is_set() and (opts.steps is None or res.steps < opts.steps):
+                await handle_inbox(adapter)
                 # wait for the next step of site time (the clock point advancing), or give up on stale telemetry
                 tele, problem = None, None
                 t_wait = time.monotonic()
@@ -197,8 +263,12 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                                               f"(limit {lim.telemetry_max_age_s:g} s)")
                         tele = None
                         break
-                    await asyncio.sleep(min(0.02, interval_s / 20) if SIM_TIME in {p.variable for p in pm.points}
-                                        else min(1.0, interval_s / 20))
+                    try:  # an operator's request wakes the wait
+                        await asyncio.wait_for(inbox.wake.wait(), min(0.02, interval_s / 20)
+                                               if SIM_TIME in {p.variable for p in pm.points} else min(1.0, interval_s / 20))
+                    except (asyncio.TimeoutError, TimeoutError):
+                        pass
+                    await handle_inbox(adapter)
                 if stop.is_set():
                     break
                 t0 = time.monotonic()
@@ -250,7 +320,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 prediction = sp.predicted
                 status["plan"] = {"status": sp.status, "fallback": sp.fallback, "planned": sp.planned,
                                   "targets": sp.targets, "predicted": sp.predicted, "solve_s": sp.solve_s}
-                if opts.apply:
+                if opts.apply and paused is None:
                     if pm.heartbeat is not None:
                         try:
                             await write_heartbeat(adapter, pm)
@@ -271,6 +341,11 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                     else:
                         await hand_back(adapter, "push failed: " + "; ".join(out.messages))
                 status["loop_latency_s"] = time.monotonic() - t0
+                view.add({"site_time": tele.site_time.isoformat(), "state": status["state"],
+                          "targets": dict(sp.targets), "planned": dict(sp.planned),
+                          "measured": dict(tele.values), "predicted": dict(sp.predicted),
+                          "gco2_per_kwh": gco2, "kgco2_so_far": status["kgco2_so_far"],
+                          "loop_latency_s": status["loop_latency_s"]})
                 log(f"{tele.site_time.isoformat()}: {status['state']} targets "
                     + ", ".join(f"{k}={v:.2f}" for k, v in sp.targets.items())
                     + f" ({status['loop_latency_s']:.3f} s)")
