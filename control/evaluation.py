@@ -3,9 +3,10 @@
 The plant is always the simulator (:mod:`coolshift.simulations`), never the learned
 model. Policies: the baselines ``static``, ``best_practice`` and ``carbon_greedy`` (the
 rules of :mod:`coolshift.baselines`, applied by :mod:`.policies`), ``coolshift``
-(receding-horizon LP on forecasts) and ``oracle`` (the same optimiser with the actual future
-values and a longer horizon: what a planner with perfect foresight could save, given the
-same learned model).
+(receding-horizon LP on forecasts) and ``oracle``: the same LP, learned plant model and
+re-plan interval with perfect information (the actual future intensity, demand and weather)
+and a 36 h horizon. The oracle is not a bound: its plans are optimal for the learned model,
+not for the simulator's physics, so on a short run Coolshift can come out ahead of it.
 """
 
 from __future__ import annotations
@@ -23,36 +24,59 @@ import pandas as pd
 from coolshift.config import SiteConfig
 from coolshift.control.policies import get_policy
 from coolshift.control.receding import (INTERACTIVE_PLAN_QUANTILE, ModelForecast, RecedingHorizonPolicy,
-                                        closed_loop_options, decision_hours_utc, noisy_forecast, observed_forecast)
+                                        IssuedForecasts, closed_loop_options, decision_hours_utc, noisy_forecast,
+                                        observed_forecast)
 from coolshift.optimizer import PlanOptions
 from coolshift.schema import demand_col
 from coolshift.simulations.engine import simulate
 
-__all__ = ["POLICIES", "FORECAST_MODES", "evaluate_policies", "savings_table"]
+__all__ = ["POLICIES", "FORECAST_MODES", "WEATHER_FORECAST_MODES", "default_weather_forecast", "evaluate_policies",
+           "savings_table"]
 
 POLICIES = ("static", "best_practice", "carbon_greedy", "coolshift", "oracle")
 # Coolshift with one lever on and the others as in the static baseline (to attribute savings).
 LEVERS = ("cooling", "consolidation", "shifting", "offload")
 LEVER_POLICIES = tuple(f"coolshift_{lever}" for lever in LEVERS)
-FORECAST_MODES = ("perfect", "model", "noise5", "noise10")
+# What the LP policies plan intensity and demand on: the actual values, Coolshift's own
+# forecasters, issued intensity forecasts where they cover the plan (own beyond), or the
+# actual intensity with Gaussian noise.
+FORECAST_MODES = ("perfect", "model", "issued", "noise5", "noise10")
+# What they plan the weather on: WeatherForecaster (fitted on the past only) or the actual weather.
+WEATHER_FORECAST_MODES = ("model", "perfect")
+
+
+def default_weather_forecast(forecast_mode: str) -> str:
+    """Forecast weather unless everything is perfect: ``perfect`` plans on perfect information."""
+    return "perfect" if forecast_mode == "perfect" else "model"
+
 # Oracle horizon: longer than any batch deadline of the example sites (24 h) so that it
 # sees every hour a deferral could use.
 ORACLE_HORIZON_H = 36.0
 
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
-                      history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True):
+                      history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True,
+                      weather_forecast="perfect", issued=None):
     sim_forecast = None
     provider = observed_forecast
-    if forecast_mode == "model":
+    if weather_forecast not in WEATHER_FORECAST_MODES:
+        raise ValueError(f"unknown weather forecast {weather_forecast!r}; choose from {WEATHER_FORECAST_MODES}")
+    weather = weather_forecast == "model"
+    if forecast_mode in ("model", "issued"):
+        if forecast_mode == "issued" and issued is None:
+            raise ValueError("forecast 'issued' needs issued intensity forecasts")
         level = _interactive_plan_quantile(forecast_mode, reactive, demand_headroom)
         levels = {} if level is None else {demand_col(c.name): level for c in site.workload_classes
                                            if c.kind == "interactive"}
         provider = ModelForecast(data, history=history, demand_headroom=demand_headroom,
-                                 issue_hours=decision_hours_utc(data.index[0], interval_h), quantiles=levels)
-    elif forecast_mode in ("noise5", "noise10"):
-        sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
-    elif forecast_mode != "perfect":
+                                 issue_hours=decision_hours_utc(data.index[0], interval_h), quantiles=levels,
+                                 weather=weather, issued=IssuedForecasts(issued) if forecast_mode == "issued" else None)
+    elif forecast_mode in ("noise5", "noise10", "perfect"):
+        if forecast_mode != "perfect":
+            sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
+        if weather:  # intensity and demand as the simulator passes them, the weather forecast
+            provider = ModelForecast(data, history=history, intensity=False, weather=True)
+    else:
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
     opts = options or closed_loop_options()
     if plan_options:
@@ -74,7 +98,8 @@ def _interactive_plan_quantile(forecast_mode: str, reactive: bool, demand_headro
     covering demand above the plan (:data:`~coolshift.control.receding.INTERACTIVE_PLAN_QUANTILE`);
     None otherwise (the point forecast, or q90 with headroom)."""
 
-    return INTERACTIVE_PLAN_QUANTILE if forecast_mode == "model" and reactive and not demand_headroom else None
+    own = forecast_mode in ("model", "issued")
+    return INTERACTIVE_PLAN_QUANTILE if own and reactive and not demand_headroom else None
 
 
 def _headroom(demand_headroom: bool | None, reactive: bool) -> bool:
@@ -90,8 +115,13 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
                interval_h: float = 4.0, seed: int = 0, history: pd.DataFrame | None = None,
                reactive: bool = True, progress: Callable[[int, int], None] | None = None,
                plan_options: dict | None = None, demand_headroom: bool | None = None,
-               warm_start: bool = True) -> dict:
+               warm_start: bool = True, weather_forecast: str | None = None,
+               issued: pd.DataFrame | None = None) -> dict:
     """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``.
+
+    ``weather_forecast``: what the Coolshift policies plan the weather on (None:
+    :func:`default_weather_forecast`); the oracle always plans on the actual weather.
+    ``issued``: issued intensity forecasts (long frame) for ``forecast_mode="issued"``.
 
     ``warm_start``: LP policies start each re-plan from the previous plan's basis
     (:mod:`coolshift.optimizer.warmstart`; off: every plan a cold solve).
@@ -101,20 +131,22 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     demand above the forecast within the interval).
     """
     demand_headroom = _headroom(demand_headroom, reactive)
+    weather_forecast = weather_forecast or default_weather_forecast(forecast_mode)
+    own = dict(weather_forecast=weather_forecast, issued=issued)
 
     t0, c0 = time.perf_counter(), time.process_time()
     sim_forecast = None
     if name == "coolshift":
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               history=history, reactive=reactive, plan_options=plan_options,
-                                              demand_headroom=demand_headroom, warm_start=warm_start)
+                                              demand_headroom=demand_headroom, warm_start=warm_start, **own)
     elif name in LEVER_POLICIES:
 
         opts = closed_loop_options(levers=frozenset({name.removeprefix("coolshift_")}))
         pol, sim_forecast = _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, None, seed,
                                               options=opts, name=name, history=history, reactive=reactive,
                                               plan_options=plan_options, demand_headroom=demand_headroom,
-                                              warm_start=warm_start)
+                                              warm_start=warm_start, **own)
     elif name == "oracle":
         pol, _ = _coolshift_policy(site, plant_model, data, "perfect", interval_h, ORACLE_HORIZON_H, seed, name="oracle",
                                    reactive=reactive, plan_options=plan_options, warm_start=warm_start)
@@ -129,6 +161,10 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
                    "autoscaled_server_steps": float(getattr(pol, "woken_servers", 0.0)),
                    "simplex_iterations": int(getattr(pol, "simplex_iterations", 0)),
                    "fallbacks": [{"start": p[0].isoformat(), "reason": p[4]} for p in fb[:MAX_FALLBACKS_LISTED]]}
+        src = getattr(getattr(pol, "forecast_provider", None), "issued", None)
+        if src is not None:  # how much of the planned intensity came from the issued forecasts
+            planner["issued_steps"] = src.steps_issued
+            planner["issued_steps_share"] = src.steps_issued / src.steps_planned if src.steps_planned else 0.0
     return {"result": res, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
             "planner": planner}
 
@@ -147,7 +183,7 @@ def _run_policy_task(name, shared, kwargs, progress_key):
             var.set([done, total])
 
     return run_policy(name, shared["site"], shared["data"], shared["plant_model"], history=shared["history"],
-                      progress=progress, **kwargs)
+                      issued=shared.get("issued"), progress=progress, **kwargs)
 
 
 def _run_parallel(policies, workers, shared, kwargs, progress) -> dict:
@@ -196,6 +232,8 @@ def evaluate_policies(
     plan_options: dict | None = None,
     demand_headroom: bool | None = None,
     warm_start: bool = True,
+    weather_forecast: str | None = None,
+    issued: pd.DataFrame | None = None,
 ) -> dict:
     """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``).
 
@@ -205,8 +243,16 @@ def evaluate_policies(
     (:func:`coolshift.control.receding.autoscale_servers`). ``plan_options``: fields of
     :class:`coolshift.optimizer.data.PlanOptions` set for every LP policy (Coolshift, its
     levers and the oracle alike), e.g. ``{"support_envelope": False}``. ``demand_headroom``:
-    see :func:`run_policy` (None: off when ``reactive``). ``warm_start``: see :func:`run_policy`.
+    see :func:`run_policy` (None: off when ``reactive``). ``warm_start``, ``weather_forecast``
+    and ``issued``: see :func:`run_policy`.
     """
+    weather_forecast = weather_forecast or default_weather_forecast(forecast_mode)
+    if forecast_mode not in FORECAST_MODES:
+        raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
+    if weather_forecast not in WEATHER_FORECAST_MODES:
+        raise ValueError(f"unknown weather forecast {weather_forecast!r}; choose from {WEATHER_FORECAST_MODES}")
+    if forecast_mode == "issued" and issued is None:
+        raise ValueError("forecast 'issued' needs issued intensity forecasts")
     demand_headroom = _headroom(demand_headroom, reactive)
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
@@ -222,16 +268,17 @@ def evaluate_policies(
         if bad:
             raise ValueError(f"plan_options: unknown PlanOptions field(s) {bad}")
     kwargs = dict(forecast_mode=forecast_mode, interval_h=interval_h, seed=seed, reactive=reactive,
-                  plan_options=plan_options or None, demand_headroom=demand_headroom, warm_start=warm_start)
+                  plan_options=plan_options or None, demand_headroom=demand_headroom, warm_start=warm_start,
+                  weather_forecast=weather_forecast)
     t0 = time.perf_counter()
     if workers > 1 and len(policies) > 1:
-        shared = {"site": site, "data": data, "plant_model": plant_model, "history": history}
+        shared = {"site": site, "data": data, "plant_model": plant_model, "history": history, "issued": issued}
         runs = _run_parallel(policies, min(workers, len(policies)), shared, kwargs, progress)
     else:
         runs = {}
         for name in policies:
             cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
-            runs[name] = run_policy(name, site, data, plant_model, history=history, progress=cb, **kwargs)
+            runs[name] = run_policy(name, site, data, plant_model, history=history, progress=cb, issued=issued, **kwargs)
     wall = time.perf_counter() - t0
     results = {n: runs[n]["result"] for n in policies}
     timings = {n: runs[n]["seconds"] for n in policies}
@@ -249,7 +296,11 @@ def evaluate_policies(
     rec["workers"] = workers if workers > 1 and len(policies) > 1 else 1
     rec["reactive"] = reactive
     rec["plan_options"] = dict(plan_options or {})
-    rec["demand_headroom"] = demand_headroom if forecast_mode == "model" else None
+    rec["demand_headroom"] = demand_headroom if forecast_mode in ("model", "issued") else None
+    # what the Coolshift policies planned the weather on; the oracle always on the actual weather
+    rec["weather_forecast"] = weather_forecast
+    rec["oracle_information"] = ("perfect: actual intensity, demand and weather; the same LP and learned plant "
+                                 f"model, {ORACLE_HORIZON_H:g} h horizon")
     rec["interactive_plan_quantile"] = _interactive_plan_quantile(forecast_mode, reactive, demand_headroom)
     rec["warm_start"] = warm_start
     return rec

@@ -12,7 +12,9 @@ Forecast providers (``forecast_provider(obs, horizon_steps) -> frame``):
 - :func:`observed_forecast`: whatever the simulator passes as the forecast (actual
   data by default: the perfect-foresight *oracle*; or a noisy copy);
 - :class:`ModelForecast`: Coolshift's own carbon-intensity forecaster, refitted on data
-  strictly before the decision; edge-site intensities and demand the same way.
+  strictly before the decision; edge-site intensities and demand the same way; weather
+  by :class:`~coolshift.models.forecast.WeatherForecaster` (``weather=True``); issued
+  intensity forecasts (:class:`IssuedForecasts`) over the steps they cover.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ import pandas as pd
 
 from coolshift.actions import Actions
 from coolshift.config import SiteConfig
-from coolshift.models.forecast import (CarbonIntensityForecaster, WorkloadForecaster, forecast_quantile,
-                                       issue_hours_with)
+from coolshift.io.weather import wetbulb_stull_c
+from coolshift.models.forecast import (CarbonIntensityForecaster, WeatherForecaster, WorkloadForecaster,
+                                       forecast_quantile, issue_hours_with)
 from coolshift.optimizer import InitialState, Planner, PlanOptions
-from coolshift.schema import CARBON_GCO2_PER_KWH, demand_col
+from coolshift.schema import CARBON_GCO2_PER_KWH, RH_PCT, SEP, TEMP_C, WETBULB_C, demand_col
 from coolshift.site_arrays import SiteArrays
 
 from .replay import simulator_actions
 
 __all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "closed_loop_options", "observed_forecast", "ModelForecast",
            "initial_state_from_observation", "forecast_columns", "decision_hours_utc",
-           "INTERACTIVE_PLAN_QUANTILE", "noisy_forecast", "autoscale_servers"]
+           "INTERACTIVE_PLAN_QUANTILE", "noisy_forecast", "autoscale_servers", "IssuedForecasts", "forecast_weather",
+           "weather_columns"]
 
 # Below this much history the forecasters fall back on persistence (same hour yesterday).
 MIN_HISTORY_DAYS = 14.0
@@ -157,6 +161,104 @@ def forecast_columns(history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict 
         fc[c] = values
         used[c] = type(model).__name__ + (" q90" if col_used != c else f" q{level:g}" if level is not None else "")
     return fc, used
+
+
+def weather_columns(frame: pd.DataFrame) -> list[str]:
+    """The dry-bulb and humidity columns forecast (the site's and any ``__<name>`` ones); wet-bulb follows from them."""
+    return [c for c in frame.columns if c.split(SEP)[0] in (TEMP_C, RH_PCT)]
+
+
+def forecast_weather(hourly_history: pd.DataFrame, horizon: pd.DataFrame, fitted: dict | None = None,
+                     refit: pd.Timedelta | None = None) -> pd.DataFrame:
+    """``horizon`` with its weather forecast from ``hourly_history`` (hourly means before the issue) only.
+
+    Dry-bulb and humidity by :class:`~coolshift.models.forecast.WeatherForecaster` on the
+    hour grid, interpolated to the horizon's steps; wet-bulb from them (Stull 2011, as the
+    readers derive it). ``fitted`` caches the models per column, refitted after ``refit``.
+    """
+    fc = horizon.copy()
+    issue = horizon.index[0]
+    h_index = pd.date_range(issue.floor("1h"), horizon.index[-1].ceil("1h"), freq="1h")
+    for c in weather_columns(horizon):
+        hist = hourly_history[c].dropna() if c in hourly_history.columns else pd.Series(dtype=float)
+        if len(hist[hist.index < h_index[0]]) < 3:
+            continue  # nothing to forecast from: the column stays as given
+        cached = (fitted or {}).get(c)
+        if cached is not None and (refit is None or issue - cached[0] < refit):
+            model = cached[1]
+        else:
+            model = WeatherForecaster(name=c, max_horizon_h=48.0).fit(hist)
+            if fitted is not None:
+                fitted[c] = (issue, model)
+        hist = hist[hist.index < h_index[0]]
+        pred = model.predict_day_ahead(hist, h_index[0], h_index)[c]
+        x = horizon.index.asi8.astype(float)
+        fc[c] = np.interp(x, pred.index.asi8.astype(float), pred.to_numpy())
+        if c.split(SEP)[0] == RH_PCT:
+            fc[c] = fc[c].clip(0.0, 100.0)
+    for c in [c for c in horizon.columns if c.split(SEP)[0] == WETBULB_C]:
+        suffix = c[len(WETBULB_C):]
+        t, rh = TEMP_C + suffix, RH_PCT + suffix
+        if t in fc.columns and rh in fc.columns:
+            fc[c] = wetbulb_stull_c(fc[t].to_numpy(), fc[rh].to_numpy())
+    return fc
+
+
+class IssuedForecasts:
+    """Intensity forecasts as issued (``request_time``, ``forecast_time``, ``gco2_per_kwh``; see
+    :func:`coolshift.io.issued.read_issued_forecast`), looked up at each decision.
+
+    At a decision at ``t`` the latest forecast issued strictly before ``t`` (and at most
+    ``max_age`` before it) is used; each value holds over its interval (``forecast_time``
+    to the next target, the forecast's own step). A plan step gets the mean of the values
+    over it when they cover the whole step, else nothing (NaN: the caller's own forecast
+    stays). ``steps_planned``/``steps_issued`` count the plan steps asked for and covered.
+    """
+
+    def __init__(self, issued: pd.DataFrame, column: str = CARBON_GCO2_PER_KWH, max_age: pd.Timedelta = pd.Timedelta("1h")):
+        f = issued.sort_values(["request_time", "forecast_time"])
+        self.column = column
+        self.max_age = pd.Timedelta(max_age)
+        req = pd.DatetimeIndex(f["request_time"]).as_unit("ns").asi8
+        self._ft = pd.DatetimeIndex(f["forecast_time"]).as_unit("ns").asi8
+        self._v = f[column].to_numpy(dtype=float)
+        self._issues, self._first = np.unique(req, return_index=True)
+        self._last = np.append(self._first[1:], len(req))
+        d = np.diff(self._ft)
+        same = np.diff(req) == 0
+        self.step_ns = int(np.median(d[same & (d > 0)])) if (same & (d > 0)).any() else 3_600 * 10**9
+        self.steps_planned = 0
+        self.steps_issued = 0
+
+    @property
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """First and last issue time, or None when empty."""
+        if not len(self._issues):
+            return None
+        return pd.Timestamp(self._issues[0], tz="UTC"), pd.Timestamp(self._issues[-1], tz="UTC")
+
+    def values(self, index: pd.DatetimeIndex) -> np.ndarray:
+        """Per step of ``index`` (a regular plan grid starting at the decision): the issued mean or NaN."""
+        out = np.full(len(index), np.nan)
+        self.steps_planned += len(index)
+        if not len(index) or not len(self._issues):
+            return out
+        t = pd.DatetimeIndex(index).as_unit("ns").asi8
+        k = int(np.searchsorted(self._issues, t[0], side="left")) - 1  # issued strictly before the decision
+        if k < 0 or t[0] - self._issues[k] > self.max_age.value:
+            return out
+        ft, v = self._ft[self._first[k]:self._last[k]], self._v[self._first[k]:self._last[k]]
+        step = int(t[1] - t[0]) if len(t) > 1 else self.step_ns
+        g = min(step, self.step_ns)
+        n_sub = max(step // g, 1)
+        pts = t[:, None] + np.arange(n_sub)[None, :] * g  # sample points inside each plan step
+        j = np.searchsorted(ft, pts, side="right") - 1
+        ok = (j >= 0) & (pts < ft[np.clip(j, 0, len(ft) - 1)] + self.step_ns)
+        vals = np.where(ok, v[np.clip(j, 0, len(v) - 1)], np.nan)
+        full = ok.all(axis=1) & np.isfinite(vals).all(axis=1)
+        out[full] = vals[full].mean(axis=1)
+        self.steps_issued += int(full.sum())
+        return out
 
 
 def observed_forecast(obs, horizon_steps: int) -> pd.DataFrame:
@@ -348,16 +450,22 @@ class RecedingHorizonPolicy:
 class ModelForecast:
     """Forecasts from Coolshift's own forecasters, trained only on data before each decision.
 
-    Grid intensities (site and edges) and demand per class are forecast by
+    ``intensity``: grid intensities (site and edges) and demand per class by
     :func:`forecast_columns`, refitted every ``refit_days`` on the history before the
-    decision. Weather is taken as observed (a day-ahead weather forecast is outside
-    this project).
+    decision (False: as the simulator passes them, e.g. actual or noisy). ``weather``:
+    dry-bulb, humidity and wet-bulb by :func:`forecast_weather` (False: as observed, i.e.
+    perfect foresight of the weather). ``issued``: :class:`IssuedForecasts` of the site's
+    intensity, used over the plan steps it covers, the own forecast beyond.
     """
 
     def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, history: pd.DataFrame | None = None,
                  demand_headroom: bool = True, issue_hours: tuple[int, ...] | None = None,
-                 quantiles: dict[str, float] | None = None):
+                 quantiles: dict[str, float] | None = None, intensity: bool = True, weather: bool = False,
+                 issued: "IssuedForecasts | None" = None):
         self.demand_headroom = demand_headroom
+        self.intensity = intensity
+        self.weather = weather
+        self.issued = issued
         self.quantiles = dict(quantiles or {})  # column -> quantile level planned at (else the mean)
         # the loop's decision hours (:func:`decision_hours_utc`); None: every hour of the day
         self.issue_hours = tuple(range(24)) if issue_hours is None else tuple(issue_hours)
@@ -365,21 +473,36 @@ class ModelForecast:
         self.actual = actual if history is None or not len(history) else pd.concat([history[actual.columns], actual])
         # only the forecast columns, without the frame's metadata (``attrs``, which pandas
         # deep-copies on every operation: most of a forecast's time on a year of history)
-        self.actual = self.actual[_forecastable(self.actual)].copy()
+        cols = (_forecastable(self.actual) if intensity else []) + (weather_columns(self.actual) if weather else [])
+        self.actual = self.actual[cols].copy()
         self.actual.attrs = {}
         # hourly means computed once; a decision on the hour uses the hours before it
         self._hourly = self.actual.resample("1h").mean()
         self.refit = pd.Timedelta(days=refit_days)
         self._fitted: dict = {}
+        self._fitted_weather: dict = {}
 
     def __call__(self, obs, horizon_steps: int) -> pd.DataFrame:
         horizon = obs.forecast.iloc[:horizon_steps]
         issue = horizon.index[0]
         history = self.actual.loc[: issue - pd.Timedelta("1ns")]
-        hourly = self._hourly.loc[: issue - pd.Timedelta("1h")] if issue == issue.floor("1h") else None
-        return forecast_columns(history, horizon, self._fitted, self.refit, hourly_history=hourly,
-                                demand_headroom=self.demand_headroom, issue_hours=self.issue_hours,
-                                quantiles=self.quantiles)[0]
+        on_hour = issue == issue.floor("1h")
+        hourly = self._hourly.loc[: issue - pd.Timedelta("1h")] if on_hour else None
+        fc = horizon
+        if self.intensity:
+            fc = forecast_columns(history[_forecastable(history)], horizon, self._fitted, self.refit,
+                                  hourly_history=None if hourly is None else hourly[_forecastable(hourly)],
+                                  demand_headroom=self.demand_headroom, issue_hours=self.issue_hours,
+                                  quantiles=self.quantiles)[0]
+        if self.weather:
+            fc = forecast_weather(hourly if hourly is not None else history.resample("1h").mean(), fc,
+                                  self._fitted_weather, self.refit)
+        if self.issued is not None and self.issued.column in fc.columns:
+            v = self.issued.values(fc.index)
+            if np.isfinite(v).any():
+                fc = fc.copy() if fc is horizon else fc
+                fc[self.issued.column] = np.where(np.isfinite(v), v, fc[self.issued.column].to_numpy())
+        return fc
 
 
 def noisy_forecast(actual: pd.DataFrame, sd_frac: float, seed: int = 0) -> pd.DataFrame:

@@ -35,6 +35,7 @@ __all__ = [
     "WorkloadForecaster",
     "PersistenceForecaster",
     "SeasonalNaiveForecaster",
+    "WeatherForecaster",
     "day_ahead_backtest",
     "forecast_scores",
     "forecast_quantile",
@@ -699,3 +700,79 @@ class _PerHorizonRidge(BaseEstimator, RegressorMixin):
         g = self._groups(X)
         A = np.nan_to_num(X[:, list(self.columns)])
         return np.einsum("ij,ij->i", A, self.coef_[g]) + self.intercept_[g]
+
+
+# --------------------------------------------------------------------------------------
+# weather: persistence of today's anomaly on top of the recent diurnal profile
+# --------------------------------------------------------------------------------------
+class WeatherForecaster(_BaseForecaster):
+    """Dry-bulb temperature or humidity: the recent diurnal profile plus the current anomaly, decayed.
+
+    ``profile_days``: the profile is the mean of the same step over the last days observed
+    before the issue. The anomaly is the last observation minus the profile at its step;
+    it persists at horizon ``h`` with weight ``phi_h``, fitted by least squares (through the
+    origin) on the training history, one per horizon step: persistence at short horizons,
+    the diurnal profile alone once the anomaly has no skill. No numerical weather
+    prediction: an issued forecast (Open-Meteo) does better where one is available; this
+    is what a site without one can do from its own past.
+    """
+
+    def __init__(self, name: str | None = None, max_horizon_h: float = 48.0, profile_days: int = 7,
+                 issue_every_h: float = 6.0):
+        self.name = name
+        self.max_horizon_h = max_horizon_h
+        self.profile_days = profile_days
+        self.issue_every_h = issue_every_h
+
+    def _profile(self, v: np.ndarray, target: np.ndarray, latest_day: np.ndarray) -> np.ndarray:
+        """Mean of ``v`` at ``target - (latest_day + k) * steps_per_day`` for k < profile_days (NaN-aware)."""
+        spd = int(DAY / self.step_)
+        pos = target[..., None] - (latest_day[..., None] + np.arange(self.profile_days)) * spd
+        ok = pos >= 0
+        vals = np.where(ok, v[np.clip(pos, 0, len(v) - 1)], np.nan)
+        n = np.isfinite(vals).sum(axis=-1)
+        return np.where(n > 0, np.nansum(vals, axis=-1) / np.maximum(n, 1), np.nan)
+
+    def _anomaly_forecast(self, v: np.ndarray, last: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(profile at each target, anomaly at the last observation) for last positions ``last``
+        (n,) and horizon steps ``h`` (m,): arrays (n, m) and (n, 1)."""
+        spd = int(DAY / self.step_)
+        target = last[:, None] + h[None, :]
+        latest_day = np.ceil(h / spd).astype(int)[None, :] * np.ones_like(target)
+        prof = self._profile(v, target, latest_day)
+        a0 = v[last] - self._profile(v, last, np.ones_like(last))
+        return prof, a0[:, None]
+
+    def fit(self, y: pd.Series, X=None) -> "WeatherForecaster":
+        y = self._fit_common(y)
+        v = y.to_numpy(dtype=float)
+        spd = int(DAY / self.step_)
+        n_h = max(int(pd.Timedelta(hours=self.max_horizon_h) / self.step_), 1)
+        every = max(int(pd.Timedelta(hours=self.issue_every_h) / self.step_), 1)
+        last = np.arange(self.profile_days * spd, len(v) - 1, every)
+        h = np.arange(1, n_h + 1)
+        self.phi_ = np.zeros(n_h)
+        if len(last):
+            prof, a0 = self._anomaly_forecast(v, last, h)
+            target = last[:, None] + h[None, :]
+            ah = np.where(target < len(v), v[np.clip(target, 0, len(v) - 1)], np.nan) - prof
+            ok = np.isfinite(ah) & np.isfinite(a0)
+            num = np.where(ok, a0 * ah, 0.0).sum(axis=0)
+            den = np.where(ok, a0 * a0, 0.0).sum(axis=0)
+            self.phi_ = np.clip(np.where(den > 0, num / np.maximum(den, 1e-12), 0.0), 0.0, 1.0)
+        self._fit_residuals(y, pd.Timedelta(hours=self.max_horizon_h))
+        return self
+
+    def _point(self, y: pd.Series, issue: pd.Timestamp, idx: pd.DatetimeIndex) -> np.ndarray:
+        v = y.to_numpy(dtype=float)
+        finite = np.flatnonzero(np.isfinite(v))
+        last = int(finite[-1])
+        t0 = y.index[0]
+        h = np.asarray((idx - t0) // self.step_, dtype=int) - last
+        h = np.maximum(h, 1)
+        prof, a0 = self._anomaly_forecast(v, np.array([last]), h)
+        phi = self.phi_[np.clip(h - 1, 0, len(self.phi_) - 1)]
+        a0 = np.nan_to_num(a0, nan=0.0)
+        p = prof[0] + phi * a0[0]
+        # no profile yet (less than a day of history): persistence of the last value
+        return np.where(np.isfinite(p), p, v[last])

@@ -21,8 +21,16 @@ def _print_result(res) -> None:
     """The savings table, the oracle's share, the run times and the files written."""
     rec, out = res.record, res.out
     console.print(res.table.round(3).to_string())
+    console.print(f"coolshift planned on: intensity and demand '{rec['forecast']}', weather "
+                  f"'{rec.get('weather_forecast', 'perfect')}'"
+                  + (f" (issued values on {rec['planner']['coolshift']['issued_steps_share']:.0%} of planned steps)"
+                     if "issued_steps_share" in rec.get("planner", {}).get("coolshift", {}) else ""))
+    if "oracle" in rec["policies"]:
+        console.print("oracle: the same LP and learned plant model with perfect information (actual intensity, demand "
+                      "and weather; 36 h horizon). Not a bound: its plans are optimal for the learned model, not "
+                      "for the simulator's physics, so Coolshift can beat it on a short run.")
     if rec["oracle_share"] is not None:
-        console.print(f"oracle share: {rec['oracle_share']:.1%}")
+        console.print(f"share of the perfect-information saving: {rec['oracle_share']:.1%}")
     console.print(f"wall time {rec['wall_s']:.1f} s on {rec['workers']} worker(s); per policy: "
                   + ", ".join(f"{k} {v:.0f} s" for k, v in rec["runtime_s"].items()))
     console.print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.csv'}, {out / 'report.html'}")
@@ -39,7 +47,15 @@ def register(app: typer.Typer) -> None:
         policies: Annotated[str, typer.Option(help="comma-separated: static,best_practice,carbon_greedy,coolshift,oracle; and coolshift_<lever> "
                           "(cooling, consolidation, shifting, offload: that lever alone) to attribute savings")] =
         "static,best_practice,carbon_greedy,coolshift,oracle",
-        forecast: Annotated[str, typer.Option(help="what coolshift plans on: perfect|model|noise5|noise10")] = "model",
+        forecast: Annotated[str, typer.Option(help="what coolshift plans intensity and demand on: perfect|model|issued|"
+                                                   "noise5|noise10 (issued: --issued forecasts where they cover the "
+                                                   "plan, Coolshift's own beyond)")] = "model",
+        weather_forecast: Annotated[Optional[str], typer.Option(
+            "--weather-forecast", help="what coolshift plans the weather on: model (forecast from the past only) or "
+                                       "perfect (the actual weather); default: model, perfect with --forecast perfect")] = None,
+        issued: Annotated[Optional[list[Path]], typer.Option(
+            help="issued intensity forecasts for --forecast issued (WattTime request_time,forecast_time,<value> or "
+                 "SGIP time,moer,f1..fN CSV; repeat for several files)")] = None,
         interval_h: Annotated[float, typer.Option("--interval-h", help="re-plan every N hours")] = 4.0,
         seed: Annotated[int, typer.Option(help="seed of the noise forecasts")] = 0,
         workers: Annotated[Optional[int], typer.Option(help="processes running policies in parallel (default: cores)")] = None,
@@ -74,7 +90,7 @@ def register(app: typer.Typer) -> None:
             site=site, out=out, start=start, end=end, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
             forecast=forecast, interval_h=interval_h, seed=seed, workers=workers, reactive=reactive,
             support_envelope=support_envelope, demand_headroom=demand_headroom, horizon_end=horizon_end,
-            warm_start=warm_start, workdir=workdir, carbon=carbon, weather=weather, workload=workload,
+            warm_start=warm_start, weather_forecast=weather_forecast, issued=tuple(issued or ()), workdir=workdir, carbon=carbon, weather=weather, workload=workload,
             carbon_format=carbon_format, weather_format=weather_format, workload_format=workload_format)
         bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                        TimeElapsedColumn(), console=console, transient=False)

@@ -16,8 +16,10 @@ from typing import Callable
 
 import pandas as pd
 
-from coolshift.control.evaluation import FORECAST_MODES, LEVER_POLICIES, POLICIES, evaluate_policies, savings_table
+from coolshift.control.evaluation import (FORECAST_MODES, LEVER_POLICIES, POLICIES, WEATHER_FORECAST_MODES,
+                                         default_weather_forecast, evaluate_policies, savings_table)
 from coolshift.io import DataError, write_frame_atomic, write_json_atomic, write_text_atomic
+from coolshift.io.issued import read_issued_forecast
 from coolshift.reports.html import Section, html_figure, html_kv, html_paragraphs, html_table, render_page
 from coolshift.usecases.inputs import coerce_paths, load_inputs, registered_plant_model
 from coolshift.usecases.nightly import HISTORY_DAYS
@@ -37,6 +39,9 @@ class EvaluateOptions:
     model, noise5, noise10). ``workers``: processes running policies in parallel (None: one
     per core). ``support_envelope``/``horizon_end``: PlanOptions for every LP policy (None:
     the optimiser's default). ``demand_headroom`` None: off with ``reactive``, on without.
+    ``weather_forecast``: what Coolshift plans the weather on (model, perfect; None: model
+    unless ``forecast`` is perfect). ``issued``: issued intensity forecast files for
+    ``forecast="issued"`` (WattTime or SGIP format, sniffed unless ``issued_format``).
     """
 
     site: Path
@@ -53,6 +58,9 @@ class EvaluateOptions:
     demand_headroom: bool | None = None
     horizon_end: str | None = None
     warm_start: bool = True
+    weather_forecast: str | None = None
+    issued: tuple[Path, ...] = ()
+    issued_format: str = "auto"
     workdir: Path | None = None
     carbon: Path | None = None
     weather: Path | None = None
@@ -64,6 +72,7 @@ class EvaluateOptions:
     def __post_init__(self):
         coerce_paths(self, "site", "out", "workdir", "carbon", "weather", "workload")
         object.__setattr__(self, "policies", tuple(self.policies))
+        object.__setattr__(self, "issued", tuple(Path(p) for p in self.issued))
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,12 @@ def _check(opts: EvaluateOptions) -> None:
     if bad or opts.forecast not in FORECAST_MODES:
         raise DataError(None, f"unknown policies {bad} or forecast {opts.forecast!r}; policies: "
                               f"{', '.join(POLICIES)}; forecasts: {', '.join(FORECAST_MODES)}")
+    if opts.weather_forecast not in (None, *WEATHER_FORECAST_MODES):
+        raise DataError(None, f"--weather-forecast {opts.weather_forecast!r}: choose from {', '.join(WEATHER_FORECAST_MODES)}")
+    if opts.forecast == "issued" and not opts.issued:
+        raise DataError(None, "--forecast issued needs --issued FILE (issued intensity forecasts: WattTime or SGIP format)")
+    if opts.issued and opts.forecast != "issued":
+        raise DataError(None, f"--issued is used only with --forecast issued (got --forecast {opts.forecast})")
     if opts.horizon_end not in (None, "soft", "hard"):
         raise DataError(None, f"--horizon-end {opts.horizon_end!r}: choose soft or hard")
     if opts.workers is not None and opts.workers < 1:
@@ -97,7 +112,10 @@ def evaluate_site(opts: EvaluateOptions, *, progress: Callable[[str, int, int], 
     _check(opts)
     files = (opts.carbon, opts.weather, opts.workload, opts.carbon_format, opts.weather_format, opts.workload_format)
     cfg, data = load_inputs(opts.site, opts.start, opts.end, *files)
-    history = _history(opts, data, files) if opts.forecast == "model" else None
+    weather_forecast = opts.weather_forecast or default_weather_forecast(opts.forecast)
+    own = opts.forecast in ("model", "issued") or weather_forecast == "model"
+    history = _history(opts, data, files) if own else None
+    issued = read_issued_forecast(opts.issued, opts.issued_format) if opts.forecast == "issued" else None
     model = None
     if any(n.startswith("coolshift") or n == "oracle" for n in opts.policies):
         model = registered_plant_model(cfg, opts.workdir)
@@ -111,7 +129,11 @@ def evaluate_site(opts: EvaluateOptions, *, progress: Callable[[str, int, int], 
                             progress=progress, keep_timeseries=timeseries, history=history,
                             workers=opts.workers or os.cpu_count() or 1, reactive=opts.reactive,
                             plan_options=plan_options or None, demand_headroom=opts.demand_headroom,
-                            warm_start=opts.warm_start)
+                            warm_start=opts.warm_start, weather_forecast=weather_forecast, issued=issued)
+    if issued is not None:
+        rec["issued_forecast"] = {"files": [str(p) for p in opts.issued], "rows": int(len(issued)),
+                                  "first_issue": issued["request_time"].min().isoformat(),
+                                  "last_issue": issued["request_time"].max().isoformat()}
     table = savings_table(rec)
     opts.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(opts.out / "evaluation.json", rec)
@@ -167,6 +189,7 @@ def evaluation_report_html(rec: dict, table: pd.DataFrame, results_ts: dict) -> 
     sections = [
         Section("Summary", html_kv({
             "site": rec["site"], "period": f"{rec['start']} to {rec['end']}", "forecast": rec["forecast"],
+            "weather forecast": rec.get("weather_forecast", "-"),
             "re-plan interval h": rec["replan_interval_h"], "plant model": rec["plant_model"] or "-",
             "autoscaler": "on" if rec["reactive"] else "off", "workers": rec["workers"],
             "demand headroom (q90)": {True: "on", False: "off", None: "-"}[rec["demand_headroom"]],
@@ -175,7 +198,7 @@ def evaluation_report_html(rec: dict, table: pd.DataFrame, results_ts: dict) -> 
             "plan options": ", ".join(f"{k}={v}" for k, v in rec["plan_options"].items()) or "defaults",
             "warm-started re-plans": "on" if rec["warm_start"] else "off",
             "wall time s": f"{rec['wall_s']:.0f}",
-            "oracle share": "-" if rec["oracle_share"] is None else f"{rec['oracle_share']:.1%}",
+            "share of the perfect-information (oracle) saving": "-" if rec["oracle_share"] is None else f"{rec['oracle_share']:.1%}",
         })),
         Section("Policies", html_table(table, digits=2)),
         Section("Figures", "".join(html_figure(f, c) for f, c in figs)),
@@ -183,8 +206,12 @@ def evaluation_report_html(rec: dict, table: pd.DataFrame, results_ts: dict) -> 
             "Every policy runs on the physics simulator (coolshift.simulations), which shares no equations "
             "with the learned model the optimiser plans with. Baselines are defined once in the simulator "
             "(docs/simulator.md). Coolshift re-plans every "
-            f"{rec['replan_interval_h']:g} h over its planning horizon on the '{rec['forecast']}' forecast; the "
-            "oracle uses the actual future values and a 36 h horizon. "
+            f"{rec['replan_interval_h']:g} h over its planning horizon on the '{rec['forecast']}' forecast of "
+            f"intensity and demand and the '{rec.get('weather_forecast', 'perfect')}' weather. The oracle is the same "
+            "LP with the same learned plant model and perfect information (the actual future intensity, demand and "
+            "weather) over a 36 h horizon: what planning with perfect information gives, not a bound on what "
+            "any policy can save, since its plans are optimal for the learned model and not for the simulator's "
+            "physics (on a short run Coolshift can beat it). "
             + ("Between re-plans an autoscaler wakes servers when the demand observed in a step does not "
                "fit the plan's capacity (boot time charged by the simulator). " if rec["reactive"] else "")
             + "Savings are location-based tCO2.")),
