@@ -37,6 +37,9 @@ __all__ = [
     "EdgeSite",
     "Renewables",
     "Reporting",
+    "StorageUnit",
+    "TimeOfUse",
+    "Tariff",
     "Planning",
     "SiteConfig",
     "load_site",
@@ -287,6 +290,70 @@ class Renewables(_Strict):
     )
 
 
+class StorageUnit(_Strict):
+    """An electricity store behind the site's meter (a battery, or the UPS batteries).
+
+    Round-trip efficiency is split equally between charging and discharging (sqrt each),
+    as PyPSA's ``StorageUnit`` efficiencies; self-discharge is a share of the stored energy
+    per hour. A ``ups`` keeps ``ride_through_min`` minutes at the site's design IT load
+    (sum of the zones' ``design_it_load_kw``) that the plan never uses. Degradation is
+    charged per kWh discharged (throughput) in money and embodied carbon.
+    """
+
+    name: str
+    kind: Literal["battery", "ups"] = "battery"
+    energy_kwh: float = Field(gt=0, description="usable nameplate energy")
+    charge_kw: float = Field(gt=0, description="largest charging power (grid side)")
+    discharge_kw: float = Field(gt=0, description="largest discharging power (site side)")
+    # Li-ion (LFP) systems: 85-90 % AC round trip (NREL ATB 2023, utility-scale battery storage)
+    round_trip_efficiency: float = Field(0.88, gt=0, le=1)
+    soc_min_frac: float = Field(0.1, ge=0, lt=1)
+    soc_max_frac: float = Field(0.9, gt=0, le=1)
+    soc_initial_frac: float = Field(0.5, ge=0, le=1)
+    # Li-ion self-discharge ~2-3 %/month (Battery University BU-802b): ~3e-5 per hour
+    self_discharge_per_h: float = Field(3e-5, ge=0, lt=0.1)
+    ride_through_min: float = Field(0.0, ge=0, description="ups only: minutes at design IT load never used")
+    # Degradation per kWh discharged: NREL ATB 2023 LFP ~ 300 USD/kWh over ~4,000 cycles at
+    # 80 % depth ~ 0.09 USD/kWh; embodied ~ 75 kgCO2e/kWh of cells (IVL 2019, Emilsson &
+    # Dahllof) over the same throughput ~ 0.02 kgCO2e/kWh.
+    degradation_usd_per_kwh: float = Field(0.09, ge=0)
+    degradation_kgco2_per_kwh: float = Field(0.02, ge=0)
+    embodied_kgco2_per_kwh_capacity: float = Field(75.0, ge=0, description="manufacture, per kWh of capacity (what-ifs)")
+    capex_usd_per_kwh: float = Field(300.0, ge=0, description="installed cost per kWh of capacity (what-ifs)")
+    lifetime_years: float = Field(12.0, gt=0)
+
+    @model_validator(mode="after")
+    def _soc_range(self) -> "StorageUnit":
+        if not self.soc_min_frac < self.soc_max_frac:
+            raise ValueError(f"storage {self.name}: soc_min_frac must be below soc_max_frac")
+        if not self.soc_min_frac <= self.soc_initial_frac <= self.soc_max_frac:
+            raise ValueError(f"storage {self.name}: soc_initial_frac must lie within [soc_min_frac, soc_max_frac]")
+        if self.kind == "battery" and self.ride_through_min:
+            raise ValueError(f"storage {self.name}: ride_through_min is for kind 'ups' only")
+        return self
+
+
+class TimeOfUse(_Strict):
+    """An energy price adder for local hours ``[start_hour, end_hour)`` (end may wrap past midnight)."""
+
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=1, le=24)
+    usd_per_kwh: float
+    weekdays_only: bool = False
+
+
+class Tariff(_Strict):
+    """What the site pays for grid electricity: energy (wholesale series and/or time of use,
+    plus a flat adder) and a demand charge on each month's peak import."""
+
+    prices: DataSource | None = Field(None, description="hourly wholesale prices, USD/MWh (coolshift.io.prices)")
+    timezone: str = Field("UTC", description="local time of the time-of-use hours (IANA name)")
+    energy_usd_per_kwh: float = Field(0.0, description="flat adder: network charges, taxes")
+    time_of_use: list[TimeOfUse] = []
+    demand_charge_usd_per_kw_month: float = Field(0.0, ge=0)
+    carbon_price_usd_per_tco2: float = Field(0.0, ge=0, description="internal carbon price (weighted objective)")
+
+
 class Reporting(_Strict):
     """What the operator states in carbon reports (``coolshift report``), not computed by Coolshift."""
 
@@ -327,6 +394,8 @@ class SiteConfig(_Strict):
     edge_sites: list[EdgeSite] = []
     renewables: Renewables | None = None
     reporting: Reporting = Reporting()
+    storage: list[StorageUnit] = []
+    tariff: Tariff | None = None
     # Where the config was read from; relative data paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -337,6 +406,7 @@ class SiteConfig(_Strict):
             ("server pool", self.server_pools),
             ("workload class", self.workload_classes),
             ("edge site", self.edge_sites),
+            ("storage", self.storage),
         ):
             names = [i.name for i in items]
             dup = {n for n in names if names.count(n) > 1}
@@ -353,6 +423,11 @@ class SiteConfig(_Strict):
         total = sum(c.share for c in self.workload_classes)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"workload_classes shares sum to {total:.4f}, not 1")
+        design_kw = sum(z.design_it_load_kw for z in self.zones)
+        for u in self.storage:  # the UPS reserve must fit within the usable state-of-charge range
+            if u.ride_through_min * design_kw / 60.0 > u.soc_max_frac * u.energy_kwh:
+                raise ValueError(f"storage {u.name}: ride_through_min {u.ride_through_min:g} min at the design IT load "
+                                 f"({design_kw:g} kW) needs more than soc_max_frac x energy_kwh")
         return self
 
     # -- resolved paths and component tables -------------------------------------------

@@ -29,7 +29,15 @@ e = edge site, dt = step length in h, coefficients from :class:`PlantCoefficient
 - ``pdu_capacity``: zone IT[t,z] <= the zone's PDU rating (rated zones only)
 - ``crah_capacity``: air_share * zone IT[t,z] <= what the usable CRAH units carry
 - ``chiller_capacity``: heat_per_it * IT[t] + heat_fixed <= usable chillers / (1 - economiser share[t])
-- ``ppa_match``: unmatched[t] >= facility[t] - ppa[t] (market-based accounting)
+- ``ppa_match``: unmatched[t] >= grid[t] - ppa[t] (market-based accounting)
+- ``storage_balance`` (storage only): soc[t,s] = (1 - r_s dt) soc[t-1,s] + dt (eta_c charge[t,s]
+  - discharge[t,s] / eta_d), soc within [max(soc_min, UPS reserve), soc_max] by column bounds
+- ``storage_end``: soc[end,s] >= soc at the start (the plan never borrows from the next day)
+- ``grid_balance``: grid[t] = facility[t] + sum_s charge[t,s] - sum_s discharge[t,s] (grid >= 0)
+- ``monthly_peak`` (demand charge): peak[month(t)] >= grid[t]
+- ``carbon_cap`` (epsilon constraint, pareto): the plan's kgCO2 <= cap
+
+Where there is no storage, "grid" is facility power itself (no extra column).
 """
 
 from __future__ import annotations
@@ -359,9 +367,10 @@ def edge_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
 
 
 def site_power_cap(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Grid import within the connection's cap (facility power where there is no storage)."""
     if d.power_cap_kw is None:
         return
-    lp.add_cons("site_power_cap", {"step": d.index}, [(1.0, v.fac)], ub=d.power_cap_kw)
+    lp.add_cons("site_power_cap", {"step": d.index}, [(1.0, v.imports)], ub=d.power_cap_kw)
 
 
 def _zone_it_terms(d: ProblemData, v: Vars, coef=1.0) -> list:
@@ -412,7 +421,67 @@ def chiller_capacity(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
 def ppa_match(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
     if v.unmatched is None:
         return
-    lp.add_cons("ppa_match", {"step": d.index}, [(1.0, v.unmatched), (-1.0, v.fac)], lb=-d.ppa_kw)
+    lp.add_cons("ppa_match", {"step": d.index}, [(1.0, v.unmatched), (-1.0, v.imports)], lb=-d.ppa_kw)
+
+
+def storage_balance(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """State of charge carried step to step with charging/discharging losses and self-discharge."""
+    st = d.storage
+    if st is None:
+        return
+    keep = 1.0 - st.self_discharge_per_h * d.step_h  # (S,) share kept over one step
+    rhs = np.zeros((d.n, len(st.names)))
+    rhs[0] = keep * st.soc0_kwh
+    lp.add_cons(
+        "storage_balance", {"step": d.index, "storage": st.names},
+        [(1.0, v.soc), (-keep, _prev(v.soc)), (-d.step_h * st.eta_charge, v.charge),
+         (d.step_h / st.eta_discharge, v.discharge)],
+        lb=rhs, ub=rhs,
+    )
+    lp.add_cons("storage_end", {"storage": st.names}, [(1.0, v.soc[-1])], lb=st.soc0_kwh)
+
+
+def grid_balance(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Grid import = facility + charging - discharging (no export: grid >= 0 by its bound)."""
+    if v.grid is None:
+        return
+    lp.add_cons("grid_balance", {"step": d.index},
+                [(1.0, v.grid), (-1.0, v.fac), (-1.0, v.charge), (1.0, v.discharge)], lb=0.0, ub=0.0)
+
+
+def monthly_peak(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Each billing month's peak import is at least every step's import (the demand charge's base)."""
+    if v.peak is None:
+        return
+    lp.add_cons("monthly_peak", {"step": d.index}, [(1.0, v.peak[d.month]), (-1.0, v.imports)], lb=0.0)
+
+
+def carbon_terms(d: ProblemData, v: Vars) -> list:
+    """(coef, ids) terms of the plan's kgCO2 over the horizon (site, edges, storage degradation)."""
+    dt = d.step_h
+    if d.accounting == "location":
+        terms = [(dt * d.gco2 / 1000.0, v.imports)]
+    else:
+        terms = [(dt * d.residual_gco2 / 1000.0, v.unmatched)]
+    if len(d.edges):
+        per_unit = (
+            d.edge_kwh_per_unit[None, :, None] * d.edge_gco2[:, :, None]
+            + d.data_gb_per_unit[None, None, :] * d.network_kwh_per_gb[None, :, None] * d.gco2[:, None, None]
+        ) * dt / 1000.0
+        terms.append((per_unit, v.off))
+    if d.storage is not None:
+        terms.append((np.broadcast_to(dt * d.storage.degradation_kg_per_kwh, v.discharge.shape), v.discharge))
+    return terms
+
+
+def carbon_cap(lp: LinearProgram, d: ProblemData, v: Vars) -> None:
+    """Epsilon constraint of the cost-carbon frontier: the plan emits at most ``carbon_cap_kg``."""
+    cap = d.options.carbon_cap_kg
+    if cap is None:
+        return
+    terms = [(np.broadcast_to(np.asarray(c, float), np.shape(ids)).ravel(), np.asarray(ids).ravel())
+             for c, ids in carbon_terms(d, v)]
+    lp.add_cons("carbon_cap", {"total": ["kgco2"]}, [(c[None, :], i[None, :]) for c, i in terms], ub=cap)
 
 
 FAMILIES = (
@@ -439,6 +508,10 @@ FAMILIES = (
     crah_capacity,
     chiller_capacity,
     ppa_match,
+    storage_balance,
+    grid_balance,
+    monthly_peak,
+    carbon_cap,
 )
 
 

@@ -14,15 +14,16 @@ import numpy as np
 import pandas as pd
 
 from coolshift.baselines import run_on_arrival, site_arrays
-from coolshift.config import SiteConfig
+from coolshift.config import SiteConfig, Tariff
 from coolshift.coefficients import PlantCoefficients
 from coolshift.ratings import PlantLimits, free_cooling_share, plant_limits
 from coolshift.setpoints import CHW_MARGIN_K, chw_envelope_c, supply_envelope_c
 from coolshift.site_arrays import SiteArrays
+from coolshift.tariffs import billing_months
 
 from .state import InitialState
 
-__all__ = ["LEVERS", "PlanOptions", "ProblemData", "prepare", "power_curve_segments", "power_curve_error", "boot_extra_kw_per_server"]
+__all__ = ["LEVERS", "PlanOptions", "ProblemData", "StorageTable", "objective_weights", "COST_TIE_BREAK", "prepare", "power_curve_segments", "power_curve_error", "boot_extra_kw_per_server"]
 
 # A CRAH coil cannot cool supply air below chilled water + its approach; the plan keeps
 # 1 K more, as operators (and the baseline rules) do, so it never asks the plant for a state
@@ -86,6 +87,93 @@ class PlanOptions:
     # horizon exceeds what the pools can serve before it.
     horizon_end: str = "hard"
     horizon_end_penalty_kg_per_unit: float = 10.0
+    # What the plan minimises (docs/storage.md): "carbon" (kgCO2; the default), "cost" (USD:
+    # energy at the forecast's ``price_usd_per_kwh``, the tariff's demand charge, storage
+    # degradation; carbon only breaks ties) or "weighted" (USD + internal carbon price x tCO2,
+    # expressed in kgCO2-equivalent: kg + USD x 1000 / price).
+    objective: str = "carbon"
+    carbon_price_usd_per_tco2: float | None = None  # None: the tariff's (weighted objective)
+    carbon_cap_kg: float | None = None  # epsilon constraint: the plan's kgCO2 at most this (pareto)
+    use_storage: bool = True  # False: plan as if the site had no storage (the "without" case)
+
+
+@dataclass
+class StorageTable:
+    """The site's stores as arrays (S,), PyPSA ``StorageUnit``-style: limits in kWh and kW,
+    charge and discharge efficiency (sqrt of round trip each), self-discharge per hour,
+    degradation per kWh discharged in kgCO2 and USD. ``soc_min_kwh`` includes a UPS's
+    ride-through reserve (minutes at design IT load / 60 x kW / discharge efficiency)."""
+
+    names: list[str]
+    energy_kwh: np.ndarray
+    charge_kw: np.ndarray
+    discharge_kw: np.ndarray
+    eta_charge: np.ndarray
+    eta_discharge: np.ndarray
+    soc_min_kwh: np.ndarray
+    soc_max_kwh: np.ndarray
+    soc0_kwh: np.ndarray
+    reserve_kwh: np.ndarray
+    self_discharge_per_h: np.ndarray
+    degradation_kg_per_kwh: np.ndarray
+    degradation_usd_per_kwh: np.ndarray
+    soc_min_frac: np.ndarray
+    soc_max_frac: np.ndarray
+
+    @classmethod
+    def from_site(cls, site: SiteConfig, soc0_kwh: dict | None = None) -> "StorageTable | None":
+        units = site.storage
+        if not units:
+            return None
+        design_kw = sum(z.design_it_load_kw for z in site.zones)
+        a = lambda f: np.array([f(u) for u in units], float)  # noqa: E731
+        e = a(lambda u: u.energy_kwh)
+        eta = np.sqrt(a(lambda u: u.round_trip_efficiency))
+        reserve = a(lambda u: u.ride_through_min / 60.0 * design_kw) / eta
+        lo = np.maximum(a(lambda u: u.soc_min_frac) * e, reserve)
+        hi = a(lambda u: u.soc_max_frac) * e
+        if (lo > hi).any():
+            k = int(np.argmax(lo > hi))
+            raise ValueError(f"storage {units[k].name}: the ride-through reserve {reserve[k]:.1f} kWh exceeds soc_max "
+                             f"{hi[k]:.1f} kWh")
+        soc0 = a(lambda u: u.soc_initial_frac) * e
+        for k, u in enumerate(units):
+            if soc0_kwh and u.name in soc0_kwh:
+                soc0[k] = float(soc0_kwh[u.name])
+            if not lo[k] - 1e-6 <= soc0[k] <= hi[k] + 1e-6:
+                raise ValueError(f"storage {u.name}: initial state of charge {soc0[k]:.1f} kWh outside "
+                                 f"[{lo[k]:.1f}, {hi[k]:.1f}] kWh (limits and ride-through reserve)")
+        return cls(
+            names=[u.name for u in units], energy_kwh=e, charge_kw=a(lambda u: u.charge_kw),
+            discharge_kw=a(lambda u: u.discharge_kw), eta_charge=eta, eta_discharge=eta.copy(), soc_min_kwh=lo,
+            soc_max_kwh=hi, soc0_kwh=np.clip(soc0, lo, hi), reserve_kwh=reserve,
+            self_discharge_per_h=a(lambda u: u.self_discharge_per_h),
+            degradation_kg_per_kwh=a(lambda u: u.degradation_kgco2_per_kwh),
+            degradation_usd_per_kwh=a(lambda u: u.degradation_usd_per_kwh),
+            soc_min_frac=a(lambda u: u.soc_min_frac), soc_max_frac=a(lambda u: u.soc_max_frac),
+        )
+
+
+def objective_weights(options: "PlanOptions", tariff: Tariff | None) -> tuple[float, float]:
+    """(carbon weight, money weight in kg per USD) of the objective for ``options.objective``."""
+    if options.objective == "carbon":
+        return 1.0, float(options.tariff_weight_kg_per_currency)
+    if options.objective == "cost":
+        return COST_TIE_BREAK, 1.0
+    if options.objective == "weighted":
+        price = options.carbon_price_usd_per_tco2
+        if price is None:
+            price = tariff.carbon_price_usd_per_tco2 if tariff is not None else 0.0
+        if not price or price <= 0:
+            raise ValueError("objective 'weighted' needs an internal carbon price > 0 (--carbon-price or "
+                             "tariff.carbon_price_usd_per_tco2)")
+        return 1.0, 1000.0 / float(price)
+    raise ValueError(f"PlanOptions.objective: {options.objective!r}; choose 'carbon', 'cost' or 'weighted'")
+
+
+# In the cost objective carbon only breaks ties between plans of equal cost: 1e-6 kg-eq per kg,
+# far below any tariff's price of a kg (a 10 USD/tCO2 price is 1e-2 USD per kg).
+COST_TIE_BREAK = 1e-6
 
 
 @dataclass
@@ -172,6 +260,13 @@ class ProblemData:
     # (0 without weather columns in the forecast: the chillers alone).
     plant: PlantLimits | None = None
     free_share: np.ndarray | None = None  # (n,)
+    # storage behind the meter (None without): :class:`StorageTable`
+    storage: "StorageTable | None" = None
+    tariff: Tariff | None = None  # for the demand charge and bills
+    month: np.ndarray | None = None  # (n,) billing month of each step (demand charge)
+    months: list[str] = field(default_factory=list)
+    carbon_weight: float = 1.0  # objective = carbon_weight x kgCO2 + money_weight x USD
+    money_weight_kg_per_usd: float = 0.0
 
     @property
     def n(self) -> int:
@@ -330,9 +425,14 @@ def prepare(
     residual = None
     if site.renewables is not None and site.renewables.residual_mix_gco2_per_kwh is not None:
         residual = np.full(len(idx), site.renewables.residual_mix_gco2_per_kwh)
-    price = _col(forecast, "price_per_kwh", "tariff") if "price_per_kwh" in forecast.columns else np.zeros(len(idx))
-    if options.tariff_weight_kg_per_currency and "price_per_kwh" not in forecast.columns:
+    pcol = next((c for c in ("price_usd_per_kwh", "price_per_kwh") if c in forecast.columns), None)
+    price = _col(forecast, pcol, "energy price") if pcol else np.zeros(len(idx))
+    if options.tariff_weight_kg_per_currency and pcol is None:
         raise ValueError("forecast: a tariff weight was given but there is no 'price_per_kwh' column")
+    wc, wm = objective_weights(options, site.tariff)
+    if options.objective != "carbon" and pcol is None:
+        raise ValueError(f"objective {options.objective!r} needs energy prices: a 'price_usd_per_kwh' column in the "
+                         "forecast (a `tariff:` block in the site config provides it)")
     sp0 = np.array([state.supply_setpoint_c.get(z.name, z.supply_setpoint_initial_c) for z in zf])
     # the safe envelope every part of Coolshift uses (coolshift.setpoints): the setpoint range,
     # supply air never above the inlet maximum, chilled water cold enough for every zone
@@ -373,6 +473,10 @@ def prepare(
         raise ValueError(f"PlanOptions.horizon_end: {options.horizon_end!r}; choose 'hard' or 'soft'")
     if options.decompose not in ("off", "zones", "sifting"):
         raise ValueError(f"PlanOptions.decompose: {options.decompose!r}; choose 'off', 'zones' or 'sifting'")
+    storage = StorageTable.from_site(site, getattr(state, "storage_soc_kwh", None)) if options.use_storage else None
+    if storage is not None and options.decompose != "off":
+        raise ValueError("PlanOptions.decompose: storage is planned by the whole LP only; use decompose='off'")
+    month, months = billing_months(idx, site.tariff.timezone if site.tariff else "UTC")
     if "cooling" not in options.levers:  # setpoints held where the config starts them
         sp0 = np.array([z.supply_setpoint_initial_c for z in zf], float)
         sp_lo, sp_hi = sp0.copy(), sp0.copy()
@@ -448,6 +552,12 @@ def prepare(
         chw_gap_c=site.cooling.crah_supply_approach_c + CHW_SUPPLY_MARGIN_K,
         plant=plant_limits(site),
         free_share=_free_share(site, forecast, chw_lo, sp_lo),
+        storage=storage,
+        tariff=site.tariff,
+        month=month,
+        months=months,
+        carbon_weight=wc,
+        money_weight_kg_per_usd=wm,
     )
     if "cooling" not in options.levers:
         d.chw0 = chw_lo

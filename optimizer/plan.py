@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .data import ProblemData, boot_extra_kw_per_server
+from coolshift.tariffs import bill
 
-__all__ = ["Decisions", "Plan", "evaluate_actions"]
+from .data import ProblemData, StorageTable, boot_extra_kw_per_server
+
+__all__ = ["Decisions", "Plan", "evaluate_actions", "storage_soc_kwh"]
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Decisions:
     work: np.ndarray  # (n, P, K) units/h
     off: np.ndarray  # (n, E, K) units/h
     backlog: np.ndarray  # (n, K) units at the end of each step
+    charge: np.ndarray | None = None  # (n, S) storage charging kW (None: storage idle)
+    discharge: np.ndarray | None = None  # (n, S) storage discharging kW
 
 
 @dataclass
@@ -91,6 +95,18 @@ def pool_boot_kw(d: ProblemData, nact: np.ndarray) -> np.ndarray:
     return np.maximum(nact - prev, 0.0) * boot_extra_kw_per_server(d)[None, :]
 
 
+def storage_soc_kwh(st: StorageTable, charge: np.ndarray, discharge: np.ndarray, step_h: float) -> np.ndarray:
+    """(n, S) state of charge at the end of each step by the LP's own balance (the simulator
+    checks it independently: ``simulations/storage.py``)."""
+    keep = 1.0 - st.self_discharge_per_h * step_h
+    soc = np.empty_like(np.asarray(charge, float))
+    prev = st.soc0_kwh.copy()
+    for t in range(soc.shape[0]):
+        prev = keep * prev + step_h * (st.eta_charge * charge[t] - discharge[t] / st.eta_discharge)
+        soc[t] = prev
+    return soc
+
+
 def evaluate_actions(d: ProblemData, a: Decisions) -> pd.DataFrame:
     """Predicted per-step power, temperatures and carbon of given decisions (one frame)."""
     pit = pool_it_kw(d, a.nact, a.work)
@@ -105,10 +121,17 @@ def evaluate_actions(d: ProblemData, a: Decisions) -> pd.DataFrame:
     it_total = zit.sum(1) + fan.sum(1)
     facility = d.fac_const + d.fac_it * it_total + cooling
     dt = d.step_h
+    st = d.storage
+    grid = facility
+    if st is not None:
+        S = len(st.names)
+        ch = np.zeros((d.n, S)) if a.charge is None else np.asarray(a.charge, float)
+        dis = np.zeros((d.n, S)) if a.discharge is None else np.asarray(a.discharge, float)
+        grid = facility + ch.sum(1) - dis.sum(1)
     if d.accounting == "location":
-        site_kg = dt * d.gco2 / 1000.0 * facility
+        site_kg = dt * d.gco2 / 1000.0 * grid
     else:
-        site_kg = dt * d.residual_gco2 / 1000.0 * np.maximum(facility - d.ppa_kw, 0.0)
+        site_kg = dt * d.residual_gco2 / 1000.0 * np.maximum(grid - d.ppa_kw, 0.0)
     cols: dict[str, np.ndarray] = {}
     for z, name in enumerate(d.zones):
         cols[f"supply_setpoint_c__{name}"] = a.sp[:, z]
@@ -155,6 +178,21 @@ def evaluate_actions(d: ProblemData, a: Decisions) -> pd.DataFrame:
             "kgco2": site_kg + edge_kg,
         }
     )
+    if st is not None:
+        soc = storage_soc_kwh(st, ch, dis, dt)
+        for s_, name in enumerate(st.names):
+            cols[f"charge_kw__{name}"] = ch[:, s_]
+            cols[f"discharge_kw__{name}"] = dis[:, s_]
+            cols[f"soc_kwh__{name}"] = soc[:, s_]
+        deg_kg = dt * (dis * st.degradation_kg_per_kwh).sum(1)
+        cols["grid_power_kw"] = grid
+        cols["storage_kgco2"] = deg_kg
+        cols["kgco2"] = site_kg + edge_kg + deg_kg
+    if d.tariff is not None or d.options.objective != "carbon":
+        cols["price_usd_per_kwh"] = d.price_per_kwh
+        cols["energy_cost_usd"] = dt * d.price_per_kwh * grid
+        if st is not None:
+            cols["storage_cost_usd"] = dt * (dis * st.degradation_usd_per_kwh).sum(1)
     frame = pd.DataFrame(cols, index=d.index)
     frame.index.name = "timestamp"
     return frame
@@ -176,4 +214,20 @@ def totals_of(d: ProblemData, frame: pd.DataFrame) -> dict:
         "edge_tco2": float(frame["edge_kgco2"].sum() / 1000.0),
         "tco2": float(frame["kgco2"].sum() / 1000.0),
         "accounting": d.accounting,
+        **_money_totals(d, frame),
     }
+
+
+def _money_totals(d: ProblemData, frame: pd.DataFrame) -> dict:
+    """Grid energy and the bill (energy, demand charge, storage degradation) when prices are known."""
+    out: dict = {}
+    if "grid_power_kw" in frame.columns:
+        out["grid_kwh"] = float(frame["grid_power_kw"].sum() * d.step_h)
+        out["storage_tco2"] = float(frame["storage_kgco2"].sum() / 1000.0)
+    if "energy_cost_usd" in frame.columns:
+        grid = frame["grid_power_kw"] if "grid_power_kw" in frame.columns else frame["facility_power_kw"]
+        b = bill(d.index, grid.to_numpy(), d.price_per_kwh, d.tariff, d.step_h)
+        deg = float(frame["storage_cost_usd"].sum()) if "storage_cost_usd" in frame.columns else 0.0
+        out.update(energy_usd=b["energy_usd"], demand_usd=b["demand_usd"], storage_usd=deg,
+                   cost_usd=b["cost_usd"] + deg, peak_kw_by_month=b["peak_kw_by_month"])
+    return out

@@ -32,6 +32,8 @@ def actions_from_solution(p: PlanningLP, x: np.ndarray) -> Decisions:
         work=np.maximum(_take(x, v.work), 0.0),
         off=np.maximum(_take(x, v.off), 0.0),
         backlog=np.maximum(_take(x, v.backlog), 0.0),
+        charge=None if v.charge is None else np.clip(x[v.charge], 0.0, d.storage.charge_kw),
+        discharge=None if v.discharge is None else np.clip(x[v.discharge], 0.0, d.storage.discharge_kw),
     )
 
 
@@ -44,7 +46,9 @@ def shadow_prices(p: PlanningLP, row_dual: np.ndarray, col_dual: np.ndarray, x: 
     - site_power_cap: kgCO2 per +1 kW of cap; edge_capacity: per +1 unit/h of edge capacity;
     - setpoint_ramp: kgCO2 per +1 degC per step of allowed setpoint ramp;
     - ups_capacity, pdu_capacity, crah_capacity, chiller_capacity: kgCO2 per +1 kW of the
-      usable rating (binding only when the plant limits the plan).
+      usable rating (binding only when the plant limits the plan);
+    - storage_energy, storage_charge_power, storage_discharge_power: objective per +1 kWh of
+      storage capacity and per +1 kW of charge/discharge power (storage only).
     """
     lp, d, v = p.lp, p.data, p.vars
     rows = []
@@ -92,6 +96,24 @@ def shadow_prices(p: PlanningLP, row_dual: np.ndarray, col_dual: np.ndarray, x: 
         share = d.free_share if d.free_share is not None else np.zeros(d.n)
         add("chiller_capacity", "", (y / np.maximum(1.0 - share, 1e-3)).sum(), "kgCO2 per kW of usable chiller rating",
             (np.abs(y) > DUAL_TOL).sum())
+    st = d.storage
+    if st is not None and v.soc is not None:
+        # a column bound's dual is its reduced cost: objective change per kWh (kW) of limit;
+        # one more kWh of nameplate energy raises soc_max by soc_max_frac and soc_min by
+        # soc_min_frac (where the UPS reserve does not set soc_min)
+        rc_soc = col_dual[v.soc]
+        socx = x[v.soc]
+        at_hi = np.abs(socx - st.soc_max_kwh) < 1e-6
+        at_lo = (np.abs(socx - st.soc_min_kwh) < 1e-6) & (st.reserve_kwh < st.soc_min_kwh - 1e-9)
+        for s_, name in enumerate(st.names):
+            val = (np.where(at_hi[:, s_], rc_soc[:, s_], 0.0).sum() * st.soc_max_frac[s_]
+                   + np.where(at_lo[:, s_], rc_soc[:, s_], 0.0).sum() * st.soc_min_frac[s_])
+            add("storage_energy", name, val, "objective (kgCO2-eq) per kWh of storage capacity",
+                int((at_hi[:, s_] | at_lo[:, s_]).sum()))
+            for fam, ids, lim in (("charge_power", v.charge, st.charge_kw), ("discharge_power", v.discharge, st.discharge_kw)):
+                at = np.abs(x[ids[:, s_]] - lim[s_]) < 1e-6
+                add(f"storage_{fam}", name, np.where(at, col_dual[ids[:, s_]], 0.0).sum(),
+                    f"objective (kgCO2-eq) per kW of {fam.replace('_', ' ')}", int(at.sum()))
     return pd.DataFrame(rows, columns=["family", "component", "value", "unit", "binding_steps"])
 
 

@@ -28,6 +28,7 @@ class InitialState:
     backlog_units: dict[str, float] = field(default_factory=dict)
     backlog_deadline_h: dict[str, float] = field(default_factory=dict)
     backlog_due: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    storage_soc_kwh: dict[str, float] = field(default_factory=dict)  # per store; default the config's initial
 
     def backlog_chunks(self) -> dict[str, list[tuple[float, float]]]:
         """Per batch class, the queued work as (hours until due, units) chunks."""

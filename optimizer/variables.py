@@ -34,6 +34,16 @@ class Vars:
     dchw: np.ndarray | None  # (n,) |chw move|
     unmatched: np.ndarray | None  # (n,) grid energy not matched by the PPA (market), kW
     cool: np.ndarray | None = None  # (n,) cooling power kW, only with piecewise-linear cooling
+    grid: np.ndarray | None = None  # (n,) grid import kW = facility + charge - discharge (storage only)
+    charge: np.ndarray | None = None  # (n, S) storage charging power kW (grid side)
+    discharge: np.ndarray | None = None  # (n, S) storage discharging power kW (site side)
+    soc: np.ndarray | None = None  # (n, S) state of charge at the end of the step, kWh
+    peak: np.ndarray | None = None  # (M,) billing month's peak grid import kW (demand charge)
+
+    @property
+    def imports(self) -> np.ndarray:
+        """(n,) the column of grid import: ``grid`` with storage, else facility power."""
+        return self.grid if self.grid is not None else self.fac
 
 
 def _pairs(mask: np.ndarray, rows: list[str], cols: list[str]):
@@ -80,5 +90,15 @@ def add_variables(lp: LinearProgram, d: ProblemData) -> Vars:
     cool = None
     if d.cool_pieces:  # cooling = max of affine pieces: a variable above each of them
         cool = lp.add_vars("cooling_power_kw", step, lb=-np.inf)
-    return Vars(sp, chw, nact, up, pit, work, off, backlog, fan, fac, dsp, dchw, unmatched, cool)
+    v = Vars(sp, chw, nact, up, pit, work, off, backlog, fan, fac, dsp, dchw, unmatched, cool)
+    st = d.storage
+    if st is not None:
+        sc = {**step, "storage": st.names}
+        v.grid = lp.add_vars("grid_power_kw", step, lb=0.0)
+        v.charge = lp.add_vars("charge_kw", sc, lb=0.0, ub=st.charge_kw)
+        v.discharge = lp.add_vars("discharge_kw", sc, lb=0.0, ub=st.discharge_kw)
+        v.soc = lp.add_vars("soc_kwh", sc, lb=st.soc_min_kwh, ub=st.soc_max_kwh)
+    if d.tariff is not None and d.tariff.demand_charge_usd_per_kw_month > 0 and d.money_weight_kg_per_usd > 0:
+        v.peak = lp.add_vars("peak_grid_kw", {"month": d.months}, lb=0.0)
+    return v
 
