@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from coolshift.reporting_config import Reporting  # the reporting: block (targets, Scope 1, EU, PAS 2060, lifecycle, ISO)
 from coolshift.textfiles import DataError, read_text
 
 __all__ = [
@@ -352,14 +353,6 @@ class Tariff(_Strict):
     time_of_use: list[TimeOfUse] = []
     demand_charge_usd_per_kw_month: float = Field(0.0, ge=0)
     carbon_price_usd_per_tco2: float = Field(0.0, ge=0, description="internal carbon price (weighted objective)")
-
-
-class Reporting(_Strict):
-    """What the operator states in carbon reports (``coolshift report``), not computed by Coolshift."""
-
-    # PAS 2060:2014 / ISO 14068-1:2023: the standard of the retired offset credits
-    # (e.g. "VCS", "Gold Standard"); reports print "not stated" when empty.
-    offset_standard: str | None = None
 
 
 class Planning(_Strict):

@@ -80,7 +80,7 @@ def test_report_from_a_small_run_contains_every_section(runs, tmp_path):
     page = (out / "carbon_report.html").read_text()
     for title in SECTIONS:
         assert f">{H.escape(title)}</h2>" in page, title
-    assert page.count("data:image/png;base64,") == 5  # energy, emissions, reductions, renewables, M&V
+    assert page.count("data:image/png;base64,") == 6  # energy, emissions, reductions, renewables, M&V, accounting
     assert "not stated" in page  # offset standard left empty
     assert (out / "carbon_report.pdf").read_bytes()[:5] == b"%PDF-"
     figs = json.loads((out / "carbon_report.json").read_text())

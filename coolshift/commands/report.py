@@ -12,6 +12,7 @@ from coolshift.commands._common import EXIT_FAILURE, CarbonFmtOpt, CarbonOpt, En
 RunArg = Annotated[Path, typer.Argument(help="a `coolshift simulate --out` folder, its timeseries.parquet/.csv, or a telemetry CSV")]
 SiteOptional = Annotated[Optional[Path], typer.Option("--site", "-s", help="site configuration YAML (PPA, residual mix, grid, zones)")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+FORMATS = ("all", "eu-json", "eu-csv")
 
 
 def _site(path):
@@ -46,18 +47,51 @@ def _load(path, site, carbon, carbon_format, start, end, carbon_required: bool =
     return run, ppa_note
 
 
-def _offset_standard(cli_value, site):
-    if cli_value:
-        return cli_value
-    rep = getattr(site, "reporting", None)
-    return getattr(rep, "offset_standard", None) if rep is not None else None
-
-
 def _residual_mix(cli_value, site):
     if cli_value is not None:
         return cli_value
     ren = getattr(site, "renewables", None)
     return ren.residual_mix_gco2_per_kwh if ren is not None else None
+
+
+def _reporting(path, site):
+    """The reporting block: a separate YAML (``--reporting``), else the site's ``reporting:`` block."""
+    if path is not None:
+        from coolshift.reports.standards_inputs import load_reporting
+
+        return load_reporting(path)
+    if site is not None:
+        return site.reporting.model_copy(update={"base_dir": site.base_dir})
+    return None
+
+
+def _f(v, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _write_all(out: Path, figs: dict, ctx, post, rmix, pdf: bool, prog, task, base_frame, mv_result) -> None:
+    """Every output of the report, each written atomically."""
+    from coolshift.io import write_frame_atomic, write_json_atomic, write_text_atomic
+    from coolshift.reports import annual
+    from coolshift.reports.carbon import account_steps, monthly_table
+    from coolshift.reports.eu import eu_rows
+
+    prog.update(task, description="drawing the figures")
+    figures = annual.make_figures(post.frame, figs, base_frame, mv_result)
+    if pdf:
+        prog.update(task, description="writing the PDF")
+        annual.write_pdf(out / "carbon_report.pdf", figs, ctx, figures)
+    prog.update(task, description="writing the HTML")
+    write_text_atomic(out / "carbon_report.html", annual.render_html(figs, ctx, figures))
+    write_json_atomic(out / "carbon_report.json", figs)
+    write_frame_atomic(out / "monthly.csv", monthly_table(account_steps(post.frame, rmix), rmix))
+    write_json_atomic(out / "eu_report.json", figs["eu"])
+    write_frame_atomic(out / "eu_report.csv", eu_rows(figs["eu"]).set_index("section"))
+    if figs["lifecycle"]:
+        import pandas as pd
+
+        write_frame_atomic(out / "lifecycle.csv", pd.DataFrame(figs["lifecycle"]).set_index("serial"))
+        write_json_atomic(out / "lifecycle_certificates.json", figs["lifecycle_certificates"])
 
 
 def _check_mv_options(interval: str, temperature: str, prefix: str) -> None:
@@ -87,20 +121,27 @@ def register(app: typer.Typer) -> None:
         mv_temperature: Annotated[str, typer.Option(help="M&V weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
         mv_load_column: Annotated[str, typer.Option(help="M&V load variable: it_power_kw, or a work column to credit IT savings too")] = "it_power_kw",
         pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="also write carbon_report.pdf")] = False,
+        reporting: Annotated[Optional[Path], typer.Option(help="reporting inputs YAML (targets, Scope 1 logs, EU fields, offsets, inventory, ISO registers); default: the site's reporting: block")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="all (HTML, JSON, CSVs and the EU export), eu-json or eu-csv (only the EU Delegated Regulation 2024/1364 structure)")] = "all",
         out: OutOpt = Path("carbon_report"),
     ):
-        """Carbon report of a period: footprint, Scope 2, PUE/WUE, reductions, renewables, offsets, M&V, data quality."""
+        """Carbon report of a period: Scope 1 and 2, PUE/WUE, reductions, targets, EU indicators, PAS 2060, lifecycle, ISO, M&V."""
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
-        from coolshift.io import write_frame_atomic, write_json_atomic, write_text_atomic
+        from coolshift.io import write_frame_atomic, write_json_atomic
         from coolshift.io.checks import DataError
         from coolshift.reports import annual
-        from coolshift.reports.carbon import account_steps, monthly_table
 
         _check_mv_options(mv_interval, mv_temperature, "--mv-")
+        if fmt not in FORMATS:
+            raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as prog:
             task = prog.add_task("reading data")
             cfg = _site(site)
+            from coolshift.reports.standards import read_inputs
+
+            rep_cfg = _reporting(reporting, cfg)
+            std_inputs = read_inputs(rep_cfg, [p.name for p in cfg.server_pools] if cfg is not None else None) if rep_cfg else None
             post, ppa_note = _load(run, cfg, carbon, carbon_format, start, end)
             base_frame = base_src = None
             if baseline is not None:
@@ -130,21 +171,26 @@ def register(app: typer.Typer) -> None:
                 site_name=cfg.name if cfg else Path(run).stem, description=cfg.description if cfg else "",
                 grid_region=cfg.grid_region if cfg else "", source=post.source, simulated=post.simulated,
                 carbon_source=post.carbon_source, ppa_source=ppa_note, residual_mix_gco2_per_kwh=rmix,
-                offset_standard=_offset_standard(offset_standard, cfg), baseline_label=baseline_label or (
+                offset_standard=offset_standard or (rep_cfg.offset_standard if rep_cfg is not None else None), baseline_label=baseline_label or (
                     (base_frame is not None and Path(baseline).name) or None),
                 baseline_source=base_src, filled=post.filled, notes=notes)
             prog.update(task, description="computing the accounts")
-            figs = annual.carbon_figures(post.frame, ctx, base_frame, mv_result)
-            prog.update(task, description="drawing the figures")
-            figures = annual.make_figures(post.frame, figs, base_frame, mv_result)
+            figs = annual.carbon_figures(post.frame, ctx, base_frame, mv_result, std_inputs, cfg)
             out.mkdir(parents=True, exist_ok=True)
-            if pdf:
-                prog.update(task, description="writing the PDF")
-                annual.write_pdf(out / "carbon_report.pdf", figs, ctx, figures)
-            prog.update(task, description="writing the HTML")
-            write_text_atomic(out / "carbon_report.html", annual.render_html(figs, ctx, figures))
-            write_json_atomic(out / "carbon_report.json", figs)
-            write_frame_atomic(out / "monthly.csv", monthly_table(account_steps(post.frame, rmix), rmix))
+            if fmt != "all":
+                if fmt == "eu-json":
+                    write_json_atomic(out / "eu_report.json", figs["eu"])
+                else:
+                    from coolshift.reports.eu import eu_rows
+
+                    write_frame_atomic(out / "eu_report.csv", eu_rows(figs["eu"]).set_index("section"))
+            else:
+                _write_all(out, figs, ctx, post, rmix, pdf, prog, task, base_frame, mv_result)
+        if fmt != "all":
+            k = figs["eu_kpis"]
+            console.print(f"[bold]{ctx.site_name}[/] EU indicators: PUE {k['pue']:.3f}, WUE {_f(k['wue'])} L/kWh, "
+                          f"ERF {_f(k['erf'])}, REF {_f(k['ref'])}; written: {out / ('eu_report.json' if fmt == 'eu-json' else 'eu_report.csv')}")
+            return
         s2, e, n = figs["scope2"], figs["energy"], figs["neutrality"]
         console.print(f"[bold]{ctx.site_name}[/] {figs['start'][:10]} .. {figs['end'][:10]}: facility {e['facility_kwh'] / 1000:,.1f} MWh, "
                       f"PUE {e['pue']:.3f}, Scope 2 location {s2['location_kgco2'] / 1000:,.1f} tCO2, market {s2['market_kgco2'] / 1000:,.1f} tCO2, "
@@ -153,7 +199,10 @@ def register(app: typer.Typer) -> None:
             loc = figs["reduction"]["location"]
             console.print(f"reduction vs {figs['reduction']['label']}: {loc['total_kg'] / 1000:,.1f} tCO2 ({loc['total_pct']:.1f} %) = "
                           f"efficiency {loc['efficiency_kg'] / 1000:,.1f} + timing {loc['timing_kg'] / 1000:,.1f}")
-        console.print(n["statement"])
+        console.print(f"Scope 1 {figs['scope1_tco2']:,.1f} tCO2e; Scope 1 + 2 market {figs['scope1_2_tco2e']['market']:,.1f} tCO2e; "
+                      f"EU: PUE {figs['eu_kpis']['pue']:.3f}, WUE {_f(figs['eu_kpis']['wue'])}, ERF {_f(figs['eu_kpis']['erf'])}, "
+                      f"REF {_f(figs['eu_kpis']['ref'])}")
+        console.print(figs["pas2060"]["statement"])
         console.print(f"report: {out / 'carbon_report.html'}" + (f" and {out / 'carbon_report.pdf'}" if pdf else ""))
 
     @app.command("verify")

@@ -5,8 +5,10 @@ out as a self-contained page with plots; :func:`write_pdf` puts the same figures
 PDF pages with matplotlib's ``PdfPages`` (no extra dependency).
 
 Sections (:data:`SECTIONS`): scope and boundary; method and emission factors; energy and
-PUE; emissions location- and market-based; reductions; renewables; residual emissions and
-offsets; measurement and verification; data quality.
+PUE; emissions location- and market-based; Scope 1 and Scope 1 + 2; reductions; targets and
+progress; renewables; EU data-centre indicators; residual emissions and offsets; PAS 2060
+statement; measurement and verification; lifecycle footprint and e-waste; ISO 14001 / 50001;
+data quality. The standards sections come from :mod:`.standards`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from coolshift.reports import carbon as C
+from coolshift.reports import standards as S
 from coolshift.reports.html import Section, html_figure, html_kv, html_paragraphs, html_table, render_page
 
 __all__ = ["SECTIONS", "ReportContext", "carbon_figures", "render_html", "write_pdf", "make_figures", "mv_figure", "mv_body"]
@@ -26,10 +29,16 @@ SECTIONS = (
     "Method and emission factors",
     "Energy and PUE",
     "Emissions: location- and market-based",
+    "Scope 1 and Scope 1 + 2",
     "Reductions",
+    "Targets and progress",
     "Renewables",
+    "EU data-centre indicators",
     "Residual emissions and offsets",
+    "PAS 2060 statement",
     "Measurement and verification",
+    "Lifecycle footprint and e-waste",
+    "ISO 14001 / ISO 50001",
     "Data quality",
 )
 
@@ -63,8 +72,10 @@ def _edge_kg(frame: pd.DataFrame) -> float:
     return float(frame["kgco2_edge"].sum()) if "kgco2_edge" in frame.columns else 0.0
 
 
-def carbon_figures(post: pd.DataFrame, ctx: ReportContext, baseline: pd.DataFrame | None = None, mv_result=None) -> dict:
-    """All the report's numbers for the period of ``post`` (a step frame; see :mod:`.carbon`)."""
+def carbon_figures(post: pd.DataFrame, ctx: ReportContext, baseline: pd.DataFrame | None = None, mv_result=None,
+                   standards: S.StandardsInputs | None = None, site=None) -> dict:
+    """All the report's numbers for the period of ``post`` (a step frame; see :mod:`.carbon`), with the
+    standards sections (:func:`.standards.standards_figures`) from ``standards`` (the reporting block's inputs)."""
     steps = C.account_steps(post, ctx.residual_mix_gco2_per_kwh)
     rmix = ctx.residual_mix_gco2_per_kwh
     it_kwh, fac_kwh = float(steps["it_kwh"].sum()), float(steps["facility_kwh"].sum())
@@ -120,6 +131,7 @@ def carbon_figures(post: pd.DataFrame, ctx: ReportContext, baseline: pd.DataFram
     out["monthly"] = C.monthly_table(steps, rmix).reset_index().to_dict(orient="records")
     out["context"] = {"carbon_source": ctx.carbon_source, "ppa_source": ctx.ppa_source,
                       "offset_standard": ctx.offset_standard or "not stated", "notes": ctx.notes}
+    out.update(S.standards_figures(post, out, standards, site, ctx.offset_standard))
     return out
 
 
@@ -202,6 +214,8 @@ def make_figures(post: pd.DataFrame, figs: dict, baseline: pd.DataFrame | None =
 
     if mv_result is not None:
         out["mv"] = mv_figure(mv_result)
+    if "pas2060" in figs:
+        out["accounting"] = S.accounting_figure(figs, f"{figs['site']}: accounting {figs['start'][:10]} to {figs['end'][:10]}")
     return out
 
 
@@ -257,9 +271,9 @@ def section_bodies(figs: dict, ctx: ReportContext, figures: dict | None = None) 
         f"(grid region {ctx.grid_region or 'not stated'}).",
         "Operational boundary: the electricity drawn at the site's utility meter (IT, cooling, power-distribution "
         "losses, lighting and other loads): Scope 2. Work offloaded to edge sites and the network energy it takes are "
-        "reported beside it at their own grids. Not covered: Scope 1 (standby generator fuel, refrigerant leaks) and "
-        "Scope 3 (embodied emissions of equipment and buildings, purchased services); a carbon-neutrality claim for "
-        "the organisation needs them from other sources.",
+        "reported beside it at their own grids. Scope 1 (standby generator and other fuel, refrigerant top-ups) "
+        "from the operator's logs, when given (see Scope 1); Scope 3 only as the categories the operator gives "
+        "(PAS 2060 statement) and the hardware inventory's life-cycle footprint.",
         f"Period: {figs['start']} to {figs['end']} ({figs['hours']:,.0f} h, {figs['steps']:,d} steps). Data: {kind}, from {figs['source']}.",
     )
     b["Method and emission factors"] = html_paragraphs(
@@ -342,7 +356,9 @@ def section_bodies(figs: dict, ctx: ReportContext, figures: dict | None = None) 
         "PAS 2060-style declaration: measured, reduced, offset. Credits must be retired (not only bought) "
         "for this period and meet the stated standard (e.g. VCS, Gold Standard); ISO 14068-1:2023 succeeds PAS 2060.",
         note=True)
-    b["Measurement and verification"] = mv_body(mvs, fig("mv"))
+    b["Measurement and verification"] = mv_body(mvs, fig("mv")) + html_paragraphs(S.CALTRACK_STATUS, note=True)
+    if "pas2060" in figs:
+        b.update(S.standards_bodies(figs, fig("accounting")))
     rows = pd.DataFrame(dq["fills_detail"]) if dq["fills_detail"] else None
     b["Data quality"] = html_kv([
         ("data kind", kind),
@@ -388,7 +404,10 @@ def render_html(figs: dict, ctx: ReportContext, figures: dict | None = None) -> 
     s2 = figs["scope2"]
     subtitle = (f"Scope 2 location-based {s2['location_kgco2'] / 1000:,.1f} tCO2, market-based {s2['market_kgco2'] / 1000:,.1f} tCO2; "
                 f"PUE {figs['energy']['pue']:.3f}; offsets needed {figs['neutrality']['offsets_needed_tco2e']:,d} tCO2e.")
-    return render_page(title, [Section(t, bodies[t]) for t in SECTIONS], subtitle=subtitle)
+    if "pas2060" in figs:
+        subtitle += (f" Scope 1 {figs['scope1_tco2']:,.1f} tCO2e; PAS 2060: "
+                     f"{'carbon neutral' if figs['pas2060']['neutral'] else 'not carbon neutral'}.")
+    return render_page(title, [Section(t, bodies[t]) for t in SECTIONS if t in bodies], subtitle=subtitle)
 
 
 def write_pdf(path, figs: dict, ctx: ReportContext, figures: dict) -> None:
@@ -415,7 +434,7 @@ def write_pdf(path, figs: dict, ctx: ReportContext, figures: dict) -> None:
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
         lines = [f"Carbon report: {ctx.site_name}", f"{figs['start']} to {figs['end']}", ""]
-        for title in SECTIONS:
+        for title in (t for t in SECTIONS if t in bodies):
             lines += ["", title.upper()]
             for para in text_of(bodies[title]).splitlines():
                 lines += textwrap.wrap(para, 105) or [""]

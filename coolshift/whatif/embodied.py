@@ -39,6 +39,7 @@ __all__ = [
     "HOURS_PER_MONTH",
     "HOURS_PER_YEAR",
     "resolve_pcf",
+    "model_pcf",
     "embodied_kgco2e",
     "unamortised_frac",
     "amortised_kgco2e",
@@ -68,7 +69,8 @@ PCF_PRESETS: dict[str, PCF] = {
 
 
 def resolve_pcf(pcf: str | PCF, where: str = "pcf") -> PCF:
-    """A PCF from a preset name or an inline value; a bad name lists the valid ones."""
+    """A PCF from a preset name or an inline value; a bad name lists the valid ones (a site's
+    ``reporting.hardware_models`` names are resolved first by :func:`hardware_lines`)."""
     if isinstance(pcf, PCF):
         return pcf
     try:
@@ -76,8 +78,19 @@ def resolve_pcf(pcf: str | PCF, where: str = "pcf") -> PCF:
     except KeyError:
         raise ScenarioError(
             f"{where}: unknown PCF preset {pcf!r}; presets (coolshift.whatif.embodied.PCF_PRESETS): "
-            f"{sorted(PCF_PRESETS)}, or give manufacturing_kgco2e / transport_kgco2e / lifetime_years inline"
+            f"{sorted(PCF_PRESETS)}, a model of the site's reporting.hardware_models, or give manufacturing_kgco2e / transport_kgco2e / lifetime_years inline"
         ) from None
+
+
+def model_pcf(model, where: str = "hardware_models") -> PCF:
+    """The PCF of a site's :class:`~coolshift.reporting_config.HardwareModel` (its figures, or its preset
+    with the model's service life): the lifecycle report and the what-ifs count a model alike."""
+    if model.preset is not None:
+        base = resolve_pcf(model.preset, f"{where}.preset")
+        return base.model_copy(update={"transport_kgco2e": base.transport_kgco2e + model.transport_kgco2e,
+                                       "lifetime_years": model.lifetime_years})
+    return PCF(manufacturing_kgco2e=model.manufacturing_kgco2e, transport_kgco2e=model.transport_kgco2e,
+               lifetime_years=model.lifetime_years, source=model.source)
 
 
 def embodied_kgco2e(count: float, pcf: PCF) -> float:
@@ -102,6 +115,15 @@ def hardware_lines(scenario: Scenario, base_site, site) -> Hardware:
     base_n = {p.name: p.servers for p in base_site.server_pools}
     new_n = {p.name: p.servers for p in site.server_pools}
     hw = scenario.hardware or Hardware()
+    models = getattr(getattr(base_site, "reporting", None), "hardware_models", {}) or {}
+
+    def own(line):
+        """A line whose pcf names one of the site's hardware models (the lifecycle inventory's
+        figures) takes that model's PCF; preset names keep the preset."""
+        if isinstance(line.pcf, str) and line.pcf in models and line.pcf not in PCF_PRESETS:
+            return line.model_copy(update={"pcf": model_pcf(models[line.pcf], f"reporting.hardware_models.{line.pcf}")})
+        return line
+
     for line in hw.retired:
         n = base_n[line.pool] if line.count == "all" else line.count
         retired.append(line.model_copy(update={"count": n}))
@@ -117,7 +139,7 @@ def hardware_lines(scenario: Scenario, base_site, site) -> Hardware:
                 new.append(HardwareLine(pool=pool, count=m, pcf=c.host_pcf))
             else:
                 retired.append(HardwareLine(pool=pool, count=n - m, pcf=c.retired_pcf, age_years=c.retired_age_years))
-    return Hardware(retired=retired, new=new, count_retired_writeoff=hw.count_retired_writeoff)
+    return Hardware(retired=[own(x) for x in retired], new=[own(x) for x in new], count_retired_writeoff=hw.count_retired_writeoff)
 
 
 def embodied_summary(hw: Hardware, period_h: float, pv=None) -> dict:
