@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from coolshift.commands._common import EXIT_FAILURE, CarbonFmtOpt, CarbonOpt, EndOpt, StartOpt, cli_errors, console, err_console
+from coolshift.commands._common import EXIT_BAD_INPUT, EXIT_FAILURE, CarbonFmtOpt, CarbonOpt, EndOpt, StartOpt, cli_errors, console, err_console
 
 RunArg = Annotated[Path, typer.Argument(help="a `coolshift simulate --out` folder, its timeseries.parquet/.csv, or a telemetry CSV")]
 SiteOptional = Annotated[Optional[Path], typer.Option("--site", "-s", help="site configuration YAML (PPA, residual mix, grid, zones)")]
@@ -94,12 +94,19 @@ def _write_all(out: Path, figs: dict, ctx, post, rmix, pdf: bool, prog, task, ba
         write_json_atomic(out / "lifecycle_certificates.json", figs["lifecycle_certificates"])
 
 
+def _bad_option(option: str, message: str) -> None:
+    """An option value the command does not know: one line and exit 2 (a typer.BadParameter raised
+    inside the command would surface as an internal error)."""
+    err_console.print(f"[bold red]error:[/] {option}: {message}", highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
 def _check_mv_options(interval: str, temperature: str, prefix: str) -> None:
     """Reject an M&V interval or weather variable the adjusted-baseline model does not know."""
     if interval not in ("h", "D"):
-        raise typer.BadParameter("must be h (hourly) or D (daily)", param_hint=f"{prefix}interval")
+        _bad_option(f"{prefix}interval", "must be h (hourly) or D (daily)")
     if temperature not in ("auto", "wetbulb", "drybulb"):
-        raise typer.BadParameter("must be auto, wetbulb or drybulb", param_hint=f"{prefix}temperature")
+        _bad_option(f"{prefix}temperature", "must be auto, wetbulb or drybulb")
 
 
 def register(app: typer.Typer) -> None:
@@ -134,7 +141,7 @@ def register(app: typer.Typer) -> None:
 
         _check_mv_options(mv_interval, mv_temperature, "--mv-")
         if fmt not in FORMATS:
-            raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+            _bad_option("--format", f"must be one of {', '.join(FORMATS)}")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as prog:
             task = prog.add_task("reading data")
             cfg = _site(site)
