@@ -3,6 +3,7 @@ tariff (time of use, demand charge) and the cost and weighted objectives on hand
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,31 @@ def test_site_prices_from_the_bundled_file_with_the_tariff():
     out = with_prices(site, pd.DataFrame(index=idx))
     # 75.141955 USD/MWh holds for the first hour, then 65.87499
     np.testing.assert_allclose(out["price_usd_per_kwh"], [0.085141955, 0.085141955, 0.07587499])
+
+
+def test_plan_command_objective_cost_is_cheaper_and_carbon_is_cleaner(registry, tmp_path):
+    from typer.testing import CliRunner
+
+    from coolshift.cli import app
+
+    site = str(REPO / "configs/sites/sanjose_colo_2mw.yaml")
+    out = {}
+    for obj in ("carbon", "cost"):
+        res = CliRunner().invoke(app, ["plan", "--site", site, "--start", "2022-07-01", "--out", str(tmp_path / obj),
+                                       "--forecast", "perfect", "--no-mlflow", "--objective", obj])
+        assert res.exit_code == 0, res.output
+        out[obj] = json.loads((tmp_path / obj / "summary.json").read_text())
+        frame = pd.read_csv(tmp_path / obj / "plan.csv", index_col="timestamp", parse_dates=True)
+        # the bill is the frame's energy column plus 20 USD/kW on each local billing month's peak:
+        # 00:00-07:00 UTC on 1 July is still 30 June in San Jose (PDT), so two months' peaks
+        assert out[obj]["predicted"]["energy_usd"] == pytest.approx(frame["energy_cost_usd"].sum(), rel=1e-9)
+        month = frame.index.tz_convert("America/Los_Angeles").month
+        peaks = frame["facility_power_kw"].groupby(month).max()
+        assert len(peaks) == 2
+        assert out[obj]["predicted"]["demand_usd"] == pytest.approx(20.0 * peaks.sum(), rel=1e-9)
+        assert out[obj]["objective"] == obj
+    assert out["cost"]["predicted"]["cost_usd"] < out["carbon"]["predicted"]["cost_usd"]
+    assert out["carbon"]["predicted"]["tco2"] < out["cost"]["predicted"]["tco2"]
+    bad = CliRunner().invoke(app, ["plan", "--site", site, "--start", "2022-07-01", "--out", str(tmp_path / "x"),
+                                   "--no-mlflow", "--objective", "money"])
+    assert bad.exit_code == 2 and "--objective" in bad.output

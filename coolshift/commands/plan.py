@@ -65,6 +65,8 @@ def _print_result(res) -> None:
     t.add_row("facility MWh", f"{pr['facility_kwh'] / 1000:,.2f}", f"{bs['facility_kwh'] / 1000:,.2f}")
     t.add_row("PUE", f"{pr['pue']:.3f}", f"{bs['pue']:.3f}")
     t.add_row("tCO2", f"{pr['tco2']:,.3f}", f"{bs['tco2']:,.3f}")
+    if "cost_usd" in pr and "cost_usd" in bs:
+        t.add_row("cost USD", f"{pr['cost_usd']:,.0f}", f"{bs['cost_usd']:,.0f}")
     console.print(t)
     sv = summary["savings"]
     pct = f"{sv['pct_co2']:.1f} %" if sv["pct_co2"] is not None else "n/a"
@@ -115,6 +117,10 @@ def register(app: typer.Typer) -> None:
             help="refuse a state measured longer than this before the plan start")] = 6.0,
         state_max_ahead_h: Annotated[Optional[float], typer.Option(
             help="refuse a state measured longer than this after the plan start (default one planning step)")] = None,
+        objective: Annotated[str, typer.Option(
+            help="carbon (kgCO2), cost (USD: the config's tariff) or weighted (USD + carbon price x tCO2)")] = "carbon",
+        carbon_price: Annotated[Optional[float], typer.Option(
+            "--carbon-price", help="internal carbon price, USD/tCO2, for --objective weighted (default the tariff's)")] = None,
     ) -> None:
         """Plan the next horizon (length and step from the config) for least carbon.
 
@@ -142,13 +148,16 @@ def register(app: typer.Typer) -> None:
 
         if state is not None and from_bms is not None:
             _fail("give at most one of --state (a state file) and --from-bms (a point map)")
+        if objective not in ("carbon", "cost", "weighted"):
+            _fail(f"--objective must be carbon, cost or weighted, not {objective[:20]!r}")
 
         opts = NightlyOptions(
             site=site_path, start=start, for_date=for_, runs=runs, out=out, forecast=forecast, workdir=workdir,
             record_mlflow=mlflow_log, carbon=carbon, weather=weather, workload=workload, carbon_format=carbon_format,
             weather_format=weather_format, workload_format=workload_format, accounting=accounting,
             time_limit_s=time_limit_s, integer_servers=integer_servers, envelope_zone_it=envelope_zone_it,
-            state_file=state, from_bms=from_bms, state_max_age_h=state_max_age_h, state_max_ahead_h=state_max_ahead_h)
+            state_file=state, from_bms=from_bms, state_max_age_h=state_max_age_h, state_max_ahead_h=state_max_ahead_h,
+            objective=objective, carbon_price_usd_per_tco2=carbon_price)
         with _stages() as stage:  # errors are printed under a running spinner, as the command always did
             try:
                 res = nightly_plan(opts, progress=stage, warn=_warn)

@@ -27,9 +27,10 @@ import pandas as pd
 
 from coolshift.bms.state_read import StateUnavailable, read_site_state_sync
 from coolshift.config import ConfigError, SiteConfig, load_site
-from coolshift.control.receding import cap_interactive_demand, forecast_columns
+from coolshift.control.receding import cap_interactive_demand, forecast_columns, forecast_weather
 from coolshift.io import DataError
 from coolshift.io.atomic import write_frame_atomic, write_json_atomic
+from coolshift.io.prices import with_prices
 from coolshift.locks import Acquired, LockSpec, RunLocked, hold_locks, pid_alive, site_lock
 from coolshift.optimizer import InitialState, Plan, Planner, PlanOptions, evaluate_actions
 from coolshift.optimizer.fallback import baseline_actions
@@ -56,8 +57,11 @@ class NightlyOptions:
     Give exactly one of ``start`` (ISO 8601, UTC if no offset) and ``for_date`` (``today``,
     ``tomorrow`` or ``YYYY-MM-DD``, planned from 00:00 UTC). The run folder is ``out``, else
     ``<runs>/<site>/<date>``. ``forecast``: ``model`` (Coolshift's forecasters trained on the
-    data before the start) or ``perfect`` (the data as given). ``workdir``: the site's
-    working folder holding mlflow.db (default ``./.coolshift/<site>``).
+    data before the start) or ``perfect`` (the data as given). ``weather_forecast``: ``model``
+    (:class:`~coolshift.models.forecast.WeatherForecaster`, from the weather before the
+    start) or ``perfect`` (the weather data as given, e.g. an issued forecast passed with
+    ``--weather``); None: model with ``forecast="model"``, perfect otherwise. ``workdir``: the
+    site's working folder holding mlflow.db (default ``./.coolshift/<site>``).
 
     The plan starts from the config's initial state unless given at most one of
     ``state_file`` (a measured state, :mod:`coolshift.site_state`) and ``from_bms`` (a point
@@ -72,6 +76,7 @@ class NightlyOptions:
     runs: Path = Path("runs")
     out: Path | None = None
     forecast: str = "model"
+    weather_forecast: str | None = None
     workdir: Path | None = None
     record_mlflow: bool = True
     carbon: Path | None = None
@@ -88,6 +93,8 @@ class NightlyOptions:
     from_bms: Path | None = None
     state_max_age_h: float = STATE_MAX_AGE_H
     state_max_ahead_h: float | None = None
+    objective: str = "carbon"  # carbon | cost | weighted (PlanOptions.objective)
+    carbon_price_usd_per_tco2: float | None = None  # weighted: None = the tariff's
 
     def __post_init__(self):
         coerce_paths(self, "site", "runs", "out", "workdir", "carbon", "weather", "workload", "state_file", "from_bms")
@@ -143,23 +150,31 @@ def plan_start(for_: str | None, start: str | None, now: pd.Timestamp | None = N
     return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).normalize()
 
 
-def horizon_forecast(data: pd.DataFrame, t0: pd.Timestamp, mode: str = "model") -> tuple[pd.DataFrame, dict]:
+def horizon_forecast(data: pd.DataFrame, t0: pd.Timestamp, mode: str = "model",
+                     weather: str | None = None) -> tuple[pd.DataFrame, dict]:
     """The inputs the plan sees for [t0, end of ``data``).
 
     ``mode='model'``: grid intensities (site and edges) and demand per class are forecast
     by Coolshift's forecasters trained only on ``data`` before ``t0`` (persistence, the
-    same hour a day earlier, when under 14 days of history exist). Weather is taken from
-    the data as given: pass a weather forecast file with ``--weather`` for real nights.
-    ``mode='perfect'``: the data as they are (hindcasts and what-if replays).
+    same hour a day earlier, when under 14 days of history exist). ``mode='perfect'``:
+    the data as they are (hindcasts and what-if replays). ``weather='model'``: dry-bulb,
+    humidity and wet-bulb forecast from the weather before ``t0``
+    (:func:`~coolshift.control.receding.forecast_weather`); ``'perfect'``: the weather as
+    given (an issued weather forecast passed with ``--weather``); None: as ``mode``.
     """
+    weather = weather or mode
+    if mode not in ("model", "perfect") or weather not in ("model", "perfect"):
+        raise ValueError(f"forecast modes must be 'model' or 'perfect', not {mode!r} / weather {weather!r}")
     horizon = data.loc[t0:]
-    if mode == "perfect":
-        return horizon.copy(), {"mode": "perfect"}
-    if mode != "model":
-        raise ValueError(f"forecast mode must be 'model' or 'perfect', not {mode!r}")
     history = data.loc[: t0 - pd.Timedelta("1ns")]
-    fc, used = forecast_columns(history, horizon)
-    return fc, {"mode": "model", "history_from": history.index[0].isoformat() if len(history) else None, "forecasters": used}
+    info = {"mode": mode, "weather": weather}
+    fc = horizon.copy()
+    if mode == "model":
+        fc, used = forecast_columns(history, horizon)
+        info.update({"history_from": history.index[0].isoformat() if len(history) else None, "forecasters": used})
+    if weather == "model" and len(history):
+        fc = forecast_weather(history.resample("1h").mean(), fc)
+    return fc, info
 
 
 def _figures(plan, baseline: pd.DataFrame, forecast: pd.DataFrame):
@@ -201,6 +216,17 @@ def _figures(plan, baseline: pd.DataFrame, forecast: pd.DataFrame):
     ax[1].set_ylabel("kgCO2 (cumulative)")
     ax[1].legend()
     out.append((fig, "Predicted power and carbon against the baseline"))
+    soc = [c for c in f.columns if c.startswith("soc_kwh__")]
+    if soc:  # storage: state of charge and the grid import it shapes
+        fig, ax = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+        f[soc].plot(ax=ax[0])
+        ax[0].set_ylabel("kWh")
+        ax[0].set_title("Storage state of charge")
+        ax[1].plot(f.index, f["facility_power_kw"], label="facility")
+        ax[1].plot(f.index, f["grid_power_kw"], label="grid import")
+        ax[1].set_ylabel("kW")
+        ax[1].legend()
+        out.append((fig, "Storage state of charge and grid import"))
     return out
 
 
@@ -371,6 +397,8 @@ def nightly_plan(opts: NightlyOptions, *, progress: Callable[[str], None] | None
     progress, warn = progress or _quiet, warn or _quiet
     if opts.forecast not in ("model", "perfect"):
         raise ValueError(f"--forecast must be 'model' or 'perfect', not {opts.forecast!r}")
+    if opts.weather_forecast not in (None, "model", "perfect"):
+        raise ValueError(f"--weather-forecast must be 'model' or 'perfect', not {opts.weather_forecast!r}")
     t0 = plan_start(opts.for_date, opts.start, now)
     if opts.accounting not in (None, "location", "market"):
         raise ValueError(f"--accounting must be 'location' or 'market', not {opts.accounting!r}")
@@ -482,11 +510,12 @@ def _load_horizon(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float) -> t
     """The site and its data from HISTORY_DAYS before ``t0`` (model forecast) or from ``t0`` to the horizon end."""
     t1 = t0 + pd.Timedelta(hours=horizon_h)
     files = (opts.carbon, opts.weather, opts.workload, opts.carbon_format, opts.weather_format, opts.workload_format)
-    h0 = t0 - pd.Timedelta(days=HISTORY_DAYS) if opts.forecast == "model" else t0
+    own = opts.forecast == "model" or opts.weather_forecast == "model"
+    h0 = t0 - pd.Timedelta(days=HISTORY_DAYS) if own else t0
     try:
         site, full = load_inputs(opts.site, h0, t1, *files)
     except DataError:
-        if opts.forecast != "model":
+        if not own:
             raise
         # less history than HISTORY_DAYS: forecast from whatever precedes the start
         site, full = load_inputs(opts.site, t0, t1, *files)
@@ -565,14 +594,16 @@ def _make_plan(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float, progres
     progress("loading site and data")
     site, full, t1 = _load_horizon(opts, t0, horizon_h)
     progress("forecasting intensity and demand")
-    data, fc_info = horizon_forecast(full, t0, opts.forecast)
+    data, fc_info = horizon_forecast(full, t0, opts.forecast, opts.weather_forecast)
     if opts.forecast == "model":  # a forecast above full capacity is unservable, not a plan to make
         data = cap_interactive_demand(site, data)
+    data = with_prices(site, data)  # the tariff's energy price per step (day-ahead prices are known)
     progress("loading the plant model")
     coefs, envelope = load_coefficients(site, data, opts.site, opts.workdir)
     progress("building the LP")
     plan_opts = PlanOptions(accounting=opts.accounting, time_limit_s=opts.time_limit_s, integer_servers=opts.integer_servers,
-                            decision_envelope=envelope, envelope_zone_it=opts.envelope_zone_it)
+                            decision_envelope=envelope, envelope_zone_it=opts.envelope_zone_it,
+                            objective=opts.objective, carbon_price_usd_per_tco2=opts.carbon_price_usd_per_tco2)
     planner = Planner(site, coefs, data, initial if initial is not None else InitialState.from_site(site), plan_opts)
     progress("solving with HiGHS")
     plan = planner.solve()
@@ -618,8 +649,12 @@ def summary_of(site: SiteConfig, plan: Plan, baseline_totals: dict, baseline_rul
         "status": plan.status,
         "fallback": plan.fallback,
         "reason": plan.reason,
-        "predicted": {k: p[k] for k in ("facility_kwh", "it_kwh", "cooling_kwh", "edge_kwh", "pue", "site_tco2", "edge_tco2", "tco2")},
-        "baseline": {"rule": baseline_rule, **{k: b[k] for k in ("facility_kwh", "it_kwh", "cooling_kwh", "pue", "tco2")}},
+        "predicted": {k: p[k] for k in ("facility_kwh", "it_kwh", "cooling_kwh", "edge_kwh", "pue", "site_tco2", "edge_tco2", "tco2",
+                                        "grid_kwh", "storage_tco2", "cost_usd", "energy_usd", "demand_usd", "storage_usd")
+                      if k in p},
+        "objective": planner.options.objective,
+        "baseline": {"rule": baseline_rule, **{k: b[k] for k in ("facility_kwh", "it_kwh", "cooling_kwh", "pue", "tco2", "cost_usd")
+                                               if k in b}},
         "savings": {
             "tco2": saved_t,
             "pct_co2": 100.0 * saved_t / b["tco2"] if b["tco2"] else None,
