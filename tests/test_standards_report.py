@@ -25,11 +25,12 @@ runner = CliRunner()
 START = pd.Timestamp("2025-01-01T00:00Z")
 
 
-def _run(folder):
+def _run(folder, simulated: bool = False):
     idx = pd.date_range(START, periods=100, freq="h")
     f = pd.DataFrame({"it_power_kw": 100.0, "facility_power_kw": 150.0, "cooling_power_kw": 40.0, "water_l": 10.0,
                       "gco2_per_kwh": 400.0, "ppa_kw": 50.0, "kgco2_edge": 0.0}, index=idx)
-    f["kgco2_location"] = f["facility_power_kw"] * f["gco2_per_kwh"] / 1000.0  # marks a simulator run
+    if simulated:
+        f["kgco2_location"] = f["facility_power_kw"] * f["gco2_per_kwh"] / 1000.0  # marks a simulator run
     folder.mkdir()
     f.to_parquet(folder / "timeseries.parquet")
     return folder
@@ -85,9 +86,10 @@ iso:
     return _write(tmp_path / "reporting.yaml", yaml)
 
 
-def _report(tmp_path, reporting, *extra):
+def _report(tmp_path, reporting, *extra, simulated: bool = False):
     out = tmp_path / "rep"
-    run = tmp_path / "run" if (tmp_path / "run").exists() else _run(tmp_path / "run")
+    name = "sim" if simulated else "run"
+    run = tmp_path / name if (tmp_path / name).exists() else _run(tmp_path / name, simulated)
     res = runner.invoke(app, ["report", str(run), "--reporting", str(reporting), "--residual-mix", "500",
                               "--out", str(out), *extra])
     return res, out
@@ -154,6 +156,10 @@ def test_neutral_when_retired_credits_cover_the_footprint(tmp_path, inputs):
     p = json.loads((out / "carbon_report.json").read_text())["pas2060"]
     assert (p["credits_retired"], p["shortfall_tco2e"], p["neutral"]) == (12, 0, True)
     assert p["statement"].startswith("Declaration of achievement")
+    res, out = _report(tmp_path, inputs, simulated=True)  # the same numbers simulated: a plan, never a claim
+    assert res.exit_code == 0, res.output
+    p = json.loads((out / "carbon_report.json").read_text())["pas2060"]
+    assert (p["shortfall_tco2e"], p["neutral"]) == (0, False) and "metered data" in p["statement"]
 
 
 def test_eu_json_and_csv_formats(tmp_path, inputs):
@@ -241,3 +247,22 @@ def test_whatif_pcf_may_name_a_hardware_model_of_the_site():
     assert e["tco2_embodied_new"] == pytest.approx(10 * 2200 / 1000)
     assert e["tco2_embodied"] == pytest.approx(22.0 / 5)  # one year of a five-year life
     assert math.isclose(hw.new[0].pcf.lifetime_years, 5.0)
+
+
+def test_the_san_jose_example_inputs_read_and_check():
+    from pathlib import Path
+
+    from coolshift.config import load_site
+    from coolshift.reports.standards import read_inputs
+    from coolshift.reports.standards_inputs import load_reporting
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    site = load_site(root / "sites" / "sanjose_colo_2mw.yaml")
+    rep = load_reporting(root / "reporting" / "sanjose_2022.yaml")
+    assert "EXAMPLE INPUTS" in rep.inputs_note
+    got = read_inputs(rep, [p.name for p in site.server_pools])
+    # 2 gensets x 12 monthly tests x 125 L + 1,400 L on 2022-09-06
+    assert got.fuel.loc[got.fuel["fuel"] == "diesel", "quantity"].sum() == 2 * 12 * 125 + 1400
+    assert len(got.inventory) == 40 and set(got.inventory["pool"]) == {p.name for p in site.server_pools}
+    assert got.offsets["quantity_tco2e"].tolist() == [2000, 300]
+    assert got.ewaste["mass_kg"].sum() == pytest.approx(2 * 28.6 + 3 * 21.9 + 23.5)

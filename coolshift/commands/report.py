@@ -78,6 +78,14 @@ def _write_all(out: Path, figs: dict, ctx, post, rmix, pdf: bool, prog, task, ba
 
     prog.update(task, description="drawing the figures")
     figures = annual.make_figures(post.frame, figs, base_frame, mv_result)
+    if "accounting" in figures:  # the accounting page as a picture of its own (README, slides)
+        import io
+
+        from coolshift.io.atomic import write_bytes_atomic
+
+        buf = io.BytesIO()
+        figures["accounting"][0].savefig(buf, format="png", dpi=110)
+        write_bytes_atomic(out / "accounting.png", buf.getvalue())
     if pdf:
         prog.update(task, description="writing the PDF")
         annual.write_pdf(out / "carbon_report.pdf", figs, ctx, figures)

@@ -6,7 +6,7 @@ lists the targets and the measures Coolshift enacted with their measured reducti
 is covered by retired credits (1 credit = 1 tCO2e) given as records with registry, serial range
 and retirement date. Only credits retired from the period's start to 12 months after its end are
 counted (PAS 2060 lets offsetting for a period be completed within 12 months of its end). The
-period is declared carbon neutral only when every requirement holds; otherwise ``neutral`` is
+period is declared carbon neutral only when every requirement holds (a simulated period never is); otherwise ``neutral`` is
 false and the shortfall in credits is stated.
 """
 
@@ -45,7 +45,7 @@ def count_offsets(offsets: pd.DataFrame | None, start: pd.Timestamp, end: pd.Tim
 
 def pas2060_statement(*, site: str, start: pd.Timestamp, end: pd.Timestamp, scope1_tco2e: float, scope2_market_tco2: float,
                       scope2_location_tco2: float, edge_tco2: float, scope3: list, targets: list[dict], measures: list[dict],
-                      offsets: pd.DataFrame | None, offset_standard: str | None) -> dict:
+                      offsets: pd.DataFrame | None, offset_standard: str | None, simulated: bool = False) -> dict:
     """The statement (JSON-able): footprint, plan, offsets, ``neutral`` and ``shortfall_tco2e``."""
     s3 = [{"category": i.category, "tco2e": i.tco2e, "source": i.source} for i in scope3]
     s3_t = sum(i["tco2e"] for i in s3)
@@ -57,6 +57,7 @@ def pas2060_statement(*, site: str, start: pd.Timestamp, end: pd.Timestamp, scop
     registries = sorted({r["registry"] for r in records if r["counted"]})
     reqs = [
         {"requirement": "footprint quantified (Scope 1, 2 and the Scope 3 given)", "met": True},
+        {"requirement": "footprint from metered data (a simulated period is a plan, not a claim)", "met": not simulated},
         {"requirement": "carbon management plan with reduction targets", "met": bool(targets)},
         {"requirement": "retired credits cover the residual", "met": shortfall == 0},
         {"requirement": "credits retired on a registry (records with serial ranges)", "met": need == 0 or bool(registries)},

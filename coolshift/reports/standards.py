@@ -94,7 +94,7 @@ def _measures(figs: dict) -> list[dict]:
     red = figs.get("reduction")
     if red is not None and red.get("label") != "adjusted baseline (M&V)":
         loc = red["location"]
-        out.append({"measure": "Coolshift carbon-aware cooling set points and load timing",
+        out.append({"measure": f"set points and load timing of the reported operation ({figs['source']})",
                     "against": red["label"], "reduction_tco2": red["net_location_kg"] / 1000.0,
                     "efficiency_tco2": loc["efficiency_kg"] / 1000.0, "timing_tco2": loc["timing_kg"] / 1000.0,
                     "evidence": "simulated" if figs["simulated"] else "metered, against a baseline run over the same hours"})
@@ -147,7 +147,7 @@ def standards_figures(post: pd.DataFrame, figs: dict, inputs: StandardsInputs | 
     pas = pas2060_statement(site=figs["site"], start=start, end=end, scope1_tco2e=s1_t, scope2_market_tco2=mkt_t,
                             scope2_location_tco2=loc_t, edge_tco2=figs["edge_and_network_kgco2"] / 1000.0, scope3=rep.scope3,
                             targets=targets, measures=_measures(figs), offsets=inputs.offsets,
-                            offset_standard=offset_standard or rep.offset_standard)
+                            offset_standard=offset_standard or rep.offset_standard, simulated=figs["simulated"])
 
     lifecycle, certs = [], []
     ew = LC.ewaste_summary(inputs.ewaste, start, end)
@@ -290,19 +290,17 @@ def accounting_figure(figs: dict, title: str = ""):
     a1.set_xticks([0, 1], ["Scope 1 + 2\nlocation", "Scope 1 + 2\nmarket"])
     a1.set_ylabel("tCO2e")
     a1.legend(fontsize=8)
-    a1.set_title("Scope 1 + 2")
+    a1.set_title(f"Scope 1 + 2 (Scope 1: {figs['scope1_tco2']:,.1f} tCO2e)")
     if figs["targets"]:
-        for i, t in enumerate(figs["targets"][:4]):
-            base = t["baseline_value"] or 1.0
-            yrs = [t["baseline_year"], t["target_year"]]
-            a2.plot(yrs, [100.0, 100.0 * t["target_value"] / base], f"C{i}--", lw=1)
-            if t["actual_value"] is not None:
-                a2.plot([t["year"]], [100.0 * t["actual_value"] / base], f"C{i}o", label=f"{t['name']} ({t['status']})")
-        a2.set_ylabel("% of baseline value")
+        for i, t in enumerate(figs["targets"][:8]):
+            a2.plot([t["baseline_year"], t["target_year"]], [0.0, 100.0], f"C{i}--", lw=1)
+            if t["progress_pct"] is not None:
+                a2.plot([t["year"]], [t["progress_pct"]], f"C{i}o", label=f"{t['name']} ({t['status']})")
+        a2.set_ylabel("% of the way from baseline to target")
         a2.legend(fontsize=7)
     else:
         a2.text(0.5, 0.5, "no targets set", ha="center", va="center", transform=a2.transAxes)
-    a2.set_title("Targets: straight-line trajectory and this period")
+    a2.set_title("Targets: trajectory (dashed) and this period (dot)")
     p = figs["pas2060"]
     a3.bar(0, p["footprint"]["total_tco2e"], color="0.4")
     a3.bar(1, p["credits_retired"], color="C2")
@@ -311,7 +309,8 @@ def accounting_figure(figs: dict, title: str = ""):
         a3.legend(fontsize=8)
     a3.set_xticks([0, 1], ["footprint", "retired credits"])
     a3.set_ylabel("tCO2e")
-    a3.set_title(f"PAS 2060: {'carbon neutral' if p['neutral'] else 'not carbon neutral'}")
+    a3.set_title("PAS 2060: carbon neutral" if p["neutral"] else
+                 f"PAS 2060: not carbon neutral (shortfall {p['shortfall_tco2e']:,d} tCO2e)")
     k = figs["eu_kpis"]
     names = ["PUE", "WUE [L/kWh]", "ERF", "REF"]
     vals = [k["pue"], k["wue"], k["erf"], k["ref"]]
