@@ -119,7 +119,9 @@ def test_operate_applies_setpoints_the_twin_follows_then_hands_back(tmp_path, si
         held_after = twin.server.held_by_supervisor()
         time.sleep(2 * 900.0 / SPEED)
     assert res.exit_code == 0, res.reason
-    assert res.steps_written >= 4, statuses
+    # every step ran; the plan's ramp takes >= 3 writes, then a step whose targets are in force writes nothing
+    assert res.steps_written >= 3, statuses
+    assert all(s["state"] == "running" for s in statuses[:-1]), [s["state"] for s in statuses]
     written = [s["plan"]["targets"] for s in statuses if s["state"] == "running"]
     commanded = [r.overrides for r in twin.history[k0:] if r.overrides]
     assert len(commanded) >= 3, [r.overrides for r in twin.history[k0:]]

@@ -37,7 +37,8 @@ from coolshift.bms.push import push, release_points, utcnow
 from coolshift.bms.safety import max_change
 from coolshift.bms.state import device_key
 from coolshift.config import SiteConfig
-from coolshift.control.live import FACILITY_KW, LiveController, LiveLimits, Telemetry
+from coolshift.control.live import (FACILITY_KW, LiveController, LiveLimits, Telemetry, cooling_saving_kw,
+                                    model_at_measured)
 from coolshift.io.live import LiveSource, StaleIntensity, fresh_forecast
 from coolshift.locks import control_locks, hold_locks, state_dir
 from coolshift.schema import CARBON_GCO2_PER_KWH
@@ -195,14 +196,13 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
     res = OperateResult(0, "")
     status = {"site": site.name, "point_map": pm.name, "apply": opts.apply, "state": "running", "reason": None,
               "site_time": None, "steps": 0, "steps_written": 0, "telemetry": {}, "points": {}, "refusals": [],
-              "kgco2_so_far": 0.0, "loop_latency_s": None, "drift": None, "retrain_model": False,
+              "kgco2_so_far": 0.0, "kgco2_saved_so_far": 0.0, "loop_latency_s": None, "drift": None, "retrain_model": False,
               "updated_at": None, "pid": os.getpid(), "paused_by": None}
     view.status = status
     commanding = False
     paused: str | None = None  # who paused the loop (an operator through the API)
     last_site_time = None
     last_fresh_wall = time.monotonic()
-    prediction = None  # the plan's prediction for the step now measured
 
     async def hand_back(adapter, reason: str, state: str = "handed_back") -> None:
         nonlocal commanding
@@ -282,24 +282,22 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 status["site_time"] = tele.site_time.isoformat()
                 status["telemetry"] = tele.values
                 status["points"] = {p.name: tele.values[p.variable] for p in pm.writable}
-                # the drift gate: the prediction for the step just measured
-                if prediction is not None:
-                    chk = ctl.gate.check(prediction, tele.values)
-                    if chk is not None:
-                        status["drift"] = {"cooling_error_frac": chk.cooling_error_frac, "inlet_error_c": chk.inlet_error_c,
-                                           "over": chk.over, "consecutive": chk.consecutive,
-                                           "limit_steps": lim.drift_steps}
-                        if chk.tripped:
-                            status["retrain_model"] = True
-                            msg = (f"drift gate: the plant model missed cooling power by {chk.cooling_error_frac:.0%} and "
-                                   f"inlets by {chk.inlet_error_c:.2f} K for {chk.consecutive} steps in a row (limits "
-                                   f"{lim.drift_cooling_frac:.0%}, {lim.drift_inlet_c:g} K): retrain the model")
-                            audit.record("run", "refused", detail=f"RETRAIN: {msg}")
-                            await hand_back(adapter, msg)
-                            res.exit_code, res.reason = 3, msg
-                            publish()
-                            break
-                prediction = None
+                # the drift gate: the plant model at the step's measured load and setpoints against the measurement
+                chk = ctl.gate.check(model_at_measured(site, model, tele, data), tele.values)
+                if chk is not None:
+                    status["drift"] = {"cooling_error_frac": chk.cooling_error_frac, "inlet_error_c": chk.inlet_error_c,
+                                       "over": chk.over, "consecutive": chk.consecutive,
+                                       "limit_steps": lim.drift_steps}
+                    if chk.tripped:
+                        status["retrain_model"] = True
+                        msg = (f"drift gate: the plant model missed cooling power by {chk.cooling_error_frac:.0%} and "
+                               f"inlets by {chk.inlet_error_c:.2f} K for {chk.consecutive} steps in a row (limits "
+                               f"{lim.drift_cooling_frac:.0%}, {lim.drift_inlet_c:g} K): retrain the model")
+                        audit.record("run", "refused", detail=f"RETRAIN: {msg}")
+                        await hand_back(adapter, msg)
+                        res.exit_code, res.reason = 3, msg
+                        publish()
+                        break
                 # intensity: never planned on when older than its limit
                 live_fc = None
                 if intensity is not None:
@@ -316,10 +314,14 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                         else float(data[CARBON_GCO2_PER_KWH].asof(tele.site_time)))
                 if FACILITY_KW in tele.values:
                     status["kgco2_so_far"] += tele.values[FACILITY_KW] * site.step_h * gco2 / 1000.0
+                saved_kw = cooling_saving_kw(site, model, tele, data)
+                if saved_kw is not None:  # the cooling side, estimated by the plant model
+                    status["kgco2_saved_so_far"] += saved_kw * site.step_h * gco2 / 1000.0
                 sp = await asyncio.to_thread(ctl.plan, tele, live_fc)
-                prediction = sp.predicted
                 status["plan"] = {"status": sp.status, "fallback": sp.fallback, "planned": sp.planned,
-                                  "targets": sp.targets, "predicted": sp.predicted, "solve_s": sp.solve_s}
+                                  "targets": sp.targets, "levers": sp.levers, "predicted": sp.predicted,
+                                  "solve_s": sp.solve_s}
+                status["backlog_units"] = sp.backlog_units
                 if opts.apply and paused is None:
                     if pm.heartbeat is not None:
                         try:
@@ -327,7 +329,8 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                         except DeviceError as exc:
                             audit.record("run", "error", detail=f"heartbeat not written: {exc}")
                     writable = {p.variable for p in pm.writable}
-                    plan = _one_step_plan(site, {k: v for k, v in sp.targets.items() if k in writable}, interval_s,
+                    wanted = {**sp.levers, **sp.targets}  # levers mapped as points (the twin's batch release) too
+                    plan = _one_step_plan(site, {k: v for k, v in wanted.items() if k in writable}, interval_s,
                                           f"{run_id}-{res.steps}", spath.parent)
                     out = await push(pm, site, plan, audit, apply=True, adapter=adapter)
                     if out.status in ("applied", "nothing_to_do"):
