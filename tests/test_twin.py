@@ -232,7 +232,9 @@ def test_kill_9_of_run_plan_hands_every_point_back_within_2_steps(tmp_path, site
         await _until(lambda: len(twin.history) >= k_back + 2, what="two more steps")
         last = twin.history[-1]
         assert last.overrides == {}
-        assert twin.server.setpoints() == pytest.approx(last.local, abs=0.051)
+        in_force = twin.server.setpoints()
+        assert in_force == pytest.approx({v: last.local[v] for v in in_force}, abs=0.051)
+        assert set(in_force) == {SUPPLY_A, SUPPLY_B, CHW}
         stop.set()
         await task
         return (t_back - t_kill) / step_s

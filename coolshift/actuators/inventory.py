@@ -245,6 +245,7 @@ class InventorySpec:
     path: Path
     hosts: dict[str, tuple[str, ...]]
     discover: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    servers_per_host: dict[str, int] = field(default_factory=dict)  # pools not named: 1
 
     @property
     def needs_discovery(self) -> bool:
@@ -257,6 +258,10 @@ class Inventory:
 
     path: Path
     pools: dict[str, tuple[str, ...]]
+    servers_per_host: dict[str, int] = field(default_factory=dict)  # a host stands for this many servers (default 1)
+
+    def per_host(self, pool: str) -> int:
+        return int(self.servers_per_host.get(pool, 1))
 
     def pool_of(self) -> dict[str, str]:
         return {h: p for p, hs in self.pools.items() for h in hs}
@@ -274,12 +279,15 @@ def _host_id(path: Path, key: str, v: object) -> str:
 
 
 def load_inventory_spec(path: str | Path, site: SiteConfig) -> InventorySpec:
-    """Read a YAML (``pools: {pool: [ids] | {hosts: [...], discover: {name_regex: ...}}}``) or
-    CSV (``pool,host``) inventory; unknown pools, duplicated hosts and bad ids are errors."""
+    """Read a YAML (``pools: {pool: [ids] | {hosts: [...], discover: {name_regex: ...},
+    servers_per_host: N}}``) or CSV (``pool,host``) inventory; unknown pools, duplicated hosts
+    and bad ids are errors. ``servers_per_host`` (default 1): one Redfish system switches a
+    block of that many servers (a chassis power domain), so the actuator counts it as that many."""
     path = Path(path)
     pools = {p.name: p for p in site.server_pools}
     hosts: dict[str, list[str]] = {}
     discover: dict[str, re.Pattern[str]] = {}
+    per_host: dict[str, int] = {}
     seen: dict[str, str] = {}
 
     def add(pool: str, key: str, v: object) -> None:
@@ -316,9 +324,11 @@ def load_inventory_spec(path: str | Path, site: SiteConfig) -> InventorySpec:
             key = f"pools.{pool}"
             if isinstance(entry, list):
                 entry = {"hosts": entry}
-            if not isinstance(entry, dict) or not entry or set(entry) - {"hosts", "discover"}:
+            if not isinstance(entry, dict) or not entry or set(entry) - {"hosts", "discover", "servers_per_host"}:
                 raise ConfigError(f"{path}: {key}: expected a list of system ids or {{hosts: [...], "
-                                  "discover: {name_regex: ...}}")
+                                  "discover: {name_regex: ...}, servers_per_host: N}")
+            if "servers_per_host" in entry:
+                per_host[pool] = int(_number(path, f"{key}.servers_per_host", entry["servers_per_host"], 1, integer=True))
             for i, h in enumerate(entry.get("hosts") or []):
                 add(pool, f"{key}.hosts[{i}]", h)
             if "discover" in entry:
@@ -330,10 +340,17 @@ def load_inventory_spec(path: str | Path, site: SiteConfig) -> InventorySpec:
                 except re.error as exc:
                     raise ConfigError(f"{path}: {key}.discover.name_regex: not a regular expression ({exc})") from None
     for pool, hs in hosts.items():
-        if len(hs) > pools[pool].servers:
-            raise ConfigError(f"{path}: pools.{pool}: {len(hs)} hosts but the site config has "
+        if len(hs) > _max_hosts(pools[pool].servers, per_host.get(pool, 1)):
+            each = f" of {per_host[pool]} servers each" if per_host.get(pool, 1) > 1 else ""
+            raise ConfigError(f"{path}: pools.{pool}: {len(hs)} hosts{each} but the site config has "
                               f"{pools[pool].servers} servers in pool {pool}")
-    return InventorySpec(path=path, hosts={p: tuple(h) for p, h in hosts.items()}, discover=discover)
+    return InventorySpec(path=path, hosts={p: tuple(h) for p, h in hosts.items()}, discover=discover,
+                         servers_per_host=per_host)
+
+
+def _max_hosts(servers: int, per_host: int) -> int:
+    """Hosts a pool of ``servers`` can hold in blocks of ``per_host`` (the last block may be partial)."""
+    return -(-servers // per_host)
 
 
 def resolve_inventory(spec: InventorySpec, site: SiteConfig, systems: Mapping[str, str] | None) -> Inventory:
@@ -362,10 +379,11 @@ def resolve_inventory(spec: InventorySpec, site: SiteConfig, systems: Mapping[st
                     owner[sid] = hits[0]
                     out.setdefault(hits[0], []).append(sid)
     for p, hs in out.items():
-        if len(hs) > pools[p].servers:
+        if len(hs) > _max_hosts(pools[p].servers, spec.servers_per_host.get(p, 1)):
             raise ConfigError(f"{spec.path}: pools.{p}: {len(hs)} hosts (listed and discovered) but the site config "
                               f"has {pools[p].servers} servers in pool {p}")
-    return Inventory(path=spec.path, pools={p: tuple(sorted(hs)) for p, hs in out.items()})
+    return Inventory(path=spec.path, pools={p: tuple(sorted(hs)) for p, hs in out.items()},
+                     servers_per_host=dict(spec.servers_per_host))
 
 
 def load_work(path: Path | None, inventory: Inventory) -> dict[str, bool]:

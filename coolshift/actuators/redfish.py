@@ -42,7 +42,7 @@ from .inventory import Credentials, Inventory, RedfishSettings, looks_like_crede
 
 __all__ = ["ACTIVE_PREFIX", "HostState", "HostAction", "PoolDecision", "HostPlan", "PoolLimits", "TaskResult",
            "StepReport", "ReleaseReport", "RedfishError", "RedfishClient", "read_host_plan", "pool_limits",
-           "pool_targets", "host_actions", "enact", "release", "ours_off"]
+           "pool_targets", "servers_on", "plan_hosts", "host_actions", "enact", "release", "ours_off"]
 
 ACTIVE_PREFIX = "active_servers__"
 ON, OFF = "On", "Off"
@@ -105,13 +105,25 @@ class PoolLimits:
     servers: int
     min_active_servers: int
     boot_time_s: float
-    controlled: int
+    controlled: int  # servers on our hosts
+    servers_per_host: int = 1
+
+    def hosts_for(self, servers: int) -> int:
+        """Hosts that hold ``servers`` (rounded up to whole hosts: more on is the safe side)."""
+        return -(-int(servers) // self.servers_per_host)
 
 
 def pool_limits(site: SiteConfig, inventory: Inventory) -> dict[str, PoolLimits]:
-    return {p.name: PoolLimits(p.name, p.servers, p.min_active_servers, p.boot_time_s,
-                               len(inventory.pools.get(p.name, ())))
-            for p in site.server_pools if inventory.pools.get(p.name)}
+    """Each inventory pool's limits; a host counts as ``servers_per_host`` servers (the last
+    block of a pool as many as remain), so ``controlled`` is in servers."""
+    out = {}
+    for p in site.server_pools:
+        hs = inventory.pools.get(p.name)
+        if hs:
+            k = inventory.per_host(p.name)
+            out[p.name] = PoolLimits(p.name, p.servers, p.min_active_servers, p.boot_time_s,
+                                     min(len(hs) * k, p.servers), k)
+    return out
 
 
 def _count(x: float) -> int:
@@ -147,7 +159,7 @@ def pool_targets(plan: Plan, now: pd.Timestamp, limits: Mapping[str, PoolLimits]
             rise = need - others - on_now.get(name, 0)
             if need <= want or rise <= 0:
                 continue
-            rounds = math.ceil(rise / max_concurrent_power_on)
+            rounds = math.ceil(lim.hosts_for(rise) / max_concurrent_power_on)
             lead_s = (rounds - 1) * lim.boot_time_s
             if (t - now).total_seconds() <= lead_s:
                 want, reason = need, f"plan {need} at {t.strftime('%H:%M')}, {rounds} rounds of power-ons start now"
@@ -195,6 +207,21 @@ class PoolDecision:
 class HostPlan:
     decisions: list[PoolDecision]
     actions: list[HostAction]
+
+
+def servers_on(hosts: Sequence[HostState], limits: Mapping[str, PoolLimits]) -> dict[str, int]:
+    """Servers on (or booting) per pool: hosts reading On or PoweringOn times ``servers_per_host``."""
+    return {p: min(lim.servers_per_host * sum(1 for h in hosts if h.pool == p and h.power in (ON, "PoweringOn")),
+                   lim.controlled) for p, lim in limits.items()}
+
+
+def plan_hosts(hosts: Sequence[HostState], targets_servers: Mapping[str, int], limits: Mapping[str, PoolLimits],
+               max_concurrent_power_on: int) -> HostPlan:
+    """:func:`host_actions` for targets in servers: rounded up to whole hosts, the floor
+    (``min_active_servers``, of the servers we control) too."""
+    targets = {p: limits[p].hosts_for(t) for p, t in targets_servers.items()}
+    floors = {p: limits[p].hosts_for(min(lim.min_active_servers, lim.controlled)) for p, lim in limits.items()}
+    return host_actions(hosts, targets, floors, max_concurrent_power_on)
 
 
 def host_actions(hosts: Sequence[HostState], targets: Mapping[str, int], floors: Mapping[str, int],
@@ -624,11 +651,10 @@ def enact(client: RedfishClient, site: SiteConfig, inventory: Inventory, plan: P
     if telemetry:
         rep.chassis_power_w, rep.chassis_reporting = client.chassis_power_w()
     limits = pool_limits(site, inventory)
-    on_now = {p: sum(1 for h in hosts if h.pool == p and h.power in (ON, "PoweringOn")) for p in limits}
+    on_now = servers_on(hosts, limits)
     if not refusals:
         targets, rep.reasons = pool_targets(plan, now, limits, on_now, s.max_concurrent_power_on)
-        floors = {p: min(lim.min_active_servers, lim.controlled) for p, lim in limits.items()}
-        rep.plan = host_actions(hosts, targets, floors, s.max_concurrent_power_on)
+        rep.plan = plan_hosts(hosts, targets, limits, s.max_concurrent_power_on)
     if log is not None:
         counts = ", ".join(f"{p} {on_now[p]}/{limits[p].controlled} on" for p in limits)
         log.new_push(plan.run_id)

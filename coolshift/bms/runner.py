@@ -8,6 +8,12 @@ model's envelope) is not written, and the points go back to local control until
 a step passes the checks again. With ``--apply`` and a ``heartbeat`` in the point map,
 the controller's watchdog point is written at every step and at least every
 ``heartbeat.write_interval_s``, so a killed run hands the plant back by itself.
+
+With ``actuators`` (:class:`coolshift.actuators.step.ActuatorStepper`), each step's
+``active_servers__<pool>`` (and, for the Slurm classes, ``release_units_per_h__<class>``)
+are enacted beside the BMS points, in a worker thread; a failed actuator step (rolled back
+by the actuator) ends the run like a failed push, and hosts and jobs are handed back with
+the points on every exit.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import asyncio
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import pandas as pd
 
 
 from ..config import SiteConfig
@@ -48,6 +56,7 @@ async def run_plan(
     apply: bool = True,
     log: Callable[[str], None] = print,
     max_sleep_s: float = 60.0,
+    actuators: Any = None,
 ) -> RunResult:
     """Run until the plan ends or a signal arrives; always relinquish when we wrote.
 
@@ -66,7 +75,7 @@ async def run_plan(
         loop.add_signal_handler(sig, on_signal, sig.name)
 
     try:
-        return await _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason)
+        return await _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason, actuators)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -81,7 +90,14 @@ async def _heartbeat(adapter, pm: PointMap, audit: AuditLog, log: Callable[[str]
         log(f"heartbeat not written: {exc}")
 
 
-async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason) -> RunResult:
+def actuator_targets(plan_dir: Path, columns: list[str], step: pd.Timestamp) -> dict[str, float]:
+    """The plan's actuator columns (``active_servers__<pool>``, ``release_units_per_h__<class>``) at ``step``."""
+    plan = read_plan(plan_dir, columns)
+    row = plan.frame.loc[step]
+    return {c: float(row[c]) for c in columns if c in plan.frame.columns}
+
+
+async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_reason, actuators=None) -> RunResult:
     audit.bind_device(device_key(pm))
     audit.new_push()
     audit.record("run", "start", detail=f"run-plan {plan_dir} apply={apply}")
@@ -122,6 +138,15 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
                     else:
                         result.exit_code, result.reason = 1, "; ".join(out.messages)
                         break
+                    if actuators is not None:
+                        targets = actuator_targets(plan_dir, actuators.columns(), step)
+                        if targets:
+                            act = await asyncio.to_thread(actuators.step, now, targets)
+                            log(f"{step.isoformat()}: actuators {'ok' if act.ok else 'FAILED'}: "
+                                + ("; ".join(act.messages) or "nothing to do"))
+                            if not act.ok:
+                                result.exit_code, result.reason = 1, "actuator step failed: " + "; ".join(act.messages)
+                                break
                 nxt = plan.frame.index[plan.frame.index.searchsorted(now, side="right")] if now < plan.frame.index[-1] else end
                 wait_s = max(0.05, min((nxt - utcnow()).total_seconds(), max_sleep_s))
                 if apply and pm.heartbeat is not None:  # wake up to keep the controller's watchdog fed
@@ -143,5 +168,15 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
                 result.released = await release_points(adapter, pm.writable, audit)
                 if not all(ok for _, ok, _ in result.released):
                     result.exit_code = result.exit_code or 1
+                if actuators is not None:
+                    log("handing hosts and jobs back")
+                    try:
+                        lines = await asyncio.to_thread(actuators.release)
+                        ok = bool(actuators.released_ok)
+                    except Exception as exc:  # noqa: BLE001 - reported, exit 1; `coolshift release` retries
+                        lines, ok = [f"actuators NOT handed back: {exc}"], False
+                    result.released += [(line, ok, "actuators") for line in lines]
+                    if not ok:
+                        result.exit_code = result.exit_code or 1
             audit.record("run", "end", detail=result.reason)
     return result

@@ -21,6 +21,7 @@ from .points import Point, Safety
 __all__ = [
     "point_limits",
     "zone_envelope",
+    "work_limits",
     "change_per_write",
     "rate_limit",
     "plan_freshness",
@@ -77,6 +78,24 @@ def zone_envelope(point: Point, value: float, site: SiteConfig) -> str | None:
                 f"{point.name}: chilled water {value:g} degC is outside {lo:g}..{hi:g} degC "
                 f"(chiller range; CRAH approach {approach:g} degC below the lowest zone inlet max)"
             )
+    return None
+
+
+def work_limits(point: Point, value: float, site: SiteConfig) -> str | None:
+    """A batch release rate (``release_units_per_h__<class>``) names a batch class of the site and
+    stays within 0 .. what every server of the class's pools can run (units/h). No step limit
+    beyond that: releasing work is not a thermal change (the setpoints keep theirs)."""
+    prefix = "release_units_per_h" + SEP
+    if not point.variable.startswith(prefix):
+        return None
+    cls = point.variable[len(prefix):]
+    kinds = {c.name: c.kind for c in site.workload_classes}
+    if kinds.get(cls) != "batch":
+        return f"{point.name}: {cls!r} is not a batch workload class of site {site.name}"
+    cap = sum(p.servers * p.capacity_units_per_server for p in site.server_pools if p.classes is None or cls in p.classes)
+    if not 0.0 <= value <= cap + 1e-9:
+        return (f"{point.name}: {value:g} units/h is outside 0..{cap:g} units/h (every server of the pools that "
+                f"run class {cls})")
     return None
 
 
@@ -145,6 +164,7 @@ def check_write(
     reasons = [
         point_limits(point, value),
         zone_envelope(point, value, site),
+        work_limits(point, value, site),
         change_per_write(point, current, value, site),
         rate_limit(point, last_write, now, safety.min_write_interval_s),
     ]

@@ -75,6 +75,21 @@ def _lock(am, apply: bool):
     return cli_locks([LockSpec(lock_path("actuator-redfish", key), f"coolshift hosts on Redfish service {key}")], "hosts")
 
 
+def actuator_locks(am, apply: bool):
+    """The locks a command acting through the actuator map holds: the Redfish service's and, with a
+    ``slurm:`` section, the cluster's (exit 75 when another run holds one); none for a dry run."""
+    import contextlib
+
+    from coolshift.locks import LockSpec, lock_path
+
+    if not apply:
+        return contextlib.nullcontext([])
+    specs = [LockSpec(lock_path("actuator-redfish", am.redfish.device), f"coolshift on Redfish service {am.redfish.device}")]
+    if am.slurm is not None:
+        specs.append(LockSpec(lock_path("actuator-slurm", am.slurm.device), f"coolshift on Slurm cluster {am.slurm.device}"))
+    return cli_locks(specs, "run-plan")
+
+
 def hosts_cmd(plan: PlanOpt, actuators: MapOpt, apply: ApplyOpt = False, audit: AuditOpt = None) -> None:
     """Power hosts off and on to follow the plan's active servers per pool: dry run by default."""
     from rich.markup import escape

@@ -193,18 +193,47 @@ def release_cmd(bms: ReleaseBmsOpt = None, actuators: ReleaseActuatorsOpt = None
         raise typer.Exit(EXIT_FAILURE)
 
 
-def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOpt = None) -> None:
-    """Follow a plan, writing each step when it starts; relinquish everything on exit or signal."""
+RunActuatorsOpt = Annotated[Optional[Path], typer.Option(
+    "--actuators", help="actuator map YAML: also power hosts (Redfish) and hold/release jobs (its slurm: section) each step")]
+
+
+def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: AuditOpt = None,
+                 actuators: RunActuatorsOpt = None) -> None:
+    """Follow a plan, writing each step when it starts; relinquish everything on exit or signal.
+
+    With --actuators, each step's active_servers__<pool> (and release_units_per_h__<class> of
+    the Slurm classes) are enacted beside the BMS points; hosts and jobs are handed back too.
+    """
+    import contextlib
+
     from coolshift.bms.plan import read_plan
     from coolshift.bms.runner import run_plan
 
+    say = lambda m: console.print(m, markup=False, highlight=False)  # noqa: E731
     pm, site, log = _load(bms, audit)
     read_plan(plan, {q.variable: q.name for q in pm.writable})  # fail fast on a bad or unmapped plan
-    if not apply:
-        console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
-    with control_loop_locks(pm, site.name, "run-plan", apply), log:
-        res = asyncio.run(run_plan(pm, site, plan, log, apply=apply,
-                                   log=lambda m: console.print(m, markup=False, highlight=False)))
+    with contextlib.ExitStack() as stack:
+        stepper = None
+        if actuators is not None:
+            from coolshift.actuators.inventory import load_actuator_map
+            from coolshift.actuators.redfish import read_host_plan
+            from coolshift.actuators.step import ActuatorStepper
+            from coolshift.bms.audit import AuditLog
+            from coolshift.config import ConfigError, load_site
+
+            from .actuators import actuator_locks
+
+            am = load_actuator_map(actuators)
+            if load_site(am.site).name != site.name:
+                raise ConfigError(f"{actuators}: site: the actuator map is for another site than {bms} ({site.name})")
+            stack.enter_context(actuator_locks(am, apply))
+            act_log = stack.enter_context(AuditLog(am.audit_db))
+            stepper = stack.enter_context(ActuatorStepper(am, site, act_log, apply=apply, log=say))
+            read_host_plan(plan, sorted(stepper.inventory.pools))  # no credential-looking column; a server column
+        if not apply:
+            console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
+        with control_loop_locks(pm, site.name, "run-plan", apply), log:
+            res = asyncio.run(run_plan(pm, site, plan, log, apply=apply, log=say, actuators=stepper))
     for name, ok, detail in res.released:
         console.print(f"{'released' if ok else 'NOT RELEASED'} {name}: {detail}", markup=False, highlight=False)
     console.print(f"run-plan finished: {res.reason} ({res.steps_written} step(s) written)", markup=False)
@@ -285,21 +314,63 @@ def twin_cmd(
     bms: Annotated[Optional[Path], typer.Option("--bms", help="point map (default configs/bms/<site>_<protocol>.yaml)")] = None,
     map_out: Annotated[Optional[Path], typer.Option("--map-out", help="write the twin's point map (with its telemetry "
                                                                         "and heartbeat) here for the supervisor")] = None,
+    redfish_port: Annotated[Optional[int], typer.Option(
+        "--redfish-port", help="also serve the servers as Redfish systems on 127.0.0.1:PORT (one per block of servers)")] = None,
+    servers_per_host: Annotated[Optional[int], typer.Option(
+        "--servers-per-host", help="servers per Redfish system (default: a round number giving about 100 systems)")] = None,
+    inventory_out: Annotated[Optional[Path], typer.Option(
+        "--inventory-out", help="write the Redfish host inventory here, and the work file (host,busy) beside it "
+                                "as <name>_work.csv, rewritten every step")] = None,
+    actuators_out: Annotated[Optional[Path], typer.Option(
+        "--actuators-out", help="write an actuator map for the twin's Redfish service here (needs --inventory-out)")] = None,
 ) -> None:
-    """Serve the site twin on 127.0.0.1: the simulator with thermal state behind the site's BMS points (Ctrl-C to stop)."""
+    """Serve the site twin on 127.0.0.1: the simulator with thermal state behind the site's BMS points (Ctrl-C to stop).
+
+    With --redfish-port its servers are Redfish systems a supervisor powers off and on
+    (coolshift hosts, run-plan --actuators); its batch queue is served as the writable
+    release_units_per_h__<class> points and queue telemetry.
+    """
+    import os
+
+    from coolshift.actuators.inventory import ENV_PASSWORD, ENV_USER
+    from coolshift.config import ConfigError
     from coolshift.twin import load_twin
+    from coolshift.twin.hosts import write_actuator_map, write_inventory, write_work
     from coolshift.twin.points import write_point_map
 
-    twin = load_twin(site, protocol, speed, start=start, days=days, port=port, bms=bms)
+    if (inventory_out is not None or actuators_out is not None) and redfish_port is None:
+        raise ConfigError("options: --inventory-out and --actuators-out need --redfish-port")
+    if actuators_out is not None and inventory_out is None:
+        raise ConfigError("options: --actuators-out needs --inventory-out (the map names the inventory and work file)")
+    if servers_per_host is not None and redfish_port is None:
+        raise ConfigError("options: --servers-per-host needs --redfish-port")
+    user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
+    auth = (user, password) if user and password else None
+    work = inventory_out.with_name(inventory_out.stem + "_work.csv") if inventory_out is not None else None
+    twin = load_twin(site, protocol, speed, start=start, days=days, port=port, bms=bms, redfish_port=redfish_port,
+                     servers_per_host=servers_per_host, work_path=work, redfish_auth=auth)
     if map_out is not None:
         write_point_map(twin.pm, map_out)
+    if inventory_out is not None:
+        write_inventory(twin.hosts, inventory_out)
+        write_work(twin.hosts, work)
+    if actuators_out is not None:
+        write_actuator_map(actuators_out, site, f"http://127.0.0.1:{redfish_port}", inventory_out, work, speed)
     hb = twin.pm.heartbeat
 
-    _serve_until_signal(twin.run, twin.port,
-                        lambda: f"twin: {twin.site.name} over {protocol} on 127.0.0.1:{twin.port}, speed {speed:g} "
-                                f"(a {twin.step_s / 60:g}-min step every {twin.step_s / speed:.3g} s), from "
-                                f"{twin.data.index[0].isoformat()} for {len(twin.data)} steps; watchdog "
-                                f"{hb.timeout_s:g} s of site time" + (f"; point map {map_out}" if map_out else ""))
+    def announce() -> str:
+        text = (f"twin: {twin.site.name} over {protocol} on 127.0.0.1:{twin.port}, speed {speed:g} "
+                f"(a {twin.step_s / 60:g}-min step every {twin.step_s / speed:.3g} s), from "
+                f"{twin.data.index[0].isoformat()} for {len(twin.data)} steps; watchdog "
+                f"{hb.timeout_s:g} s of site time" + (f"; point map {map_out}" if map_out else ""))
+        if twin.hosts is not None:
+            text += (f"\nredfish: {len(twin.hosts.hosts)} systems of {twin.hosts.servers_per_host} servers on "
+                     f"http://127.0.0.1:{redfish_port} ({'basic auth from ' + ENV_USER if auth else 'no auth'})"
+                     + (f"; inventory {inventory_out}, work file {work}" if inventory_out else "")
+                     + (f"; actuator map {actuators_out}" if actuators_out else ""))
+        return text
+
+    _serve_until_signal(twin.run, twin.port, announce)
     console.print(f"twin stopped after {len(twin.history)} step(s)")
 
 

@@ -4,7 +4,15 @@ Each step, the site's local controller (the ``best_practice`` rule,
 :class:`coolshift.control.policies.BestPracticePolicy`) decides the step as it would with
 nobody commanding; every setpoint a supervisor commands replaces the local one (clipped to
 the zone's and chiller's setpoint ranges, as a controller clamps its inputs), and the
-chilled-water reset of the rule reads the supply setpoints in force. The physics is
+chilled-water reset of the rule reads the supply setpoints in force.
+
+Servers and batch work (issue 19 item 4): the active servers per pool come from the twin's
+hosts (:mod:`.hosts`, the Redfish power states) when a supervisor commands them, else from
+the local rule; never fewer than the pool's ``min_active_servers`` (the site's own floor).
+A commanded ``release_units_per_h__<class>`` replaces the local scheduler's (which runs
+work as it arrives), but work whose deadline falls in the step is released whatever is
+commanded, as a scheduler with deadlines does: the twin never lets a deadline pass for
+want of a release. The physics is
 :class:`coolshift.simulations.engine.Stepper`'s, the same as :func:`simulate`'s: rack inlet
 temperatures follow the supply air through the room's first-order lag (a time constant
 of minutes, ``simulations.airside.room_time_constant_s``), so they move towards a new
@@ -22,7 +30,7 @@ from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, CARBON_GCO2_PER_KWH, col
 from coolshift.setpoints import chw_for_supply_c
 from coolshift.simulations.engine import SimResult, Stepper
 
-__all__ = ["CHW", "SIM_TIME", "TwinPlant", "supply_variable"]
+__all__ = ["CHW", "SIM_TIME", "TwinPlant", "supply_variable", "release_variable", "active_variable"]
 
 CHW = "chw_setpoint_c"
 SIM_TIME = "sim_time_unix_h"  # hours since 1970-01-01T00:00Z: quarter-hours are exact in a float32 REAL
@@ -31,6 +39,14 @@ _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 def supply_variable(zone: str) -> str:
     return col("supply_setpoint_c", zone)
+
+
+def release_variable(batch_class: str) -> str:
+    return col("release_units_per_h", batch_class)
+
+
+def active_variable(pool: str) -> str:
+    return col("active_servers", pool)
 
 
 class TwinPlant:
@@ -46,6 +62,16 @@ class TwinPlant:
         ch = site.cooling.chiller
         self._chw_lo, self._chw_hi = ch.chw_setpoint_min_c, ch.chw_setpoint_max_c
         self.step_s = self.stepper.step_h * 3600.0
+        names = self.stepper.names
+        self.pools, self.batch = list(names.pools), list(names.batch)
+        self._servers = np.array([p.servers for p in site.server_pools], dtype=float)
+        self._min_active = np.array([p.min_active_servers for p in site.server_pools], dtype=float)
+        self._due_steps = [max(1, int(round(d / self.stepper.step_h))) for d in names.deadline_h]
+        self._gop = self.stepper.params.gop
+        self._boot_frac = np.asarray(self.stepper.params.boot_frac, dtype=float)
+        self._cap_per_server = np.array([p.capacity_units_per_server for p in site.server_pools], dtype=float)
+        self._eligible = np.asarray(names.eligible, dtype=bool)
+        self._classes = list(names.classes)
 
     @property
     def done(self) -> bool:
@@ -64,17 +90,70 @@ class TwinPlant:
         for i, z in enumerate(self.zones):
             out[col("inlet_temp_c", z)] = float(st.inlet_c[i])
             out[supply_variable(z)] = float(st.supply_c[i])
+        for j, p in enumerate(self.pools):
+            out[active_variable(p)] = float(st.active_servers[j])
+        for b, c in enumerate(self.batch):
+            q = float(st.queue_units[b]) if len(st.queue_units) else 0.0
+            out[col("queue_units", c)] = out[col("backlog_units", c)] = q
+            out[col("batch_arrivals_units", c)] = 0.0
+            out[col("backlog_due_h", c)] = self._due_steps[b] * self.stepper.step_h
         return out
 
-    def step(self, overrides: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    def forced_release_units_per_h(self) -> np.ndarray:
+        """Per batch class, the release rate that serves every unit due by the end of the next step."""
+        obs = self.stepper.observation(1)
+        k, step_h = self.stepper.t, self.stepper.step_h
+        out = np.zeros(len(self.batch))
+        for b in range(len(self.batch)):
+            due, units = obs.pending(b)
+            out[b] = float(units[due <= k].sum()) / step_h
+            if self._due_steps[b] <= 1:  # work that must run in the step it arrives
+                c = self.stepper.names.classes.index(self.batch[b])
+                out[b] += float(self.stepper.demand_units_per_h[k, c])
+        return out
+
+    def _deadline_servers(self, act: np.ndarray, forced: np.ndarray) -> np.ndarray:
+        """``act`` plus the servers the work due this step needs, on its eligible pools with
+        servers off (as a scheduler with power saving resumes nodes for due jobs); a server
+        switched on gives its capacity after its boot time, as the engine counts it."""
+        act = act.copy()
+        for b, c in enumerate(self.batch):
+            need = float(forced[b])
+            for j in np.flatnonzero(self._eligible[self._classes.index(c)]):
+                if need <= 1e-9:
+                    break
+                per = self._cap_per_server[j] * max(1.0 - self._boot_frac[j], 1e-3)
+                extra = min(float(np.ceil(need / per)), self._servers[j] - act[j])
+                act[j] += max(extra, 0.0)
+                need -= max(extra, 0.0) * per
+        return act
+
+    def step(self, overrides: dict[str, float],
+             active_servers: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
         """Simulate the next step with ``overrides`` (variable -> commanded value) in force.
 
-        Returns (the local controller's setpoints for this step, the step's telemetry,
-        named as :func:`simulate`'s timeseries columns, plus ``sim_time_unix_h``: the end of
-        the step, where the twin's clock now stands).
+        ``overrides`` may carry the setpoints and ``release_units_per_h__<class>``;
+        ``active_servers`` (pool -> servers on, from the twin's hosts) replaces the local
+        controller's consolidation for the pools it names, raised to the pool's minimum.
+        Returns (the local controller's choice for this step: setpoints, release rates and
+        active servers; the step's telemetry, named as :func:`simulate`'s timeseries
+        columns, plus ``sim_time_unix_h``: the end of the step, where the twin's clock now
+        stands).
         """
         k = self.stepper.t
         a = self.local.decide(self.stepper.observation(1))
+        local_active = a.active_servers[0].copy()
+        local_release = a.release_units_per_h[0].copy()
+        if active_servers:
+            act = np.array([active_servers.get(p, local_active[j]) for j, p in enumerate(self.pools)], dtype=float)
+            a.active_servers[0] = np.clip(np.maximum(np.round(act), self._min_active), 0.0, self._servers)
+        if self.batch:
+            forced = self.forced_release_units_per_h()
+            rel = np.array([max(float(overrides.get(release_variable(c), local_release[b])), 0.0)
+                            for b, c in enumerate(self.batch)])
+            a.release_units_per_h[0] = np.maximum(rel, forced)
+            if forced.any():
+                a.active_servers[0] = self._deadline_servers(a.active_servers[0], forced)
         local_supply = a.supply_c[0].copy()
         supply = np.array([overrides.get(supply_variable(z), local_supply[i]) for i, z in enumerate(self.zones)])
         supply = np.clip(supply, self._sp_lo, self._sp_hi)
@@ -85,7 +164,16 @@ class TwinPlant:
         out = self.stepper.step(a)
         local = {supply_variable(z): float(local_supply[i]) for i, z in enumerate(self.zones)}
         local[CHW] = local_chw
-        return local, self._telemetry(out, k)
+        local.update({release_variable(c): float(local_release[b]) for b, c in enumerate(self.batch)})
+        local.update({active_variable(p): float(local_active[j]) for j, p in enumerate(self.pools)})
+        tele = self._telemetry(out, k)
+        for j, p in enumerate(self.pools):
+            tele[active_variable(p)] = float(a.active_servers[0, j])
+            # servers carrying work: the active ones times their group's utilisation
+            tele[col("busy_servers", p)] = max(float(np.ceil(a.active_servers[0, j] * out["util_g"][0, self._gop[j]] - 1e-6)), 0.0)
+        for b, c in enumerate(self.batch):
+            tele[release_variable(c)] = float(a.release_units_per_h[0, b])
+        return local, tele
 
     def result(self) -> SimResult:
         """The run so far, as :func:`simulate` assembles it (its actions are what the twin applied)."""
@@ -117,6 +205,16 @@ class TwinPlant:
             tele[col("supply_temp_c", z)] = float(out["supply_act_c"][0, i])
             tele[col("inlet_temp_c", z)] = float(out["inlet_c"][0, i])
             tele[col("zone_it_power_kw", z)] = float(out["zone_it_kw"][0, i])
+        pending = None if self.stepper.done else self.stepper.observation(1)
         for b, c in enumerate(self.stepper.names.batch):
-            tele[col("queue_units", c)] = float(out["queue"][0, b])
+            q = float(out["queue"][0, b])
+            tele[col("queue_units", c)] = tele[col("backlog_units", c)] = q
+            tele[col("batch_arrivals_units", c)] = float(out["arrivals"][0, b])
+            tele[col("late_units", c)] = float(out["late_units"][0, b])
+            due_h = self._due_steps[b] * self.stepper.step_h  # nothing waits: new work's full deadline
+            if pending is not None:
+                due, units = pending.pending(b)
+                if len(due):  # the oldest waiting work: hours from the end of this step to its deadline
+                    due_h = float(due[0] - k) * self.stepper.step_h
+            tele[col("backlog_due_h", c)] = due_h
         return tele

@@ -11,6 +11,12 @@ The map's watchdog (:class:`coolshift.bms.sim.Watchdog`) times the heartbeat in 
 seconds, as the real site's controller would time it in its own (real) seconds: at
 ``speed`` N a 1350 s timeout lasts 1350 / N wall seconds, so the same point map gives the
 same hand-back, in steps, on the twin at any speed and on the site.
+
+With ``hosts`` (:class:`.hosts.TwinHosts`) and a ``redfish_port``, the twin also serves its
+servers as Redfish systems on 127.0.0.1 (:class:`.hosts.RedfishService`): the plant runs
+the servers their power states say once a supervisor has commanded one (else the local
+rule's count), the work file (``work_path``) says after each step which hosts carry
+work, and the watchdog's hand-back also returns the servers to local control.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from coolshift.io import load_site_data
 from coolshift.usecases.inputs import default_period
 
 from .clock import TwinClock
-from .plant import TwinPlant
+from .hosts import RedfishService, TwinHosts, write_work
+from .plant import TwinPlant, active_variable
 from .points import twin_point_map
 
 __all__ = ["StepRecord", "SiteTwin", "load_twin", "default_map_path"]
@@ -55,10 +62,13 @@ class SiteTwin:
     """The twin of one site over one protocol; :meth:`run` serves it until ``stop``."""
 
     def __init__(self, pm: PointMap, site: SiteConfig, data: pd.DataFrame, speed: float, port: int,
-                 device_instance: int = 1000):
+                 device_instance: int = 1000, hosts: TwinHosts | None = None, redfish_port: int | None = None,
+                 redfish_auth: tuple[str, str] | None = None, work_path: Path | None = None):
         if not speed > 0:
             raise ValueError(f"speed {speed} must be positive")
         self.pm, self.site, self.data, self.speed, self.port = pm, site, data, float(speed), port
+        self.hosts, self.redfish_port, self.redfish_auth, self.work_path = hosts, redfish_port, redfish_auth, work_path
+        self.redfish: RedfishService | None = None
         self.plant = TwinPlant(site, data)
         title = f"twin {site.name}"
         self.server = (BacnetPoints(pm, site, port, device_instance, title) if pm.protocol == "bacnet"
@@ -75,7 +85,20 @@ class SiteTwin:
         """Simulate the next step under the setpoints in force now and show its result."""
         k = self.plant.t
         overrides = self.server.overrides()
-        local, tele = self.plant.step(overrides)
+        hosts = self.hosts
+        commanded = hosts.active_servers() if hosts is not None and hosts.remote else None
+        if commanded is not None:
+            overrides = {**overrides, **{active_variable(p): v for p, v in commanded.items()}}
+        local, tele = self.plant.step(overrides, commanded)
+        if hosts is not None:
+            ran = {p: tele[active_variable(p)] for p in hosts.pools}
+            if hosts.remote:  # the site's scheduler switches on what work due now needs
+                hosts.ensure_servers(ran)
+            else:
+                hosts.apply_local(ran)
+            hosts.set_busy({p: tele.get(f"busy_servers__{p}", ran[p]) for p in hosts.pools})
+            if self.work_path is not None:
+                write_work(hosts, self.work_path)
         self.server.set_local(local)
         self.server.show(tele)
         rec = StepRecord(k=k, wall_s=time.monotonic(), site_time=self.data.index[k], overrides=overrides,
@@ -92,11 +115,22 @@ class SiteTwin:
         if isinstance(self.server, ModbusPoints):
             await self.server.start()
         watch = None
+        if self.hosts is not None and self.redfish_port is not None:
+            self.redfish = RedfishService(self.hosts, self.redfish_port, self.redfish_auth)
+            try:
+                self.redfish.start()
+            except BaseException:
+                if isinstance(self.server, BacnetPoints):
+                    self.server.close()
+                else:
+                    await self.server.close()
+                raise
         try:
             rec = self.tick()  # step 0 before the clock starts: its first run imports scipy (about 1 s)
             self.clock = TwinClock(start=self.data.index[0], step_s=self.step_s, speed=self.speed)
             if self.pm.heartbeat is not None:
-                self.watchdog = Watchdog(self.server, self.pm.heartbeat.timeout_s, self.clock.site_s)
+                self.watchdog = Watchdog(_Controller(self.server, self.hosts), self.pm.heartbeat.timeout_s,
+                                         self.clock.site_s)
                 watch = asyncio.create_task(run_watchdog(self.watchdog, stop))
             if on_step is not None:
                 on_step(rec)
@@ -124,10 +158,28 @@ class SiteTwin:
         finally:
             if watch is not None:
                 watch.cancel()
+            if self.redfish is not None:
+                self.redfish.close()
             if isinstance(self.server, BacnetPoints):
                 self.server.close()
             else:
                 await self.server.close()
+
+
+class _Controller:
+    """What the watchdog hands back: the BMS points and, when the twin has them, its servers."""
+
+    def __init__(self, server: BacnetPoints | ModbusPoints, hosts: TwinHosts | None):
+        self.server, self.hosts = server, hosts
+
+    def heartbeat(self) -> float | None:
+        return self.server.heartbeat()
+
+    def hand_back(self) -> list[str]:
+        out = self.server.hand_back()
+        if self.hosts is not None and self.hosts.hand_back():
+            out.append("servers")
+        return out
 
 
 def default_map_path(site_path: Path, site: SiteConfig, protocol: str) -> Path:
@@ -136,8 +188,11 @@ def default_map_path(site_path: Path, site: SiteConfig, protocol: str) -> Path:
 
 
 def load_twin(site_path: Path, protocol: str, speed: float, start=None, days: float = 7.0, port: int | None = None,
-              bms: Path | None = None) -> SiteTwin:
-    """A twin of the site: its point map extended (:func:`twin_point_map`), its data for ``days`` from ``start``.
+              bms: Path | None = None, redfish_port: int | None = None, servers_per_host: int | None = None,
+              work_path: Path | None = None, redfish_auth: tuple[str, str] | None = None) -> SiteTwin:
+    """A twin of the site: its point map extended (:func:`twin_point_map`, with the release-rate
+    points), its data for ``days`` from ``start``; with ``redfish_port``, its servers as Redfish
+    systems of ``servers_per_host`` servers (default :func:`.hosts.auto_servers_per_host`).
 
     ``start`` defaults to the start of the site's carbon data; ``port`` to the map's.
     """
@@ -156,7 +211,17 @@ def load_twin(site_path: Path, protocol: str, speed: float, start=None, days: fl
         port = int(pm.connection.device_address.rsplit(":", 1)[1]) if protocol == "bacnet" else pm.connection.port
     if not 0 < port < 65536:
         raise PointMapError(f"--port {port} is not a port number")
+    if redfish_port is not None and not (0 < redfish_port < 65536 and redfish_port != port):
+        raise PointMapError(f"--redfish-port {redfish_port} is not a port number other than --port")
+    if servers_per_host is not None and servers_per_host < 1:
+        raise PointMapError(f"--servers-per-host {servers_per_host} must be at least 1")
     t0, t1 = default_period(site, start, None)
     t1 = t0 + pd.Timedelta(days=days)
     data = load_site_data(site, t0, t1)
-    return SiteTwin(twin_point_map(pm, site, port), site, data, speed, port)
+    hosts = None
+    if redfish_port is not None:
+        from .hosts import auto_servers_per_host
+
+        hosts = TwinHosts(site, servers_per_host or auto_servers_per_host(site), speed)
+    return SiteTwin(twin_point_map(pm, site, port, queue_points=True), site, data, speed, port, hosts=hosts,
+                    redfish_port=redfish_port, redfish_auth=redfish_auth, work_path=work_path)
