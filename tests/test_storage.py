@@ -18,7 +18,7 @@ from coolshift.optimizer import InitialState, PlanOptions, plan_site
 from coolshift.optimizer.fallback import baseline_actions
 from coolshift.optimizer.plan import evaluate_actions
 from coolshift.optimizer import prepare
-from simulations.storage import reserve_kwh, run_storage
+from coolshift.simulations.storage import reserve_kwh, run_storage
 from synthetic import tiny_forecast, tiny_site, zero_coefficients
 
 NO_MOVES = PlanOptions(move_penalty_kg_per_c=0.0)
