@@ -266,3 +266,39 @@ def test_the_san_jose_example_inputs_read_and_check():
     assert len(got.inventory) == 40 and set(got.inventory["pool"]) == {p.name for p in site.server_pools}
     assert got.offsets["quantity_tco2e"].tolist() == [2000, 300]
     assert got.ewaste["mass_kg"].sum() == pytest.approx(2 * 28.6 + 3 * 21.9 + 23.5)
+
+
+def test_the_site_reporting_block_and_pool_allocation(tmp_path):
+    # the site's own reporting: block (paths relative to the site file); the run's IT energy
+    # (10,000 kWh over 100 h) is allocated to a_web by rated peak power: 380 / sum(servers x peak_w)
+    from pathlib import Path
+
+    from coolshift.config import load_site
+
+    src = Path(__file__).resolve().parents[1] / "configs" / "sites" / "sanjose_colo_2mw.yaml"
+    text = src.read_text().replace("../../data/", str(src.parents[2] / "data") + "/")
+    text += """
+reporting:
+  offset_standard: Gold Standard
+  targets: [{name: pue, metric: pue, baseline_year: 2024, baseline_value: 1.6, target_year: 2026, target_value: 1.4}]
+  inventory: inv.csv
+  hardware_models: {web: {preset: dell_r640_2019, lifetime_years: 4}}
+"""
+    _write(tmp_path / "site.yaml", text)
+    _write(tmp_path / "inv.csv", "serial,model,purchase_date,pool\nW1,web,2020-01-01,a_web\n")
+    site = load_site(tmp_path / "site.yaml")
+    peak = sum(p.servers * p.peak_w for p in site.server_pools)
+    out = tmp_path / "rep"
+    res = runner.invoke(app, ["report", str(_run(tmp_path / "run")), "--site", str(tmp_path / "site.yaml"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    f = json.loads((out / "carbon_report.json").read_text())
+    row = f["lifecycle"][0]
+    assert row["use_kwh_period"] == pytest.approx(10000.0 * 380.0 / peak)
+    assert row["manufacture_kgco2e"] == pytest.approx(1314.1)  # the R640 preset
+    assert f["targets"][0]["expected_value"] == pytest.approx(1.5) and f["targets"][0]["on_track"] is True  # 2025: half way
+    assert f["pas2060"]["offset_standard"] == "Gold Standard"
+    assert f["eu"]["annex_i_kpis"]["installed_it_power_demand_kw"] == 2000.0  # the zones' design IT load
+    # a unit in a pool the site does not have
+    _write(tmp_path / "inv.csv", "serial,model,purchase_date,pool\nW1,web,2020-01-01,z_pool\n")
+    res = runner.invoke(app, ["report", str(tmp_path / "run"), "--site", str(tmp_path / "site.yaml"), "--out", str(out)])
+    assert res.exit_code == 2 and "inv.csv" in res.output and "'pool'" in res.output and "row 2" in res.output

@@ -354,7 +354,9 @@ def section_bodies(figs: dict, ctx: ReportContext, figures: dict | None = None) 
     ], digits=1) + html_paragraphs(
         neut["statement"],
         "PAS 2060-style declaration: measured, reduced, offset. Credits must be retired (not only bought) "
-        "for this period and meet the stated standard (e.g. VCS, Gold Standard); ISO 14068-1:2023 succeeds PAS 2060.",
+        "for this period and meet the stated standard (e.g. VCS, Gold Standard); ISO 14068-1:2023 succeeds PAS 2060. "
+        "This residual is Scope 2 and the edge sites only: the PAS 2060 statement adds Scope 1, the Scope 3 "
+        "categories given and the retired credits.",
         note=True)
     b["Measurement and verification"] = mv_body(mvs, fig("mv")) + html_paragraphs(S.CALTRACK_STATUS, note=True)
     if "pas2060" in figs:

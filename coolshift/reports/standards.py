@@ -39,8 +39,8 @@ STANDARDS_SECTIONS = (
 
 # Why the CalTRACK models are not computed (checked with pip against the package index).
 CALTRACK_STATUS = (
-    "CalTRACK hourly and daily baselines (opendsm, the LF Energy successor of OpenEEmeter) not computed: every "
-    "opendsm release up to 1.2.7 requires pandas < 3.0 (and numba, scikit-fda, statsmodels), while Coolshift runs on "
+    "CalTRACK hourly and daily baselines (opendsm, the LF Energy successor of OpenEEmeter) not computed: opendsm "
+    "1.2.7, its newest release, requires pandas < 3.0 (and numba, scikit-fda, statsmodels), while Coolshift runs on "
     "pandas 3; installing it would downgrade pandas for the whole product. The ASHRAE Guideline 14 change-point "
     "regression above is the baseline reported, with its CV(RMSE) and NMBE."
 )
