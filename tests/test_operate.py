@@ -252,3 +252,55 @@ def test_stale_intensity_file_hands_back(tmp_path, site_data, small_site_model):
     assert res.steps_written == 0
     assert not ((audit.action == "write") & (audit.result == "ok")).any()
     assert not any(held.values())
+
+
+def test_operate_drives_every_lever_on_the_twin_and_hands_them_back(tmp_path, site_data, small_site_model):
+    """Setpoints and the batch release through Modbus, hosts through Redfish (the twin's emulator
+    application), each step from one plan; at the end every point local and every host on."""
+    from coolshift.actuators.inventory import load_actuator_map
+    from coolshift.actuators.step import ActuatorStepper
+    from coolshift.twin.hosts import TwinHosts, write_actuator_map, write_inventory, write_work
+    from test_redfish import PASSWORD, USER
+
+    site, data = site_data
+    speed = 450.0  # a step every 2 s: room for the host power changes
+    port, rport = free_port(__import__("socket").SOCK_STREAM), free_port(__import__("socket").SOCK_STREAM)
+    base = load_point_map(write_point_map(tmp_path / "site_map.yaml", "modbus", port, wide_limits=True,
+                                          min_write_interval_s=0))
+    twin_pm = twin_point_map(base, site, port, queue_points=True)
+    pm = load_point_map(write_twin_map(twin_pm, tmp_path / "twin_map.yaml"))
+    hosts = TwinHosts(site, 50, speed)
+    inv, work = tmp_path / "inv.yaml", tmp_path / "inv_work.csv"
+    write_inventory(hosts, inv)
+    write_work(hosts, work)
+    am = load_actuator_map(write_actuator_map(tmp_path / "act.yaml", SITE, f"http://127.0.0.1:{rport}", inv, work, speed))
+    twin = SiteTwin(twin_pm, site, data, speed, port, hosts=hosts, redfish_port=rport, redfish_auth=(USER, PASSWORD),
+                    work_path=work)
+    os.environ["COOLSHIFT_REDFISH_USER"], os.environ["COOLSHIFT_REDFISH_PASSWORD"] = USER, PASSWORD
+    statuses = []
+    opts = OperateOptions(apply=True, steps=8, interval_s=900.0 / speed,
+                          limits=LiveLimits(telemetry_max_age_s=1.5 * 900.0 / speed, horizon_h=6.0))
+    with TwinThread(twin):
+        with AuditLog(am.audit_db) as act_log, ActuatorStepper(am, site, act_log, apply=True, log=lambda m: None) as st, \
+                AuditLog(pm.resolve(pm.audit_db)) as audit:
+            res = asyncio.run(run_operate(pm, site, data, small_site_model[1], audit, opts, None, log=lambda m: None,
+                                          on_step=statuses.append, actuators=st))
+        held = twin.server.held_by_supervisor()
+        states = hosts.states()
+    assert res.exit_code == 0, res.reason
+    # hosts powered off to follow the plan, never one with work, never below a pool's minimum
+    offs = [c for c in hosts.commands if c.reset_type == "GracefulShutdown"]
+    assert offs and not any(c.busy for c in offs)
+    mins = {p.name: p.min_active_servers for p in site.server_pools}
+    for r in twin.history:
+        for p, m in mins.items():
+            assert r.telemetry[f"active_servers__{p}"] >= m, (r.k, p)
+    acted = [s["actuators"] for s in statuses if s.get("actuators")]
+    assert acted and all(a["ok"] for a in acted) and sum(a["hosts_off"] for a in acted) == len(offs)
+    # the batch release was commanded through its point, as planned
+    assert any("release_units_per_h__batch" in r.overrides for r in twin.history)
+    # handed back: every point local, every host Coolshift switched off is on again
+    assert not any(held.values()), held
+    ours = {c.host for c in offs}
+    assert all(states[h] == "On" for h in ours), {h: states[h] for h in ours if states[h] != "On"}
+    assert statuses[-1]["released_actuators"]["ok"] is True

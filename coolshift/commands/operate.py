@@ -8,6 +8,7 @@ internal failure, 75 another control loop holds the site or device. See docs/liv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -40,6 +41,7 @@ def operate_cmd(
     drift_inlet_c: Annotated[float, typer.Option(help="drift gate: inlet temperature error limit (K)")] = 2.0,
     drift_steps: Annotated[int, typer.Option(help="drift gate: steps in a row beyond a limit before handing back")] = 3,
     horizon_h: Annotated[float, typer.Option(help="planning horizon (h)")] = 24.0,
+    actuators: Annotated[Optional[Path], typer.Option("--actuators", help="actuator map YAML: also power hosts (Redfish) and hold/release jobs (its slurm: section) each step")] = None,
 ) -> None:
     """Close the loop: every step read telemetry, re-plan from it, write the first step (heartbeat first)."""
     # the loop pulls in the optimiser and the forecasters (scikit-learn): imported when the
@@ -67,10 +69,24 @@ def operate_cmd(
     if not apply:
         console.print("dry run: plans every step and prints it, nothing written (add --apply to write)")
     console.print(f"status: {status_path(s.name)}", markup=False, highlight=False)
+    say = lambda m: console.print(m, markup=False, highlight=False)  # noqa: E731
     try:
-        with AuditLog(pm.resolve(pm.audit_db)) as audit:
-            res = asyncio.run(run_operate(pm, s, data, model, audit, opts, source,
-                                          log=lambda m: console.print(m, markup=False, highlight=False)))
+        with contextlib.ExitStack() as stack:
+            stepper = None
+            if actuators is not None:
+                from coolshift.actuators.inventory import load_actuator_map
+                from coolshift.actuators.step import ActuatorStepper
+
+                from .actuators import actuator_locks
+
+                am = load_actuator_map(actuators)
+                if load_site(am.site).name != s.name:
+                    raise ConfigError(f"{actuators}: site: the actuator map is not for site {s.name}")
+                stack.enter_context(actuator_locks(am, apply))
+                act_log = stack.enter_context(AuditLog(am.audit_db))
+                stepper = stack.enter_context(ActuatorStepper(am, s, act_log, apply=apply, log=say))
+            audit = stack.enter_context(AuditLog(pm.resolve(pm.audit_db)))
+            res = asyncio.run(run_operate(pm, s, data, model, audit, opts, source, log=say, actuators=stepper))
     except RunLocked as exc:
         err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(EXIT_LOCKED) from None

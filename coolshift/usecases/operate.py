@@ -27,6 +27,7 @@ from typing import Callable
 
 import pandas as pd
 
+from coolshift.actuators.step import ActuatorStepper
 from coolshift.bms.adapters import open_adapter
 from coolshift.bms.audit import AuditLog
 from coolshift.bms.device import DeviceError
@@ -155,7 +156,7 @@ async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_
                       opts: OperateOptions, intensity: LiveSource | None = None,
                       log: Callable[[str], None] = print, stop: asyncio.Event | None = None,
                       on_step: Callable[[dict], None] | None = None, inbox: OperatorInbox | None = None,
-                      view: LiveView | None = None) -> OperateResult:
+                      view: LiveView | None = None, actuators: ActuatorStepper | None = None) -> OperateResult:
     """Run the loop until ``opts.steps``, a signal or ``stop``; every point commanded is handed back at the end.
 
     Takes the control locks (site and device) when ``opts.apply`` for the whole run
@@ -176,7 +177,7 @@ async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_
         loop.add_signal_handler(sig, on_signal, sig.name)
     try:
         return await _run(pm, site, data, plant_model, audit, opts, intensity, log, stop, why, on_step,
-                          inbox or OperatorInbox(), view if view is not None else LiveView())
+                          inbox or OperatorInbox(), view if view is not None else LiveView(), actuators)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -184,8 +185,10 @@ async def run_operate(pm: PointMap, site: SiteConfig, data: pd.DataFrame, plant_
             locks.__exit__(None, None, None)
 
 
-async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on_step, inbox, view) -> OperateResult:
+async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on_step, inbox, view,
+               actuators) -> OperateResult:
     step = pd.Timedelta(hours=site.step_h)
+    act_columns = set(actuators.columns()) if actuators is not None else set()
     interval_s = float(opts.interval_s or site.step_h * 3600.0)
     lim = opts.limits
     ctl = LiveController(site, model, data, lim, {p.variable: max_change(p, site) for p in pm.writable})
@@ -214,6 +217,9 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 status["released"] = {n: ok for n, ok, _ in rel}
             except DeviceError as exc:
                 status["released"] = {"error": str(exc)}
+            if actuators is not None and actuators.apply:  # hosts on, holds lifted
+                lines = await asyncio.to_thread(actuators.release)
+                status["released_actuators"] = {"ok": actuators.released_ok, "lines": lines[-20:]}
         commanding = False
         log(f"{state}: {reason}")
 
@@ -251,6 +257,8 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 while not stop.is_set():
                     try:
                         tele = await _read_telemetry(adapter, pm, step)
+                        if actuators is not None and (last_site_time is None or tele.site_time > last_site_time):
+                            tele.values.update(await asyncio.to_thread(actuators.read))  # servers on, host power
                     except DeviceError as exc:
                         problem = f"telemetry missing: {exc}"
                         tele = None
@@ -343,6 +351,14 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                         await hand_back(adapter, "refused by the safety layer: " + "; ".join(out.messages))
                     else:
                         await hand_back(adapter, "push failed: " + "; ".join(out.messages))
+                    if actuators is not None and commanding:
+                        act = await asyncio.to_thread(
+                            actuators.step, tele.site_time, {k: v for k, v in sp.levers.items() if k in act_columns})
+                        status["actuators"] = {"ok": act.ok, "messages": act.messages[-10:], "status": act.status,
+                                               "hosts_off": act.hosts_off, "hosts_on": act.hosts_on,
+                                               "slurm_actions": act.slurm_actions}
+                        if not act.ok:
+                            await hand_back(adapter, "actuator step failed (rolled back): " + "; ".join(act.messages))
                 status["loop_latency_s"] = time.monotonic() - t0
                 view.add({"site_time": tele.site_time.isoformat(), "state": status["state"],
                           "targets": dict(sp.targets), "planned": dict(sp.planned),
