@@ -5,6 +5,7 @@ run (no planning); Coolshift and the oracle add one LP per re-plan (every 4 h).
 Policies run in parallel processes (``--workers``, default: cores); "total" is the wall time
 of the whole evaluation, the figure the < 30 min target for a year of the large site is about.
 Usage: python benchmarks/bench_evaluate.py [--site S] [--start D] [--end D] [--forecast perfect|model|noise5|noise10]
+[--weather-forecast model|perfect]
 [--workers N] [--no-reactive] [--no-support-envelope] [--no-warm-start] (needs a registered plant model: `coolshift train`, see README).
 Prints a table, then one JSON line.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from coolshift.config import load_site  # noqa: E402
-from coolshift.control.evaluation import evaluate_policies  # noqa: E402
+from coolshift.control.evaluation import default_weather_forecast, evaluate_policies  # noqa: E402
 from coolshift.io import load_site_data  # noqa: E402
 from coolshift.models.registry import load_plant_model  # noqa: E402
 
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--start", default="2022-01-01")
     ap.add_argument("--end", default="2023-01-01")
     ap.add_argument("--forecast", default="model")
+    ap.add_argument("--weather-forecast", default=None, help="model|perfect (default: as coolshift evaluate)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--policies", default="static,best_practice,carbon_greedy,coolshift,oracle")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -44,7 +46,8 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_site_data(site, a.start, a.end)
     history = None
-    if a.forecast == "model":  # the forecasters train on what precedes the period, as `coolshift evaluate` does
+    weather = a.weather_forecast or default_weather_forecast(a.forecast)
+    if a.forecast == "model" or weather == "model":  # the forecasters train on what precedes the period, as evaluate does
         import pandas as pd
 
         from coolshift.io import DataError
@@ -61,10 +64,11 @@ def main() -> None:
     rec = evaluate_policies(site, data, a.policies.split(","), model, forecast_mode=a.forecast, history=history,
                             workers=a.workers, reactive=not a.no_reactive,
                             plan_options={"support_envelope": False} if a.no_support_envelope else None,
-                            warm_start=not a.no_warm_start)
+                            warm_start=not a.no_warm_start, weather_forecast=weather)
     total = time.perf_counter() - t1
     floor = rec["runtime_s"]["static"]
-    print(f"{site.name}: {len(data):,} steps of {rec['step_minutes']} min, forecast {a.forecast}, data load {load_s:.1f} s, "
+    print(f"{site.name}: {len(data):,} steps of {rec['step_minutes']} min, forecast {a.forecast}, weather "
+          f"{rec['weather_forecast']}, data load {load_s:.1f} s, "
           f"{rec['workers']} worker process(es), code {rec['code_version']}, plan options {rec['plan_options'] or 'defaults'}, "
           f"warm-started re-plans {'on' if rec['warm_start'] else 'off'}")
     print(f"{'policy':<16}{'seconds':>10}{'CPU s':>10}{'x floor':>10}{'plans':>8}{'s/plan':>8}{'it/plan':>9}")
@@ -84,7 +88,8 @@ def main() -> None:
     print(f"with data and model loading {time.perf_counter() - t0:.1f} s")
     print(f"total {total:.1f} s ({total / 60:.1f} min; target for a year of the large site: < 30 min on 2 cores); "
           f"policies one after another would take {serial:.1f} s ({serial / max(total, 1e-9):.2f}x the wall time)")
-    print(json.dumps({"site": site.name, "steps": len(data), "forecast": a.forecast, "workers": rec["workers"],
+    print(json.dumps({"site": site.name, "steps": len(data), "forecast": a.forecast, "weather_forecast": rec["weather_forecast"],
+                      "workers": rec["workers"],
                       "total_s": total, "total_incl_load_s": time.perf_counter() - t0, "serial_s": serial, "floor_s": floor, "policies": rows, "loadavg": list(load),
                       "code_version": rec["code_version"], "plan_options": rec["plan_options"],
                       "warm_start": rec["warm_start"], "tco2_location": {k: v["tco2_location"] for k, v in rec["policies"].items()},

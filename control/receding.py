@@ -192,8 +192,13 @@ def forecast_weather(hourly_history: pd.DataFrame, horizon: pd.DataFrame, fitted
                 fitted[c] = (issue, model)
         hist = hist[hist.index < h_index[0]]
         pred = model.predict_day_ahead(hist, h_index[0], h_index)[c]
-        x = horizon.index.asi8.astype(float)
-        fc[c] = np.interp(x, pred.index.asi8.astype(float), pred.to_numpy())
+        # an hourly mean of the steps [h, h + 1 h) stands for the middle of those steps
+        step = horizon.index[1] - horizon.index[0] if len(horizon) > 1 else pd.Timedelta("1h")
+        centre = (pd.Timedelta("1h") - min(step, pd.Timedelta("1h"))) / 2
+        # the last observed hour anchors the steps before the first forecast hour's middle
+        knots = pd.DatetimeIndex(hist.index[-1:].append(pred.index)) + centre
+        fc[c] = np.interp(horizon.index.as_unit("ns").asi8.astype(float), knots.as_unit("ns").asi8.astype(float),
+                          np.concatenate([hist.to_numpy()[-1:], pred.to_numpy()]))
         if c.split(SEP)[0] == RH_PCT:
             fc[c] = fc[c].clip(0.0, 100.0)
     for c in [c for c in horizon.columns if c.split(SEP)[0] == WETBULB_C]:

@@ -95,7 +95,7 @@ ISSUED_FORMATS = {"watttime": read_carbon_forecast, "sgip": read_sgip}
 def sniff_issued_format(path) -> str:
     """``sgip`` for a ``time, moer, f1..`` header, ``watttime`` for ``request_time, forecast_time, <value>``."""
     header = read_header(path)
-    if {"time", "moer", "f1"} <= set(header):
+    if {"time", "f1"} <= set(header):  # SGIP-like: read_sgip names any missing column
         return "sgip"
     if {"request_time", "forecast_time"} <= set(header):
         return "watttime"
