@@ -27,7 +27,7 @@ app = typer.Typer(
 # Command modules, in the order they appear in --help.
 COMMAND_MODULES = (
     "data", "simulate", "train", "forecast", "plan", "evaluate", "report",
-    "whatif", "shift", "fleet", "bms", "operate", "actuators", "slurm", "demo", "pareto",
+    "whatif", "shift", "fleet", "bms", "operate", "actuators", "slurm", "demo", "pareto", "storage",
 )
 
 for _name in COMMAND_MODULES:
