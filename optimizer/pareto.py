@@ -61,19 +61,16 @@ def frontier(site: SiteConfig, coefficients: PlantCoefficients, forecast: pd.Dat
         if p.fallback:
             raise ValueError(f"the {name} plan is not optimal ({p.reason}); no frontier")
     c_lo, c_hi = low.totals["tco2"] * 1000.0, cheap.totals["tco2"] * 1000.0
-    rows, plans = [_row(0, "least carbon", None, low)], [low]
-    # the least-carbon anchor's cost is that of the cheapest plan at its carbon: re-solve at the cap
+    rows, plans = [], []
+    # point 0 is the cheapest plan at the least carbon (the carbon plan may pay more for the same kg)
     caps = np.linspace(c_lo, c_hi, points)[:-1] if c_hi > c_lo else np.array([c_lo])
     for i, eps in enumerate(caps):
         cap = float(eps) * (1.0 + _CAP_SLACK) + _CAP_SLACK
         p = solve(objective="cost", carbon_cap_kg=cap)
         if p.fallback:
             raise ValueError(f"the plan capped at {cap:.1f} kgCO2 is not optimal ({p.reason})")
-        if i == 0:
-            rows, plans = [_row(0, "least carbon", cap, p)], [p]
-        else:
-            rows.append(_row(i, "capped", cap, p))
-            plans.append(p)
+        rows.append(_row(i, "least carbon" if i == 0 else "capped", cap, p))
+        plans.append(p)
     rows.append(_row(len(rows), "least cost", None, cheap))
     plans.append(cheap)
     return pd.DataFrame(rows, columns=FRONTIER_COLUMNS), plans
