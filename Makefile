@@ -25,6 +25,8 @@ demo: $(STAMP)
 # tests/test_slurm.py runs a real Slurm on 127.0.0.1: as root (CI), install Debian's packages
 # when slurmctld is missing (about 11 s); otherwise those tests skip and say why.
 SLURM_PKGS := slurmctld slurmd slurm-client munge
+# tests/test_console_browser.py drives the web console in Debian's headless chromium (Selenium).
+BROWSER_PKGS := chromium chromium-driver
 
 test: $(STAMP)
 	@if command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ]; then :; \
@@ -38,6 +40,18 @@ test: $(STAMP)
 	else \
 	  echo "make test: slurmctld is not installed and this is not root: tests/test_slurm.py's cluster tests will skip" \
 	       "(as root, make test installs $(SLURM_PKGS))"; \
+	fi
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make test: installing $(BROWSER_PKGS) for tests/test_console_browser.py (apt-get, log in /tmp/coolshift-browser-apt.log)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -q --no-install-recommends $(BROWSER_PKGS) \
+	    || { apt-get update -q && apt-get install -y -q --no-install-recommends $(BROWSER_PKGS); }; \
+	  } >/tmp/coolshift-browser-apt.log 2>&1 \
+	  || { tail -5 /tmp/coolshift-browser-apt.log; echo "make test: could not install chromium: tests/test_console_browser.py will fail (as root it does not skip)"; }; \
+	else \
+	  echo "make test: chromium/chromedriver are not installed and this is not root: tests/test_console_browser.py will skip" \
+	       "(as root, make test installs $(BROWSER_PKGS))"; \
 	fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

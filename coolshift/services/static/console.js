@@ -35,8 +35,8 @@ function showStatus(st) {
   text("steps-written", st.steps_written === undefined ? "-" : String(st.steps_written));
   text("latency", typeof st.loop_latency_s === "number" ? fmt(st.loop_latency_s, 3) + " s" : "-");
   text("updated", st.updated_at || "-");
-  text("kgco2-so-far", fmt(st.kgco2_so_far, 1));
-  text("kgco2-saved", typeof st.kgco2_saved_so_far === "number" ? fmt(st.kgco2_saved_so_far, 1) : "not estimated");
+  text("kgco2-so-far", fmt(st.kgco2_so_far, 1) + " kgCO2");
+  text("kgco2-saved", typeof st.kgco2_saved_so_far === "number" ? fmt(st.kgco2_saved_so_far, 1) + " kgCO2" : "not estimated yet");
   const plan = st.plan || {};
   text("plan-status", plan.status || "-");
   text("plan-fallback", plan.fallback ? "fallback: " + plan.fallback : "");
@@ -79,7 +79,9 @@ function drawChart(id, series, xLabels, unit) {
   if (ys.length) {
     let lo = Math.min(...ys), hi = Math.max(...ys);
     if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
-    const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
+    const pad = (hi - lo) * 0.08;
+    lo = (lo >= 0 && lo - pad < 0) ? 0 : lo - pad;  // powers never drawn below zero
+    hi += pad;
     const X = i => L + (W - L - R) * i / (n - 1);
     const Y = v => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
     for (const [v, anchor] of [[lo, "end"], [hi, "end"]]) {
@@ -88,8 +90,9 @@ function drawChart(id, series, xLabels, unit) {
       t.setAttribute("font-size", "12"); t.textContent = fmt(v, 1) + (unit ? " " + unit : "");
       svg.appendChild(t);
     }
-    for (const [i, anchor] of [[0, "start"], [xLabels.length - 1, "end"]]) {
-      if (i < 0 || !xLabels[i]) continue;
+    const ends = xLabels.length > 1 ? [[0, "start"], [xLabels.length - 1, "end"]] : [[0, "start"]];
+    for (const [i, anchor] of ends) {
+      if (!xLabels[i]) continue;
       const t = document.createElementNS(SVG_NS, "text");
       t.setAttribute("x", X(i)); t.setAttribute("y", H - 8); t.setAttribute("text-anchor", anchor);
       t.setAttribute("font-size", "12"); t.textContent = xLabels[i].replace("+00:00", "Z");
@@ -105,6 +108,11 @@ function drawChart(id, series, xLabels, unit) {
       if (s.dash) line.setAttribute("stroke-dasharray", "6 4");
       line.dataset.series = s.label;
       svg.appendChild(line);
+      const last = s.points[s.points.length - 1];  // the latest value, visible even with one step
+      const dot = document.createElementNS(SVG_NS, "circle");
+      dot.setAttribute("cx", X(last[0]).toFixed(1)); dot.setAttribute("cy", Y(last[1]).toFixed(1));
+      dot.setAttribute("r", "4"); dot.setAttribute("fill", s.dash ? "none" : s.color); dot.setAttribute("stroke", s.color);
+      svg.appendChild(dot);
     }
   }
   const legend = el("div", "legend");
@@ -152,7 +160,8 @@ function showAudit(doc) {
   for (const r of (doc.records || []).slice().reverse()) {
     const tr = el("tr");
     for (const v of [r.id, r.time_utc, r.action, r.point, r.new_value, r.result, r.detail]) {
-      tr.appendChild(el("td", null, v === null || v === undefined ? "" : String(v)));
+      const shown = typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toFixed(3))) : v;
+      tr.appendChild(el("td", null, shown === null || shown === undefined ? "" : String(shown)));
     }
     tbody.appendChild(tr);
   }
