@@ -41,8 +41,9 @@ LEVER_POLICIES = tuple(f"coolshift_{lever}" for lever in LEVERS)
 # forecasters, issued intensity forecasts where they cover the plan (own beyond), or the
 # actual intensity with Gaussian noise.
 FORECAST_MODES = ("perfect", "model", "issued", "noise5", "noise10")
-# What they plan the weather on: WeatherForecaster (fitted on the past only) or the actual weather.
-WEATHER_FORECAST_MODES = ("model", "perfect")
+# What they plan the weather on: WeatherForecaster (fitted on the past only), issued weather
+# forecasts where they cover the plan (the WeatherForecaster beyond), or the actual weather.
+WEATHER_FORECAST_MODES = ("model", "issued", "perfect")
 
 
 def default_weather_forecast(forecast_mode: str) -> str:
@@ -56,12 +57,15 @@ ORACLE_HORIZON_H = 36.0
 
 def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizon_h, seed, options=None, name="coolshift",
                       history=None, reactive=True, plan_options=None, demand_headroom=True, warm_start=True,
-                      weather_forecast="perfect", issued=None):
+                      weather_forecast="perfect", issued=None, issued_weather=None):
     sim_forecast = None
     provider = observed_forecast
     if weather_forecast not in WEATHER_FORECAST_MODES:
         raise ValueError(f"unknown weather forecast {weather_forecast!r}; choose from {WEATHER_FORECAST_MODES}")
-    weather = weather_forecast == "model"
+    weather = weather_forecast in ("model", "issued")
+    if weather_forecast == "issued" and issued_weather is None:
+        raise ValueError("weather forecast 'issued' needs issued weather forecasts")
+    wx = dict(weather=weather, issued_weather=issued_weather if weather_forecast == "issued" else None)
     if forecast_mode in ("model", "issued"):
         if forecast_mode == "issued" and issued is None:
             raise ValueError("forecast 'issued' needs issued intensity forecasts")
@@ -70,12 +74,12 @@ def _coolshift_policy(site, plant_model, data, forecast_mode, interval_h, horizo
                                            if c.kind == "interactive"}
         provider = ModelForecast(data, history=history, demand_headroom=demand_headroom,
                                  issue_hours=decision_hours_utc(data.index[0], interval_h), quantiles=levels,
-                                 weather=weather, issued=IssuedForecasts(issued) if forecast_mode == "issued" else None)
+                                 issued=IssuedForecasts(issued) if forecast_mode == "issued" else None, **wx)
     elif forecast_mode in ("noise5", "noise10", "perfect"):
         if forecast_mode != "perfect":
             sim_forecast = noisy_forecast(data, 0.05 if forecast_mode == "noise5" else 0.10, seed=seed)
         if weather:  # intensity and demand as the simulator passes them, the weather forecast
-            provider = ModelForecast(data, history=history, intensity=False, weather=True)
+            provider = ModelForecast(data, history=history, intensity=False, **wx)
     else:
         raise ValueError(f"unknown forecast mode {forecast_mode!r}; choose from {FORECAST_MODES}")
     opts = options or closed_loop_options()
@@ -116,12 +120,13 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
                reactive: bool = True, progress: Callable[[int, int], None] | None = None,
                plan_options: dict | None = None, demand_headroom: bool | None = None,
                warm_start: bool = True, weather_forecast: str | None = None,
-               issued: pd.DataFrame | None = None) -> dict:
+               issued: pd.DataFrame | None = None, issued_weather: pd.DataFrame | None = None) -> dict:
     """Run one policy on the simulator: ``{"result": SimResult, "seconds": s, "planner": {...} | None}``.
 
     ``weather_forecast``: what the Coolshift policies plan the weather on (None:
     :func:`default_weather_forecast`); the oracle always plans on the actual weather.
-    ``issued``: issued intensity forecasts (long frame) for ``forecast_mode="issued"``.
+    ``issued``: issued intensity forecasts (long frame) for ``forecast_mode="issued"``;
+    ``issued_weather``: issued weather forecasts for ``weather_forecast="issued"``.
 
     ``warm_start``: LP policies start each re-plan from the previous plan's basis
     (:mod:`coolshift.optimizer.warmstart`; off: every plan a cold solve).
@@ -132,7 +137,7 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
     """
     demand_headroom = _headroom(demand_headroom, reactive)
     weather_forecast = weather_forecast or default_weather_forecast(forecast_mode)
-    own = dict(weather_forecast=weather_forecast, issued=issued)
+    own = dict(weather_forecast=weather_forecast, issued=issued, issued_weather=issued_weather)
 
     t0, c0 = time.perf_counter(), time.process_time()
     sim_forecast = None
@@ -165,6 +170,10 @@ def run_policy(name: str, site: SiteConfig, data: pd.DataFrame, plant_model=None
         if src is not None:  # how much of the planned intensity came from the issued forecasts
             planner["issued_steps"] = src.steps_issued
             planner["issued_steps_share"] = src.steps_issued / src.steps_planned if src.steps_planned else 0.0
+        wsrc = getattr(getattr(pol, "forecast_provider", None), "issued_weather", None) or {}
+        if "temp_c" in wsrc:  # how much of the planned weather came from issued forecasts
+            w = wsrc["temp_c"]
+            planner["issued_weather_steps_share"] = w.steps_issued / w.steps_planned if w.steps_planned else 0.0
     return {"result": res, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
             "planner": planner}
 
@@ -183,7 +192,8 @@ def _run_policy_task(name, shared, kwargs, progress_key):
             var.set([done, total])
 
     return run_policy(name, shared["site"], shared["data"], shared["plant_model"], history=shared["history"],
-                      issued=shared.get("issued"), progress=progress, **kwargs)
+                      issued=shared.get("issued"), issued_weather=shared.get("issued_weather"), progress=progress,
+                      **kwargs)
 
 
 def _run_parallel(policies, workers, shared, kwargs, progress) -> dict:
@@ -234,6 +244,7 @@ def evaluate_policies(
     warm_start: bool = True,
     weather_forecast: str | None = None,
     issued: pd.DataFrame | None = None,
+    issued_weather: pd.DataFrame | None = None,
 ) -> dict:
     """Run each policy over ``data``; return the evaluation record (see ``evaluation.json``).
 
@@ -253,6 +264,8 @@ def evaluate_policies(
         raise ValueError(f"unknown weather forecast {weather_forecast!r}; choose from {WEATHER_FORECAST_MODES}")
     if forecast_mode == "issued" and issued is None:
         raise ValueError("forecast 'issued' needs issued intensity forecasts")
+    if weather_forecast == "issued" and issued_weather is None:
+        raise ValueError("weather forecast 'issued' needs issued weather forecasts")
     demand_headroom = _headroom(demand_headroom, reactive)
     unknown = [p for p in policies if p not in POLICIES + LEVER_POLICIES]
     if unknown:
@@ -272,13 +285,15 @@ def evaluate_policies(
                   weather_forecast=weather_forecast)
     t0 = time.perf_counter()
     if workers > 1 and len(policies) > 1:
-        shared = {"site": site, "data": data, "plant_model": plant_model, "history": history, "issued": issued}
+        shared = {"site": site, "data": data, "plant_model": plant_model, "history": history, "issued": issued,
+                  "issued_weather": issued_weather}
         runs = _run_parallel(policies, min(workers, len(policies)), shared, kwargs, progress)
     else:
         runs = {}
         for name in policies:
             cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
-            runs[name] = run_policy(name, site, data, plant_model, history=history, progress=cb, issued=issued, **kwargs)
+            runs[name] = run_policy(name, site, data, plant_model, history=history, progress=cb, issued=issued,
+                                    issued_weather=issued_weather, **kwargs)
     wall = time.perf_counter() - t0
     results = {n: runs[n]["result"] for n in policies}
     timings = {n: runs[n]["seconds"] for n in policies}

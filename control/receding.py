@@ -41,6 +41,9 @@ __all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "closed_loop_optio
            "INTERACTIVE_PLAN_QUANTILE", "noisy_forecast", "autoscale_servers", "IssuedForecasts", "forecast_weather",
            "weather_columns"]
 
+# Issued weather forecasts are used up to this old: Open-Meteo's previous-runs archive
+# (coolshift.io.forecast_weather) holds runs made 1 to 7 days before each hour.
+ISSUED_WEATHER_MAX_AGE = pd.Timedelta(days=8)
 # Below this much history the forecasters fall back on persistence (same hour yesterday).
 MIN_HISTORY_DAYS = 14.0
 # With the autoscaler on (``RecedingHorizonPolicy(reactive=True)``), interactive demand is
@@ -210,57 +213,60 @@ def forecast_weather(hourly_history: pd.DataFrame, horizon: pd.DataFrame, fitted
 
 
 class IssuedForecasts:
-    """Intensity forecasts as issued (``request_time``, ``forecast_time``, ``gco2_per_kwh``; see
-    :func:`coolshift.io.issued.read_issued_forecast`), looked up at each decision.
+    """Forecasts as issued (``request_time``, ``forecast_time``, ``column``; e.g. intensity from
+    :func:`coolshift.io.issued.read_issued_forecast`, weather from
+    :func:`coolshift.io.forecast_weather.read_openmeteo_forecast`), looked up at each decision.
 
-    At a decision at ``t`` the latest forecast issued strictly before ``t`` (and at most
-    ``max_age`` before it) is used; each value holds over its interval (``forecast_time``
-    to the next target, the forecast's own step). A plan step gets the mean of the values
-    over it when they cover the whole step, else nothing (NaN: the caller's own forecast
-    stays). ``steps_planned``/``steps_issued`` count the plan steps asked for and covered.
+    At a decision at ``t``, each target interval takes the value of the latest forecast for
+    it issued strictly before ``t`` and at most ``max_age`` before it; a value holds over
+    its interval (``forecast_time`` plus the forecasts' own step). A plan step gets the
+    mean of the values over it when they cover the whole step, else NaN (the caller's own
+    forecast stays). ``steps_planned``/``steps_issued`` count the plan steps asked for and
+    covered.
     """
 
     def __init__(self, issued: pd.DataFrame, column: str = CARBON_GCO2_PER_KWH, max_age: pd.Timedelta = pd.Timedelta("1h")):
-        f = issued.sort_values(["request_time", "forecast_time"])
+        f = issued.dropna(subset=[column]).sort_values(["forecast_time", "request_time"])
         self.column = column
         self.max_age = pd.Timedelta(max_age)
-        req = pd.DatetimeIndex(f["request_time"]).as_unit("ns").asi8
-        self._ft = pd.DatetimeIndex(f["forecast_time"]).as_unit("ns").asi8
+        self._rt = pd.DatetimeIndex(f["request_time"]).as_unit("ns").asi8
+        ft = pd.DatetimeIndex(f["forecast_time"]).as_unit("ns").asi8
         self._v = f[column].to_numpy(dtype=float)
-        self._issues, self._first = np.unique(req, return_index=True)
-        self._last = np.append(self._first[1:], len(req))
-        d = np.diff(self._ft)
-        same = np.diff(req) == 0
-        self.step_ns = int(np.median(d[same & (d > 0)])) if (same & (d > 0)).any() else 3_600 * 10**9
+        self._targets, self._first = np.unique(ft, return_index=True)
+        self._last = np.append(self._first[1:], len(ft))
+        d = np.diff(self._targets)
+        self.step_ns = int(d.min()) if len(d) else 3_600 * 10**9
         self.steps_planned = 0
         self.steps_issued = 0
 
-    @property
-    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        """First and last issue time, or None when empty."""
-        if not len(self._issues):
-            return None
-        return pd.Timestamp(self._issues[0], tz="UTC"), pd.Timestamp(self._issues[-1], tz="UTC")
+    def _value(self, g: int, t: int) -> float:
+        """Target group ``g``'s latest value issued strictly before ``t`` (within max_age), or NaN."""
+        rt = self._rt[self._first[g]:self._last[g]]
+        k = int(np.searchsorted(rt, t, side="left")) - 1
+        if k < 0 or t - rt[k] > self.max_age.value:
+            return np.nan
+        return float(self._v[self._first[g] + k])
 
     def values(self, index: pd.DatetimeIndex) -> np.ndarray:
         """Per step of ``index`` (a regular plan grid starting at the decision): the issued mean or NaN."""
         out = np.full(len(index), np.nan)
         self.steps_planned += len(index)
-        if not len(index) or not len(self._issues):
+        if not len(index) or not len(self._targets):
             return out
         t = pd.DatetimeIndex(index).as_unit("ns").asi8
-        k = int(np.searchsorted(self._issues, t[0], side="left")) - 1  # issued strictly before the decision
-        if k < 0 or t[0] - self._issues[k] > self.max_age.value:
-            return out
-        ft, v = self._ft[self._first[k]:self._last[k]], self._v[self._first[k]:self._last[k]]
         step = int(t[1] - t[0]) if len(t) > 1 else self.step_ns
         g = min(step, self.step_ns)
-        n_sub = max(step // g, 1)
-        pts = t[:, None] + np.arange(n_sub)[None, :] * g  # sample points inside each plan step
-        j = np.searchsorted(ft, pts, side="right") - 1
-        ok = (j >= 0) & (pts < ft[np.clip(j, 0, len(ft) - 1)] + self.step_ns)
-        vals = np.where(ok, v[np.clip(j, 0, len(v) - 1)], np.nan)
-        full = ok.all(axis=1) & np.isfinite(vals).all(axis=1)
+        pts = t[:, None] + np.arange(max(step // g, 1))[None, :] * g  # sample points inside each plan step
+        grp = np.searchsorted(self._targets, pts, side="right") - 1
+        ok = (grp >= 0) & (pts < self._targets[np.clip(grp, 0, None)] + self.step_ns)
+        vals = np.full(pts.shape, np.nan)
+        cache: dict[int, float] = {}
+        for pos in zip(*np.nonzero(ok)):
+            k = int(grp[pos])
+            if k not in cache:
+                cache[k] = self._value(k, int(t[0]))
+            vals[pos] = cache[k]
+        full = np.isfinite(vals).all(axis=1)
         out[full] = vals[full].mean(axis=1)
         self.steps_issued += int(full.sum())
         return out
@@ -460,17 +466,22 @@ class ModelForecast:
     decision (False: as the simulator passes them, e.g. actual or noisy). ``weather``:
     dry-bulb, humidity and wet-bulb by :func:`forecast_weather` (False: as observed, i.e.
     perfect foresight of the weather). ``issued``: :class:`IssuedForecasts` of the site's
-    intensity, used over the plan steps it covers, the own forecast beyond.
+    intensity, used over the plan steps it covers, the own forecast beyond. ``issued_weather``:
+    issued weather forecasts (``request_time``, ``forecast_time``, ``temp_c``, ``rh_pct``; e.g.
+    :func:`coolshift.io.forecast_weather.read_openmeteo_forecast`), used the same way over the
+    weather forecast (up to ``ISSUED_WEATHER_MAX_AGE`` old: a previous-runs archive is a day or more).
     """
 
     def __init__(self, actual: pd.DataFrame, refit_days: float = 30.0, history: pd.DataFrame | None = None,
                  demand_headroom: bool = True, issue_hours: tuple[int, ...] | None = None,
                  quantiles: dict[str, float] | None = None, intensity: bool = True, weather: bool = False,
-                 issued: "IssuedForecasts | None" = None):
+                 issued: "IssuedForecasts | None" = None, issued_weather: pd.DataFrame | None = None):
         self.demand_headroom = demand_headroom
         self.intensity = intensity
         self.weather = weather
         self.issued = issued
+        self.issued_weather = {c: IssuedForecasts(issued_weather, column=c, max_age=ISSUED_WEATHER_MAX_AGE)
+                               for c in (TEMP_C, RH_PCT)} if issued_weather is not None else {}
         self.quantiles = dict(quantiles or {})  # column -> quantile level planned at (else the mean)
         # the loop's decision hours (:func:`decision_hours_utc`); None: every hour of the day
         self.issue_hours = tuple(range(24)) if issue_hours is None else tuple(issue_hours)
@@ -502,6 +513,14 @@ class ModelForecast:
         if self.weather:
             fc = forecast_weather(hourly if hourly is not None else history.resample("1h").mean(), fc,
                                   self._fitted_weather, self.refit)
+        if self.issued_weather:
+            fc = fc.copy() if fc is horizon else fc
+            for c, src in self.issued_weather.items():
+                v = src.values(fc.index) if c in fc.columns else np.array([])
+                if np.isfinite(v).any():
+                    fc[c] = np.where(np.isfinite(v), v, fc[c].to_numpy())
+            if {TEMP_C, RH_PCT, WETBULB_C} <= set(fc.columns):
+                fc[WETBULB_C] = wetbulb_stull_c(fc[TEMP_C].to_numpy(), fc[RH_PCT].to_numpy())
         if self.issued is not None and self.issued.column in fc.columns:
             v = self.issued.values(fc.index)
             if np.isfinite(v).any():

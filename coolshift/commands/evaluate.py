@@ -24,7 +24,9 @@ def _print_result(res) -> None:
     console.print(f"coolshift planned on: intensity and demand '{rec['forecast']}', weather "
                   f"'{rec.get('weather_forecast', 'perfect')}'"
                   + (f" (issued values on {rec['planner']['coolshift']['issued_steps_share']:.0%} of planned steps)"
-                     if "issued_steps_share" in rec.get("planner", {}).get("coolshift", {}) else ""))
+                     if "issued_steps_share" in rec.get("planner", {}).get("coolshift", {}) else "")
+                  + (f" (issued weather on {rec['planner']['coolshift']['issued_weather_steps_share']:.0%} of planned "
+                     "steps)" if "issued_weather_steps_share" in rec.get("planner", {}).get("coolshift", {}) else ""))
     if "oracle" in rec["policies"]:
         console.print("oracle: the same LP and learned plant model with perfect information (actual intensity, demand "
                       "and weather; 36 h horizon). Not a bound: its plans are optimal for the learned model, not "
@@ -51,8 +53,15 @@ def register(app: typer.Typer) -> None:
                                                    "noise5|noise10 (issued: --issued forecasts where they cover the "
                                                    "plan, Coolshift's own beyond)")] = "model",
         weather_forecast: Annotated[Optional[str], typer.Option(
-            "--weather-forecast", help="what coolshift plans the weather on: model (forecast from the past only) or "
-                                       "perfect (the actual weather); default: model, perfect with --forecast perfect")] = None,
+            "--weather-forecast", help="what coolshift plans the weather on: model (forecast from the past only), "
+                                       "issued (--issued-weather where it covers the plan, model beyond) or perfect "
+                                       "(the actual weather); default: model, perfect with --forecast perfect")] = None,
+        issued_weather: Annotated[Optional[list[Path]], typer.Option(
+            "--issued-weather", help="Open-Meteo forecast JSON for --weather-forecast issued: a Previous Runs API "
+                                     "response (*_previous_dayN: an archive as issued) or a forecast (give "
+                                     "--issued-weather-at); repeat for several files")] = None,
+        issued_weather_at: Annotated[Optional[str], typer.Option(
+            "--issued-weather-at", help="when a plain Open-Meteo forecast was downloaded (ISO 8601, UTC if no offset)")] = None,
         issued: Annotated[Optional[list[Path]], typer.Option(
             help="issued intensity forecasts for --forecast issued (WattTime request_time,forecast_time,<value> or "
                  "SGIP time,moer,f1..fN CSV; repeat for several files)")] = None,
@@ -90,7 +99,8 @@ def register(app: typer.Typer) -> None:
             site=site, out=out, start=start, end=end, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
             forecast=forecast, interval_h=interval_h, seed=seed, workers=workers, reactive=reactive,
             support_envelope=support_envelope, demand_headroom=demand_headroom, horizon_end=horizon_end,
-            warm_start=warm_start, weather_forecast=weather_forecast, issued=tuple(issued or ()), workdir=workdir, carbon=carbon, weather=weather, workload=workload,
+            warm_start=warm_start, weather_forecast=weather_forecast, issued=tuple(issued or ()),
+            issued_weather=tuple(issued_weather or ()), issued_weather_at=issued_weather_at, workdir=workdir, carbon=carbon, weather=weather, workload=workload,
             carbon_format=carbon_format, weather_format=weather_format, workload_format=workload_format)
         bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                        TimeElapsedColumn(), console=console, transient=False)

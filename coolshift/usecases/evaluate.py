@@ -19,6 +19,7 @@ import pandas as pd
 from coolshift.control.evaluation import (FORECAST_MODES, LEVER_POLICIES, POLICIES, WEATHER_FORECAST_MODES,
                                          default_weather_forecast, evaluate_policies, savings_table)
 from coolshift.io import DataError, write_frame_atomic, write_json_atomic, write_text_atomic
+from coolshift.io.forecast_weather import read_openmeteo_forecast
 from coolshift.io.issued import read_issued_forecast
 from coolshift.reports.html import Section, html_figure, html_kv, html_paragraphs, html_table, render_page
 from coolshift.usecases.inputs import coerce_paths, load_inputs, registered_plant_model
@@ -42,6 +43,8 @@ class EvaluateOptions:
     ``weather_forecast``: what Coolshift plans the weather on (model, perfect; None: model
     unless ``forecast`` is perfect). ``issued``: issued intensity forecast files for
     ``forecast="issued"`` (WattTime or SGIP format, sniffed unless ``issued_format``).
+    ``issued_weather``: Open-Meteo forecast JSON files for ``weather_forecast="issued"``
+    (previous-runs archives, or forecasts issued at ``issued_weather_at``).
     """
 
     site: Path
@@ -61,6 +64,8 @@ class EvaluateOptions:
     weather_forecast: str | None = None
     issued: tuple[Path, ...] = ()
     issued_format: str = "auto"
+    issued_weather: tuple[Path, ...] = ()
+    issued_weather_at: str | None = None
     workdir: Path | None = None
     carbon: Path | None = None
     weather: Path | None = None
@@ -73,6 +78,7 @@ class EvaluateOptions:
         coerce_paths(self, "site", "out", "workdir", "carbon", "weather", "workload")
         object.__setattr__(self, "policies", tuple(self.policies))
         object.__setattr__(self, "issued", tuple(Path(p) for p in self.issued))
+        object.__setattr__(self, "issued_weather", tuple(Path(p) for p in self.issued_weather))
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,10 @@ def _check(opts: EvaluateOptions) -> None:
         raise DataError(None, "--forecast issued needs --issued FILE (issued intensity forecasts: WattTime or SGIP format)")
     if opts.issued and opts.forecast != "issued":
         raise DataError(None, f"--issued is used only with --forecast issued (got --forecast {opts.forecast})")
+    if opts.weather_forecast == "issued" and not opts.issued_weather:
+        raise DataError(None, "--weather-forecast issued needs --issued-weather FILE (Open-Meteo forecast JSON)")
+    if opts.issued_weather and opts.weather_forecast != "issued":
+        raise DataError(None, "--issued-weather is used only with --weather-forecast issued")
     if opts.horizon_end not in (None, "soft", "hard"):
         raise DataError(None, f"--horizon-end {opts.horizon_end!r}: choose soft or hard")
     if opts.workers is not None and opts.workers < 1:
@@ -113,9 +123,11 @@ def evaluate_site(opts: EvaluateOptions, *, progress: Callable[[str, int, int], 
     files = (opts.carbon, opts.weather, opts.workload, opts.carbon_format, opts.weather_format, opts.workload_format)
     cfg, data = load_inputs(opts.site, opts.start, opts.end, *files)
     weather_forecast = opts.weather_forecast or default_weather_forecast(opts.forecast)
-    own = opts.forecast in ("model", "issued") or weather_forecast == "model"
+    own = opts.forecast in ("model", "issued") or weather_forecast in ("model", "issued")
     history = _history(opts, data, files) if own else None
     issued = read_issued_forecast(opts.issued, opts.issued_format) if opts.forecast == "issued" else None
+    issued_weather = (pd.concat([read_openmeteo_forecast(p, opts.issued_weather_at) for p in opts.issued_weather],
+                                ignore_index=True) if weather_forecast == "issued" else None)
     model = None
     if any(n.startswith("coolshift") or n == "oracle" for n in opts.policies):
         model = registered_plant_model(cfg, opts.workdir)
@@ -129,7 +141,8 @@ def evaluate_site(opts: EvaluateOptions, *, progress: Callable[[str, int, int], 
                             progress=progress, keep_timeseries=timeseries, history=history,
                             workers=opts.workers or os.cpu_count() or 1, reactive=opts.reactive,
                             plan_options=plan_options or None, demand_headroom=opts.demand_headroom,
-                            warm_start=opts.warm_start, weather_forecast=weather_forecast, issued=issued)
+                            warm_start=opts.warm_start, weather_forecast=weather_forecast, issued=issued,
+                            issued_weather=issued_weather)
     if issued is not None:
         rec["issued_forecast"] = {"files": [str(p) for p in opts.issued], "rows": int(len(issued)),
                                   "first_issue": issued["request_time"].min().isoformat(),
