@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         runs: Annotated[Path, typer.Option("--runs", help="root of the dated run folders")] = Path("runs"),
         out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default <runs>/<site>/<date>)")] = None,
         forecast: Annotated[str, typer.Option(help="model: Coolshift's forecasters trained on data before the start; perfect: the data as given")] = "model",
+        weather_forecast: Annotated[Optional[str], typer.Option("--weather-forecast", help="model: forecast from the weather before the start; perfect: the weather data as given (e.g. a forecast file in --weather); default: as --forecast")] = None,
         workdir: Annotated[Optional[Path], typer.Option(help="site working folder with mlflow.db (default ./.coolshift/<site>)")] = None,
         mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="record the run in MLflow")] = True,
         carbon: CarbonOpt = None,
@@ -152,7 +153,7 @@ def register(app: typer.Typer) -> None:
             _fail(f"--objective must be carbon, cost or weighted, not {objective[:20]!r}")
 
         opts = NightlyOptions(
-            site=site_path, start=start, for_date=for_, runs=runs, out=out, forecast=forecast, workdir=workdir,
+            site=site_path, start=start, for_date=for_, runs=runs, out=out, forecast=forecast, weather_forecast=weather_forecast, workdir=workdir,
             record_mlflow=mlflow_log, carbon=carbon, weather=weather, workload=workload, carbon_format=carbon_format,
             weather_format=weather_format, workload_format=workload_format, accounting=accounting,
             time_limit_s=time_limit_s, integer_servers=integer_servers, envelope_zone_it=envelope_zone_it,
