@@ -27,6 +27,11 @@ def _print_result(res) -> None:
                      if "issued_steps_share" in rec.get("planner", {}).get("coolshift", {}) else "")
                   + (f" (issued weather on {rec['planner']['coolshift']['issued_weather_steps_share']:.0%} of planned "
                      "steps)" if "issued_weather_steps_share" in rec.get("planner", {}).get("coolshift", {}) else ""))
+    cs = rec.get("planner", {}).get("coolshift", {})
+    if cs.get("issued_steps_share") == 0.0 and "issued_forecast" in rec:
+        iss = rec["issued_forecast"]
+        console.print(f"[yellow]warning:[/] the issued forecasts ({iss['first_issue']} to {iss['last_issue']}) cover no "
+                      "planned step of the period: Coolshift planned on its own forecasts only")
     if "oracle" in rec["policies"]:
         console.print("oracle: the same LP and learned plant model with perfect information (actual intensity, demand "
                       "and weather; 36 h horizon). Not a bound: its plans are optimal for the learned model, not "
