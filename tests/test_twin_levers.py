@@ -191,7 +191,7 @@ def test_supervisor_holds_work_powers_hosts_off_and_the_watchdog_hands_everythin
         async with open_adapter(pm) as ad:
             hb = asyncio.create_task(feed(ad))
             try:
-                await until(lambda: len(hist) >= 3, what="three steps")
+                await until(lambda: len(hist) >= 2, what="two steps")
                 # 1. consolidate: every pool as low as the actuator may take it
                 # (every blocking call in a worker thread, as the live loop makes them: the heartbeat goes on)
                 with AuditLog(am.audit_db) as audit:
@@ -205,20 +205,20 @@ def test_supervisor_holds_work_powers_hosts_off_and_the_watchdog_hands_everythin
                         rec["after"] = await asyncio.to_thread(st.read)
                     finally:
                         st.close()
-                await until(lambda: len(hist) >= rec["k_cmd"] + 3, what="three steps under the command")
+                await until(lambda: len(hist) >= rec["k_cmd"] + 2, what="two steps under the command")
                 rec["on_wire"] = await ad.read_value(pm.by_variable("active_servers__b_storage"))
                 # 2. hold the batch queue: release 0 units/h
                 await ad.write(pm.by_variable(REL), 0.0)
                 await until(lambda: any(r.overrides.get(REL) == 0.0 for r in hist), what="the hold to apply")
                 rec["k_hold"] = next(r.k for r in hist if r.overrides.get(REL) == 0.0)
-                await until(lambda: len(hist) >= rec["k_hold"] + 7, what="seven held steps")
+                await until(lambda: len(hist) >= rec["k_hold"] + 6, what="six held steps")
                 # 3. the supervisor goes silent: the watchdog hands points, servers and queue back
                 feeding = False
                 rec["t_silent"] = twin.clock.site_s()
                 await until(lambda: not hosts.remote, what="the servers back to local control")
                 rec["t_back"] = twin.clock.site_s()
                 rec["k_back"] = len(hist)
-                await until(lambda: len(hist) >= rec["k_back"] + 4, what="four steps under local control")
+                await until(lambda: len(hist) >= rec["k_back"] + 3, what="three steps under local control")
             finally:
                 hb.cancel()
 

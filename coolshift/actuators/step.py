@@ -187,7 +187,10 @@ class ActuatorStepper:
                 elif rep.status == "dry_run":
                     out.messages.append(f"hosts: {sum(a.action == 'off' for a in acts)} would go off, "
                                         f"{sum(a.action == 'on' for a in acts)} on (dry run)")
-                elif rep.status != "nothing":
+                elif rep.status == "nothing":
+                    out.messages.append("hosts: at target (" + ", ".join(
+                        f"{d.pool} {d.target} host(s) on" + (f"; {d.note}" if d.note else "") for d in rep.plan.decisions) + ")")
+                else:
                     out.ok = False
                     out.messages += [f"hosts: {rep.status}: {m}" for m in rep.messages] or [f"hosts: {rep.status}"]
             except (RedfishError, ConfigError) as exc:

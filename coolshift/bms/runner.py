@@ -175,7 +175,9 @@ async def _run(pm, site, plan_dir, audit, apply, log, max_sleep_s, stop, stop_re
                         ok = bool(actuators.released_ok)
                     except Exception as exc:  # noqa: BLE001 - reported, exit 1; `coolshift release` retries
                         lines, ok = [f"actuators NOT handed back: {exc}"], False
-                    result.released += [(line, ok, "actuators") for line in lines]
+                    for line in lines:  # "host a-web-002 (a_web): on" -> (name, ok, detail)
+                        name, _, detail = line.rpartition(": ")
+                        result.released.append((name or line, ok and "NOT" not in detail, detail))
                     if not ok:
                         result.exit_code = result.exit_code or 1
             audit.record("run", "end", detail=result.reason)

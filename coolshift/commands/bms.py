@@ -224,11 +224,12 @@ def run_plan_cmd(plan: PlanOpt, bms: BmsOpt, apply: ApplyOpt = False, audit: Aud
             from .actuators import actuator_locks
 
             am = load_actuator_map(actuators)
-            if load_site(am.site).name != site.name:
+            am_site = load_site(am.site)
+            if am_site.name != site.name:
                 raise ConfigError(f"{actuators}: site: the actuator map is for another site than {bms} ({site.name})")
             stack.enter_context(actuator_locks(am, apply))
             act_log = stack.enter_context(AuditLog(am.audit_db))
-            stepper = stack.enter_context(ActuatorStepper(am, site, act_log, apply=apply, log=say))
+            stepper = stack.enter_context(ActuatorStepper(am, am_site, act_log, apply=apply, log=say))
             read_host_plan(plan, sorted(stepper.inventory.pools))  # no credential-looking column; a server column
         if not apply:
             console.print("dry run: steps are checked and printed, nothing written (add --apply to write)")
