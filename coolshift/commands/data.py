@@ -9,6 +9,7 @@ from coolshift.commands._common import (
     CarbonFmtOpt, CarbonOpt, EndOpt, SiteOpt, StartOpt, WeatherFmtOpt, WeatherOpt, WorkloadFmtOpt, WorkloadOpt,
     cli_errors, console, load_inputs,
 )
+from coolshift.io.site_data import reanchor_note
 
 
 def site_tables(site) -> list[Table]:
@@ -67,12 +68,21 @@ def data_table(data) -> Table:
 
 
 def fills_note(data) -> str:
+    """Where each series came from, which reader column, and what was filled or re-anchored."""
     src = data.attrs.get("sources", {})
     fills = src.get("filled", {}).get("carbon", [])
     fills = [f for f in fills if f["column"] == "gco2_per_kwh"]
-    lines = [f"carbon: {src.get('carbon')}", f"weather: {src.get('weather')}", f"workload: {src.get('workload')}"]
+    carbon = f"carbon: {src.get('carbon')}"
+    if src.get("carbon_format"):
+        col = f", column {src['carbon_column']!r}" if src.get("carbon_column") else ""
+        carbon += f"\n  read as {src['carbon_format']}{col}: {src.get('carbon_basis', '')}"
+        if src["carbon_format"] == "electricitymaps":
+            carbon += " (`column: lca` or `direct` on the site's carbon source chooses; lca is the default)"
+    lines = [carbon, f"weather: {src.get('weather')}", f"workload: {src.get('workload')}"]
     if fills:
         lines.append("carbon gaps filled: " + "; ".join(f"{f['start']} {f['steps']} steps ({f['rule']})" for f in fills))
+    if src.get("workload_reanchored"):
+        lines.append(reanchor_note(src["workload_reanchored"]))
     if src.get("weather_edge_filled_h"):
         lines.append(f"weather: {src['weather_edge_filled_h']:g} h at the period's edges filled from the adjacent day")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from coolshift.schema import CARBON_GCO2_PER_KWH
 
 __all__ = [
     "IPCC_LIFECYCLE_GCO2_PER_KWH",
+    "EMAPS_DEFAULT_COLUMN",
     "CARBON_FORMATS",
     "read_carbon",
     "read_carbon_forecast",
@@ -51,6 +52,29 @@ _EMAPS_TIME = "Datetime (UTC)"
 _EMAPS_COLS = {
     "direct": "Carbon Intensity gCO\u2082eq/kWh (direct)",
     "lca": "Carbon Intensity gCO\u2082eq/kWh (LCA)",
+}
+# The Electricity Maps default is the life-cycle (LCA) column, chosen, not inherited:
+# * it is Electricity Maps' own headline signal ("The carbon-intensity factors used by
+#   Electricity Maps are computed through life-cycle analysis"; direct/operational factors
+#   are offered "for some commercial purposes": electricitymaps-contrib wiki, "Emission
+#   factors") and its API's default (emissionFactorType=lifecycle), which Coolshift's live
+#   source (coolshift.io.live.ElectricityMapsSource) uses too: plans, forecasts and history
+#   stay on one basis;
+# * every other average-intensity reader here is life-cycle (EIA-930 from the mix with IPCC
+#   AR5 life-cycle medians, Let's Wait Awhile with IPCC SRREN medians), so swapping the
+#   bundled EIA file for an Electricity Maps one changes the data, not the accounting basis;
+# * life-cycle intensity of a real grid is >= ~11 g/kWh, which the kg/kWh unit check relies on.
+# Scope 2 inventories under the GHG Protocol (Scope 2 Guidance, 2015) count generation
+# emissions only, i.e. the direct column: set `column: direct` on the data source for them.
+EMAPS_DEFAULT_COLUMN = "lca"
+# What each reader's intensity means, shown by `coolshift validate` beside the file.
+_BASIS = {
+    "eia930": "average, life-cycle (IPCC AR5 medians over the EIA-930 fuel mix, production-based)",
+    "electricitymaps:lca": "average, life-cycle (Electricity Maps LCA column, consumption-based)",
+    "electricitymaps:direct": "average, direct/operational (Electricity Maps direct column, consumption-based)",
+    "watttime": "marginal (WattTime MOER)",
+    "lwa": "average, life-cycle (Let's Wait Awhile, IPCC SRREN medians)",
+    "canonical": "as given in the file (gco2_per_kwh)",
 }
 _RANGES = {CARBON_GCO2_PER_KWH: (CARBON_RANGE_GCO2_PER_KWH, "gCO2/kWh")}
 
@@ -165,8 +189,10 @@ def read_eia930(path, factors_gco2_per_kwh: Mapping[str, float] | None = None, g
     return _finish(out, path, gap_policy, CARBON_GCO2_PER_KWH, scale=scale)
 
 
-def read_electricitymaps(path, column: str = "lca", gap_policy: GapPolicy | None = None, scale: float = 1.0) -> pd.DataFrame:
-    """Electricity Maps hourly export; ``column`` is ``direct`` (operational) or ``lca``."""
+def read_electricitymaps(path, column: str = EMAPS_DEFAULT_COLUMN, gap_policy: GapPolicy | None = None,
+                         scale: float = 1.0) -> pd.DataFrame:
+    """Electricity Maps hourly export; ``column`` is ``lca`` (life-cycle, the default: see
+    :data:`EMAPS_DEFAULT_COLUMN`) or ``direct`` (operational)."""
     path = Path(path)
     if column not in _EMAPS_COLS:
         raise DataError(path, f"column must be one of {sorted(_EMAPS_COLS)}, not {column!r}")
@@ -176,7 +202,9 @@ def read_electricitymaps(path, column: str = "lca", gap_policy: GapPolicy | None
     out = pd.DataFrame({CARBON_GCO2_PER_KWH: to_numeric(df, _EMAPS_COLS[column], path).to_numpy()}, index=idx)
     if "Data Estimated" in df.columns:
         out["estimated"] = (df["Data Estimated"].str.lower() == "true").to_numpy().astype(float)
-    return _finish(out, path, gap_policy, _EMAPS_COLS[column], _EMAPS_COLS[column], scale)
+    out = _finish(out, path, gap_policy, _EMAPS_COLS[column], _EMAPS_COLS[column], scale)
+    out.attrs.update({"column": _EMAPS_COLS[column], "basis": _BASIS[f"electricitymaps:{column}"]})
+    return out
 
 
 def read_watttime(path, gap_policy: GapPolicy | None = None, scale: float = 1.0) -> pd.DataFrame:
@@ -297,4 +325,5 @@ def read_carbon(path, format: str = "auto", column: str | None = None, gap_polic
         kwargs["column"] = column
     frame = CARBON_FORMATS[fmt](path, **kwargs)
     frame.attrs.update({"source": str(path), "format": fmt})
+    frame.attrs.setdefault("basis", _BASIS.get(fmt, ""))
     return frame

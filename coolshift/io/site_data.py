@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,19 @@ from coolshift.config import DataSource, SiteConfig
 from coolshift.io.carbon import read_carbon
 from coolshift.io.checks import DataError, GapPolicy
 from coolshift.io.weather import read_weather, wetbulb_stull_c
-from coolshift.io.workload import demand_per_class, read_workload, tile_to_cover
+from coolshift.io.workload import demand_per_class, read_workload, reanchor_by_week, tile_to_cover
 from coolshift.schema import CARBON_GCO2_PER_KWH, CPU_UTIL, RH_PCT, TEMP_C, WETBULB_C, col
 
-__all__ = ["load_site_data", "to_step", "override_source", "gap_policy_for"]
+__all__ = ["load_site_data", "to_step", "override_source", "gap_policy_for", "reanchor_note"]
+
+log = logging.getLogger(__name__)
+
+
+def reanchor_note(info: dict) -> str:
+    """One line saying that (and how) the workload trace was re-anchored to the period."""
+    return (f"workload: the trace covers {info['trace_start'][:10]} to {info['trace_end'][:10]}; "
+            f"{info['steps_reanchored']:,} of {info['steps']:,} trace steps of the period are taken from it at the "
+            f"same weekday and hour ({info['cycle_weeks']}-week cycle)")
 
 
 def _extend_by_days(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, max_days: int) -> pd.DataFrame:
@@ -119,9 +129,14 @@ def load_site_data(
 
     c_path = site.resolve(c_src.path)
     # the source's scale converts to g/kWh before the unit checks (e.g. scale 1000 for kg/kWh)
-    ci = read_carbon(c_path, c_src.format, c_src.column, gap_policy=gap_policy_for(c_src), scale=c_src.scale)[[CARBON_GCO2_PER_KWH]]
+    ci_raw = read_carbon(c_path, c_src.format, c_src.column, gap_policy=gap_policy_for(c_src), scale=c_src.scale)
+    ci = ci_raw[[CARBON_GCO2_PER_KWH]]
+    ci.attrs.update(ci_raw.attrs)
     frames = [to_step(ci, step, "hold", start, end, c_path)]
-    notes = {"carbon": str(c_path), "filled": {"carbon": ci.attrs.get("filled", [])}}
+    notes = {"carbon": str(c_path), "filled": {"carbon": ci.attrs.get("filled", [])},
+             "carbon_format": ci.attrs.get("format"), "carbon_basis": ci.attrs.get("basis", "")}
+    if ci.attrs.get("column"):
+        notes["carbon_column"] = ci.attrs["column"]
 
     for edge in site.edge_sites:
         e_path = site.resolve(edge.carbon.path)
@@ -144,6 +159,12 @@ def load_site_data(
     if l_src.repeat:
         wl = tile_to_cover(wl, start, end)
         notes["workload_tiled"] = True
+    else:
+        # a trace from another year (the examples' is 2022) drives any period, by weekday and hour
+        wl = reanchor_by_week(wl, start, end)
+        if "reanchored" in wl.attrs:
+            notes["workload_reanchored"] = wl.attrs["reanchored"]
+            log.warning("%s", reanchor_note(wl.attrs["reanchored"]))
     util = to_step(wl[[CPU_UTIL]], step, "hold", start, end, l_path) * l_src.scale
     if (util[CPU_UTIL] > 1.0 + 1e-9).any():
         raise DataError(l_path, f"utilisation x scale {l_src.scale:g} exceeds 1 (more work than the site's capacity)", CPU_UTIL)

@@ -27,7 +27,7 @@ from coolshift.io.checks import (
 )
 from coolshift.schema import CPU_UTIL, demand_col
 
-__all__ = ["read_workload", "demand_per_class", "WORKLOAD_FORMATS"]
+__all__ = ["read_workload", "demand_per_class", "reanchor_by_week", "WORKLOAD_FORMATS"]
 
 _RANGES = {CPU_UTIL: (UTIL_RANGE_FRAC, "fraction")}
 
@@ -117,6 +117,45 @@ def tile_to_cover(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -
     out = pd.DataFrame({CPU_UTIL: reps}, index=idx)
     out.attrs.update(frame.attrs)
     out.attrs["tiled"] = True
+    return out
+
+
+WEEK = pd.Timedelta("7D")
+
+
+def reanchor_by_week(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """A trace on [start, end), each stamp outside it taken from the trace at the same weekday and hour.
+
+    Work follows the week (office hours, weekends, nightly batch), not the calendar year,
+    so a trace recorded in one year drives another: a stamp ``t`` outside the trace reads
+    the trace at ``t0 + ((t - t0) mod W)``, ``W`` the trace's length in whole weeks
+    (52 for a year: the same weekday and hour, within 1-2 days of the same date of the
+    year in the year after). Stamps the trace covers keep their own values. A trace
+    shorter than one week has no weekly pattern to keep: a DataError (tile it with the data
+    source's ``repeat: true``). ``attrs['reanchored']`` says what was done.
+    """
+    src = frame.attrs.get("source")
+    step = frame.attrs.get("step") or (frame.index[1] - frame.index[0])
+    t0 = frame.index[0]
+    t_end = frame.index[-1] + step
+    if start >= t0 and end <= t_end:
+        return frame
+    cycle = ((t_end - t0) // WEEK) * WEEK
+    if cycle < WEEK:
+        raise DataError(src, f"the workload trace covers {(t_end - t0) / pd.Timedelta('1D'):g} days "
+                             f"({t0.isoformat()} to {t_end.isoformat()}), less than a week, and not the requested "
+                             f"{start.isoformat()} to {end.isoformat()}: set `repeat: true` on the data source to tile it")
+    first = t0 + ((start - t0) // step) * step  # on the trace's own grid
+    idx = pd.date_range(first, end, freq=step, inclusive="left", name=frame.index.name or "timestamp")
+    outside = (idx < t0) | (idx >= t_end)
+    src_t = idx.where(~outside, t0 + ((idx - t0) % cycle))
+    out = frame.reindex(src_t).ffill().bfill()
+    out.index = idx
+    out.attrs.update(frame.attrs)
+    out.attrs["reanchored"] = {
+        "trace_start": t0.isoformat(), "trace_end": t_end.isoformat(), "cycle_weeks": int(cycle / WEEK),
+        "steps_reanchored": int(outside.sum()), "steps": len(idx),
+    }
     return out
 
 
