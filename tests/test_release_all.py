@@ -166,3 +166,36 @@ def test_a_credential_key_in_the_map_is_refused(tmp_path):
         bad.write_text(yaml.safe_dump({**base, "slurm": {"cluster": "cstest", "conf": str(conf)}}))
         load_actuator_map(bad)
     assert os.environ.get("COOLSHIFT_REDFISH_PASSWORD") == PASSWORD  # the env, not the file, holds it
+
+
+@needs_slurm
+def test_actuator_stepper_holds_and_releases_jobs_each_step(cluster, tmp_path, emulator_factory):
+    """ActuatorStepper (what run-plan --actuators and the live loop call) with the map's slurm:
+    section: release 0 holds the pending batch jobs, a release rate lets them go, release() lifts holds."""
+    from coolshift.actuators.step import ActuatorStepper
+    from coolshift.config import load_site
+
+    c = cluster
+    web = host_ids("a_web", 2)
+    em = emulator_factory({h: "On" for h in web})
+    make_site(tmp_path, {"a_web": (2, 1)})
+    am = load_actuator_map(add_slurm(make_map(tmp_path, em, {"a_web": web}, {h: False for h in web}), c.conf))
+    jobs = [c.submit("--begin", "now+1hour", "-t", "5") for _ in range(2)]
+    try:
+        with AuditLog(am.audit_db) as audit, ActuatorStepper(am, load_site(am.site), audit, apply=True) as st:
+            assert st.columns() == ["active_servers__a_web", "active_servers__compute", "release_units_per_h__batch"]
+            now = pd.Timestamp.now(tz="UTC")
+            out = st.step(now, {"release_units_per_h__batch": 0.0})
+            assert out.ok and out.status == {"slurm": "applied"} and out.slurm_actions == 2, out
+            assert all(held(c, j) for j in jobs)
+            out = st.step(now + pd.Timedelta(minutes=15), {"release_units_per_h__batch": 1e6})
+            assert out.ok and out.slurm_actions == 2 and not any(held(c, j) for j in jobs), out
+            out = st.step(now + pd.Timedelta(minutes=30), {"release_units_per_h__batch": 0.0})
+            assert out.ok and all(held(c, j) for j in jobs), out
+            lines = st.release()
+            assert st.released_ok and all(f"job {j}: handed back" in lines for j in jobs), lines
+        assert not any(held(c, j) for j in jobs)
+        assert verify_audit(am.audit_db).ok
+    finally:
+        c.run("scancel", *map(str, jobs), check=False)
+        c.wait(c.all_idle, 40, "every node idle again")

@@ -124,8 +124,8 @@ class ActuatorStepper:
         pools = set(self.inventory.pools)
         classes: set[str] = set()
         if self._smap is not None:
-            pools |= set(self._smap.pools)
-            classes = set(self._smap.classes)
+            pools |= {p.name for p in self._smap.pools}
+            classes = {c.name for c in self._smap.classes}
         return [f"{ACTIVE_PREFIX}{p}" for p in sorted(pools)] + [f"{RELEASE_PREFIX}{c}" for c in sorted(classes)]
 
     # -- reading
@@ -199,9 +199,8 @@ class ActuatorStepper:
                 out.messages.append(f"hosts: {exc}")
         if self._smap is not None:
             smap = self._smap
-            sl_targets = {k: v for k, v in targets.items()
-                          if (k.startswith(RELEASE_PREFIX) and k[len(RELEASE_PREFIX):] in smap.classes)
-                          or (k.startswith(ACTIVE_PREFIX) and k[len(ACTIVE_PREFIX):] in smap.pools)}
+            names = {f"{RELEASE_PREFIX}{c.name}" for c in smap.classes} | {f"{ACTIVE_PREFIX}{p.name}" for p in smap.pools}
+            sl_targets = {k: v for k, v in targets.items() if k in names}
             if sl_targets:
                 try:
                     with self._slurm() as sl:
@@ -214,7 +213,11 @@ class ActuatorStepper:
 
     def _slurm_step(self, sl: SlurmActuator, now: pd.Timestamp, sl_targets: dict[str, float], out: StepOutcome) -> None:
         """Holds/releases and node power for this step's Slurm targets, recorded in ``out``."""
-        dec = sl.decide(self._plan(now, sl_targets), now)
+        # only the classes and pools this step has targets for (a job or node of another is left alone)
+        sub = dataclasses.replace(
+            sl.smap, classes=tuple(c for c in sl.smap.classes if f"{RELEASE_PREFIX}{c.name}" in sl_targets),
+            pools=tuple(p for p in sl.smap.pools if f"{ACTIVE_PREFIX}{p.name}" in sl_targets))
+        dec = SlurmActuator(sub, sl.log, sl.cli).decide(self._plan(now, sl_targets), now)
         if not self.apply:
             out.status["slurm"] = "dry_run"
             out.messages.append(f"slurm: {len(dec.actions)} action(s) (dry run)")
