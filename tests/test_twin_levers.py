@@ -295,3 +295,36 @@ def test_supervisor_holds_work_powers_hosts_off_and_the_watchdog_hands_everythin
             assert r.telemetry[f"active_servers__{p}"] == r.local[f"active_servers__{p}"], (k, p)
     assert tele[len(hist) - 1][QUEUE] < 0.5 * max(tele[k][QUEUE] for k in held)  # run as it arrives again
     assert verify_audit(am.audit_db).ok
+
+
+def test_twin_cli_serves_redfish_with_inventory_work_file_and_actuator_map(tmp_path):
+    """`coolshift twin --redfish-port` as an operator runs it; `coolshift hosts` (dry run) reads its service."""
+    import os
+    import signal
+    import subprocess
+
+    from test_redfish import COOLSHIFT, cli, make_plan
+
+    code, out = cli("twin", "--site", SITE, "--inventory-out", tmp_path / "x.yaml")
+    assert code == 2 and "--inventory-out and --actuators-out need --redfish-port" in out, out
+    port, rport = free_port(), free_port()
+    inv, act = tmp_path / "inv.yaml", tmp_path / "act.yaml"
+    proc = subprocess.Popen([str(COOLSHIFT), "twin", "--site", str(SITE), "--protocol", "modbus", "--port", str(port),
+                             "--speed", "900", "--days", "1", "--redfish-port", str(rport), "--inventory-out", str(inv),
+                             "--actuators-out", str(act)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        first = proc.stdout.readline() + proc.stdout.readline()  # the announcement, once it serves
+        assert f"redfish: 86 systems of 50 servers on http://127.0.0.1:{rport} (basic auth" in first, first
+        work = (tmp_path / "inv_work.csv").read_text().splitlines()
+        assert work[0] == "host,busy" and len(work) == 87
+        plan = make_plan(tmp_path / "run", {"a_compute": 0, "b_compute": 0})
+        code, out = cli("hosts", "--plan", plan, "--actuators", act)
+        assert code == 0 and "dry run:" in out and "nothing done" in out, out
+        row = next(line for line in out.splitlines() if "a_compute" in line and "│" in line)
+        cells = [c.strip() for c in row.split("│") if c.strip()]
+        assert cells[:2] == ["a_compute", "20"] and cells[6] == "2", cells  # 20 hosts; the floor 100 = 2 hosts
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0 and "twin stopped after" in rest, rest
