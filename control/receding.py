@@ -184,10 +184,14 @@ def forecast_weather(hourly_history: pd.DataFrame, horizon: pd.DataFrame, fitted
     h_index = pd.date_range(issue.floor("1h"), horizon.index[-1].ceil("1h"), freq="1h")
     for c in weather_columns(horizon):
         hist = hourly_history[c].dropna() if c in hourly_history.columns else pd.Series(dtype=float)
-        if len(hist[hist.index < h_index[0]]) < 3:
-            continue  # nothing to forecast from: the column stays as given
+        if len(hist[hist.index < h_index[0]]) < 3:  # nothing to forecast from: the value measured now, held
+            fc[c] = horizon[c].iloc[0]
+            continue
         cached = (fitted or {}).get(c)
-        if cached is not None and (refit is None or issue - cached[0] < refit):
+        # as the intensity forecasters: a model fitted on little history is refitted once the
+        # history has doubled (a year run with no earlier data starts from a few hours)
+        due = None if refit is None or cached is None else min(refit, max(cached[0] - hist.index[0], pd.Timedelta("1h")))
+        if cached is not None and (due is None or issue - cached[0] < due):
             model = cached[1]
         else:
             model = WeatherForecaster(name=c, max_horizon_h=48.0).fit(hist)

@@ -77,3 +77,25 @@ def test_forecast_weather_fills_a_horizon_and_derives_wetbulb():
     assert np.abs(fc["temp_c"] - truth["temp_c"]).max() < 0.1
     np.testing.assert_allclose(fc["wetbulb_c"], wetbulb_stull_c(fc["temp_c"], fc["rh_pct"]))
     assert (fc["gco2_per_kwh"] == 200.0).all()  # other columns untouched
+
+
+def test_a_weather_model_fitted_on_little_history_is_refitted_when_it_doubles():
+    idx = pd.date_range("2022-06-01", periods=40 * 24, freq="1h", tz="UTC")
+    hourly = pd.DataFrame({"temp_c": 20 + 5 * np.sin(2 * np.pi * np.arange(len(idx)) / 24), "rh_pct": 50.0}, index=idx)
+    fitted = {}
+
+    def at(days):
+        t = idx[0] + pd.Timedelta(days=days)
+        horizon = pd.DataFrame({"temp_c": 0.0, "rh_pct": 0.0}, index=pd.date_range(t, periods=8, freq="15min"))
+        forecast_weather(hourly.loc[: t - pd.Timedelta("1h")], horizon, fitted, pd.Timedelta(days=30))
+        return fitted["temp_c"][0]
+
+    assert at(2) == idx[0] + pd.Timedelta(days=2)
+    assert at(3) == idx[0] + pd.Timedelta(days=2)  # 3 days of history: not yet doubled
+    assert at(4) == idx[0] + pd.Timedelta(days=4)  # 4 days: doubled, refitted
+    assert at(7) == idx[0] + pd.Timedelta(days=4)
+    assert at(8) == idx[0] + pd.Timedelta(days=8)  # doubled again
+    # nothing observed before the horizon: the value measured now, held (never the future)
+    horizon = pd.DataFrame({"temp_c": [21.0, 99.0], "rh_pct": [50.0, 50.0]},
+                           index=pd.date_range(idx[0], periods=2, freq="15min"))
+    assert (forecast_weather(hourly.iloc[:0], horizon)["temp_c"] == 21.0).all()
