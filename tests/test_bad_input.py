@@ -25,7 +25,7 @@ import yaml
 from typer.testing import CliRunner
 
 from coolshift.cli import app
-from conftest import LARGE_SITE, REPO, SMALL_SITE, shared
+from conftest import LARGE_SITE, REPO, SMALL_SITE
 
 DATA = REPO / "data"
 CISO = DATA / "carbon_intensity/eia930_2022/CISO_2022_hourly.csv"
@@ -102,15 +102,18 @@ def test_example_sites_and_their_real_data_validate(site):
     assert code == 0 and "and its data are valid" in " ".join(out.split()), out
 
 
-def test_shared_real_files_pass_the_unit_checks():
-    """Every Electricity Maps zone (direct and LCA) and Open-Meteo city in ../shared passes."""
+def test_bundled_real_files_pass_the_unit_checks():
+    """Every bundled real grid (EIA-930: CAISO, PJM, Bonneville, ERCOT) and Open-Meteo city passes.
+
+    (The Electricity Maps exports may not be bundled; their layout is tested in test_io_readers.)"""
     from coolshift.io import GapPolicy, read_carbon, read_weather
 
-    shared("carbon_intensity/electricitymaps_hourly")
-    for f in sorted(shared("carbon_intensity/electricitymaps_hourly").glob("*.csv")):
-        for column in ("direct", "lca"):
-            read_carbon(f, column=column, gap_policy=GapPolicy(max_fill_h=48))
-    for f in sorted(shared("weather/openmeteo_hourly").glob("*.json")):
+    carbon = sorted((REPO / "data" / "carbon_intensity").rglob("*.csv"))
+    weather = sorted((REPO / "data" / "weather").rglob("*.json"))
+    assert len(carbon) == 4 and len(weather) == 2
+    for f in carbon:
+        assert len(read_carbon(f, gap_policy=GapPolicy(max_fill_h=48))) == 8760
+    for f in weather:
         read_weather(f)
 
 
