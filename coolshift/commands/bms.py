@@ -351,7 +351,12 @@ def twin_cmd(
     twin = load_twin(site, protocol, speed, start=start, days=days, port=port, bms=bms, redfish_port=redfish_port,
                      servers_per_host=servers_per_host, work_path=work, redfish_auth=auth)
     if map_out is not None:
-        write_point_map(twin.pm, map_out)
+        out_pm, hb0 = twin.pm, twin.pm.heartbeat
+        if hb0 is not None and hb0.interval_s is None and speed > 1:
+            # the watchdog times site seconds, a supervisor writes on its wall clock: a third of the
+            # timeout in wall seconds keeps it fed at this speed (two lost writes still inside it)
+            out_pm = out_pm.model_copy(update={"heartbeat": hb0.model_copy(update={"interval_s": hb0.timeout_s / 3 / speed})})
+        write_point_map(out_pm, map_out)
     if inventory_out is not None:
         write_inventory(twin.hosts, inventory_out)
         write_work(twin.hosts, work)

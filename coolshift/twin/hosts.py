@@ -261,7 +261,7 @@ def write_actuator_map(path: Path, site_path: Path, url: str, inventory: Path, w
     doc = {"name": "twin", "site": str(Path(site_path).resolve()),
            "audit_db": str(Path(audit_db).resolve() if audit_db else Path(path).resolve().parent / "actuators_audit.sqlite"),
            "redfish": {"url": url, "inventory": str(Path(inventory).resolve()), "work": str(Path(work).resolve()),
-                       "timeout_s": 10, "poll_interval_s": max(0.05, min(1.0, 5.0 / speed)),
+                       "timeout_s": 10, "poll_interval_s": round(max(0.05, min(1.0, 5.0 / speed)), 3),
                        "power_on_timeout_s": max(10.0, boot_s / speed * 4), "power_off_timeout_s": max(10.0, SHUTDOWN_S / speed * 4),
                        "max_concurrent_power_on": 20}}
     _atomic_write(path, "# written by `coolshift twin --actuators-out`: the twin's Redfish service; credentials "
