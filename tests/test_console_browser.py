@@ -24,6 +24,9 @@ from test_operate import TwinThread, _twin, site_data  # noqa: F401 (site_data: 
 pytestmark = pytest.mark.timeout(180)
 
 TOKEN = "console-token-41d2"
+ROWS_JS = ("return Array.from(document.querySelectorAll('#points tbody tr')).map(tr => [tr.dataset.point, "
+           "tr.querySelector('td.control').textContent, tr.querySelector('td.planned').textContent]);")
+SERIES_JS = "return Array.from(document.querySelectorAll('#' + arguments[0] + ' polyline')).map(e => e.dataset.series);"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
 
@@ -58,6 +61,7 @@ def _driver(chromium: str, driver: str):
 def test_console_shows_the_plan_and_points_and_its_release_button_hands_back(tmp_path, site_data, small_site_model,
                                                                               browser_paths, monkeypatch):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     monkeypatch.setenv("COOLSHIFT_API_TOKEN", TOKEN)
@@ -74,23 +78,26 @@ def test_console_shows_the_plan_and_points_and_its_release_button_hands_back(tmp
             drv.get(base + "/")
             wait = WebDriverWait(drv, 15, poll_frequency=0.1)
 
+            # the console redraws its tables and charts every poll: read them in one script, never stale
+            def rows():
+                return {p: (c, pl) for p, c, pl in drv.execute_script(ROWS_JS)}
+
             def controls():
-                rows = drv.find_elements(By.CSS_SELECTOR, "#points tbody tr")
-                return {r.get_attribute("data-point"): r.find_element(By.CSS_SELECTOR, "td.control").text for r in rows}
+                return {p: c for p, (c, _) in rows().items()}
+
+            def series(chart):
+                return sorted(drv.execute_script(SERIES_JS, chart))
 
             wait.until(lambda d: d.find_element(By.ID, "state").text == "running"
-                       and int(d.find_element(By.ID, "steps").text or 0) >= 3  # a few steps of history drawn
+                       and d.find_element(By.ID, "steps").text.isdigit() and int(d.find_element(By.ID, "steps").text) >= 3
                        and sorted(controls()) == names and set(controls().values()) == {"commanded by Coolshift"})
             seen["controls"] = controls()
             seen["plan_status"] = drv.find_element(By.ID, "plan-status").text
-            seen["planned"] = {r.get_attribute("data-point"): r.find_element(By.CSS_SELECTOR, "td.planned").text
-                               for r in drv.find_elements(By.CSS_SELECTOR, "#points tbody tr")}
+            seen["planned"] = {p: pl for p, (_, pl) in rows().items()}
             # plan against actual: a planned (dashed) and a measured line per setpoint, drawn from the history
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart-setpoints polyline")) >= 2)
-            lines = drv.find_elements(By.CSS_SELECTOR, "#chart-setpoints polyline")
-            seen["lines"] = sorted(e.get_attribute("data-series") for e in lines)
-            seen["power_lines"] = sorted(e.get_attribute("data-series")
-                                         for e in drv.find_elements(By.CSS_SELECTOR, "#chart-power polyline"))
+            wait.until(lambda d: len(series("chart-setpoints")) >= 2)
+            seen["lines"] = series("chart-setpoints")
+            seen["power_lines"] = series("chart-power")
             seen["kgco2"] = drv.find_element(By.ID, "kgco2-so-far").text
             seen["audit_chain"] = drv.find_element(By.ID, "audit-chain").text
             seen["resources"] = drv.execute_script(
@@ -102,7 +109,7 @@ def test_console_shows_the_plan_and_points_and_its_release_button_hands_back(tmp
             drv.find_element(By.ID, "token").send_keys(TOKEN)
             t0 = time.monotonic()
             drv.find_element(By.ID, "release").click()
-            wait.until(lambda d: d.switch_to.alert).accept()
+            wait.until(EC.alert_is_present()).accept()
             wait_for(lambda: not any(twin.server.held_by_supervisor().values()), "every point handed back", 10)
             seen["release_to_local_s"] = time.monotonic() - t0
             wait.until(lambda d: "release requested by carol from 127.0.0.1" in d.find_element(By.ID, "action-result").text)

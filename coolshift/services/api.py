@@ -41,7 +41,7 @@ from coolshift.usecases.operate import OPERATOR_ACTIONS, LiveView, OperatorInbox
 
 from .metrics import LoopCollector, loop_registry
 
-__all__ = ["create_app", "serve", "parse_listen", "is_loopback", "TOKEN_ENV", "OPERATOR_HEADER"]
+__all__ = ["create_app", "serve", "api_running", "parse_listen", "is_loopback", "TOKEN_ENV", "OPERATOR_HEADER"]
 
 TOKEN_ENV = "COOLSHIFT_API_TOKEN"
 OPERATOR_HEADER = "X-Coolshift-Operator"
@@ -299,3 +299,25 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event, *, allo
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def api_running(app: FastAPI, host: str, port: int, *, allow_remote: bool = False):
+    """``async with api_running(app, host, port):`` the API answers inside the block.
+
+    Entering waits until the socket is bound and uvicorn serves, so a port in use or a
+    non-loopback host fails here (ConfigError), before the loop starts commanding anything.
+    """
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(app, host, port, stop, allow_remote=allow_remote, started=started))
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if task.done():
+        task.result()  # the bind error, raised here
+        raise ConfigError(f"--api: the server on {host}:{port} stopped before it served")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
