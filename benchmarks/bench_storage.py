@@ -115,6 +115,8 @@ def _run(task):
         _patch_planner(track)
     opts = {"objective": cfg["objective"]} if cfg["objective"] != "carbon" else None
     run_data = with_prices(site, data) if cfg["objective"] != "carbon" else data
+    if history is not None and cfg["objective"] != "carbon":  # day-ahead prices: known, never forecast
+        history = with_prices(site, history)
     t0 = time.perf_counter()
     out = run_policy(name, site, run_data, model, forecast_mode=cfg["forecast"] if name != "oracle" else "perfect",
                      interval_h=INTERVAL_H, history=history, plan_options=opts)
