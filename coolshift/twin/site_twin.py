@@ -220,7 +220,12 @@ def load_twin(site_path: Path, protocol: str, speed: float, start=None, days: fl
     data = load_site_data(site, t0, t1)
     hosts = None
     if redfish_port is not None:
+        import importlib.util
+
         from .hosts import auto_servers_per_host
+
+        if importlib.util.find_spec("sushy_tools") is None:
+            raise PointMapError("--redfish-port: the Redfish service needs sushy-tools (pip install sushy-tools)")
 
         hosts = TwinHosts(site, servers_per_host or auto_servers_per_host(site), speed)
     return SiteTwin(twin_point_map(pm, site, port, queue_points=True), site, data, speed, port, hosts=hosts,
