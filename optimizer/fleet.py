@@ -2,27 +2,28 @@
 
 One block per site (PyPSA-style: one function per constraint family over the block's arrays):
 
-- batch class c allowed at site s: ``r[c,s,t]`` work routed from the origin at hour t,
-  ``x[c,s,t]`` work done, ``b[c,s,t]`` backlog. Routed work arrives after the transfer delay
-  ``d``; the backlog at the end of hour t holds only work routed within the last ``D``
-  (deadline) hours: ``b[t] <= sum(r[t-D+1 .. t-d])`` (FIFO makes this exact); everything is
-  done by the end of the horizon. Moving data away from its origin costs
-  ``gb_per_unit * transfer_kwh_per_gb`` kWh per unit (charged at the mean intensity of the
-  two ends), the provider's USD/GB, and fits the link's throughput.
-- interactive class i: ``y[i,s,t]`` served at s within the hour; s must be within the class's
-  latency of the origin (``allowed`` already holds residency and latency).
-- consolidation: ``n[s,t]`` active servers, ``sum work <= units_per_server * n``,
+- routing: each class's work in routing block k (``routing_block_h`` hours; 1 = hourly, 24 =
+  daily) is shared among the sites its residency rule (and, for interactive work, its latency)
+  allows: ``f[c,s,k] >= 0``. Work sent at hour t arrives after the transfer delay ``d``.
+- batch class c at site s: ``x[c,s,t]`` work done, ``b[c,s,t]`` backlog; the backlog at the end
+  of hour t holds only work sent within the last ``D`` (deadline) hours:
+  ``b[t] <= sum(demand[tau] f[block(tau)], tau = t-D+1 .. t-d)`` (FIFO makes this exact);
+  everything is done by the end of the horizon. Moving data away from its origin costs
+  ``gb_per_unit * transfer_kwh_per_gb`` kWh per unit (charged at the mean intensity of the two
+  ends), the provider's USD/GB, and must fit the link's throughput.
+- interactive class i: served in the hour it arrives, ``demand[t] f[block(t)]`` at each site.
+- consolidation: ``n[s,t]`` active servers, ``work <= units_per_server * n``,
   ``min_active <= n <= servers``.
 - energy: ``(idle_kw * n + kw_per_unit * work) * (1 + overhead[s,t])``, the planner's linear
   cooling-and-losses model (the simulator computes the plant instead).
 
-Shared (coupling) constraints: ``sum_s r[c,s,t] = demand[c,t]`` and ``sum_s y[i,s,t] =
-demand[i,t]``. Small fleets: the joint LP. Large fleets: Dantzig-Wolfe by site. The master
-holds convex combinations of site plans; its duals on the coupling rows price work in each
-hour, each site answers with its best plan at those prices (solved in parallel, on Dask
-workers), and the Lagrangian bound ``sum_s min_s(c_s - lambda A_s) + lambda * demand`` certifies
-the gap to the joint optimum at every iteration. Dual smoothing (Wentges 1997) steadies the
-prices.
+Shared (coupling) constraints: ``sum_s f[c,s,k] = 1``. Small fleets: the joint LP. Large fleets:
+Dantzig-Wolfe by site. The master holds convex combinations of site plans; its duals on the
+coupling rows price each class's work per block; each site answers with its best plan at those
+prices (in parallel, on Dask workers, each site's HiGHS model kept loaded on its worker), a
+routing-repair step turns the answers into a plan that meets the demand (an upper bound), and
+the Lagrangian bound ``sum_s min_s(c_s - lambda A_s) + sum(lambda)`` certifies the gap to the
+joint optimum at every iteration. Prices are smoothed towards the best bound's (Wentges 1997).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class FleetProblem:
     transfer_kwh_per_gb: float = 0.06
     cost_weight: float = 0.0              # objective = kgCO2 + cost_weight * USD
     carbon_weight: float = 1.0
+    routing_block_h: int = 1              # routing shares are decided per block of this many hours
 
     @property
     def hours(self) -> int:
@@ -106,6 +108,7 @@ class FleetProblem:
             idle_kw=self.idle_kw[idx], kw_per_unit=self.kw_per_unit[idx], min_active=self.min_active[idx],
             delay_h=self.delay_h[pick2], usd_per_gb=self.usd_per_gb[pick2], link_gb_per_h=self.link_gb_per_h[pick2],
             transfer_kwh_per_gb=self.transfer_kwh_per_gb, cost_weight=self.cost_weight, carbon_weight=self.carbon_weight,
+            routing_block_h=self.routing_block_h,
         )
 
 
@@ -113,9 +116,11 @@ class FleetProblem:
 class SiteBlock:
     """One site's LP: ``min c x`` s.t. ``row_lo <= A x <= row_hi``, ``col_lo <= x <= col_hi``.
 
-    ``link_col``/``link_row``: the block's columns that enter the coupling rows (row index
-    ``class * T + t``). ``meta`` gives each column's (family, class, hour); families: 0 r, 1 x,
-    2 b, 3 y, 4 n. ``carbon_kg``/``cost_usd`` are the per-column accounting coefficients.
+    ``link_col``/``link_row``: the routing-share columns that enter the coupling rows (row
+    ``class * K + block``). ``meta`` gives each column's (family, class, index): the index is the
+    hour for x, b, n and the routing block for the shares r (batch) and y (interactive).
+    ``carbon_kg``/``cost_usd``/``transfer_kwh``/``energy_kwh`` are per-column accounting
+    coefficients (planner's model).
     """
 
     key: str
@@ -128,27 +133,27 @@ class SiteBlock:
     col_hi: np.ndarray
     link_col: np.ndarray
     link_row: np.ndarray
-    meta: np.ndarray          # (n, 3) int: family, class, hour
+    meta: np.ndarray
     carbon_kg: np.ndarray
     cost_usd: np.ndarray
     transfer_kwh: np.ndarray
-    energy_kwh: np.ndarray    # facility kWh per unit of the column (planner's model)
+    energy_kwh: np.ndarray
 
 
 FAM_R, FAM_X, FAM_B, FAM_Y, FAM_N = range(5)
 
 
 class _Cols:
-    """Column allocator: families appended in blocks of T hours."""
+    """Column allocator: families appended in runs (T hours or K routing blocks)."""
 
-    def __init__(self, t: int):
-        self.t, self.n = t, 0
+    def __init__(self):
+        self.n = 0
         self.meta: list[np.ndarray] = []
 
-    def add(self, fam: int, cls: int) -> np.ndarray:
-        idx = np.arange(self.n, self.n + self.t)
-        self.meta.append(np.column_stack([np.full(self.t, fam), np.full(self.t, cls), np.arange(self.t)]))
-        self.n += self.t
+    def add(self, fam: int, cls: int, count: int) -> np.ndarray:
+        idx = np.arange(self.n, self.n + count)
+        self.meta.append(np.column_stack([np.full(count, fam), np.full(count, cls), np.arange(count)]))
+        self.n += count
         return idx
 
 
@@ -172,128 +177,135 @@ class _Rows:
         self.m += n_rows
 
 
+def n_blocks(p: FleetProblem) -> int:
+    return -(-p.hours // p.routing_block_h)
+
+
 # --- constraint families ---------------------------------------------------------------------
+# Routed work is a share f[k] of the class's demand in routing block k: at hour t the site
+# receives demand[t] * f[block(t)] (sent at t, arriving at t + delay; what would arrive after
+# the horizon arrives in its last hour).
 
-def _backlog_balance(rows: _Rows, r, x, b, delay: int, t_n: int) -> None:
-    """b[t] - b[t-1] - r[t-delay] + x[t] = 0: routed work arrives after the transfer delay."""
+def _arrival_hour(t_n: int, delay: int) -> np.ndarray:
+    return np.minimum(np.arange(t_n) + delay, t_n - 1)
+
+
+def _backlog_balance(rows: _Rows, f, x, b, dem, blk, delay: int, t_n: int) -> None:
+    """b[t] - b[t-1] + x[t] - arrivals[t] = 0: routed work arrives after the transfer delay."""
     t = np.arange(t_n)
-    ri, ci, vi = [t, t], [b, x], [np.ones(t_n), np.ones(t_n)]
-    ri.append(t[1:]); ci.append(b[:-1]); vi.append(-np.ones(t_n - 1))
-    if delay < t_n:
-        ri.append(t[delay:]); ci.append(r[: t_n - delay]); vi.append(-np.ones(t_n - delay))
-    rows.add(np.concatenate(ri), np.concatenate(ci), np.concatenate(vi), t_n, 0.0, 0.0)
+    rows.add(np.concatenate([t, t, t[1:], _arrival_hour(t_n, delay)]),
+             np.concatenate([b, x, b[:-1], f[blk]]),
+             np.concatenate([np.ones(t_n), np.ones(t_n), -np.ones(t_n - 1), -dem]), t_n, 0.0, 0.0)
 
 
-def _deadline(rows: _Rows, r, b, delay: int, deadline: int, t_n: int) -> None:
-    """b[t] <= sum(r[t-D+1 .. t-delay]): what waits at the end of hour t arrived within its deadline."""
+def _deadline(rows: _Rows, f, b, dem, blk, delay: int, deadline: int, t_n: int) -> None:
+    """b[t] <= work sent in hours t-D+1 .. t-delay: what waits at the end of hour t is within its deadline."""
     ri, ci, vi = [np.arange(t_n)], [b], [np.ones(t_n)]
-    for k in range(delay, deadline):   # r[t-k] for k = delay .. D-1
+    for k in range(delay, deadline):   # sent at tau = t - k, k = delay .. D-1
         t = np.arange(k, t_n)
-        ri.append(t); ci.append(r[t - k]); vi.append(-np.ones(t.size))
+        ri.append(t); ci.append(f[blk[t - k]]); vi.append(-dem[t - k])
     rows.add(np.concatenate(ri), np.concatenate(ci), np.concatenate(vi), t_n, -INF, 0.0)
 
 
-def _capacity(rows: _Rows, work_cols: list[np.ndarray], n, units_per_server: float, t_n: int) -> None:
-    """sum of work done in hour t <= units_per_server * active servers."""
+def _capacity(rows: _Rows, x_cols: list[np.ndarray], shares: list[tuple[np.ndarray, np.ndarray]], n, blk,
+              units_per_server: float, t_n: int) -> None:
+    """batch done + interactive served in hour t <= units_per_server * active servers."""
     t = np.arange(t_n)
-    ri = [t] * len(work_cols) + [t]
-    ci = list(work_cols) + [n]
-    vi = [np.ones(t_n)] * len(work_cols) + [np.full(t_n, -units_per_server)]
+    ri = [t] * (len(x_cols) + len(shares) + 1)
+    ci = list(x_cols) + [g[blk] for g, _ in shares] + [n]
+    vi = [np.ones(t_n)] * len(x_cols) + [dem for _, dem in shares] + [np.full(t_n, -units_per_server)]
     rows.add(np.concatenate(ri), np.concatenate(ci), np.concatenate(vi), t_n, -INF, 0.0)
 
 
-def _link_throughput(rows: _Rows, routed: list[tuple[np.ndarray, float]], limit_gb_per_h: float, t_n: int) -> None:
+def _link_throughput(rows: _Rows, routed: list[tuple[np.ndarray, np.ndarray]], blk, limit_gb_per_h: float, t_n: int) -> None:
     """GB sent from one origin to this site in an hour <= the link's throughput."""
     t = np.arange(t_n)
-    rows.add(np.concatenate([t] * len(routed)), np.concatenate([c for c, _ in routed]),
-             np.concatenate([np.full(t_n, g) for _, g in routed]), t_n, -INF, limit_gb_per_h)
+    rows.add(np.concatenate([t] * len(routed)), np.concatenate([f[blk] for f, _ in routed]),
+             np.concatenate([gb_h for _, gb_h in routed]), t_n, -INF, limit_gb_per_h)
+
+
+def _per_block(values: np.ndarray, blk: np.ndarray, k_n: int) -> np.ndarray:
+    return np.bincount(blk, weights=values, minlength=k_n)
 
 
 def site_block(p: FleetProblem, s: int) -> SiteBlock:
     """The LP block of site ``s`` (its variables, its own constraints, its costs)."""
-    t_n = p.hours
-    cols, rows = _Cols(t_n), _Rows()
-    energy = np.zeros(0)
-    e_kwh = (1.0 + p.overhead_frac[s])                         # facility kWh per IT kWh
+    t_n, k_n = p.hours, n_blocks(p)
+    blk = np.arange(t_n) // p.routing_block_h
+    cols, rows = _Cols(), _Rows()
+    e_kwh = 1.0 + p.overhead_frac[s]                          # facility kWh per IT kWh
     kg_per_kwh = p.ci_g_per_kwh[s] / 1000.0
     usd_per_kwh = p.price_usd_per_mwh[s] / 1000.0
-    parts_c, parts_carbon, parts_cost, parts_tx, parts_energy = [], [], [], [], []
-    col_lo, col_hi, link_col, link_row = [], [], [], []
-    work_cols: list[np.ndarray] = []
-    routed_by_origin: dict[int, list[tuple[np.ndarray, float]]] = {}
+    acc = {k: [] for k in ("c", "carbon", "cost", "tx", "energy", "lo", "hi")}
+    link_col, link_row = [], []
+    x_cols: list[np.ndarray] = []
+    shares: list[tuple[np.ndarray, np.ndarray]] = []
+    routed_by_origin: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def costs(kwh, extra_kg=0.0, extra_usd=0.0, tx_kwh=0.0):
-        kwh = np.broadcast_to(np.asarray(kwh, dtype=float), (t_n,))
-        carbon = kwh * kg_per_kwh + extra_kg
-        cost = kwh * usd_per_kwh + extra_usd
-        parts_carbon.append(np.broadcast_to(carbon, (t_n,)))
-        parts_cost.append(np.broadcast_to(cost, (t_n,)))
-        parts_tx.append(np.broadcast_to(np.asarray(tx_kwh, dtype=float), (t_n,)))
-        parts_energy.append(kwh)
-        parts_c.append(p.carbon_weight * carbon + p.cost_weight * cost)
-
-    def bounds(lo, hi):
-        col_lo.append(np.broadcast_to(np.asarray(lo, dtype=float), (t_n,)))
-        col_hi.append(np.broadcast_to(np.asarray(hi, dtype=float), (t_n,)))
+    def account(n, energy_kwh=0.0, extra_kg=0.0, extra_usd=0.0, tx_kwh=0.0, kg=None, usd=None, lo=0.0, hi=INF):
+        energy_kwh = np.broadcast_to(np.asarray(energy_kwh, dtype=float), (n,))
+        carbon = (energy_kwh * kg if kg is not None else 0.0) + extra_kg
+        cost = (energy_kwh * usd if usd is not None else 0.0) + extra_usd
+        carbon, cost = np.broadcast_to(carbon, (n,)), np.broadcast_to(cost, (n,))
+        acc["carbon"].append(carbon); acc["cost"].append(cost); acc["energy"].append(energy_kwh)
+        acc["tx"].append(np.broadcast_to(np.asarray(tx_kwh, dtype=float), (n,)))
+        acc["c"].append(p.carbon_weight * carbon + p.cost_weight * cost)
+        acc["lo"].append(np.broadcast_to(np.asarray(lo, dtype=float), (n,)))
+        acc["hi"].append(np.broadcast_to(np.asarray(hi, dtype=float), (n,)))
 
     for c, kind in enumerate(p.kind):
         if not p.allowed[c, s]:
             continue
         o = int(p.origin[c])
         remote = o != s
+        dem = p.demand_units[c].astype(float)
         gb = float(p.gb_per_unit[c]) if remote else 0.0
-        tx_kwh = gb * p.transfer_kwh_per_gb
-        tx_kg = tx_kwh * 0.5 * (p.ci_g_per_kwh[o] + p.ci_g_per_kwh[s]) / 1000.0
-        tx_usd = gb * float(p.usd_per_gb[o, s])
+        tx_kwh_h = dem * gb * p.transfer_kwh_per_gb                 # per hour at share 1
+        tx_kg_h = tx_kwh_h * 0.5 * (p.ci_g_per_kwh[o] + p.ci_g_per_kwh[s]) / 1000.0
+        tx_usd_h = dem * gb * float(p.usd_per_gb[o, s])
         if kind == "batch":
             d = int(p.delay_h[o, s]) if remote else 0
             dl = int(p.deadline_h[c])
-            r = cols.add(FAM_R, c)
-            costs(0.0, tx_kg, tx_usd, tx_kwh)
-            hi = np.full(t_n, INF)
-            if dl <= d:
-                hi[:] = 0.0                      # cannot arrive before its deadline
-            else:
-                hi[max(t_n - d, 0):] = 0.0        # would arrive after the horizon
-            bounds(0.0, hi)
-            link_col.append(r); link_row.append(c * t_n + np.arange(t_n))
-            x = cols.add(FAM_X, c)
-            costs(p.kw_per_unit[s] * e_kwh)
-            bounds(0.0, INF)
-            b = cols.add(FAM_B, c)
-            costs(0.0)
-            bhi = np.full(t_n, INF); bhi[-1] = 0.0   # all done by the end of the horizon
-            bounds(0.0, bhi)
-            _backlog_balance(rows, r, x, b, d, t_n)
-            _deadline(rows, r, b, d, dl, t_n)
-            work_cols.append(x)
-            if remote and gb > 0 and np.isfinite(p.link_gb_per_h[o, s]):
-                routed_by_origin.setdefault(o, []).append((r, gb))
+            f = cols.add(FAM_R, c, k_n)
+            account(k_n, extra_kg=_per_block(tx_kg_h, blk, k_n), extra_usd=_per_block(tx_usd_h, blk, k_n),
+                    tx_kwh=_per_block(tx_kwh_h, blk, k_n), lo=0.0, hi=0.0 if dl <= d else 1.0)
+            link_col.append(f); link_row.append(c * k_n + np.arange(k_n))
+            x = cols.add(FAM_X, c, t_n)
+            account(t_n, energy_kwh=p.kw_per_unit[s] * e_kwh, kg=kg_per_kwh, usd=usd_per_kwh)
+            b = cols.add(FAM_B, c, t_n)
+            bhi = np.full(t_n, INF); bhi[-1] = 0.0                  # all done by the end of the horizon
+            account(t_n, hi=bhi)
+            _backlog_balance(rows, f, x, b, dem, blk, d, t_n)
+            _deadline(rows, f, b, dem, blk, d, dl, t_n)
+            x_cols.append(x)
         else:
-            y = cols.add(FAM_Y, c)
-            costs(p.kw_per_unit[s] * e_kwh, tx_kg, tx_usd, tx_kwh)
-            bounds(0.0, INF)
-            link_col.append(y); link_row.append(c * t_n + np.arange(t_n))
-            work_cols.append(y)
-            if remote and gb > 0 and np.isfinite(p.link_gb_per_h[o, s]):
-                routed_by_origin.setdefault(o, []).append((y, gb))
-    n = cols.add(FAM_N, -1)
-    costs(p.idle_kw[s] * e_kwh)
-    bounds(float(p.min_active[s]), float(p.servers[s]))
-    _capacity(rows, work_cols, n, float(p.units_per_server[s]), t_n)
+            f = cols.add(FAM_Y, c, k_n)
+            energy = _per_block(dem * p.kw_per_unit[s] * e_kwh, blk, k_n)
+            account(k_n, energy_kwh=energy,
+                    extra_kg=_per_block(dem * p.kw_per_unit[s] * e_kwh * kg_per_kwh, blk, k_n) + _per_block(tx_kg_h, blk, k_n),
+                    extra_usd=_per_block(dem * p.kw_per_unit[s] * e_kwh * usd_per_kwh, blk, k_n) + _per_block(tx_usd_h, blk, k_n),
+                    tx_kwh=_per_block(tx_kwh_h, blk, k_n), lo=0.0, hi=1.0)
+            link_col.append(f); link_row.append(c * k_n + np.arange(k_n))
+            shares.append((f, dem))
+        if remote and gb > 0 and np.isfinite(p.link_gb_per_h[o, s]):
+            routed_by_origin.setdefault(o, []).append((f, dem * gb))
+    n = cols.add(FAM_N, -1, t_n)
+    account(t_n, energy_kwh=p.idle_kw[s] * e_kwh, kg=kg_per_kwh, usd=usd_per_kwh,
+            lo=float(p.min_active[s]), hi=float(p.servers[s]))
+    _capacity(rows, x_cols, shares, n, blk, float(p.units_per_server[s]), t_n)
     for o, routed in sorted(routed_by_origin.items()):
-        _link_throughput(rows, routed, float(p.link_gb_per_h[o, s]), t_n)
+        _link_throughput(rows, routed, blk, float(p.link_gb_per_h[o, s]), t_n)
 
     a = sp.csc_matrix((np.concatenate(rows.v), (np.concatenate(rows.r), np.concatenate(rows.c))), shape=(rows.m, cols.n))
-    del energy
+    a.sum_duplicates()
     return SiteBlock(
-        key=f"{p.sites[s]}:{s}:{uuid.uuid4().hex[:12]}", site=s, c=np.concatenate(parts_c), a=a,
+        key=f"{p.sites[s]}:{s}:{uuid.uuid4().hex[:12]}", site=s, c=np.concatenate(acc["c"]), a=a,
         row_lo=np.concatenate(rows.lo), row_hi=np.concatenate(rows.hi),
-        col_lo=np.concatenate(col_lo), col_hi=np.concatenate(col_hi),
+        col_lo=np.concatenate(acc["lo"]), col_hi=np.concatenate(acc["hi"]),
         link_col=np.concatenate(link_col) if link_col else np.zeros(0, dtype=int),
         link_row=np.concatenate(link_row) if link_row else np.zeros(0, dtype=int),
-        meta=np.vstack(cols.meta), carbon_kg=np.concatenate(parts_carbon), cost_usd=np.concatenate(parts_cost),
-        transfer_kwh=np.concatenate(parts_tx), energy_kwh=np.concatenate(parts_energy),
+        meta=np.vstack(cols.meta), carbon_kg=np.concatenate(acc["carbon"]), cost_usd=np.concatenate(acc["cost"]),
+        transfer_kwh=np.concatenate(acc["tx"]), energy_kwh=np.concatenate(acc["energy"]),
     )
 
 
@@ -334,7 +346,8 @@ def _run(h, what: str):
 
 
 def _demand_vector(p: FleetProblem) -> np.ndarray:
-    return p.demand_units.reshape(-1).astype(float)
+    """Right-hand side of the coupling rows: each class's shares in each block sum to 1."""
+    return np.ones(len(p.classes) * n_blocks(p))
 
 
 @dataclass
@@ -356,37 +369,40 @@ class FleetPlan:
             return None
         return max(0.0, (self.objective - self.lower_bound) / max(abs(self.objective), 1e-12))
 
+    def shares(self) -> np.ndarray:
+        """(C, S, K) routing shares: the part of each class's work in each block sent to each site."""
+        p = self.problem
+        out = np.zeros((len(p.classes), p.n_sites, n_blocks(p)))
+        for blk, z in zip(self.blocks, self.z):
+            m = np.isin(blk.meta[:, 0], (FAM_R, FAM_Y))
+            out[blk.meta[m, 1], blk.site, blk.meta[m, 2]] = z[m]
+        return out
+
+    def routed(self) -> np.ndarray:
+        """(C, S, T) work of each class sent to each site (batch routed, interactive served)."""
+        p = self.problem
+        blk = np.arange(p.hours) // p.routing_block_h
+        return self.shares()[:, :, blk] * p.demand_units[:, None, :]
+
+    def done(self) -> np.ndarray:
+        """(C, S, T) work of each class done at each site (interactive: served as it comes)."""
+        p = self.problem
+        out = self.routed()
+        out[[c for c, k in enumerate(p.kind) if k == "batch"]] = 0.0
+        for blk, z in zip(self.blocks, self.z):
+            m = blk.meta[:, 0] == FAM_X
+            out[blk.meta[m, 1], blk.site, blk.meta[m, 2]] = z[m]
+        return out
+
     def work_units(self) -> np.ndarray:
         """(S, T) work done at each site (batch done + interactive served)."""
-        out = np.zeros((self.problem.n_sites, self.problem.hours))
-        for blk, z in zip(self.blocks, self.z):
-            m = np.isin(blk.meta[:, 0], (FAM_X, FAM_Y))
-            np.add.at(out[blk.site], blk.meta[m, 2], z[m])
-        return out
+        return self.done().sum(axis=0)
 
     def active_servers(self) -> np.ndarray:
         out = np.zeros((self.problem.n_sites, self.problem.hours))
         for blk, z in zip(self.blocks, self.z):
             m = blk.meta[:, 0] == FAM_N
             out[blk.site, blk.meta[m, 2]] = z[m]
-        return out
-
-    def routed(self) -> np.ndarray:
-        """(C, S, T) work of each class sent to each site (batch routed, interactive served)."""
-        p = self.problem
-        out = np.zeros((len(p.classes), p.n_sites, p.hours))
-        for blk, z in zip(self.blocks, self.z):
-            m = np.isin(blk.meta[:, 0], (FAM_R, FAM_Y))
-            np.add.at(out, (blk.meta[m, 1], blk.site, blk.meta[m, 2]), z[m])
-        return out
-
-    def done(self) -> np.ndarray:
-        """(C, S, T) work of each class done at each site."""
-        p = self.problem
-        out = np.zeros((len(p.classes), p.n_sites, p.hours))
-        for blk, z in zip(self.blocks, self.z):
-            m = np.isin(blk.meta[:, 0], (FAM_X, FAM_Y))
-            np.add.at(out, (blk.meta[m, 1], blk.site, blk.meta[m, 2]), z[m])
         return out
 
     def transfer_kwh(self) -> np.ndarray:
@@ -399,7 +415,7 @@ def solve_joint(p: FleetProblem, blocks: list[SiteBlock] | None = None) -> Fleet
     t0 = time.perf_counter()
     blocks = blocks if blocks is not None else site_blocks(p)
     offs = np.cumsum([0] + [b.c.size for b in blocks])
-    n_couple = len(p.classes) * p.hours
+    n_couple = len(p.classes) * n_blocks(p)
     coupling = sp.csc_matrix(
         (np.ones(sum(b.link_col.size for b in blocks)),
          (np.concatenate([b.link_row for b in blocks]), np.concatenate([b.link_col + o for b, o in zip(blocks, offs)]))),
@@ -420,32 +436,37 @@ _MODELS: "OrderedDict[str, object]" = OrderedDict()
 _MAX_MODELS = 256
 
 
-def price_block(block: SiteBlock, lam_link: np.ndarray | None, fix_link: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
-    """Solve a site's block at coupling prices ``lam_link`` (one per linking column).
-
-    Returns (priced objective ``min (c - lam) z``, true cost ``c z``, z). ``fix_link`` instead
-    pins the linking columns (the site planned alone with its own work).
-    """
-    import highspy
-
-    if fix_link is not None:
-        lo, hi = block.col_lo.copy(), block.col_hi.copy()
-        lo[block.link_col], hi[block.link_col] = fix_link, fix_link
-        h = _highs_lp(block.c, block.a, block.row_lo, block.row_hi, lo, hi)
-        z, _, obj = _run(h, f"site {block.key.split(':')[0]} alone")
-        return obj, obj, z
+def _cached_model(block: SiteBlock):
     h = _MODELS.get(block.key)
     if h is None:
         h = _highs_lp(block.c, block.a, block.row_lo, block.row_hi, block.col_lo, block.col_hi)
         _MODELS[block.key] = h
         while len(_MODELS) > _MAX_MODELS:
             _MODELS.popitem(last=False)
-    cost = block.c[block.link_col] - lam_link
+    return h
+
+
+def price_block(block: SiteBlock, lam_link: np.ndarray | None, fix_link: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
+    """Solve a site's block at coupling prices ``lam_link`` (one per linking column).
+
+    Returns (priced objective ``min (c - lam) z``, true cost ``c z``, z). ``fix_link`` instead
+    pins the linking columns at the given shares (the site's best plan for that routing).
+    The site's HiGHS model is built once per process and kept; only costs or bounds change.
+    """
+    h = _cached_model(block)
     idx = block.link_col.astype(np.int32)
-    h.changeColsCost(idx.size, idx, cost.astype(float))
-    z, _, obj = _run(h, f"site {block.key.split(':')[0]} pricing")
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # pragma: no cover - _run raised already
-        raise FleetInfeasible(block.key)
+    name = block.key.split(":")[0]
+    if fix_link is not None:
+        h.changeColsCost(idx.size, idx, block.c[block.link_col].astype(float))
+        v = np.asarray(fix_link, dtype=float)
+        h.changeColsBounds(idx.size, idx, v, v)
+        try:
+            z, _, obj = _run(h, f"site {name} with its routing fixed")
+        finally:
+            h.changeColsBounds(idx.size, idx, block.col_lo[block.link_col].astype(float), block.col_hi[block.link_col].astype(float))
+        return obj, obj, z
+    h.changeColsCost(idx.size, idx, (block.c[block.link_col] - lam_link).astype(float))
+    z, _, obj = _run(h, f"site {name} pricing")
     return obj, float(block.c @ z), z
 
 
@@ -455,9 +476,8 @@ def _serial_map(func: Callable, args: list[tuple]) -> list:
 
 def _own_demand(p: FleetProblem, blk: SiteBlock) -> np.ndarray:
     """Linking-column values that keep each class's work at its origin (zero elsewhere)."""
-    cls, t = blk.meta[blk.link_col, 1], blk.meta[blk.link_col, 2]
-    own = p.origin[cls] == blk.site
-    return np.where(own, p.demand_units[cls, t], 0.0)
+    cls = blk.meta[blk.link_col, 1]
+    return np.where(p.origin[cls] == blk.site, 1.0, 0.0)
 
 
 def solve_independent(p: FleetProblem, blocks: list[SiteBlock] | None = None, map_fn: Callable = _serial_map) -> FleetPlan:
@@ -483,48 +503,62 @@ class DecompositionLog:
     rows: list[dict] = field(default_factory=list)
 
 
-def _master(costs, cols_link, cols_site, n_sites, dem, big_m):
-    """The restricted master LP: convex combinations of site plans plus penalised slacks."""
-    n_cols = len(costs)
-    n_couple = dem.size
-    ri, ci, vi = [], [], []
-    for k, (rows_k, vals_k) in enumerate(cols_link):
-        ri.append(rows_k); ci.append(np.full(rows_k.size, k)); vi.append(vals_k)
-        ri.append(np.array([n_couple + cols_site[k]])); ci.append(np.array([k])); vi.append(np.array([1.0]))
-    slack = np.arange(n_couple)
-    ri += [slack, slack]; ci += [n_cols + slack, n_cols + n_couple + slack]; vi += [np.ones(n_couple), -np.ones(n_couple)]
-    a = sp.csc_matrix((np.concatenate(vi), (np.concatenate(ri), np.concatenate(ci))), shape=(n_couple + n_sites, n_cols + 2 * n_couple))
-    c = np.concatenate([np.asarray(costs), np.full(2 * n_couple, big_m)])
-    rhs = np.concatenate([dem, np.ones(n_sites)])
-    h = _highs_lp(c, a, rhs, rhs, np.zeros(c.size), np.full(c.size, INF))
-    x, duals, obj = _run(h, "fleet master LP")
-    return x, duals, obj, float(x[n_cols:].sum())
+class _Master:
+    """The restricted master LP, kept loaded in HiGHS: new site plans are appended as columns
+    and the LP is re-solved from the previous basis. Rows: the coupling rows (shares sum to one)
+    then one convexity row per site; penalised slacks keep it feasible from the start."""
+
+    def __init__(self, n_sites: int, dem: np.ndarray, big_m: float):
+        import highspy
+
+        self.n_couple, self.n_sites = dem.size, n_sites
+        slack = np.arange(self.n_couple)
+        a = sp.csc_matrix((np.concatenate([np.ones(self.n_couple), -np.ones(self.n_couple)]),
+                           (np.concatenate([slack, slack]), np.arange(2 * self.n_couple))),
+                          shape=(self.n_couple + n_sites, 2 * self.n_couple))
+        rhs = np.concatenate([dem, np.ones(n_sites)])
+        self.h = _highs_lp(np.full(2 * self.n_couple, big_m), a, rhs, rhs, np.zeros(2 * self.n_couple),
+                           np.full(2 * self.n_couple, INF))
+        self.n_cols = 0
+        self._highspy = highspy
+
+    def add(self, cost: float, rows: np.ndarray, vals: np.ndarray, site: int) -> None:
+        idx = np.concatenate([rows, [self.n_couple + site]]).astype(np.int32)
+        val = np.concatenate([vals, [1.0]]).astype(float)
+        self.h.addCol(float(cost), 0.0, INF, idx.size, idx, val)
+        self.n_cols += 1
+
+    def solve(self):
+        """(weights of the site plans, row duals, objective, total slack)."""
+        x, duals, obj = _run(self.h, "fleet master LP")
+        return x[2 * self.n_couple:], duals, obj, float(x[:2 * self.n_couple].sum())
 
 
-def _routing_repair(p: FleetProblem, blocks: list[SiteBlock], zs: list[np.ndarray]) -> list[np.ndarray] | None:
-    """Link-column values that meet every class-hour's demand exactly, scaled from the sites'
-    priced answers ``zs``; demand nobody asked for goes to its origin."""
-    t_n = p.hours
-    asked = np.zeros((len(p.classes), p.n_sites, t_n))
+def _routing_repair(p: FleetProblem, blocks: list[SiteBlock], zs: list[np.ndarray]) -> list[np.ndarray]:
+    """Shares that sum to one in every class-block, scaled from what the sites asked for at
+    the current prices ``zs``; a class-block nobody asked for stays at its origin."""
+    k_n = n_blocks(p)
+    asked = np.zeros((len(p.classes), p.n_sites, k_n))
     for blk, z in zip(blocks, zs):
-        cls, t = blk.meta[blk.link_col, 1], blk.meta[blk.link_col, 2]
-        asked[cls, blk.site, t] = np.maximum(z[blk.link_col], 0.0)
-    total = asked.sum(axis=1)                                   # (C, T)
+        asked[blk.meta[blk.link_col, 1], blk.site, blk.meta[blk.link_col, 2]] = np.maximum(z[blk.link_col], 0.0)
+    total = asked.sum(axis=1)
     share = np.where(total[:, None, :] > 1e-9, asked / np.maximum(total[:, None, :], 1e-12), 0.0)
-    routed = share * p.demand_units[:, None, :]
-    none = total <= 1e-9
-    c_idx, t_idx = np.nonzero(none)
-    routed[c_idx, p.origin[c_idx], t_idx] = p.demand_units[c_idx, t_idx]
-    out = []
-    for blk in blocks:
-        cls, t = blk.meta[blk.link_col, 1], blk.meta[blk.link_col, 2]
-        out.append(routed[cls, blk.site, t])
-    return out
+    c_idx, k_idx = np.nonzero(total <= 1e-9)
+    share[c_idx, p.origin[c_idx], k_idx] = 1.0
+    return [share[blk.meta[blk.link_col, 1], blk.site, blk.meta[blk.link_col, 2]] for blk in blocks]
 
 
-def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: float = 1e-3, max_iter: int = 30,
-                     smoothing: float = 0.5, blocks: list[SiteBlock] | None = None, map_blocks: Callable | None = None,
-                     initial: FleetPlan | None = None) -> FleetPlan:
+def _try_fixed(map_fn, handles, shares):
+    """Every site's best plan for the given routing shares, or None if a site cannot carry it."""
+    try:
+        return map_fn(price_block, [(h, None, v) for h, v in zip(handles, shares)])
+    except FleetInfeasible:
+        return None
+
+
+def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: float = 5e-3, max_iter: int = 200,
+                     smoothing: float = 0.8, blocks: list[SiteBlock] | None = None, map_blocks: Callable | None = None,
+                     initial: FleetPlan | None = None, initial_scales: Sequence[float] = (1.0,), lam0_mode: str = "mean") -> FleetPlan:
     """Dantzig-Wolfe by site with a certified gap: stop when (UB - LB) / UB <= ``gap_tol``.
 
     ``map_fn(func, args)`` runs the site subproblems (serially by default; a Dask client's
@@ -537,13 +571,15 @@ def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: f
     dem = _demand_vector(p)
     n_s = len(blocks)
     big_m = 10.0 * max(float(np.abs(b.c).max()) if b.c.size else 0.0 for b in blocks) * max(1.0, p.hours) + 1.0
-    costs, cols_link, cols_site, zs = [], [], [], []
+    costs, cols_site, zs = [], [], []
+    master = _Master(n_s, dem, big_m)
 
     def add(s, cost, z):
         blk = blocks[s]
         vals = z[blk.link_col]
         nz = np.abs(vals) > 1e-12
-        costs.append(cost); cols_link.append((blk.link_row[nz], vals[nz])); cols_site.append(s); zs.append(z)
+        master.add(cost, blk.link_row[nz], vals[nz], s)
+        costs.append(cost); cols_site.append(s); zs.append(z)
 
     init = initial
     if init is None:
@@ -557,19 +593,40 @@ def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: f
     # Start the prices at each class's marginal cost of being served at home, now: the site's
     # energy per unit times its intensity (a dual estimate that needs no joint solve).
     o = p.origin
-    lam0 = (p.carbon_weight * p.kw_per_unit[o, None] * (1 + p.overhead_frac[o]) * p.ci_g_per_kwh[o] / 1000.0
-            + p.cost_weight * p.kw_per_unit[o, None] * (1 + p.overhead_frac[o]) * p.price_usd_per_mwh[o] / 1000.0).reshape(-1)
-    res0 = map_fn(price_block, [(h, lam0[blk.link_row], None) for h, blk in zip(handles, blocks)])
-    lam_best, lb_best = lam0, float(sum(r[0] for r in res0) + lam0 @ dem)
-    for s, r in enumerate(res0):
-        add(s, r[1], r[2])
+    site_unit = (p.carbon_weight * p.ci_g_per_kwh / 1000.0 + p.cost_weight * p.price_usd_per_mwh / 1000.0) \
+        * p.kw_per_unit[:, None] * (1 + p.overhead_frac)                      # (S, T) per unit of work
+    home = site_unit[o]
+    if lam0_mode == "cheapest":
+        masked = np.where(p.allowed[:, :, None], site_unit[None, :, :], INF)
+        home = masked.min(axis=1)
+    elif lam0_mode == "mean":
+        masked = np.where(p.allowed[:, :, None], site_unit[None, :, :], 0.0)
+        home = masked.sum(axis=1) / np.maximum(p.allowed.sum(axis=1), 1)[:, None]
+    unit = home * p.demand_units
+    blk_h = np.arange(p.hours) // p.routing_block_h
+    lam0 = np.stack([np.bincount(blk_h, weights=u, minlength=n_blocks(p)) for u in unit]).reshape(-1)
+    # A first round at a spread of price levels around lam0 seeds the master with varied plans.
+    lam_best, lb_best = lam0, -INF
+    args = [(h, scale * lam0[blk.link_row], None) for scale in initial_scales for h, blk in zip(handles, blocks)]
+    res0 = map_fn(price_block, args)
+    for j, scale in enumerate(initial_scales):
+        part = res0[j * n_s:(j + 1) * n_s]
+        lb = float(sum(r[0] for r in part) + scale * lam0 @ dem)
+        if lb > lb_best:
+            lb_best, lam_best = lb, scale * lam0
+        for s, r in enumerate(part):
+            add(s, r[1], r[2])
+        if len(initial_scales) > 1:
+            fixed = _try_fixed(map_fn, handles, _routing_repair(p, blocks, [r[2] for r in part]))
+            for s, r in enumerate(fixed or []):
+                add(s, r[1], r[2])
     log = DecompositionLog()
     alpha = smoothing
     ub = INF
     for it in range(max_iter):
         tm = time.perf_counter()
         if costs:
-            x, duals, ub_m, slack = _master(costs, cols_link, cols_site, n_s, dem, big_m)
+            x, duals, ub_m, slack = master.solve()
             lam_m, mu = duals[: dem.size], duals[dem.size:]
         else:
             x, lam_m, mu, ub_m, slack = None, np.zeros(dem.size), np.full(n_s, -INF), INF, INF
@@ -580,7 +637,8 @@ def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: f
         res = map_fn(price_block, [(h, lam[blk.link_row], None) for h, blk in zip(handles, blocks)])
         t_price = time.perf_counter() - tp
         lb = float(sum(r[0] for r in res) + lam @ dem)
-        if lb > lb_best:
+        improved = lb > lb_best + 1e-9 * abs(lb_best)
+        if improved:
             lb_best, lam_best = lb, lam.copy()
         added = 0
         for s, (v, cost, z) in enumerate(res):
@@ -597,31 +655,27 @@ def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: f
         # they asked for at these prices (the rest stays at the origin), let every site re-plan
         # with that routing fixed, and add the plans as columns: together they meet the demand.
         t_fix = time.perf_counter()
-        heur = _routing_repair(p, blocks, [r[2] for r in res])
-        if heur is not None:
-            try:
-                fixed = map_fn(price_block, [(h, None, v) for h, v in zip(handles, heur)])
-            except FleetInfeasible:
-                fixed = None
-            if fixed is not None:
-                for s, (_, cost, z) in enumerate(fixed):
-                    add(s, cost, z)
-                    added += 1
-                ub_h = float(sum(r[1] for r in fixed))
-                ub = min(ub, ub_h)
+        fixed = _try_fixed(map_fn, handles, _routing_repair(p, blocks, [r[2] for r in res]))
+        if fixed is not None:
+            for s, (_, cost, z) in enumerate(fixed):
+                add(s, cost, z)
+                added += 1
+            ub = min(ub, float(sum(r[1] for r in fixed)))
         t_price += time.perf_counter() - t_fix
         gap = (ub - lb_best) / max(abs(ub), 1e-12) if np.isfinite(ub) else INF
         log.rows.append({"iteration": it, "upper_bound": ub, "lower_bound": lb_best, "gap": gap, "columns_added": added,
                          "master_s": t_master, "pricing_s": t_price, "alpha": alpha})
         if gap <= gap_tol:
             break
+        if added == 0 and alpha == 0.0:
+            break
+        # Adaptive smoothing: a step that raised the bound earns the master's duals more trust
+        # (less smoothing); a step that did not, less (Wentges 1997; Pessoa et al. 2018).
+        if smoothing > 0:
+            alpha = max(0.0, alpha - 0.1) if improved else min(smoothing, alpha + 0.1)
         if added == 0:
-            if alpha == 0.0:
-                break
             alpha = 0.0       # mis-priced at the smoothed point: price at the master's duals next
-        elif alpha == 0.0 and smoothing > 0:
-            alpha = smoothing
-    x, duals, ub, slack = _master(costs, cols_link, cols_site, n_s, dem, big_m)
+    x, duals, ub, slack = master.solve()
     if slack > 1e-6 * max(1.0, dem.sum()):
         raise FleetInfeasible(f"no fleet plan serves all the work: {slack:.3g} units of demand are left unserved "
                               "(capacity, deadlines, latency or residency rules are too tight)")

@@ -36,8 +36,8 @@ def _infeasible(exc) -> None:
 @fleet_app.command("plan", help="Plan the fleet (plan_hourly.csv, routing.csv, summary.json).")
 @cli_errors
 def plan(fleet: FleetOpt, out: OutOpt, method: MethodOpt = "auto", workers: WorkersOpt = 2, scheduler: SchedOpt = None,
-         gap: Annotated[float, typer.Option("--gap", min=0, help="decomposed: stop at this certified relative gap")] = 1e-3,
-         max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="decomposed: iteration limit")] = 30) -> None:
+         gap: Annotated[float, typer.Option("--gap", min=0, help="decomposed: stop at this certified relative gap")] = 5e-3,
+         max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="decomposed: iteration limit")] = 200) -> None:
     from coolshift.fleet.usecase import plan_fleet
     from coolshift.optimizer.fleet import FleetInfeasible
 

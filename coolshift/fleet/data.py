@@ -198,4 +198,5 @@ def build_problem(fleet: FleetConfig, data: FleetData) -> FleetProblem:
         min_active=np.array([math.ceil(s.min_active_frac * s.servers) for s in fleet.sites], dtype=float),
         delay_h=delay, usd_per_gb=usd, link_gb_per_h=link, transfer_kwh_per_gb=net.transfer_kwh_per_gb,
         cost_weight=1.0 if fleet.objective == "cost" else 0.0, carbon_weight=0.0 if fleet.objective == "cost" else 1.0,
+        routing_block_h=fleet.routing_block_h,
     )

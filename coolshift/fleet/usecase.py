@@ -50,7 +50,7 @@ def load_inputs(path: str | Path) -> FleetInputs:
     return FleetInputs(fleet, data, build_problem(fleet, data))
 
 
-def make_plan(problem: FleetProblem, method: str = "auto", client=None, gap_tol: float = 1e-3, max_iter: int = 30) -> FleetPlan:
+def make_plan(problem: FleetProblem, method: str = "auto", client=None, gap_tol: float = 5e-3, max_iter: int = 200) -> FleetPlan:
     """The fleet plan by ``method``; the decomposed one runs its site subproblems on ``client``."""
     if method == "auto":
         method = "joint" if problem.n_sites <= JOINT_MAX_SITES else "decomposed"
@@ -128,7 +128,7 @@ def _plan_frames(inputs: FleetInputs, plan: FleetPlan) -> tuple[pd.DataFrame, pd
 
 
 def plan_fleet(path: str | Path, out: Path, method: str = "auto", workers: int = 2, scheduler: str | None = None,
-               gap_tol: float = 1e-3, max_iter: int = 30) -> dict:
+               gap_tol: float = 5e-3, max_iter: int = 200) -> dict:
     """Plan the fleet and write plan_hourly.csv, routing.csv and summary.json to ``out``."""
     inputs = load_inputs(path)
     t0 = time.perf_counter()
