@@ -109,6 +109,20 @@ def _bad_option(option: str, message: str) -> None:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _caltrack(path, pre_frame, post_frame, which: str) -> dict:
+    """CalTRACK results (``which``: daily, hourly or both); a period it cannot model is bad input naming the file."""
+    from coolshift.io.checks import DataError
+    from coolshift.reports.caltrack import caltrack_baselines
+
+    choices = {"daily": ("daily",), "hourly": ("hourly",), "both": ("daily", "hourly")}
+    if which not in choices:
+        _bad_option("--caltrack", "must be daily, hourly or both")
+    try:
+        return caltrack_baselines(pre_frame, post_frame, choices[which])
+    except ValueError as exc:
+        raise DataError(path, str(exc)) from None
+
+
 def _check_mv_options(interval: str, temperature: str, prefix: str) -> None:
     """Reject an M&V interval or weather variable the adjusted-baseline model does not know."""
     if interval not in ("h", "D"):
@@ -136,6 +150,7 @@ def register(app: typer.Typer) -> None:
         mv_temperature: Annotated[str, typer.Option(help="M&V weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
         mv_load_column: Annotated[str, typer.Option(help="M&V load variable: it_power_kw, or a work column to credit IT savings too")] = "it_power_kw",
         pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="also write carbon_report.pdf")] = False,
+        caltrack: Annotated[Optional[str], typer.Option("--caltrack", help="with --pre: also fit CalTRACK baselines: daily, hourly or both (eemeter; minutes per year of data)")] = None,
         reporting: Annotated[Optional[Path], typer.Option(help="reporting inputs YAML (targets, Scope 1 logs, EU fields, offsets, inventory, ISO registers); default: the site's reporting: block")] = None,
         fmt: Annotated[str, typer.Option("--format", help="all (HTML, JSON, CSVs and the EU export), eu-json or eu-csv (only the EU Delegated Regulation 2024/1364 structure)")] = "all",
         out: OutOpt = Path("carbon_report"),
@@ -177,6 +192,12 @@ def register(app: typer.Typer) -> None:
                                                load_column=mv_load_column)
                 except ValueError as exc:
                     raise DataError(pre, str(exc)) from None
+            ct_result = None
+            if caltrack:
+                if pre is None:
+                    _bad_option("--caltrack", "needs --pre (the metered pre-period the baselines are fitted on)")
+                prog.update(task, description="fitting the CalTRACK baselines (minutes per year of data)")
+                ct_result = _caltrack(pre, p.frame, post.frame, caltrack)
             rmix = _residual_mix(residual_mix, cfg)
             notes = []
             if post.simulated:
@@ -191,6 +212,8 @@ def register(app: typer.Typer) -> None:
                 baseline_source=base_src, filled=post.filled, notes=notes)
             prog.update(task, description="computing the accounts")
             figs = annual.carbon_figures(post.frame, ctx, base_frame, mv_result, std_inputs, cfg)
+            if ct_result is not None:
+                figs["mv_methods"]["caltrack"] = {"computed": True, "models": ct_result}
             out.mkdir(parents=True, exist_ok=True)
             if fmt != "all":
                 if fmt == "eu-json":
@@ -232,6 +255,7 @@ def register(app: typer.Typer) -> None:
         load_column: Annotated[str, typer.Option(help="load variable: it_power_kw, or a work column (work_units_per_h: summed from a simulator run) to credit IT savings too")] = "it_power_kw",
         temperature: Annotated[str, typer.Option(help="weather variable: auto (wet bulb when available), wetbulb or drybulb")] = "auto",
         strict: Annotated[bool, typer.Option("--strict", help="exit 1 when the result does not meet ASHRAE Guideline 14")] = False,
+        caltrack: Annotated[Optional[str], typer.Option("--caltrack", help="also fit CalTRACK baselines: daily, hourly or both (eemeter; minutes per year of data)")] = None,
         out: OutOpt = Path("verification"),
     ):
         """Avoided energy and carbon against an adjusted baseline (IPMVP Option C, ASHRAE Guideline 14), with uncertainty."""
@@ -257,6 +281,7 @@ def register(app: typer.Typer) -> None:
             raise DataError(post, str(exc)) from None
         s = r.summary()
         s["pre_source"], s["post_source"], s["carbon_source"] = a.source, b.source, b.carbon_source
+        s["caltrack"] = _caltrack(pre, a.frame, b.frame, caltrack) if caltrack else None
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "verification.json", s)
         cols = ["load", "temp_c", "energy_kwh", "adjusted_baseline_kwh"] + [c for c in ("kgco2", "factor_gco2_per_kwh") if c in r.post]
@@ -264,6 +289,12 @@ def register(app: typer.Typer) -> None:
         write_frame_atomic(out / "baseline_fit.csv", r.pre[["load", "temp_c", "energy_kwh", "fitted"]])
         fig, cap = annual.mv_figure(r)
         body = annual.mv_body(s, html_figure(fig, cap))
+        if s["caltrack"]:
+            from coolshift.reports.html import html_table
+            from coolshift.reports.standards import caltrack_table
+
+            body += html_table(caltrack_table(s, s["caltrack"]), index=False, digits=3,
+                               caption="Baseline models side by side (CalTRACK: dry bulb and time of week only)")
         write_text_atomic(out / "verification.html", render_page(
             "Measurement and verification of savings", [Section("Measurement and verification", body)],
             subtitle=f"pre: {a.source}; post: {b.source}; grid factors: {b.carbon_source}"))
@@ -277,6 +308,9 @@ def register(app: typer.Typer) -> None:
                                     f"+/- {s['uncertainty_kwh_68'] / 1000:,.1f} (68 %), +/- {s['uncertainty_kwh_90'] / 1000:,.1f} (90 %)")
         if s["avoided_kgco2"] is not None:
             t.add_row("avoided carbon", f"{s['avoided_kgco2'] / 1000:,.2f} tCO2 +/- {s['uncertainty_kgco2_90'] / 1000:,.2f} (90 %)")
+        for m in (s["caltrack"] or {}).values():
+            t.add_row(m["model"], f"CV(RMSE) {m['cv_rmse_pct']:.2f} % / NMBE {m['nmbe_pct']:.2g} %; avoided "
+                                  f"{m['avoided_kwh'] / 1000:,.1f} MWh ({m['savings_pct']:.2f} %)")
         for c in s["checks"]:
             t.add_row(c["check"], f"{c['value']} {'[green]pass[/]' if c['passed'] else '[red]fail[/]'}{'' if c['required'] else ' (advisory)'}")
         console.print(t)

@@ -358,7 +358,12 @@ def section_bodies(figs: dict, ctx: ReportContext, figures: dict | None = None) 
         "This residual is Scope 2 and the edge sites only: the PAS 2060 statement adds Scope 1, the Scope 3 "
         "categories given and the retired credits.",
         note=True)
-    b["Measurement and verification"] = mv_body(mvs, fig("mv")) + html_paragraphs(S.CALTRACK_STATUS, note=True)
+    ct = figs.get("mv_methods", {}).get("caltrack", {})
+    b["Measurement and verification"] = mv_body(mvs, fig("mv")) + (
+        html_table(S.caltrack_table(mvs, ct["models"]), index=False, digits=3,
+                   caption="Baseline models side by side (CalTRACK: dry bulb and time of week only, so IT-load changes "
+                           "count as savings; fit statistics on the pre-period)")
+        if ct.get("computed") else html_paragraphs(S.CALTRACK_STATUS, note=True))
     if "pas2060" in figs:
         b.update(S.standards_bodies(figs, fig("accounting")))
     rows = pd.DataFrame(dq["fills_detail"]) if dq["fills_detail"] else None
