@@ -19,6 +19,8 @@ import time
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coolshift.actuators.inventory import load_actuator_map, load_inventory_spec
 from coolshift.actuators.redfish import pool_limits, servers_on, HostState
@@ -138,6 +140,36 @@ def test_actuator_counts_a_host_as_its_block_and_rounds_targets_up(tmp_path):
     hp = plan_hosts(hosts, {"a_compute": 651}, {"a_compute": lim}, 2)  # 651 -> 14 hosts: 4 on, in 2 rounds
     assert [(a.host, a.round) for a in hp.actions] == [("a_compute-010", 0), ("a_compute-011", 0),
                                                        ("a_compute-012", 1), ("a_compute-013", 1)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_hosts=st.integers(1, 30), per_host=st.integers(1, 60), data=st.data())
+def test_block_targets_never_take_a_busy_host_or_go_below_the_floor(n_hosts, per_host, data):
+    """Any pool of blocks: the servers on after the step cover the target (rounded up to whole
+    hosts) when enough hosts read Off, and the floor in servers; no busy host goes off."""
+    from coolshift.actuators.redfish import PoolLimits, plan_hosts
+
+    servers = n_hosts * per_host - data.draw(st.integers(0, per_host - 1))  # the last block may be partial
+    floor = data.draw(st.integers(0, servers))
+    lim = PoolLimits("p", servers, floor, 180.0, servers, per_host)
+    power = data.draw(st.lists(st.sampled_from(["On", "Off"]), min_size=n_hosts, max_size=n_hosts))
+    busy = data.draw(st.lists(st.booleans(), min_size=n_hosts, max_size=n_hosts))
+    hosts = [HostState(f"h{i:02d}", "p", power[i], busy[i] and power[i] == "On") for i in range(n_hosts)]
+    target = data.draw(st.integers(0, servers))
+    hp = plan_hosts(hosts, {"p": target}, {"p": lim}, 4)
+    off = {a.host for a in hp.actions if a.action == "off"}
+    on = {a.host for a in hp.actions if a.action == "on"}
+    assert not any(h.busy for h in hosts if h.host in off)
+    after = [h for h in hosts if (h.power == "On" and h.host not in off) or h.host in on]
+    n_on_before = sum(h.power == "On" for h in hosts)
+    assert len(after) >= min(n_on_before, -(-floor // per_host))  # never takes the pool below its floor
+    want = max(-(-target // per_host), -(-floor // per_host))
+    if n_hosts >= want:
+        assert len(after) >= want  # enough hosts: the target (and floor) in whole hosts is met
+    if not on:  # nothing switched on: only surplus hosts went off
+        assert len(after) >= min(n_on_before, want)
+    if not any(h.busy for h in hosts) and n_hosts >= want:
+        assert len(after) == want  # no work in the way: exactly the whole hosts the target needs
 
 
 def test_safety_accepts_release_points_within_capacity_and_setpoint_checks_stand(tmp_path):
