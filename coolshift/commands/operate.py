@@ -41,6 +41,7 @@ def operate_cmd(
     drift_inlet_c: Annotated[float, typer.Option(help="drift gate: inlet temperature error limit (K)")] = 2.0,
     drift_steps: Annotated[int, typer.Option(help="drift gate: steps in a row beyond a limit before handing back")] = 3,
     horizon_h: Annotated[float, typer.Option(help="planning horizon (h)")] = 24.0,
+    api: Annotated[Optional[str], typer.Option("--api", help="serve the REST API, web console and /metrics on HOST:PORT (loopback only; pause/resume/release need $COOLSHIFT_API_TOKEN)")] = None,
     actuators: Annotated[Optional[Path], typer.Option("--actuators", help="actuator map YAML: also power hosts (Redfish) and hold/release jobs (its slurm: section) each step")] = None,
 ) -> None:
     """Close the loop: every step read telemetry, re-plan from it, write the first step (heartbeat first)."""
@@ -70,6 +71,20 @@ def operate_cmd(
         console.print("dry run: plans every step and prints it, nothing written (add --apply to write)")
     console.print(f"status: {status_path(s.name)}", markup=False, highlight=False)
     say = lambda m: console.print(m, markup=False, highlight=False)  # noqa: E731
+    from coolshift.services.api import api_running, create_app, parse_listen
+    from coolshift.usecases.operate import LiveView, OperatorInbox
+
+    listen = parse_listen(api) if api else None  # bad or non-loopback HOST:PORT: exit 2 before anything runs
+    view, inbox = LiveView(), OperatorInbox()
+
+    async def loop_and_api(audit, stepper):
+        async with contextlib.AsyncExitStack() as astack:
+            if listen is not None:  # bound before the loop starts: a port in use is exit 2, nothing commanded
+                await astack.enter_async_context(api_running(create_app(view, inbox, audit, point_map=pm), *listen))
+                say(f"console: http://{listen[0]}:{listen[1]}/ (API /api/..., metrics /metrics)")
+            return await run_operate(pm, s, data, model, audit, opts, source, log=say, actuators=stepper,
+                                     inbox=inbox, view=view)
+
     try:
         with contextlib.ExitStack() as stack:
             stepper = None
@@ -86,7 +101,7 @@ def operate_cmd(
                 act_log = stack.enter_context(AuditLog(am.audit_db))
                 stepper = stack.enter_context(ActuatorStepper(am, s, act_log, apply=apply, log=say))
             audit = stack.enter_context(AuditLog(pm.resolve(pm.audit_db)))
-            res = asyncio.run(run_operate(pm, s, data, model, audit, opts, source, log=say, actuators=stepper))
+            res = asyncio.run(loop_and_api(audit, stepper))
     except RunLocked as exc:
         err_console.print(f"[bold red]locked:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(EXIT_LOCKED) from None

@@ -191,7 +191,9 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
     act_columns = set(actuators.columns()) if actuators is not None else set()
     interval_s = float(opts.interval_s or site.step_h * 3600.0)
     lim = opts.limits
-    ctl = LiveController(site, model, data, lim, {p.variable: max_change(p, site) for p in pm.writable})
+    ctl = LiveController(site, model, data, lim, {p.variable: max_change(p, site) for p in pm.writable},
+                         point_limits={p.variable: (p.min_value, p.max_value) for p in pm.writable
+                                       if p.min_value is not None and p.max_value is not None})
     audit.bind_device(device_key(pm))
     run_id = audit.new_push()
     audit.record("run", "start", detail=f"operate apply={opts.apply} interval_s={interval_s:g}")
@@ -222,6 +224,24 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 status["released_actuators"] = {"ok": actuators.released_ok, "lines": lines[-20:]}
         commanding = False
         log(f"{state}: {reason}")
+
+    hb_every_s = (max(0.05, min(pm.heartbeat.write_interval_s, interval_s / 4.0))
+                  if pm.heartbeat is not None else None)
+
+    async def keepalive(adapter, aw):
+        """Await ``aw`` (a solve, a host step) writing the heartbeat meanwhile while we command:
+        a long step must not look like a dead supervisor to the controller's watchdog."""
+        task = asyncio.ensure_future(aw)
+        if not (opts.apply and commanding and hb_every_s is not None):
+            return await task
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=hb_every_s)
+            if done:
+                return task.result()
+            try:
+                await write_heartbeat(adapter, pm)
+            except DeviceError as exc:
+                audit.record("run", "error", detail=f"heartbeat not written: {exc}")
 
     async def handle_inbox(adapter) -> None:
         """Operator requests, in the order they came; each audited with who asked."""
@@ -258,7 +278,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                     try:
                         tele = await _read_telemetry(adapter, pm, step)
                         if actuators is not None and (last_site_time is None or tele.site_time > last_site_time):
-                            tele.values.update(await asyncio.to_thread(actuators.read))  # servers on, host power
+                            tele.values.update(await keepalive(adapter, asyncio.to_thread(actuators.read)))
                     except DeviceError as exc:
                         problem = f"telemetry missing: {exc}"
                         tele = None
@@ -325,7 +345,10 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 saved_kw = cooling_saving_kw(site, model, tele, data)
                 if saved_kw is not None:  # the cooling side, estimated by the plant model
                     status["kgco2_saved_so_far"] += saved_kw * site.step_h * gco2 / 1000.0
-                sp = await asyncio.to_thread(ctl.plan, tele, live_fc)
+                if tele.site_time > data.index[-1]:
+                    res.reason = f"the site data ends at {data.index[-1].isoformat()}: nothing to plan on"
+                    break
+                sp = await keepalive(adapter, asyncio.to_thread(ctl.plan, tele, live_fc))
                 status["plan"] = {"status": sp.status, "fallback": sp.fallback, "planned": sp.planned,
                                   "targets": sp.targets, "levers": sp.levers, "predicted": sp.predicted,
                                   "solve_s": sp.solve_s}
@@ -346,14 +369,15 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                         commanding = True
                         status["state"], status["reason"] = "running", None
                     elif out.status == "refused":
+                        status["refusals_total"] = status.get("refusals_total", 0) + 1
                         status["refusals"] = (status["refusals"] + [{"site_time": tele.site_time.isoformat(),
                                                                      "reasons": out.messages}])[-20:]
                         await hand_back(adapter, "refused by the safety layer: " + "; ".join(out.messages))
                     else:
                         await hand_back(adapter, "push failed: " + "; ".join(out.messages))
                     if actuators is not None and commanding:
-                        act = await asyncio.to_thread(
-                            actuators.step, tele.site_time, {k: v for k, v in sp.levers.items() if k in act_columns})
+                        act = await keepalive(adapter, asyncio.to_thread(
+                            actuators.step, tele.site_time, {k: v for k, v in sp.levers.items() if k in act_columns}))
                         status["actuators"] = {"ok": act.ok, "messages": act.messages[-10:], "status": act.status,
                                                "hosts_off": act.hosts_off, "hosts_on": act.hosts_on,
                                                "slurm_actions": act.slurm_actions}
