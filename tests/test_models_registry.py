@@ -166,8 +166,9 @@ def test_plan_refuses_a_model_of_another_plant_with_exit_2(tmp_path, monkeypatch
     registry.promote_if_better(SITE, "linear", mv.version, good)
     src = os.path.join(os.path.dirname(__file__), "..", "configs", "sites", "sanjose_colo_2mw.yaml")
     cfg = yaml.safe_load(open(src))
-    for k in ("carbon", "weather", "workload"):
-        cfg[k]["path"] = os.path.abspath(os.path.join(os.path.dirname(src), cfg[k]["path"]))
+    for src_cfg in (cfg["carbon"], cfg["weather"], cfg["workload"], cfg.get("tariff", {}).get("prices")):
+        if src_cfg:  # every data file the config names, so the copy in tmp_path finds them
+            src_cfg["path"] = os.path.abspath(os.path.join(os.path.dirname(src), src_cfg["path"]))
     cfg["server_pools"][0]["servers"] = 1500
     p = tmp_path / "bigger.yaml"
     p.write_text(yaml.safe_dump(cfg))
