@@ -336,7 +336,18 @@ class RedfishService:
             app.wsgi_app.auth_file = extra["SUSHY_EMULATOR_AUTH_FILE"]
         app._cache = {}  # the emulator memoises its drivers on the application: ours replaces them
         app._cache[emu.Application.systems.fget.__wrapped__] = {(frozenset(), frozenset()): _TwinDriver()}
-        self._server = make_server("127.0.0.1", self.port, app, threaded=True)
+        import socket
+
+        with socket.socket() as probe:  # werkzeug exits the process on a busy port: ask first
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise OSError(f"the Redfish service's port 127.0.0.1:{self.port}: {exc.strerror or exc}") from None
+        try:
+            self._server = make_server("127.0.0.1", self.port, app, threaded=True)
+        except (OSError, SystemExit) as exc:
+            raise OSError(f"the Redfish service's port 127.0.0.1:{self.port}: {exc}") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="twin-redfish", daemon=True)
         self._thread.start()
 
