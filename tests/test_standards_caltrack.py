@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coolshift.cli import app
+from coolshift.reports.caltrack import unsupported_months
 
 runner = CliRunner()
 
@@ -83,3 +84,11 @@ def test_report_puts_caltrack_beside_guideline14(files, tmp_path):
     assert ct["computed"] is True and 8.5 < ct["models"]["daily"]["savings_pct"] < 11.5
     page = (out / "carbon_report.html").read_text()
     assert "Baseline models side by side" in page and "CalTRACK daily" in page
+
+
+def test_hourly_model_needs_the_post_months_in_the_baseline():
+    # one segment per calendar month, fitted from the month and its neighbours (three-month weighted)
+    h1 = pd.date_range("2022-01-01T00:00Z", "2022-06-30T23:00Z", freq="h")
+    h2 = pd.date_range("2022-07-01T00:00Z", "2022-12-31T23:00Z", freq="h")
+    assert unsupported_months(h1, h2) == [8, 9, 10, 11]  # July borders June, December borders January
+    assert unsupported_months(h1.append(h2), h2) == []

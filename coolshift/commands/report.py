@@ -310,7 +310,8 @@ def register(app: typer.Typer) -> None:
             t.add_row("avoided carbon", f"{s['avoided_kgco2'] / 1000:,.2f} tCO2 +/- {s['uncertainty_kgco2_90'] / 1000:,.2f} (90 %)")
         for m in (s["caltrack"] or {}).values():
             t.add_row(m["model"], f"CV(RMSE) {m['cv_rmse_pct']:.2f} % / NMBE {m['nmbe_pct']:.2g} %; avoided "
-                                  f"{m['avoided_kwh'] / 1000:,.1f} MWh ({m['savings_pct']:.2f} %)")
+                                  f"{m['avoided_kwh'] / 1000:,.1f} MWh ({m['savings_pct']:.2f} %)" if m.get("applicable", True)
+                      else f"not applicable: {m['reason']}")
         for c in s["checks"]:
             t.add_row(c["check"], f"{c['value']} {'[green]pass[/]' if c['passed'] else '[red]fail[/]'}{'' if c['required'] else ' (advisory)'}")
         console.print(t)

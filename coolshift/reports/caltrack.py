@@ -26,7 +26,7 @@ import pandas as pd
 
 from coolshift.reports.mv import cv_rmse, nmbe
 
-__all__ = ["CALTRACK_MODELS", "hourly_series", "caltrack_baselines"]
+__all__ = ["CALTRACK_MODELS", "hourly_series", "unsupported_months", "caltrack_baselines"]
 
 CALTRACK_MODELS = ("daily", "hourly")
 
@@ -41,10 +41,27 @@ def hourly_series(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return kwh, temp_f
 
 
+def unsupported_months(pre_index: pd.DatetimeIndex, post_index: pd.DatetimeIndex) -> list[int]:
+    """Calendar months of the post-period the hourly model has no segment for: it fits one model per
+    month from that month and its two neighbours (three-month weighted), so a month is covered
+    when the pre-period holds it or a neighbour."""
+    have = set(pre_index.month)
+    return sorted(m for m in set(post_index.month)
+                  if not ({m, (m - 2) % 12 + 1, m % 12 + 1} & have))
+
+
 def _fit_one(kind: str, pre: tuple, post: tuple) -> dict:
     import eemeter.eemeter as ee
 
     t0 = time.perf_counter()
+    if kind == "hourly":
+        missing = unsupported_months(pre[0].dropna().index, post[0].dropna().index)
+        if missing:
+            return {"model": f"CalTRACK hourly (eemeter {_version()})", "interval": "h", "applicable": False,
+                    "reason": f"the pre-period has no data in or next to month(s) {missing} of the post-period "
+                              "(the hourly model has one segment per calendar month; CalTRACK asks for a 12-month baseline)",
+                    "cv_rmse_pct": None, "nmbe_pct": None, "adjusted_baseline_kwh": None, "metered_kwh": None,
+                    "avoided_kwh": None, "savings_pct": None, "disqualification": [], "fit_s": 0.0}
     if kind == "daily":
         base = ee.DailyBaselineData.from_series(pre[0], pre[1], is_electricity_data=True)
         model = ee.DailyModel().fit(base, ignore_disqualification=True)
@@ -62,7 +79,7 @@ def _fit_one(kind: str, pre: tuple, post: tuple) -> dict:
     adjusted, metered = float(p["predicted"].sum()), float(p["observed"].sum())
     return {
         "model": f"CalTRACK {kind} (eemeter {_version()})", "interval": "D" if kind == "daily" else "h",
-        "baseline_intervals": int(len(f)), "reporting_intervals": int(len(p)),
+        "applicable": True, "reason": "", "baseline_intervals": int(len(f)), "reporting_intervals": int(len(p)),
         "cv_rmse_pct": 100.0 * cv_rmse(f["observed"], f["predicted"], 0),
         "nmbe_pct": 100.0 * nmbe(f["observed"], f["predicted"], 0),
         "adjusted_baseline_kwh": adjusted, "metered_kwh": metered, "avoided_kwh": adjusted - metered,

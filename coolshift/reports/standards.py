@@ -54,10 +54,12 @@ def caltrack_table(mv: dict | None, caltrack: dict) -> pd.DataFrame:
                      "adjusted baseline MWh": mv["adjusted_baseline_kwh"] / 1000, "avoided MWh": mv["avoided_kwh"] / 1000,
                      "savings %": mv["savings_pct"], "CalTRACK sufficiency": ""})
     for r in caltrack.values():
+        ok = r.get("applicable", True)
         rows.append({"model": r["model"], "load variable": "none (temperature, time of week)",
                      "CV(RMSE) %": r["cv_rmse_pct"], "NMBE %": r["nmbe_pct"],
-                     "adjusted baseline MWh": r["adjusted_baseline_kwh"] / 1000, "avoided MWh": r["avoided_kwh"] / 1000,
-                     "savings %": r["savings_pct"], "CalTRACK sufficiency": "; ".join(r["disqualification"]) or "met"})
+                     "adjusted baseline MWh": r["adjusted_baseline_kwh"] / 1000 if ok else None,
+                     "avoided MWh": r["avoided_kwh"] / 1000 if ok else None, "savings %": r["savings_pct"],
+                     "CalTRACK sufficiency": ("; ".join(r["disqualification"]) or "met") if ok else f"not applicable: {r['reason']}"})
     return pd.DataFrame(rows)
 
 
