@@ -209,16 +209,25 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
     last_site_time = None
     last_fresh_wall = time.monotonic()
 
+    release_pending = False  # a hand-back the device did not confirm (it was down): retried when it answers
+
+    async def release_now(adapter) -> bool:
+        nonlocal release_pending
+        try:
+            rel = await release_points(adapter, pm.writable, audit)
+            status["released"] = {n: ok for n, ok, _ in rel}
+            release_pending = not all(ok for _, ok, _ in rel)
+        except DeviceError as exc:
+            status["released"] = {"error": str(exc)}
+            release_pending = True
+        return not release_pending
+
     async def hand_back(adapter, reason: str, state: str = "handed_back") -> None:
         nonlocal commanding
         status["state"], status["reason"] = state, reason
         if opts.apply:
             audit.record("run", "refused" if state == "handed_back" else "end", detail=f"hand back: {reason}")
-            try:
-                rel = await release_points(adapter, pm.writable, audit)
-                status["released"] = {n: ok for n, ok, _ in rel}
-            except DeviceError as exc:
-                status["released"] = {"error": str(exc)}
+            await release_now(adapter)
             if actuators is not None and actuators.apply:  # hosts on, holds lifted
                 lines = await asyncio.to_thread(actuators.release)
                 status["released_actuators"] = {"ok": actuators.released_ok, "lines": lines[-20:]}
@@ -307,6 +316,11 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                     publish()
                     continue
                 last_site_time = tele.site_time
+                if release_pending and opts.apply:  # the device answers again: finish the hand-back first
+                    ok = await release_now(adapter)
+                    audit.record("run", "end" if ok else "error",
+                                 detail=f"hand back after the device returned: {'done' if ok else 'still not confirmed'}")
+                    log(f"device back: every point {'released' if ok else 'NOT yet released'}")
                 status["site_time"] = tele.site_time.isoformat()
                 status["telemetry"] = tele.values
                 status["points"] = {p.name: tele.values[p.variable] for p in pm.writable}
