@@ -13,6 +13,7 @@ held work out within seconds of wall time.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 
@@ -196,7 +197,7 @@ def test_supervisor_holds_work_powers_hosts_off_and_the_watchdog_hands_everythin
     site_path = make_site(tmp_path)
     site = load_site(site_path)
     data = load_site_data(site, "2022-06-01", "2022-06-03")
-    port, rport = free_port(), free_port()
+    port, rport = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)  # both TCP
     base = load_point_map(write_point_map(tmp_path / "m.yaml", "modbus", port, wide_limits=True))
     twin_pm = twin_point_map(base, site, port, queue_points=True)
     pm = load_point_map(write_twin_map(twin_pm, tmp_path / "twin_map.yaml"))
@@ -339,7 +340,7 @@ def test_twin_cli_serves_redfish_with_inventory_work_file_and_actuator_map(tmp_p
 
     code, out = cli("twin", "--site", SITE, "--inventory-out", tmp_path / "x.yaml")
     assert code == 2 and "--inventory-out and --actuators-out need --redfish-port" in out, out
-    port, rport = free_port(), free_port()
+    port, rport = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)  # both TCP
     inv, act = tmp_path / "inv.yaml", tmp_path / "act.yaml"
     proc = subprocess.Popen([str(COOLSHIFT), "twin", "--site", str(SITE), "--protocol", "modbus", "--port", str(port),
                              "--speed", "900", "--days", "1", "--redfish-port", str(rport), "--inventory-out", str(inv),
