@@ -237,6 +237,15 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
     hb_every_s = (max(0.05, min(pm.heartbeat.write_interval_s, interval_s / 4.0))
                   if pm.heartbeat is not None else None)
 
+    last_beat = [0.0]  # time.monotonic() of the last heartbeat written
+
+    async def beat(adapter) -> None:
+        try:
+            await write_heartbeat(adapter, pm)
+            last_beat[0] = time.monotonic()
+        except DeviceError as exc:
+            audit.record("run", "error", detail=f"heartbeat not written: {exc}")
+
     async def keepalive(adapter, aw):
         """Await ``aw`` (a solve, a host step) writing the heartbeat meanwhile while we command:
         a long step must not look like a dead supervisor to the controller's watchdog."""
@@ -244,13 +253,10 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
         if not (opts.apply and commanding and hb_every_s is not None):
             return await task
         while True:
-            done, _ = await asyncio.wait({task}, timeout=hb_every_s)
+            done, _ = await asyncio.wait({task}, timeout=max(0.01, hb_every_s - (time.monotonic() - last_beat[0])))
             if done:
                 return task.result()
-            try:
-                await write_heartbeat(adapter, pm)
-            except DeviceError as exc:
-                audit.record("run", "error", detail=f"heartbeat not written: {exc}")
+            await beat(adapter)
 
     async def handle_inbox(adapter) -> None:
         """Operator requests, in the order they came; each audited with who asked."""
@@ -306,6 +312,9 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                     except (asyncio.TimeoutError, TimeoutError):
                         pass
                     await handle_inbox(adapter)
+                    if opts.apply and commanding and hb_every_s is not None and \
+                            time.monotonic() - last_beat[0] >= hb_every_s:  # waiting for the site's next step
+                        await beat(adapter)
                 if stop.is_set():
                     break
                 t0 = time.monotonic()
@@ -369,10 +378,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 status["backlog_units"] = sp.backlog_units
                 if opts.apply and paused is None:
                     if pm.heartbeat is not None:
-                        try:
-                            await write_heartbeat(adapter, pm)
-                        except DeviceError as exc:
-                            audit.record("run", "error", detail=f"heartbeat not written: {exc}")
+                        await beat(adapter)
                     writable = {p.variable for p in pm.writable}
                     wanted = {**sp.levers, **sp.targets}  # levers mapped as points (the twin's batch release) too
                     plan = _one_step_plan(site, {k: v for k, v in wanted.items() if k in writable}, interval_s,
