@@ -18,9 +18,9 @@ from synthetic import tiny_forecast, tiny_site, zero_coefficients
 WEB = [{"name": "web", "kind": "interactive", "share": 1.0}]
 
 
-def _site() -> SiteConfig:
+def _site(demand_charge: float = 0.0) -> SiteConfig:
     d = tiny_site(classes=WEB, horizon_h=2).model_dump()
-    d["tariff"] = {"energy_usd_per_kwh": 0.0}
+    d["tariff"] = {"energy_usd_per_kwh": 0.0, "demand_charge_usd_per_kw_month": demand_charge}
     d["storage"] = [{"name": "bat", "energy_kwh": 1.0, "charge_kw": 1.0, "discharge_kw": 1.0,
                      "round_trip_efficiency": 0.81, "soc_min_frac": 0.0, "soc_max_frac": 1.0, "soc_initial_frac": 0.0,
                      "self_discharge_per_h": 0.0, "degradation_usd_per_kwh": 0.0, "degradation_kgco2_per_kwh": 0.0,
@@ -49,6 +49,18 @@ def test_sizing_by_hand():
         assert r["payback_years"] == pytest.approx(e * 300.0 / (2 * e * per_day_usd * 8760.0 / 4.0), rel=1e-6)
         assert r["power_kw"] == pytest.approx(e)
     assert table.loc[0.0, "saved_tco2"] == 0.0 and pd.isna(table.loc[0.0, "payback_years"])
+
+
+def test_demand_charge_saving_is_annualised_per_billing_month():
+    # the carbon plans charge 1 kW in the clean hour: the 2.4 kW peak becomes 3.4 kW, which costs
+    # 10 USD/kW for the period's one billing month (January), i.e. 12 x 10 USD a year, not 2190 x
+    site = _site(demand_charge=10.0)
+    fc = tiny_forecast(site, [100.0, 500.0] * 2, web_units_per_h=8.0, price_usd_per_kwh=[0.10, 0.30] * 2)
+    table = size_batteries(site, lambda s, f: zero_coefficients(s, f.index), fc, [1.0], c_rate=1.0,
+                           options=PlanOptions(move_penalty_kg_per_c=0.0, deadline_prices=False)).set_index("energy_kwh")
+    energy_per_year = 2 * (0.81 * 0.30 - 0.10) * 8760.0 / 4.0
+    assert table.loc[1.0, "saved_usd_per_year"] == pytest.approx(energy_per_year - 12 * 10.0, rel=1e-6)
+    assert table.loc[1.0, "saved_usd"] == pytest.approx(2 * (0.81 * 0.30 - 0.10) - 10.0, rel=1e-6)
 
 
 def test_battery_site_sizes_power_by_c_rate():

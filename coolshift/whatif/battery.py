@@ -9,7 +9,10 @@ carbon and bill (the learned plant model's), annualised over the period; payback
 
 - carbon: embodied kgCO2e (energy x ``embodied_kgco2_per_kwh_capacity``) over the
   operational kgCO2 saved per month (:func:`~coolshift.whatif.embodied.payback_months`);
-- money: capex (energy x ``capex_usd_per_kwh``) over the bill saved per year.
+- money: capex (energy x ``capex_usd_per_kwh``) over the bill saved per year. The period's
+  grid import is billed once (:func:`coolshift.tariffs.bill`); energy and wear savings are
+  annualised by the period's length, demand-charge savings by its billing months (x 12 /
+  months): a week's lower peak saves a month's charge, not 52 weeks' worth.
 
 Wear (degradation per kWh discharged, in kgCO2 and USD) is inside the plans' totals.
 """
@@ -22,6 +25,7 @@ import pandas as pd
 
 from coolshift.config import SiteConfig, StorageUnit
 from coolshift.optimizer import InitialState, PlanOptions, Planner
+from coolshift.tariffs import bill
 from coolshift.whatif.embodied import payback_months
 
 __all__ = ["battery_site", "size_batteries", "SIZING_COLUMNS"]
@@ -47,15 +51,18 @@ def _days(site: SiteConfig, coefficients: Callable, data: pd.DataFrame, options:
     """Plan ``data`` one horizon after another, carrying the state of charge; totals."""
     steps = int(round(site.planning.horizon_h / site.step_h))
     init = InitialState.from_site(site)
-    tot = {"tco2": 0.0, "cost_usd": 0.0, "discharged_mwh": 0.0, "fallback_days": 0}
+    tot = {"tco2": 0.0, "discharged_mwh": 0.0, "fallback_days": 0, "wear_usd": 0.0}
+    grid, price = [], []
     for s in range(0, len(data) - steps + 1, steps):
         fc = data.iloc[s: s + steps]
         plan = Planner(site, coefficients(site, fc), fc, init, options).solve()
         t = plan.totals
         tot["tco2"] += t["tco2"]
-        tot["cost_usd"] += t.get("cost_usd", 0.0)
+        tot["wear_usd"] += t.get("storage_usd", 0.0)
         tot["fallback_days"] += int(plan.fallback)
         f = plan.frame
+        grid.append(f["grid_power_kw"] if "grid_power_kw" in f else f["facility_power_kw"])
+        price.append(f["price_usd_per_kwh"] if "price_usd_per_kwh" in f else pd.Series(0.0, index=f.index))
         soc = {u.name: float(f[f"soc_kwh__{u.name}"].iloc[-1]) for u in site.storage if f"soc_kwh__{u.name}" in f}
         tot["discharged_mwh"] += float(f.filter(like="discharge_kw__").to_numpy().sum() * site.step_h / 1000.0)
         last = f.iloc[-1]
@@ -66,6 +73,11 @@ def _days(site: SiteConfig, coefficients: Callable, data: pd.DataFrame, options:
             storage_soc_kwh=soc,
         )
     tot["period_h"] = (len(data) // steps) * steps * site.step_h
+    # one bill over the whole period: the demand charge on each billing month's peak, once
+    g, p = pd.concat(grid), pd.concat(price)
+    b = bill(g.index, g.to_numpy(), p.to_numpy(), site.tariff, site.step_h)
+    tot.update(energy_usd=b["energy_usd"] + tot["wear_usd"], demand_usd=b["demand_usd"], months=len(b["peak_kw_by_month"]),
+               cost_usd=b["cost_usd"] + tot["wear_usd"])
     return tot
 
 
@@ -89,13 +101,17 @@ def size_batteries(site: SiteConfig, coefficients: Callable, data: pd.DataFrame,
         unit = b.storage[0] if b.storage else None
         per_year = 8760.0 / r["period_h"] if r["period_h"] else float("nan")
         saved_t, saved_usd = ref["tco2"] - r["tco2"], ref["cost_usd"] - r["cost_usd"]
+        # energy and wear scale with time; a demand charge is per billing month whatever the period's length
+        saved_usd_year = (ref["energy_usd"] - r["energy_usd"]) * per_year
+        if r["months"]:
+            saved_usd_year += (ref["demand_usd"] - r["demand_usd"]) * 12.0 / r["months"]
         emb_t = e * unit.embodied_kgco2_per_kwh_capacity / 1000.0 if unit else 0.0
         capex = e * unit.capex_usd_per_kwh if unit else 0.0
         months, _ = payback_months(emb_t, saved_t, r["period_h"])
-        years = capex / (saved_usd * per_year) if capex > 0 and saved_usd > 0 else None
+        years = capex / saved_usd_year if capex > 0 and saved_usd_year > 0 else None
         rows.append({"energy_kwh": e, "power_kw": e * c_rate, "tco2": r["tco2"], "cost_usd": r["cost_usd"],
                      "saved_tco2": saved_t, "saved_usd": saved_usd, "saved_tco2_per_year": saved_t * per_year,
-                     "saved_usd_per_year": saved_usd * per_year, "embodied_tco2": emb_t, "capex_usd": capex,
+                     "saved_usd_per_year": saved_usd_year, "embodied_tco2": emb_t, "capex_usd": capex,
                      "carbon_payback_months": months, "payback_years": years,
                      "discharged_mwh": r["discharged_mwh"], "fallback_days": r["fallback_days"]})
     return pd.DataFrame(rows, columns=SIZING_COLUMNS)
