@@ -13,6 +13,7 @@ held work out within seconds of wall time.
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
 import threading
 import time
@@ -277,9 +278,11 @@ def test_supervisor_holds_work_powers_hosts_off_and_the_watchdog_hands_everythin
         for p in POOLS:
             assert tele[k][f"active_servers__{p}"] == rec["after"][f"active_servers__{p}"], (k, p)
     assert rec["on_wire"] == 600.0
-    # IT power fell by the idle-minus-sleep power of the servers switched off: the step after the
-    # command against the same step replayed with the local rule's servers (the twin's own
-    # physics, every other action as applied; a_web 95 - 8 W, the compute pools 120 - 10 W each)
+    # IT power: the twin ran the servers it reports (the same step replayed through the engine with
+    # those counts gives its IT power to float noise), and fell against the same step replayed with
+    # the local rule's servers by a material share of the switched-off servers' idle power (a_web
+    # 95 - 8 W, compute 120 - 10 W each, from the site config). Less than all of it: the compute
+    # pools' power curves steepen above 50 % load, where their remaining servers then run.
     idle_sleep_w = {"a_web": 87.0, "a_compute": 110.0, "b_compute": 110.0, "b_storage": 140.0}
     k = k_cmd + 1
     local_servers = {p: hist[k].local[f"active_servers__{p}"] for p in POOLS}
@@ -288,15 +291,17 @@ def test_supervisor_holds_work_powers_hosts_off_and_the_watchdog_hands_everythin
     replay = Stepper(site, data)
     for j in range(k):
         replay.step(Actions(*(getattr(acts, f)[j:j + 1] for f in ACTION_FIELDS)))
+    same = Actions(*(getattr(acts, f)[k:k + 1].copy() for f in ACTION_FIELDS))
+    assert list(same.active_servers[0]) == [tele[k][f"active_servers__{p}"] for p in replay.names.pools]
     cf = Actions(*(getattr(acts, f)[k:k + 1].copy() for f in ACTION_FIELDS))
     cf.active_servers[0] = [local_servers[p] for p in replay.names.pools]
+    it_same = float(copy.deepcopy(replay).step(same)["it_kw"][0])
     it_local = float(replay.step(cf)["it_kw"][0])
     print(f"step {k}: IT {tele[k]['it_power_kw']:.1f} kW; with the local rule's servers {it_local:.1f} kW; "
           f"the servers off idle {saved_kw:.1f} kW")
-    # at least their idle power: the power curves are concave (SPECpower-like), so the servers left
-    # running take the work for less than an idle server costs (d/dn [n P(L/n)] >= P(0))
+    assert it_same == pytest.approx(tele[k]["it_power_kw"], rel=1e-9)
     assert saved_kw > 10.0
-    assert 0.95 * saved_kw < it_local - tele[k]["it_power_kw"] < 3.0 * saved_kw
+    assert 0.2 * saved_kw < it_local - tele[k]["it_power_kw"] < 3.0 * saved_kw
 
     # the queue held: work arrived and waited; the deadline (4 steps) forced it out, never late
     k_back = rec["k_back"]
