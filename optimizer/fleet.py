@@ -461,13 +461,25 @@ def price_block(block: SiteBlock, lam_link: np.ndarray | None, fix_link: np.ndar
         v = np.asarray(fix_link, dtype=float)
         h.changeColsBounds(idx.size, idx, v, v)
         try:
-            z, _, obj = _run(h, f"site {name} with its routing fixed")
+            z, _, obj = _run_robust(h, block, f"site {name} with its routing fixed")
+        except FleetInfeasible:
+            return INF, INF, None        # this routing overloads the site: no plan (the caller decides)
         finally:
             h.changeColsBounds(idx.size, idx, block.col_lo[block.link_col].astype(float), block.col_hi[block.link_col].astype(float))
         return obj, obj, z
     h.changeColsCost(idx.size, idx, (block.c[block.link_col] - lam_link).astype(float))
-    z, _, obj = _run(h, f"site {name} pricing")
+    z, _, obj = _run_robust(h, block, f"site {name} pricing")
     return obj, float(block.c @ z), z
+
+
+def _run_robust(h, block: SiteBlock, what: str):
+    """Solve from the kept basis; if HiGHS does not prove optimality (it can stop 'unknown' on
+    a warm start after bounds changed), solve again from scratch before giving up."""
+    try:
+        return _run(h, what)
+    except FleetInfeasible:
+        h.clearSolver()
+        return _run(h, what)
 
 
 def _serial_map(func: Callable, args: list[tuple]) -> list:
@@ -488,10 +500,11 @@ def solve_independent(p: FleetProblem, blocks: list[SiteBlock] | None = None, ma
         if not p.allowed[c, p.origin[c]]:
             raise FleetInfeasible(f"class {p.classes[c]}: its residency rule excludes its own origin site, "
                                   "so it cannot be planned at home")
-    try:
-        res = map_fn(price_block, [(b, None, _own_demand(p, b)) for b in blocks])
-    except FleetInfeasible as exc:
-        raise FleetInfeasible(f"planned alone, {exc}: the site cannot do its own work within its deadlines and capacity") from None
+    res = map_fn(price_block, [(b, None, _own_demand(p, b)) for b in blocks])
+    for blk, r in zip(blocks, res):
+        if r[2] is None:
+            raise FleetInfeasible(f"planned alone, site {p.sites[blk.site]} cannot do its own work within its deadlines "
+                                  "and capacity")
     z = [r[2] for r in res]
     return FleetPlan(p, blocks, z, float(sum(r[1] for r in res)), "independent", time.perf_counter() - t0)
 
@@ -550,10 +563,8 @@ def _routing_repair(p: FleetProblem, blocks: list[SiteBlock], zs: list[np.ndarra
 
 def _try_fixed(map_fn, handles, shares):
     """Every site's best plan for the given routing shares, or None if a site cannot carry it."""
-    try:
-        return map_fn(price_block, [(h, None, v) for h, v in zip(handles, shares)])
-    except FleetInfeasible:
-        return None
+    res = map_fn(price_block, [(h, None, v) for h, v in zip(handles, shares)])
+    return None if any(r[2] is None for r in res) else res
 
 
 def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: float = 5e-3, max_iter: int = 200,

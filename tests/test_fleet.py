@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import REPO
 from coolshift.cli import app
 from coolshift.fleet.rules import RULES, dispatch
-from coolshift.optimizer.fleet import FleetProblem, plan_metrics, solve_decomposed, solve_independent, solve_joint
+from coolshift.optimizer.fleet import FleetInfeasible, FleetProblem, plan_metrics, solve_decomposed, solve_independent, solve_joint
 
 EXAMPLE = REPO / "configs" / "fleets" / "us4_example.yaml"
 
@@ -51,6 +51,17 @@ def test_a_deadline_shorter_than_the_move_keeps_work_home():
     plan = solve_joint(p)
     assert plan.done()[0, 1].sum() == pytest.approx(0.0, abs=1e-9)
     assert plan.done()[0, 0, 0] == pytest.approx(10.0)
+
+
+def test_a_site_that_cannot_do_its_own_work_alone_is_diagnosed_and_the_fleet_carries_it():
+    p = two_sites(1.0)
+    p = FleetProblem(**{**p.__dict__, "servers": np.array([2.0, 100.0])})   # A does 2 units/h: 10 units miss 4 h
+    with pytest.raises(FleetInfeasible, match="site A cannot do its own work"):
+        solve_independent(p)
+    plan = solve_joint(p)
+    assert plan.done()[0, 1].sum() == pytest.approx(10.0)                  # B is cleaner anyway
+    dec = solve_decomposed(p, gap_tol=1e-6)                                 # starts without the alone plan
+    assert dec.objective == pytest.approx(plan.objective, rel=1e-6)
 
 
 def _random_fleet(seed: int, s_n: int = 3, hours: int = 24) -> FleetProblem:
