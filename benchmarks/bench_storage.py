@@ -10,7 +10,9 @@ previous plans asked for in their executed 4 h), and after the run the same phys
 the simulated facility power (discharge clipped where the plant drew less than planned: no
 export) to give grid import, carbon at the actual intensity and the bill
 (:func:`coolshift.tariffs.bill`: the site's CAISO 2022 prices + its illustrative adders and
-demand charge). The battery (size below) is a stated assumption, not a measured site.
+demand charge). With ``--objective cost|weighted`` each re-plan pays the demand charge only on
+raising the month's peak so far (``PlanOptions.peak_so_far_kw``, from the executed intervals'
+planned import). The battery (size below) is a stated assumption, not a measured site.
 
 Usage: python benchmarks/bench_storage.py [--site S] [--start 2022-07-01] [--end 2022-08-01]
 [--forecast model|perfect] [--energy-kwh 2000] [--power-kw 1000] [--objective carbon|weighted|cost]
@@ -51,6 +53,7 @@ class _Tracker:
         self.charge: list[pd.DataFrame] = []
         self.discharge: list[pd.DataFrame] = []
         self.plan_s: list[float] = []
+        self.peaks: dict[str, float] = {}  # billing month -> planned peak import so far, kW
 
 
 TRACK: _Tracker | None = None
@@ -61,16 +64,25 @@ def _patch_planner(track: _Tracker) -> None:
     import coolshift.control.receding as receding
     from coolshift.optimizer import Planner
     from coolshift.simulations.storage import run_storage
+    from coolshift.tariffs import billing_months
 
     class StoragePlanner(Planner):
         def __init__(self, site, coefficients, forecast, initial_state=None, options=None):
             if site.storage and initial_state is not None:
                 initial_state = dataclasses.replace(initial_state, storage_soc_kwh=dict(track.soc))
+            if options is not None and options.objective != "carbon":  # pay only on raising the month's peak
+                options = dataclasses.replace(options, peak_so_far_kw=dict(track.peaks))
             super().__init__(site, coefficients, forecast, initial_state, options)
 
         def solve(self):
             plan = super().solve()
             track.plan_s.append(float(plan.timings.get("total_s") or 0.0))
+            if self.site.tariff is not None:  # the executed interval's planned import sets the month's peak so far
+                f = plan.frame.iloc[: track.n]
+                g = f["grid_power_kw"] if "grid_power_kw" in f else f["facility_power_kw"]
+                month, labels = billing_months(f.index, self.site.tariff.timezone)
+                for m, lab in enumerate(labels):
+                    track.peaks[lab] = max(track.peaks.get(lab, 0.0), float(g.to_numpy()[month == m].max()))
             if not self.site.storage:
                 return plan
             f = plan.frame.iloc[: track.n]

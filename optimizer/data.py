@@ -95,6 +95,9 @@ class PlanOptions:
     carbon_price_usd_per_tco2: float | None = None  # None: the tariff's (weighted objective)
     carbon_cap_kg: float | None = None  # epsilon constraint: the plan's kgCO2 at most this (pareto)
     use_storage: bool = True  # False: plan as if the site had no storage (the "without" case)
+    # Each billing month's peak grid import so far ({"YYYY-MM": kW}, local months): the demand
+    # charge is then paid only on raising it. None: every horizon pays on its own peak.
+    peak_so_far_kw: dict | None = None
 
 
 @dataclass

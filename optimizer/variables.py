@@ -99,6 +99,7 @@ def add_variables(lp: LinearProgram, d: ProblemData) -> Vars:
         v.discharge = lp.add_vars("discharge_kw", sc, lb=0.0, ub=st.discharge_kw)
         v.soc = lp.add_vars("soc_kwh", sc, lb=st.soc_min_kwh, ub=st.soc_max_kwh)
     if d.tariff is not None and d.tariff.demand_charge_usd_per_kw_month > 0 and d.money_weight_kg_per_usd > 0:
-        v.peak = lp.add_vars("peak_grid_kw", {"month": d.months}, lb=0.0)
+        so_far = d.options.peak_so_far_kw or {}
+        v.peak = lp.add_vars("peak_grid_kw", {"month": d.months}, lb=[float(so_far.get(m, 0.0)) for m in d.months])
     return v
 

@@ -160,3 +160,17 @@ def test_plan_command_objective_cost_is_cheaper_and_carbon_is_cleaner(registry, 
     bad = CliRunner().invoke(app, ["plan", "--site", site, "--start", "2022-07-01", "--out", str(tmp_path / "x"),
                                    "--no-mlflow", "--objective", "money"])
     assert bad.exit_code == 2 and "--objective" in bad.output
+
+
+def test_demand_charge_only_on_raising_the_months_peak_so_far():
+    # serving w units on w servers draws 0.3 w kW. Without a peak so far the 10 USD/kW charge splits
+    # the 4 units evenly (test_demand_charge_flattens_the_peak). With 1.0 kW already reached this
+    # month, the cheap hour takes work up to 1.0 kW for free (3.333 units) and the rest stays in
+    # the dear hour; with 1.2 kW reached, all 4 units (1.2 kW) go to the cheap hour
+    site = _tariffed(tiny_site(), demand_charge_usd_per_kw_month=10.0)
+    fc = tiny_forecast(site, [300.0, 300.0], batch_units_per_h=[4.0, 0.0], price_usd_per_kwh=[0.20, 0.10])
+    co = zero_coefficients(site, fc.index)
+    part = plan_site(site, co, fc, options=PlanOptions(objective="cost", peak_so_far_kw={"2022-01": 1.0}))
+    np.testing.assert_allclose(part.frame["served_units_per_h__pool__batch"], [4.0 - 1.0 / 0.3, 1.0 / 0.3], atol=1e-6)
+    cheap = plan_site(site, co, fc, options=PlanOptions(objective="cost", peak_so_far_kw={"2022-01": 1.2}))
+    np.testing.assert_allclose(cheap.frame["served_units_per_h__pool__batch"], [0.0, 4.0], atol=1e-6)

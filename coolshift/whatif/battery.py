@@ -19,13 +19,14 @@ Wear (degradation per kWh discharged, in kgCO2 and USD) is inside the plans' tot
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import pandas as pd
 
 from coolshift.config import SiteConfig, StorageUnit
 from coolshift.optimizer import InitialState, PlanOptions, Planner
-from coolshift.tariffs import bill
+from coolshift.tariffs import bill, billing_months
 from coolshift.whatif.embodied import payback_months
 
 __all__ = ["battery_site", "size_batteries", "SIZING_COLUMNS"]
@@ -52,16 +53,21 @@ def _days(site: SiteConfig, coefficients: Callable, data: pd.DataFrame, options:
     steps = int(round(site.planning.horizon_h / site.step_h))
     init = InitialState.from_site(site)
     tot = {"tco2": 0.0, "discharged_mwh": 0.0, "fallback_days": 0, "wear_usd": 0.0}
-    grid, price = [], []
+    grid, price, peaks = [], [], {}
     for s in range(0, len(data) - steps + 1, steps):
         fc = data.iloc[s: s + steps]
-        plan = Planner(site, coefficients(site, fc), fc, init, options).solve()
+        # the demand charge is paid on raising the month's peak so far, not on each day's own peak
+        plan = Planner(site, coefficients(site, fc), fc, init, replace(options, peak_so_far_kw=dict(peaks))).solve()
         t = plan.totals
         tot["tco2"] += t["tco2"]
         tot["wear_usd"] += t.get("storage_usd", 0.0)
         tot["fallback_days"] += int(plan.fallback)
         f = plan.frame
         grid.append(f["grid_power_kw"] if "grid_power_kw" in f else f["facility_power_kw"])
+        if site.tariff is not None:
+            month, labels = billing_months(f.index, site.tariff.timezone)
+            for m, lab in enumerate(labels):
+                peaks[lab] = max(peaks.get(lab, 0.0), float(grid[-1].to_numpy()[month == m].max()))
         price.append(f["price_usd_per_kwh"] if "price_usd_per_kwh" in f else pd.Series(0.0, index=f.index))
         soc = {u.name: float(f[f"soc_kwh__{u.name}"].iloc[-1]) for u in site.storage if f"soc_kwh__{u.name}" in f}
         tot["discharged_mwh"] += float(f.filter(like="discharge_kw__").to_numpy().sum() * site.step_h / 1000.0)
