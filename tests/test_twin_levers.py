@@ -174,6 +174,35 @@ def test_block_targets_never_take_a_busy_host_or_go_below_the_floor(n_hosts, per
         assert len(after) == want  # no work in the way: exactly the whole hosts the target needs
 
 
+def test_due_work_is_released_and_servers_added_only_when_the_running_ones_fall_short(tmp_path):
+    """TwinPlant alone (no network): batch held at 0 units/h with a 1-h deadline. With the servers
+    the local rule would run, the due work fits: nothing is added. With the compute pools at
+    their minimum it does not: servers are added, and still no unit is late."""
+    from coolshift.twin import TwinPlant
+
+    site = load_site(make_site(tmp_path))
+    data = load_site_data(site, "2022-06-01", "2022-06-02")
+    hold = {REL: 0.0}
+    plant = TwinPlant(site, data)
+    added = forced = 0
+    for k in range(16):
+        local = plant.local.decide(plant.stepper.observation(1))
+        want = {p: float(local.active_servers[0, j]) for j, p in enumerate(plant.pools)}
+        _, tele = plant.step(hold, want)
+        added += sum(tele[f"active_servers__{p}"] > want[p] for p in POOLS)
+        forced += tele[REL] > 0
+        assert tele["late_units__batch"] == 0.0, k
+    assert forced >= 10 and added == 0  # the deadline released work every step from the 4th; no server added
+    plant = TwinPlant(site, data)
+    floor = {"a_web": 1200.0, "a_compute": 100.0, "b_storage": 600.0, "b_compute": 150.0}
+    runs = []
+    for k in range(16):
+        _, tele = plant.step(hold, floor)
+        runs.append(tele["active_servers__a_compute"] + tele["active_servers__b_compute"])
+        assert tele["late_units__batch"] == 0.0, k
+    assert runs[0] == 250.0 and max(runs) > 250.0  # 100 + 150 until work fell due, then more
+
+
 def test_safety_accepts_release_points_within_capacity_and_setpoint_checks_stand(tmp_path):
     site = load_site(SITE)
     base = load_point_map(write_point_map(tmp_path / "m.yaml", "modbus", 15020, wide_limits=True))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from coolshift import workload
 from coolshift.config import SiteConfig
 from coolshift.control.policies import BestPracticePolicy
 from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, CARBON_GCO2_PER_KWH, col
@@ -112,20 +113,34 @@ class TwinPlant:
                 out[b] += float(self.stepper.demand_units_per_h[k, c])
         return out
 
-    def _deadline_servers(self, act: np.ndarray, forced: np.ndarray) -> np.ndarray:
-        """``act`` plus the servers the work due this step needs, on its eligible pools with
-        servers off (as a scheduler with power saving resumes nodes for due jobs); a server
-        switched on gives its capacity after its boot time, as the engine counts it."""
+    def _servable_batch_units_per_h(self, act: np.ndarray, release: np.ndarray) -> np.ndarray:
+        """Batch work per hour the servers ``act`` can run this step after the interactive work,
+        by the engine's own allocation (booting servers add no capacity for their boot time)."""
+        p, k = self.stepper.params, self.stepper.t
+        booted = np.maximum(act - self.stepper.state.active_servers, 0.0)
+        cap_g = ((act - booted * p.boot_frac) * p.cap_per_server) @ p.group_onehot
+        want = np.concatenate([self.stepper.demand_units_per_h[k, p.inter_idx], release])[None, :]
+        servable, _ = workload.allocate_groups(want, cap_g[None, :], p.elig_g_order)
+        return servable[0, len(p.inter_idx):]
+
+    def _deadline_servers(self, act: np.ndarray, release: np.ndarray, forced: np.ndarray) -> np.ndarray:
+        """``act``, plus servers on the class's eligible pools when the ones running cannot serve
+        the work due this step (as a scheduler with power saving resumes nodes for due jobs);
+        a server switched on gives its capacity after its boot time, as the engine counts it."""
         act = act.copy()
-        for b, c in enumerate(self.batch):
-            need = float(forced[b])
-            for j in np.flatnonzero(self._eligible[self._classes.index(c)]):
-                if need <= 1e-9:
-                    break
-                per = self._cap_per_server[j] * max(1.0 - self._boot_frac[j], 1e-3)
-                extra = min(float(np.ceil(need / per)), self._servers[j] - act[j])
-                act[j] += max(extra, 0.0)
-                need -= max(extra, 0.0) * per
+        for _ in range(3):  # the shortfall, then what allocation across groups still leaves short
+            short = forced - self._servable_batch_units_per_h(act, release)
+            if not (short > 1e-6).any():
+                break
+            for b, c in enumerate(self.batch):
+                need = float(short[b])
+                for j in np.flatnonzero(self._eligible[self._classes.index(c)]):
+                    if need <= 1e-6:
+                        break
+                    per = self._cap_per_server[j] * max(1.0 - self._boot_frac[j], 1e-3)
+                    extra = max(min(float(np.ceil(need / per)), self._servers[j] - act[j]), 0.0)
+                    act[j] += extra
+                    need -= extra * per
         return act
 
     def step(self, overrides: dict[str, float],
@@ -153,7 +168,7 @@ class TwinPlant:
                             for b, c in enumerate(self.batch)])
             a.release_units_per_h[0] = np.maximum(rel, forced)
             if forced.any():
-                a.active_servers[0] = self._deadline_servers(a.active_servers[0], forced)
+                a.active_servers[0] = self._deadline_servers(a.active_servers[0], a.release_units_per_h[0], forced)
         local_supply = a.supply_c[0].copy()
         supply = np.array([overrides.get(supply_variable(z), local_supply[i]) for i, z in enumerate(self.zones)])
         supply = np.clip(supply, self._sp_lo, self._sp_hi)
@@ -170,7 +185,8 @@ class TwinPlant:
         for j, p in enumerate(self.pools):
             tele[active_variable(p)] = float(a.active_servers[0, j])
             # servers carrying work: the active ones times their group's utilisation
-            tele[col("busy_servers", p)] = max(float(np.ceil(a.active_servers[0, j] * out["util_g"][0, self._gop[j]] - 1e-6)), 0.0)
+            busy = np.ceil(a.active_servers[0, j] * out["util_g"][0, self._gop[j]] - 1e-6)
+            tele[col("busy_servers", p)] = max(0.0, float(busy))
         for b, c in enumerate(self.batch):
             tele[release_variable(c)] = float(a.release_units_per_h[0, b])
         return local, tele
