@@ -146,6 +146,9 @@ def test_twin_command_serves_at_speed_and_writes_its_point_map(tmp_path):
     """`coolshift twin` (Modbus): the clock point advances at --speed; --map-out names every point."""
     port = free_port(socket.SOCK_STREAM)
     bms = _map(tmp_path, "modbus", port)
+    doc = yaml.safe_load(bms.read_text())
+    doc["safety"]["min_write_interval_s"] = 300  # the site's own rate limit (as configs/bms/)
+    bms.write_text(yaml.safe_dump(doc, sort_keys=False))
     out = tmp_path / "twin_map.yaml"
     speed = 1800.0
     import subprocess
@@ -158,6 +161,8 @@ def test_twin_command_serves_at_speed_and_writes_its_point_map(tmp_path):
         assert b"twin: sanjose_colo_2mw over modbus" in line, line
         pm = load_point_map(out)
         assert pm.heartbeat is not None and pm.heartbeat.timeout_s == 1350.0
+        # the site's write-rate limit, in the twin's wall seconds
+        assert pm.safety.min_write_interval_s == pytest.approx(300 / speed)
         names = {p.variable for p in pm.points}
         assert {"facility_power_kw", "outside_temp_c", "wetbulb_c", SIM_TIME, "inlet_temp_c__hall_a"} <= names
 

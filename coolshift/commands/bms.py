@@ -356,6 +356,11 @@ def twin_cmd(
             # the watchdog times site seconds, a supervisor writes on its wall clock: a third of the
             # timeout in wall seconds keeps it fed at this speed (two lost writes still inside it)
             out_pm = out_pm.model_copy(update={"heartbeat": hb0.model_copy(update={"interval_s": hb0.timeout_s / 3 / speed})})
+        if speed > 1 and out_pm.safety.min_write_interval_s > 0:
+            # the map supervises the twin, whose clock runs `speed` times faster: the site's
+            # write-rate limit (wall seconds on the site) scaled to the twin's wall seconds
+            out_pm = out_pm.model_copy(update={"safety": out_pm.safety.model_copy(
+                update={"min_write_interval_s": out_pm.safety.min_write_interval_s / speed})})
         write_point_map(out_pm, map_out)
     if inventory_out is not None:
         write_inventory(twin.hosts, inventory_out)

@@ -319,6 +319,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                     break
                 t0 = time.monotonic()
                 res.steps += 1
+                status.pop("actuators", None)  # this step's host/Slurm outcome only
                 if tele is None:
                     await hand_back(adapter, problem)
                     last_fresh_wall = time.monotonic()  # pause a further age before reporting again
