@@ -1,13 +1,15 @@
 """Dask for the fleet: a LocalCluster of single-threaded worker processes by default (one per
-core), or a running scheduler's address for a real cluster. Site subproblems and site
-simulations are submitted as tasks; site LP blocks are scattered once and stay on the workers."""
+core), or a running scheduler's address for a real cluster. Site LP blocks are scattered once
+and stay on their workers; each round of site solves is one task per worker (the sites whose
+blocks live there), so the Dask round trip is paid per worker, not per site."""
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable, Iterator
 
-__all__ = ["dask_client", "dask_map", "dask_scatter"]
+__all__ = ["dask_client", "dask_map", "dask_scatter", "run_chunk"]
 
 
 @contextlib.contextmanager
@@ -19,16 +21,47 @@ def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator[obje
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # "port 8787 in use": no dashboard is wanted
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+    with cluster, Client(cluster) as client:
         yield client
 
 
+def run_chunk(func: Callable, args: list[tuple]) -> list:
+    """One task: ``func`` over several argument tuples, in order."""
+    return [func(*a) for a in args]
+
+
 def dask_map(client) -> Callable:
-    """``map_fn(func, args)`` running each call as a task; results in order."""
+    """``map_fn(func, args)``: one task per worker holding the first argument's data (a
+    scattered block), or round-robin chunks when the arguments carry no data; results in order."""
+    from distributed import Future
+
     def map_fn(func, args):
-        futures = [client.submit(func, *a, pure=False) for a in args]
-        return client.gather(futures)
+        if not args:
+            return []
+        firsts = [a[0] for a in args]
+        groups: dict[str, list[int]] = {}
+        if all(isinstance(f, Future) for f in firsts):
+            who = client.who_has(firsts)
+            for i, f in enumerate(firsts):
+                addr = sorted(who.get(f.key, ()) or ("",))[0]
+                groups.setdefault(addr, []).append(i)
+        else:
+            n = max(1, len(client.scheduler_info()["workers"]))
+            for i in range(len(args)):
+                groups.setdefault(f"chunk{i % n}", []).append(i)
+        futures = {}
+        for addr, idx in groups.items():
+            pin = {"workers": [addr], "allow_other_workers": True} if addr and not addr.startswith("chunk") else {}
+            futures[addr] = client.submit(run_chunk, func, [args[i] for i in idx], pure=False, **pin)
+        out = [None] * len(args)
+        for addr, fut in futures.items():
+            for i, r in zip(groups[addr], fut.result()):
+                out[i] = r
+        return out
     return map_fn
 
 
