@@ -41,6 +41,7 @@ def operate_cmd(
     drift_inlet_c: Annotated[float, typer.Option(help="drift gate: inlet temperature error limit (K)")] = 2.0,
     drift_steps: Annotated[int, typer.Option(help="drift gate: steps in a row beyond a limit before handing back")] = 3,
     horizon_h: Annotated[float, typer.Option(help="planning horizon (h)")] = 24.0,
+    workdir: Annotated[Optional[Path], typer.Option(help="site working folder with mlflow.db (default ./.coolshift/<site>, where `coolshift demo` and `train` register the plant model)")] = None,
     api: Annotated[Optional[str], typer.Option("--api", help="serve the REST API, web console and /metrics on HOST:PORT (loopback only; pause/resume/release need $COOLSHIFT_API_TOKEN)")] = None,
     actuators: Annotated[Optional[Path], typer.Option("--actuators", help="actuator map YAML: also power hosts (Redfish) and hold/release jobs (its slurm: section) each step")] = None,
 ) -> None:
@@ -57,7 +58,7 @@ def operate_cmd(
     t0, _ = default_period(s, start, None)
     data = load_site_data(s, t0, t0 + pd.Timedelta(days=days))
     try:
-        model = registered_plant_model(s)
+        model = registered_plant_model(s, workdir)
     except NoPlantModel as exc:
         err_console.print(f"[bold red]error:[/] no plant model for {s.name}: {exc}", markup=True, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
