@@ -99,3 +99,30 @@ def test_nightly_run_folder_is_dated_complete_idempotent_and_locked(registry, tm
         p.join(120)
         assert q.get(timeout=5) == 75
     assert (run / "summary.json").read_text() == before
+
+
+def test_a_carbon_plan_needs_no_prices_a_cost_plan_refuses_without_them(registry, tmp_path):
+    """The site's price file covers June 2022 only: the carbon plan for July goes ahead (cost not
+    reported); a cost plan exits 2 naming the price file."""
+    import yaml
+
+    from coolshift.config import load_site
+
+    site = load_site(SITE)
+    src = site.resolve(site.tariff.prices.path)
+    lines = src.read_text().splitlines()
+    june = [lines[0]] + [ln for ln in lines[1:] if ln.startswith("2022-06")]
+    (tmp_path / "june_prices.csv").write_text("\n".join(june) + "\n")
+    doc = yaml.safe_load(open(SITE))
+    for k in ("carbon", "weather", "workload"):
+        doc[k]["path"] = str(site.resolve(doc[k]["path"]))
+    doc["tariff"]["prices"]["path"] = str(tmp_path / "june_prices.csv")
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    base = ["plan", "--site", str(path), "--start", "2022-07-01", "--forecast", "perfect", "--no-mlflow"]
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "carbon")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "carbon" / "summary.json").read_text())["status"] == "optimal"
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "cost"), "--objective", "cost"])
+    assert res.exit_code == 2, res.output
+    assert "june_prices.csv" in res.output and "Traceback" not in res.output

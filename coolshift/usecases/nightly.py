@@ -597,7 +597,13 @@ def _make_plan(opts: NightlyOptions, t0: pd.Timestamp, horizon_h: float, progres
     data, fc_info = horizon_forecast(full, t0, opts.forecast, opts.weather_forecast)
     if opts.forecast == "model":  # a forecast above full capacity is unservable, not a plan to make
         data = cap_interactive_demand(site, data)
-    data = with_prices(site, data)  # the tariff's energy price per step (day-ahead prices are known)
+    try:
+        data = with_prices(site, data)  # the tariff's energy price per step (day-ahead prices are known)
+    except DataError as exc:
+        if opts.objective != "carbon":
+            raise  # a cost or weighted plan cannot be made without the prices
+        # a carbon plan needs no price: plan it, and report no cost (the site's prices cover another period)
+        progress(f"no electricity prices for this period, cost not reported: {exc}")
     progress("loading the plant model")
     coefs, envelope = load_coefficients(site, data, opts.site, opts.workdir)
     progress("building the LP")
