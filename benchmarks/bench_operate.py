@@ -40,7 +40,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -66,6 +65,7 @@ from coolshift.simulations.telemetry import to_telemetry  # noqa: E402
 from coolshift.twin import SiteTwin, twin_point_map  # noqa: E402
 from coolshift.twin.hosts import TwinHosts, auto_servers_per_host, write_actuator_map, write_inventory, write_work  # noqa: E402
 from coolshift.twin.points import write_point_map  # noqa: E402
+from coolshift.twin.thread import TwinThread  # noqa: E402
 from coolshift.usecases.operate import OperateOptions, run_operate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,41 +86,6 @@ def fit_model(site, start: pd.Timestamp, days: float = 60.0) -> LinearPlantModel
     res = simulate(site, train, get_policy("explore"))
     tel = to_telemetry(res.timeseries, [z.name for z in site.zones], [p.name for p in site.server_pools])
     return LinearPlantModel().fit(tel, site)
-
-
-class TwinThread:
-    """The twin served from its own thread and event loop."""
-
-    def __init__(self, twin: SiteTwin):
-        self.twin, self.ready, self.error = twin, threading.Event(), None
-        self._loop = self._stop = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self):
-        async def main():
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.create_task(self.twin.run(self._stop, ready))
-            await ready.wait()
-            self.ready.set()
-            await task
-
-        try:
-            asyncio.run(main())
-        except Exception as exc:  # noqa: BLE001 - reported below
-            self.error = exc
-            self.ready.set()
-
-    def __enter__(self):
-        self.thread.start()
-        if not self.ready.wait(120) or self.error is not None:
-            raise RuntimeError(f"the twin did not start: {self.error}")
-        return self
-
-    def __exit__(self, *exc):
-        if self._loop is not None and self.thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(30)
 
 
 def bench_map(site_path: Path, protocol: str, port: int, speed: float, folder: Path) -> Path:

@@ -29,6 +29,7 @@ from coolshift.control.live import LiveLimits
 from coolshift.io import load_site_data
 from coolshift.io.live import FileSource
 from coolshift.twin import SiteTwin, twin_point_map
+from coolshift.twin.thread import TwinThread
 from coolshift.twin.points import write_point_map as write_twin_map
 from coolshift.usecases.operate import OperateOptions, run_operate, status_path
 from test_bms_kit import SITE, free_port, write_point_map
@@ -45,44 +46,6 @@ SUPPLY_A = "supply_setpoint_c__hall_a"
 def site_data():
     site = load_site(SITE)
     return site, load_site_data(site, START, "2022-06-03")
-
-
-class TwinThread:
-    """The twin served from its own thread and event loop until :meth:`stop`."""
-
-    def __init__(self, twin: SiteTwin):
-        self.twin, self.ready = twin, threading.Event()
-        self._loop = self._stop = None
-        self.error = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self):
-        async def main():
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.create_task(self.twin.run(self._stop, ready))
-            await ready.wait()
-            self.ready.set()
-            await task
-
-        try:
-            asyncio.run(main())
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-            self.ready.set()
-
-    def __enter__(self):
-        self.thread.start()
-        assert self.ready.wait(30) and self.error is None, self.error
-        return self
-
-    def stop(self):
-        if self._loop is not None and self.thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(10)
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def _twin(tmp_path, site, data, steps: int | None = None):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import socket
-import threading
 import time
 
 import pandas as pd
@@ -37,6 +36,7 @@ from coolshift.io import load_site_data
 from coolshift.simulations.actions import Actions
 from coolshift.simulations.engine import _ACTION_FIELDS as ACTION_FIELDS, Stepper
 from coolshift.twin import SiteTwin, twin_point_map
+from coolshift.twin.thread import TwinThread
 from coolshift.twin.hosts import TwinHosts, auto_servers_per_host, write_actuator_map, write_inventory, write_work
 from coolshift.twin.points import write_point_map as write_twin_map
 from test_bms_kit import SITE, free_port, write_point_map
@@ -60,44 +60,6 @@ def make_site(tmp) -> "Path":  # noqa: F821
     out = tmp / "site.yaml"
     out.write_text(yaml.safe_dump(d, sort_keys=False))
     return out
-
-
-class TwinThread:
-    """The twin served from its own thread and event loop until the block ends."""
-
-    def __init__(self, twin: SiteTwin):
-        self.twin, self.ready = twin, threading.Event()
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        async def go():
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.create_task(self.twin.run(self._stop, ready))
-            await ready.wait()
-            self.ready.set()
-            await task
-
-        try:
-            asyncio.run(go())
-        except BaseException as exc:  # noqa: BLE001 - surfaced to the test
-            self.error = exc
-            self.ready.set()
-
-    def __enter__(self) -> "TwinThread":
-        self._thread.start()
-        assert self.ready.wait(60), "the twin did not start"
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
 
 
 async def until(cond, timeout: float = 40.0, what: str = "") -> None:
