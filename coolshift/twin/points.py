@@ -41,6 +41,9 @@ DEFAULT_TIMEOUT_STEPS = 1.5
 def standard_telemetry(site: SiteConfig) -> list[tuple[str, str]]:
     """(variable, unit) of the telemetry every twin serves."""
     out = [(col("inlet_temp_c", z.name), "degC") for z in site.zones]
+    # IT power per hall, as a site meters it at its PDUs or UPS outputs (the live loop's drift
+    # gate evaluates the plant model at each zone's load)
+    out += [(col("zone_it_power_kw", z.name), "kW") for z in site.zones]
     out += [("cooling_power_kw", "kW"), ("it_power_kw", "kW"), ("facility_power_kw", "kW"),
             ("outside_temp_c", "degC"), ("wetbulb_c", "degC"), (SIM_TIME, "h")]
     return out
