@@ -81,6 +81,7 @@ class Telemetry:
 
     site_time: pd.Timestamp
     values: dict[str, float]
+    commanded: dict[str, bool] = field(default_factory=dict)  # point name -> Coolshift's command in force
 
 
 @dataclass(frozen=True)

@@ -132,14 +132,18 @@ def _write_atomic(path: Path, doc: dict) -> None:
 
 async def _read_telemetry(adapter, pm: PointMap, step: pd.Timedelta) -> Telemetry:
     """Every mapped point once (writables: the value in force); site time from the clock point or the wall."""
-    values = {}
+    values, commanded = {}, {}
     for p in pm.points:
-        values[p.variable] = float((await adapter.read_state(p)).value if p.writable else await adapter.read_value(p))
+        if p.writable:
+            st = await adapter.read_state(p)
+            values[p.variable], commanded[p.name] = float(st.value), st.commanded is not None
+        else:
+            values[p.variable] = float(await adapter.read_value(p))
     if SIM_TIME in values:
         site_time = (_EPOCH + pd.Timedelta(hours=values[SIM_TIME])).round("1s")
     else:
         site_time = utcnow().floor(step)
-    return Telemetry(site_time, values)
+    return Telemetry(site_time, values, commanded)
 
 
 def _one_step_plan(site: SiteConfig, targets: dict[str, float], interval_s: float, run_id: str, where: Path) -> Plan:
@@ -216,6 +220,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
         try:
             rel = await release_points(adapter, pm.writable, audit)
             status["released"] = {n: ok for n, ok, _ in rel}
+            status["points_commanded"] = {**status.get("points_commanded", {}), **{n: False for n, ok, _ in rel if ok}}
             release_pending = not all(ok for _, ok, _ in rel)
         except DeviceError as exc:
             status["released"] = {"error": str(exc)}
@@ -334,6 +339,7 @@ async def _run(pm, site, data, model, audit, opts, intensity, log, stop, why, on
                 status["site_time"] = tele.site_time.isoformat()
                 status["telemetry"] = tele.values
                 status["points"] = {p.name: tele.values[p.variable] for p in pm.writable}
+                status["points_commanded"] = dict(tele.commanded)  # as read: Coolshift's command in force
                 # the drift gate: the plant model at the step's measured load and setpoints against the measurement
                 chk = ctl.gate.check(model_at_measured(site, model, tele, data), tele.values)
                 if chk is not None:
