@@ -22,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 from coolshift.config import SiteConfig
+from coolshift.io import DataError
+from coolshift.io.prices import PRICE_USD_PER_KWH, with_prices
+from coolshift.tariffs import bill
 from coolshift.control.policies import get_policy
 from coolshift.control.receding import (INTERACTIVE_PLAN_QUANTILE, ModelForecast, RecedingHorizonPolicy,
                                         IssuedForecasts, closed_loop_options, decision_hours_utc, noisy_forecast,
@@ -347,12 +350,38 @@ def build_record(site, data, results: dict, forecast_mode, interval_h, timings, 
         if ref in summaries:
             base = summaries[ref]["tco2_location"]
             rec[key] = {k: _pct_saving(base, s["tco2_location"]) for k, s in summaries.items()}
+    costs, why = policy_costs(site, results)
+    rec["cost_note"] = why
+    for k, c in costs.items():
+        summaries[k].update(c)
+    if costs and "static" in costs:
+        base = costs["static"]["cost_usd"]
+        rec["cost_savings_vs_static_pct"] = {k: _pct_saving(base, c["cost_usd"]) for k, c in costs.items()}
     if {"static", "coolshift", "oracle"} <= summaries.keys():
         base = summaries["static"]["tco2_location"]
         oracle_saving = base - summaries["oracle"]["tco2_location"]
         cs_saving = base - summaries["coolshift"]["tco2_location"]
         rec["oracle_share"] = float(cs_saving / oracle_saving) if oracle_saving > 0 else None
     return rec
+
+
+def policy_costs(site: SiteConfig, results: dict) -> tuple[dict, str | None]:
+    """Each policy's electricity bill under the site's tariff (energy and demand charges, USD)
+    from its simulated facility power (every kW imported from the grid: the closed loop has no
+    storage); ({}, why) when the site has no tariff or its prices do not cover the period."""
+    if site.tariff is None:
+        return {}, "the site has no tariff: no cost"
+    out = {}
+    for name, r in results.items():
+        ts = r.timeseries
+        try:
+            price = with_prices(site, pd.DataFrame(index=ts.index))[PRICE_USD_PER_KWH].to_numpy(float)
+        except DataError as exc:
+            return {}, f"no cost: {exc}"
+        step_h = (ts.index[1] - ts.index[0]) / pd.Timedelta(hours=1) if len(ts.index) > 1 else site.step_h
+        b = bill(ts.index, ts["facility_power_kw"].to_numpy(float), price, site.tariff, step_h)
+        out[name] = {"cost_usd": b["cost_usd"], "energy_cost_usd": b["energy_usd"], "demand_charge_usd": b["demand_usd"]}
+    return out, None
 
 
 def savings_table(rec: dict) -> pd.DataFrame:
@@ -372,6 +401,9 @@ def savings_table(rec: dict) -> pd.DataFrame:
             "saving_vs_static_pct": rec["savings_vs_static_pct"].get(name),
             "saving_vs_best_practice_pct": rec["savings_vs_best_practice_pct"].get(name),
         })
+        if "cost_usd" in s:  # the site's tariff: the bill beside the carbon
+            rows[-1]["cost_kUSD"] = s["cost_usd"] / 1000.0
+            rows[-1]["cost_saving_vs_static_pct"] = rec.get("cost_savings_vs_static_pct", {}).get(name)
     return pd.DataFrame(rows).set_index("policy")
 
 

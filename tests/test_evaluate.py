@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from coolshift.config import load_site
+from coolshift.control.policies import get_policy
 from coolshift.control.evaluation import evaluate_policies, savings_table
 from coolshift.io import load_site_data
 from coolshift.simulations.engine import simulate
@@ -110,3 +111,31 @@ def test_fallback_plans_are_listed_with_their_reason(small_site_model):
     assert planner["plans"] == 6 and planner["fallback_plans"] == 6 == len(planner["fallbacks"])
     assert planner["fallbacks"][0]["start"] == data.index[0].isoformat()
     assert all("time limit" in f["reason"] for f in planner["fallbacks"])
+
+
+def test_cost_beside_carbon_for_every_policy_from_the_tariff():
+    """The bill of each policy from its simulated facility power, checked against the tariff's terms
+    worked out here: (wholesale/1000 + 0.05 USD/kWh + 0.10 USD/kWh from 16 to 21 h local) x kWh, plus
+    20 USD per kW of the month's peak (the San Jose example's tariff)."""
+    import pandas as pd
+
+    site = load_site(SMALL_SITE)
+    data = load_site_data(site, "2022-06-14", "2022-06-15")
+    rec = evaluate_policies(site, data, ["static", "best_practice"])
+    t = site.tariff
+    assert (t.energy_usd_per_kwh, t.time_of_use[0].usd_per_kwh, t.demand_charge_usd_per_kw_month) == (0.05, 0.10, 20.0)
+    raw = pd.read_csv(site.resolve(t.prices.path))
+    wholesale = pd.Series(raw["Price (USD/MWh)"].to_numpy(float),
+                          index=pd.to_datetime(raw["Datetime (UTC)"], utc=True)).sort_index()
+    for name in ("static", "best_practice"):
+        ts = simulate(site, data, get_policy(name)).timeseries
+        kw = ts["facility_power_kw"].to_numpy(float)
+        hour = ts.index.tz_convert("America/Los_Angeles").hour
+        price = wholesale.reindex(ts.index, method="ffill").to_numpy() / 1000.0 + 0.05 + np.where(
+            (hour >= 16) & (hour < 21), 0.10, 0.0)
+        want = float(np.sum(kw * price) * 0.25 + 20.0 * kw.max())
+        assert rec["policies"][name]["cost_usd"] == pytest.approx(want, rel=1e-9)
+    st = rec["policies"]["static"]["cost_usd"]
+    assert rec["cost_savings_vs_static_pct"]["best_practice"] == pytest.approx(
+        100 * (st - rec["policies"]["best_practice"]["cost_usd"]) / st)
+    assert "cost_kUSD" in savings_table(rec).columns
