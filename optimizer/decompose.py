@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .highs import new_highs
+from .highs import new_highs, run_highs
 from .results import plan_from_solution
 
 __all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "window_blocks", "decompose_zones", "use_decomposition"]
@@ -183,14 +183,14 @@ class _Zone:
         if self.warm:
             h.setOptionValue("solver", "simplex")
             h.setOptionValue("simplex_strategy", 4)  # primal: the old basis stays primal feasible
-        h.run()
+        run_highs(h)
         st = h.getModelStatus()
         if st != highspy.HighsModelStatus.kOptimal:
             if self.warm:  # retry cold once (a warm basis can stall on a degenerate LP)
                 h.clearSolver()
                 h.setOptionValue("solver", "choose")
                 h.setOptionValue("simplex_strategy", 1)
-                h.run()
+                run_highs(h)
                 st = h.getModelStatus()
             if st != highspy.HighsModelStatus.kOptimal:
                 raise _SubproblemError(self.b, h.modelStatusToString(st))
@@ -208,7 +208,7 @@ class _Zone:
         c = self.cost - self.L.T @ y_link
         a = sp.vstack([self.sub, extra], format="csc")
         _pass(h, c, self.lb, self.ub, np.concatenate([self.rlb, elb]), np.concatenate([self.rub, eub]), a)
-        h.run()
+        run_highs(h)
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         return np.asarray(h.getSolution().col_value)
@@ -392,7 +392,7 @@ class ZoneDecomposition:
                     h.setOptionValue("solver", "simplex")
                     h.setOptionValue("simplex_strategy", 4)
                 h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
-                h.run()
+                run_highs(h)
                 t_master += time.perf_counter() - tm
                 if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                     status = "time_limit" if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit else "error"

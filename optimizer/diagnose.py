@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .highs import new_highs
+from .highs import new_highs, run_highs
 from .lp import LinearProgram
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -122,7 +122,7 @@ def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
     hl.a_matrix_.index_ = big.indices.astype(np.int32)
     hl.a_matrix_.value_ = big.data
     h.passModel(hl)
-    h.run()
+    run_highs(h)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return Diagnosis(pd.DataFrame(columns=["family", "component", "first_step", "last_step", "steps", "violation"]), False)
     x = np.asarray(h.getSolution().col_value)

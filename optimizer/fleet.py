@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .highs import new_highs
+from .highs import new_highs, run_highs
 
 __all__ = [
     "FleetProblem", "SiteBlock", "FleetPlan", "DecompositionLog",
@@ -337,7 +337,7 @@ def _highs_lp(c, a: sp.csc_matrix, row_lo, row_hi, col_lo, col_hi):
 def _run(h, what: str):
     import highspy
 
-    h.run()
+    run_highs(h)
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise FleetInfeasible(f"{what}: {h.modelStatusToString(status)}")

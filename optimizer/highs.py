@@ -15,7 +15,7 @@ import threading
 
 import highspy
 
-__all__ = ["new_highs"]
+__all__ = ["new_highs", "run_highs"]
 
 _LOCK = threading.Lock()
 _BANNER_SEEN = False
@@ -43,3 +43,19 @@ def new_highs(output: bool = False) -> highspy.Highs:
                 _BANNER_SEEN = True
     h.setOptionValue("output_flag", bool(output))
     return h
+
+
+def run_highs(h: highspy.Highs) -> highspy.HighsStatus:
+    """``h.run()``, re-run once after resizing HiGHS' thread scheduler when that is why it failed.
+
+    HiGHS keeps one thread scheduler per process, sized by the ``threads`` option of the first
+    run; a later run asking for another count returns an error before solving (model status
+    "Not Set"): one process planning with ``threads`` 1 (the fleet's site blocks) and 2 (the
+    time-decomposed solve) hit it. The scheduler is sized again for this run's count.
+    """
+    status = h.run()
+    if status == highspy.HighsStatus.kError and h.getModelStatus() == highspy.HighsModelStatus.kNotset:
+        with _LOCK:
+            highspy.Highs.resetGlobalScheduler(True)
+        status = h.run()
+    return status

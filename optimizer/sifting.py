@@ -57,6 +57,7 @@ from .build import build_lp
 from .data import prepare
 from .decompose import ZoneDecomposition, _highs, _pass, zone_blocks
 from .results import plan_from_solution
+from .highs import run_highs
 
 __all__ = ["SiftResult", "coarse_inputs", "coarse_pattern", "sift", "solve_sifting", "solve_planner", "use_sifting"]
 
@@ -283,7 +284,7 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
                 h.clearSolver()
             h.setOptionValue("solver", "choose")
             h.setOptionValue("simplex_strategy", 1)
-        h.run()
+        run_highs(h)
         t_solve += time.perf_counter() - ts
         switched = False
         ms = h.getModelStatus()
@@ -298,7 +299,7 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
             repairs += 1
             h.changeColsBounds(na, art_ids, np.zeros(na), np.full(na, np.inf))
             h.clearSolver()
-            h.run()
+            run_highs(h)
             t_solve += time.perf_counter() - ts
             if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                 status = "failed"
@@ -401,7 +402,7 @@ def solve_sifting(problem, site, coefficients, forecast, initial_state, factor: 
         coarse = build_lp(prepare(site, co, fc, initial_state, o))
         h = coarse.lp.to_highs()
         h.setOptionValue("time_limit", float(limit))
-        h.run()
+        run_highs(h)
     if h is None or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # no guess: every column free
         _, clb, cub, *_ = problem.lp.arrays()
         lb, ub = clb.copy(), cub.copy()

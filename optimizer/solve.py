@@ -52,6 +52,7 @@ from .plan import Plan, evaluate_actions, totals_of
 from .results import DUAL_TOL, actions_from_solution, shadow_prices
 from .state import InitialState
 from .warmstart import family_basis, shift_basis
+from .highs import run_highs
 
 __all__ = ["Planner", "plan_site", "shadow_prices"]
 
@@ -151,7 +152,7 @@ class Planner:
             h.setOptionValue("solver", "simplex")
             h.setOptionValue("simplex_strategy", 4 if strategy == "primal" else 1)
             h.setOptionValue("simplex_dual_edge_weight_strategy", -1)  # as measured for update() re-solves
-        h.run()
+        run_highs(h)
 
     def solve(self) -> Plan:
         """Solve (or re-solve after :meth:`update`) and return the plan or the flagged fallback."""

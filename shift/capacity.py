@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from coolshift.optimizer.highs import new_highs
+from coolshift.optimizer.highs import new_highs, run_highs as highs_run
 
 from .jobs import (
     _KG_PER_G,
@@ -396,7 +396,7 @@ def run_loaded(h, n_int: int, cost: np.ndarray | None = None,
         sol.value_valid = True
         h.setSolution(sol)
     t1 = time.perf_counter()
-    h.run()
+    highs_run(h)
     t_solve = time.perf_counter() - t1
     model_status = h.getModelStatus()
     status = h.modelStatusToString(model_status)

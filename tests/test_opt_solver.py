@@ -308,3 +308,19 @@ def test_a_new_highs_prints_nothing_to_stdout():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "done\n"
+
+
+def test_one_process_solves_with_different_thread_counts():
+    """HiGHS sizes one thread scheduler per process at its first run; a later run with another
+    ``threads`` failed before solving ("Not Set"): the fleet (1 thread) after a decomposed plan (2)."""
+    from coolshift.optimizer.highs import new_highs, run_highs
+
+    def solve(threads: int) -> tuple[str, float]:
+        h = new_highs()
+        h.setOptionValue("threads", threads)
+        h.addVar(0.0, 10.0)
+        h.changeColCost(0, -1.0)
+        run_highs(h)
+        return h.modelStatusToString(h.getModelStatus()), h.getInfo().objective_function_value
+
+    assert [solve(t) for t in (2, 1, 2)] == [("Optimal", -10.0)] * 3
