@@ -135,14 +135,16 @@ def build_twin(site_path: Path, data: pd.DataFrame, speed: float, folder: Path):
     return site, twin, pm, load_actuator_map(amap)
 
 
-def run_live(site_path: Path, data: pd.DataFrame, model, speed: float, steps: int, folder: Path) -> dict:
+def run_live(site_path: Path, data: pd.DataFrame, model, speed: float, steps: int, folder: Path,
+             drift_cooling_frac: float = LiveLimits.drift_cooling_frac) -> dict:
     """operate --apply --actuators against the twin for ``steps`` steps."""
     os.environ["COOLSHIFT_REDFISH_USER"], os.environ["COOLSHIFT_REDFISH_PASSWORD"] = USER, PASSWORD
     site, twin, pm, am = build_twin(site_path, data, speed, folder)
     statuses: list[dict] = []
     interval = 900.0 / speed * site.step_h / 0.25
     opts = OperateOptions(apply=True, steps=steps, interval_s=interval,
-                          limits=LiveLimits(telemetry_max_age_s=3.0 * interval, horizon_h=24.0))
+                          limits=LiveLimits(telemetry_max_age_s=3.0 * interval, horizon_h=24.0,
+                                            drift_cooling_frac=drift_cooling_frac))
     t0 = time.perf_counter()
     with TwinThread(twin):
         with AuditLog(am.audit_db) as act_log, ActuatorStepper(am, site, act_log, apply=True, log=lambda m: None) as st, \
@@ -245,6 +247,8 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=300.0, help="twin speed (x real time) for the week")
     ap.add_argument("--large-steps", type=int, default=24, help="steps of the large site (latency)")
     ap.add_argument("--large-speed", type=float, default=100.0)
+    ap.add_argument("--drift-cooling-frac", type=float, default=LiveLimits.drift_cooling_frac,
+                    help="the drift gate's cooling-power limit (operate's default 0.25)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_operate_"))
     os.environ["COOLSHIFT_STATE_DIR"] = str(tmp / "state")
@@ -258,7 +262,7 @@ def main() -> None:
     print(f"San Jose: {len(data)} steps from {data.index[0]}, twin at {a.speed:g} x; model fitted in {fit_s:.0f} s",
           file=sys.stderr)
     (tmp / "sj").mkdir()
-    live = run_live(SJ, data, model, a.speed, steps, tmp / "sj")
+    live = run_live(SJ, data, model, a.speed, steps, tmp / "sj", a.drift_cooling_frac)
     print(f"live: {live['tco2']:.2f} tCO2 in {live['wall_s']:.0f} s wall ({live['reason']})", file=sys.stderr)
     t1 = time.perf_counter()
     # best practice is the site's own local control (the twin's, unrestricted); the offline
@@ -305,7 +309,8 @@ def main() -> None:
            "gap_pp": round(live_pct - off_pct, 3), "unsafe_writes": live["unsafe_writes"] + large["unsafe_writes"],
            "thermal_violation_minutes": live["thermal_violation_minutes"] + large["thermal_violation_minutes"],
            "loop_latency_p95_s": {live["site"]: round(live["latency_p95_s"], 3), large["site"]: round(large["latency_p95_s"], 3)},
-           "watchdog_release_steps": round(wd, 3), "drift_handbacks": live["drift_handbacks"] + large["drift_handbacks"]}
+           "watchdog_release_steps": round(wd, 3), "drift_handbacks": live["drift_handbacks"] + large["drift_handbacks"],
+           "drift_cooling_frac": a.drift_cooling_frac, "drift_max_cooling_frac": round(live["drift_max_cooling_frac"], 3)}
     out["targets_met"] = bool(abs(out["gap_pp"]) <= 1.0 and out["unsafe_writes"] == 0
                               and out["thermal_violation_minutes"] == 0 and out["watchdog_release_steps"] <= 2
                               and large["latency_p95_s"] <= 10.0)
