@@ -717,17 +717,26 @@ def load_site(path: str | Path, **overrides: object) -> SiteConfig:
             raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:10]!r} is a YAML boolean where a number "
                               "belongs (it would be read as 1 or 0); write the number")
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_yaml_model(SiteConfig, raw, path, lines, bools)
+
+
+def validate_yaml_model(model_cls, raw: dict, path: Path, lines: dict, bools: dict, what: str = "site configuration"):
+    """``raw`` (from :func:`_read_site_yaml`) validated as ``model_cls``, with ``base_dir`` the file's folder.
+
+    Pydantic's errors, a YAML boolean where a number belongs and a non-finite number are
+    ConfigErrors naming the file, the key path and the line.
+    """
     raw["base_dir"] = path.parent.resolve()
     try:
-        site = SiteConfig.model_validate(raw)
+        obj = model_cls.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc, lines)) from None
+        raise ConfigError(_format_validation_error(path, exc, lines).replace("site configuration", what)) from None
     for keys, (text, line) in sorted(bools.items(), key=lambda kv: kv[1][1]):
-        value = _value_at(site, keys)
+        value = _value_at(obj, keys)
         if value is not _MISSING and not isinstance(value, bool):
             raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:10]!r} is a YAML boolean where a number "
                               "belongs (it would be read as 1 or 0); write the number")
-    for keys in _non_finite(site):
+    for keys in _non_finite(obj):
         where = f" (line {lines[keys]})" if keys in lines else ""
         raise ConfigError(f"{path}: {_dotted(keys)}{where}: not a finite number (inf or nan)")
-    return site
+    return obj

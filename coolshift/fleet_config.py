@@ -13,19 +13,9 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from coolshift.config import (
-    _MISSING,
-    ConfigError,
-    DataSource,
-    _dotted,
-    _format_validation_error,
-    _non_finite,
-    _read_site_yaml,
-    _Strict,
-    _value_at,
-)
+from coolshift.config import ConfigError, DataSource, _read_site_yaml, _Strict, validate_yaml_model
 
 __all__ = [
     "TRANSFER_KWH_PER_GB", "FIBRE_KM_PER_MS", "ROUTE_FACTOR",
@@ -242,17 +232,4 @@ def load_fleet(path: str | Path) -> FleetConfig:
     raw, lines, bools = _read_site_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level")
-    raw["base_dir"] = path.parent.resolve()
-    try:
-        fleet = FleetConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc, lines).replace("site configuration", "fleet configuration")) from None
-    for keys, (text, line) in sorted(bools.items(), key=lambda kv: kv[1][1]):
-        value = _value_at(fleet, keys)
-        if value is not _MISSING and not isinstance(value, bool):
-            raise ConfigError(f"{path}: {_dotted(keys)} (line {line}): {text[:10]!r} is a YAML boolean where a number "
-                              "or a name belongs; write the value")
-    for keys in _non_finite(fleet):
-        where = f" (line {lines[keys]})" if keys in lines else ""
-        raise ConfigError(f"{path}: {_dotted(keys)}{where}: not a finite number (inf or nan)")
-    return fleet
+    return validate_yaml_model(FleetConfig, raw, path, lines, bools, what="fleet configuration")

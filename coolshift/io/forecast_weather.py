@@ -20,30 +20,19 @@ historical files (:func:`coolshift.io.weather.read_openmeteo`).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from coolshift.io.checks import RH_RANGE_PCT, TEMP_RANGE_C, DataError, cell, read_text
-from coolshift.io.weather import wetbulb_stull_c
+from coolshift.io.checks import RH_RANGE_PCT, TEMP_RANGE_C, DataError, cell
+from coolshift.io.weather import openmeteo_document, wetbulb_stull_c
 from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C
 
 __all__ = ["read_openmeteo_forecast"]
 
 _PREV = re.compile(r"^temperature_2m_previous_day(\d+)$")
-
-
-def _doc(path: Path) -> dict:
-    try:
-        doc = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", row=exc.lineno) from None
-    if not isinstance(doc, dict):
-        raise DataError(path, "expected a JSON object (Open-Meteo response) at the top level")
-    return doc
 
 
 def _times(path: Path, doc: dict) -> pd.DatetimeIndex:
@@ -86,7 +75,7 @@ def _values(path: Path, hourly: dict, key: str, n: int, bounds: tuple[float, flo
 def read_openmeteo_forecast(path, issued_at=None) -> pd.DataFrame:
     """Issued weather forecasts from one Open-Meteo response (see the module docstring)."""
     path = Path(path)
-    doc = _doc(path)
+    doc = openmeteo_document(path)
     times = _times(path, doc)
     hourly = doc["hourly"]
     units = doc.get("hourly_units") if isinstance(doc.get("hourly_units"), dict) else {}

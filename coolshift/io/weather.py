@@ -144,6 +144,17 @@ def _finish(frame: pd.DataFrame, path: Path, gap_policy, rows, latitude_deg, tem
     return _with_wetbulb(finalise(frame, path, _RANGES, gap_policy=gap_policy, rows=rows))
 
 
+def openmeteo_document(path: Path) -> dict:
+    """An Open-Meteo JSON response as a dict; not JSON or not an object: a DataError naming the file (and line)."""
+    try:
+        doc = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", row=exc.lineno) from None
+    if not isinstance(doc, dict):
+        raise DataError(path, "expected a JSON object (Open-Meteo response) at the top level")
+    return doc
+
+
 def read_openmeteo(path, gap_policy: GapPolicy | None = None, latitude_deg: float | None = None) -> pd.DataFrame:
     """Open-Meteo historical-API JSON (hourly ``temperature_2m``, ``relative_humidity_2m``).
 
@@ -152,12 +163,7 @@ def read_openmeteo(path, gap_policy: GapPolicy | None = None, latitude_deg: floa
     against the latitude (``latitude_deg``, else the file's own ``latitude``) and month.
     """
     path = Path(path)
-    try:
-        doc = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", row=exc.lineno) from None
-    if not isinstance(doc, dict):
-        raise DataError(path, "expected a JSON object (Open-Meteo response) at the top level")
+    doc = openmeteo_document(path)
     offset = doc.get("utc_offset_seconds")
     if offset is None:
         raise DataError(path, "missing 'utc_offset_seconds': cannot convert local times to UTC")
