@@ -7,6 +7,14 @@ rules of :mod:`coolshift.baselines`, applied by :mod:`.policies`), ``coolshift``
 re-plan interval with perfect information (the actual future intensity, demand and weather)
 and a 36 h horizon. The oracle is not a bound: its plans are optimal for the learned model,
 not for the simulator's physics, so on a short run Coolshift can come out ahead of it.
+
+Storage (a site with ``storage:``): the LP policies plan the stores and the simulator carries
+out each interval's charge/discharge with its own storage physics, re-planning from the
+simulated state of charge (:mod:`coolshift.control.receding`). The baselines (static, best
+practice, carbon greedy) never use storage: the battery stays idle at its initial state of
+charge, less self-discharge. Every policy's carbon and bill count grid import (facility +
+charge - discharge); savings count the battery's wear too (``storage_wear_tco2``: embodied
+kgCO2 per kWh discharged, as the LP does), and the bill its wear in USD.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from coolshift.optimizer import PlanOptions
 from coolshift.schema import demand_col
 from coolshift.simulations.engine import simulate
 
-__all__ = ["POLICIES", "FORECAST_MODES", "WEATHER_FORECAST_MODES", "default_weather_forecast", "evaluate_policies",
+__all__ = ["POLICIES", "FORECAST_MODES", "policy_tco2", "WEATHER_FORECAST_MODES", "default_weather_forecast", "evaluate_policies",
            "savings_table"]
 
 POLICIES = ("static", "best_practice", "carbon_greedy", "coolshift", "oracle")
@@ -324,6 +332,11 @@ def evaluate_policies(
     return rec
 
 
+def policy_tco2(summary: dict) -> float:
+    """What savings compare [tCO2]: location-based carbon of grid import plus storage wear (0 without storage)."""
+    return float(summary["tco2_location"] + summary.get("storage_wear_tco2", 0.0))
+
+
 def _pct_saving(base: float, value: float) -> float:
     return float(100.0 * (base - value) / base) if base else float("nan")
 
@@ -348,8 +361,8 @@ def build_record(site, data, results: dict, forecast_mode, interval_h, timings, 
     }
     for ref, key in (("static", "savings_vs_static_pct"), ("best_practice", "savings_vs_best_practice_pct")):
         if ref in summaries:
-            base = summaries[ref]["tco2_location"]
-            rec[key] = {k: _pct_saving(base, s["tco2_location"]) for k, s in summaries.items()}
+            base = policy_tco2(summaries[ref])
+            rec[key] = {k: _pct_saving(base, policy_tco2(s)) for k, s in summaries.items()}
     costs, why = policy_costs(site, results)
     rec["cost_note"] = why
     for k, c in costs.items():
@@ -358,17 +371,17 @@ def build_record(site, data, results: dict, forecast_mode, interval_h, timings, 
         base = costs["static"]["cost_usd"]
         rec["cost_savings_vs_static_pct"] = {k: _pct_saving(base, c["cost_usd"]) for k, c in costs.items()}
     if {"static", "coolshift", "oracle"} <= summaries.keys():
-        base = summaries["static"]["tco2_location"]
-        oracle_saving = base - summaries["oracle"]["tco2_location"]
-        cs_saving = base - summaries["coolshift"]["tco2_location"]
+        base = policy_tco2(summaries["static"])
+        oracle_saving = base - policy_tco2(summaries["oracle"])
+        cs_saving = base - policy_tco2(summaries["coolshift"])
         rec["oracle_share"] = float(cs_saving / oracle_saving) if oracle_saving > 0 else None
     return rec
 
 
 def policy_costs(site: SiteConfig, results: dict) -> tuple[dict, str | None]:
     """Each policy's electricity bill under the site's tariff (energy and demand charges, USD)
-    from its simulated facility power (every kW imported from the grid: the closed loop has no
-    storage); ({}, why) when the site has no tariff or its prices do not cover the period."""
+    from its simulated grid import (facility + storage charge - discharge), plus storage wear
+    (``storage_usd``); ({}, why) when the site has no tariff or its prices do not cover the period."""
     if site.tariff is None:
         return {}, "the site has no tariff: no cost"
     out = {}
@@ -379,8 +392,10 @@ def policy_costs(site: SiteConfig, results: dict) -> tuple[dict, str | None]:
         except DataError as exc:
             return {}, f"no cost: {exc}"
         step_h = (ts.index[1] - ts.index[0]) / pd.Timedelta(hours=1) if len(ts.index) > 1 else site.step_h
-        b = bill(ts.index, ts["facility_power_kw"].to_numpy(float), price, site.tariff, step_h)
-        out[name] = {"cost_usd": b["cost_usd"], "energy_cost_usd": b["energy_usd"], "demand_charge_usd": b["demand_usd"]}
+        b = bill(ts.index, ts["grid_power_kw"].to_numpy(float), price, site.tariff, step_h)
+        wear = float(r.summary.get("storage_wear_usd", 0.0))
+        out[name] = {"cost_usd": b["cost_usd"] + wear, "energy_cost_usd": b["energy_usd"],
+                     "demand_charge_usd": b["demand_usd"], "storage_usd": wear}
     return out, None
 
 
@@ -401,6 +416,12 @@ def savings_table(rec: dict) -> pd.DataFrame:
             "saving_vs_static_pct": rec["savings_vs_static_pct"].get(name),
             "saving_vs_best_practice_pct": rec["savings_vs_best_practice_pct"].get(name),
         })
+        if "storage_discharged_kwh" in s:  # the site's storage: what each policy did with it
+            rows[-1]["grid_MWh"] = s["grid_kwh"] / 1000.0
+            rows[-1]["storage_discharged_MWh"] = s["storage_discharged_kwh"] / 1000.0
+            rows[-1]["storage_wear_tCO2"] = s["storage_wear_tco2"]
+            rows[-1]["soc_min_kWh"] = s["storage_soc_min_kwh"]
+            rows[-1]["soc_max_kWh"] = s["storage_soc_max_kwh"]
         if "cost_usd" in s:  # the site's tariff: the bill beside the carbon
             rows[-1]["cost_kUSD"] = s["cost_usd"] / 1000.0
             rows[-1]["cost_saving_vs_static_pct"] = rec.get("cost_savings_vs_static_pct", {}).get(name)

@@ -7,6 +7,15 @@ linear coefficients under that forecast, plans with the LP from the plant's obse
 state (setpoints, active servers, batch queue with due times), and returns the plan's
 first ``interval_h`` of actions. The plant is the simulator, never the learned model.
 
+Storage (a site with ``storage:``): each plan starts from the state of charge the simulator
+reached (``SimState.storage_soc_kwh``, never the plan's own), and the plan's
+``charge_kw__<store>``/``discharge_kw__<store>`` for the interval go to the simulator as
+``Actions.charge_kw``/``discharge_kw``, which its own storage physics carries out
+(:mod:`coolshift.simulations.storage`). A fallback plan leaves the stores idle. With a cost or
+weighted objective and a tariff, each plan pays the demand charge only on raising the month's
+peak so far (``PlanOptions.peak_so_far_kw``), taken from the grid import the executed
+intervals' plans gave.
+
 Forecast providers (``forecast_provider(obs, horizon_steps) -> frame``):
 
 - :func:`observed_forecast`: whatever the simulator passes as the forecast (actual
@@ -33,10 +42,11 @@ from coolshift.models.forecast import (CarbonIntensityForecaster, WeatherForecas
 from coolshift.optimizer import InitialState, Planner, PlanOptions
 from coolshift.schema import CARBON_GCO2_PER_KWH, RH_PCT, SEP, TEMP_C, WETBULB_C, demand_col
 from coolshift.site_arrays import SiteArrays
+from coolshift.tariffs import billing_months
 
 from .replay import simulator_actions
 
-__all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "closed_loop_options", "observed_forecast", "ModelForecast",
+__all__ = ["RecedingHorizonPolicy", "cap_interactive_demand", "storage_actions", "closed_loop_options", "observed_forecast", "ModelForecast",
            "initial_state_from_observation", "forecast_columns", "decision_hours_utc",
            "INTERACTIVE_PLAN_QUANTILE", "noisy_forecast", "autoscale_servers", "IssuedForecasts", "forecast_weather",
            "weather_columns"]
@@ -298,13 +308,30 @@ def initial_state_from_observation(site: SiteConfig, obs) -> InitialState:
             hours = np.maximum((np.asarray(due, float) - obs.step + 1) * obs.step_h, obs.step_h)
             chunks[c] = [(float(h), float(u)) for h, u in zip(hours, units) if u > 1e-9]
     zones = {z.name: z for z in site.zones}
+    soc = getattr(st, "storage_soc_kwh", None)
     return InitialState(
         supply_setpoint_c={z: float(np.clip(st.supply_c[i], zones[z].supply_setpoint_min_c, zones[z].supply_setpoint_max_c))
                            for i, z in enumerate(names.zones)},
         chw_setpoint_c=float(st.chw_c),
         active_servers={p: float(st.active_servers[i]) for i, p in enumerate(names.pools)},
         backlog_due=chunks,
+        # the simulated state of charge (the config's initial one when the state has none)
+        storage_soc_kwh={u.name: float(soc[k]) for k, u in enumerate(site.storage)} if soc is not None else {},
     )
+
+
+def storage_actions(site: SiteConfig, frame: pd.DataFrame, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The plan's first ``n`` steps of ``charge_kw__<store>`` and ``discharge_kw__<store>`` as (n, stores)
+    arrays [kW] for :class:`~coolshift.actions.Actions`; (None, None) without storage (idle). A plan
+    without the columns (a fallback plan, ``use_storage=False``) leaves the stores idle (zeros)."""
+    if not site.storage:
+        return None, None
+
+    def cols(prefix: str) -> np.ndarray:
+        return np.column_stack([frame[c].to_numpy(float)[:n] if c in frame.columns else np.zeros(n)
+                                for c in (f"{prefix}{SEP}{u.name}" for u in site.storage)])
+
+    return np.clip(cols("charge_kw"), 0.0, None), np.clip(cols("discharge_kw"), 0.0, None)
 
 
 def cap_interactive_demand(site: SiteConfig, forecast: pd.DataFrame) -> pd.DataFrame:
@@ -428,6 +455,10 @@ class RecedingHorizonPolicy:
     plans: list = field(default_factory=list, repr=False)  # (timestamp, status, fallback, solve s, fallback reason)
     woken_servers: float = 0.0  # server-steps added by the autoscaler over the run
     simplex_iterations: int = 0  # over the run (HiGHS' count, cold and warm)
+    peaks_kw: dict = field(default_factory=dict)  # billing month -> planned grid import peak of the executed intervals, kW
+    # storage only: per plan (timestamp, state of charge it started from = the simulated one,
+    # the plan's own state of charge at the end of the interval it hands the simulator) [kWh]
+    storage_log: list = field(default_factory=list, repr=False)
     _basis: object = field(default=None, init=False, repr=False)
 
     def decide(self, obs):
@@ -440,7 +471,11 @@ class RecedingHorizonPolicy:
         env = getattr(self.plant_model, "envelope_", None)
         if env is not None and opts.decision_envelope is None:
             opts = PlanOptions(**{**opts.__dict__, "decision_envelope": env})
-        planner = Planner(self.site, coefs, fc, initial_state_from_observation(self.site, obs), opts)
+        pays_peak = opts.objective != "carbon" and self.site.tariff is not None
+        if pays_peak and self.peaks_kw:  # pay only on raising the month's peak so far
+            opts = PlanOptions(**{**opts.__dict__, "peak_so_far_kw": {**(opts.peak_so_far_kw or {}), **self.peaks_kw}})
+        init = initial_state_from_observation(self.site, obs)
+        planner = Planner(self.site, coefs, fc, init, opts)
         if self.warm_start and self._basis is not None:
             planner.warm_start_from(self._basis)
         plan = planner.solve()
@@ -449,6 +484,12 @@ class RecedingHorizonPolicy:
         self.plans.append((obs.index[0], plan.status, plan.fallback, plan.timings.get("total_s"), plan.reason))
         acts = simulator_actions(self.site, plan)
         n = obs.n_steps
+        if pays_peak:
+            self._record_peaks(plan.frame.iloc[:n])
+        if self.site.storage:
+            ends = {u.name: float(plan.frame[f"soc_kwh{SEP}{u.name}"].iloc[n - 1])
+                    for u in self.site.storage if f"soc_kwh{SEP}{u.name}" in plan.frame.columns}
+            self.storage_log.append((obs.index[0], dict(init.storage_soc_kwh), ends))
         active = acts.active_servers[:n]
         if self.reactive:
             arrays = obs.forecast_arrays
@@ -456,10 +497,23 @@ class RecedingHorizonPolicy:
             active, woken = autoscale_servers(self.site, active, observed, acts.release_units_per_h[:n],
                                               acts.offload_units_per_h[:n], obs.state.active_servers, obs.step_h)
             self.woken_servers += float(woken.sum())
+        charge, discharge = storage_actions(self.site, plan.frame, n)
         return Actions(
             supply_c=acts.supply_c[:n], chw_c=acts.chw_c[:n], active_servers=active,
             release_units_per_h=acts.release_units_per_h[:n], offload_units_per_h=acts.offload_units_per_h[:n],
+            charge_kw=charge, discharge_kw=discharge,
         )
+
+    def _record_peaks(self, executed: pd.DataFrame) -> None:
+        """The month's peak so far from the executed interval's planned grid import [kW]."""
+        g = executed["grid_power_kw"] if "grid_power_kw" in executed else executed.get("facility_power_kw")
+        if g is None or not len(g):
+            return
+        month, labels = billing_months(executed.index, self.site.tariff.timezone)
+        for m, lab in enumerate(labels):
+            sel = g.to_numpy(float)[month == m]
+            if len(sel):
+                self.peaks_kw[lab] = max(self.peaks_kw.get(lab, 0.0), float(sel.max()))
 
 
 class ModelForecast:

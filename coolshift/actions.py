@@ -25,6 +25,11 @@ field                      shape            meaning [unit]
 ``offload_units_per_h``    (n, edges, off)  work of each offloadable class run at each edge
                                             site [units/h] (batch: from the queue;
                                             interactive: from that step's demand)
+``charge_kw``              (n, stores)      storage charging power asked of each store of
+                                            ``site.storage`` [kW, grid side]; None: idle
+``discharge_kw``           (n, stores)      storage discharging power asked [kW, site side];
+                                            None: idle. The simulator's storage physics
+                                            carries out what its limits allow (recorded)
 =========================  ===============  ==============================================
 """
 
@@ -54,6 +59,8 @@ class Actions:
     active_servers: np.ndarray
     release_units_per_h: np.ndarray
     offload_units_per_h: np.ndarray
+    charge_kw: np.ndarray | None = None
+    discharge_kw: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -118,3 +125,4 @@ class SimState:
     chw_c: float  # last chilled-water setpoint [degC]
     active_servers: np.ndarray  # (pools,)
     queue_units: np.ndarray  # (batch,) backlog [units]
+    storage_soc_kwh: np.ndarray | None = None  # (stores,) state of charge [kWh]; None: the config's initial

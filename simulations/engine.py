@@ -18,10 +18,16 @@ server fan power and inlet temperature):
    economiser share, chiller COP and capacity, unmet load raising the supply air, pumps,
    tower fans, water; room lag on the inlet temperature; fan rise recomputed from the
    lagged inlet (second pass) and the plant recomputed with it;
-5. electrical losses, facility power, PUE, carbon (location and market), water.
+5. electrical losses, facility power, PUE, water;
+6. storage behind the meter (:mod:`.storage`, its own physics, no equations shared with the
+   LP): the charge/discharge the policy commands (``Actions.charge_kw``/``discharge_kw``;
+   None = idle) as the store's limits allow, state of charge carried to the next interval
+   (``SimState.storage_soc_kwh``, what the next decision observes); grid import = facility +
+   charge - discharge; carbon (location and market) and the bill count grid import.
 
 Energy balance: facility = IT + cooling (chiller + CRAH fans + pumps + tower fans) + UPS
-loss + PDU loss + other, exactly, every step; heat balance: heat load = free cooling +
+loss + PDU loss + other, exactly, every step; grid import = facility + charge - discharge
+(= facility without storage); heat balance: heat load = free cooling +
 chiller duty + unmet load, exactly, every step.
 """
 
@@ -41,6 +47,7 @@ from coolshift.schema import CARBON_GCO2_PER_KWH, TEMP_C, WETBULB_C, RH_PCT, col
 from coolshift.site_arrays import SiteArrays
 
 from . import airside, edge, electrical, plant, servers
+from .storage import initial_soc_kwh, storage_floor_kwh, storage_steps
 from .actions import Observation, Policy
 
 __all__ = ["SimResult", "Stepper", "simulate", "initial_state", "required_columns"]
@@ -79,6 +86,7 @@ def initial_state(site: SiteConfig) -> SimState:
         chw_c=float(site.cooling.chiller.chw_setpoint_initial_c),
         active_servers=np.array([p.servers for p in site.server_pools], dtype=float),
         queue_units=np.zeros(sum(c.kind == "batch" for c in site.workload_classes)),
+        storage_soc_kwh=initial_soc_kwh(site),
     )
 
 
@@ -181,6 +189,12 @@ class _Params:
         self.batch_idx = np.array([n.classes.index(c) for c in n.batch], dtype=int)
         self.order = np.concatenate([self.inter_idx, self.batch_idx])  # interactive first
         self.elig_g_order = elig_g[self.order]
+        self.stores = [u.name for u in site.storage]
+        self.store_floor_kwh = storage_floor_kwh(site)
+        self.store_ceil_kwh = np.array([u.soc_max_frac * u.energy_kwh for u in site.storage], dtype=float)
+        # storage wear per kWh discharged (config: degradation_kgco2_per_kwh, degradation_usd_per_kwh)
+        self.store_wear_kg = np.array([u.degradation_kgco2_per_kwh for u in site.storage], dtype=float)
+        self.store_wear_usd = np.array([u.degradation_usd_per_kwh for u in site.storage], dtype=float)
 
 
 def _check_actions(p: _Params, a: Actions, state: SimState, t0: int, index: pd.DatetimeIndex) -> dict:
@@ -236,6 +250,19 @@ def _check_actions(p: _Params, a: Actions, state: SimState, t0: int, index: pd.D
                 f"offload to edge {p.names.edges[i]} at step {t0 + k}: {load[k, i]:.1f} units/h exceeds its "
                 f"capacity_units_per_h {p.edge_cap[i]}"
             )
+    for name in ("charge_kw", "discharge_kw"):
+        arr = getattr(a, name)
+        if arr is None:
+            continue
+        if np.shape(arr) != (n, len(p.stores)):
+            raise ActionError(f"Actions.{name}: shape {np.shape(arr)}, expected {(n, len(p.stores))} (steps, stores "
+                              f"{p.stores})")
+        if not np.all(np.isfinite(arr)):
+            raise ActionError(f"Actions.{name}: non-finite value")
+        if (arr < 0).any():
+            k, j = np.argwhere(arr < 0)[0]
+            raise ActionError(f"Actions.{name}: negative power {arr[k, j]:g} kW for store {p.stores[j]} at step "
+                              f"{t0 + k} ({index[k]})")
     prev_sp = np.vstack([state.supply_c[None], a.supply_c[:-1]])
     return {
         "redundancy_shortfall_servers": np.maximum(p.min_active[None] - act, 0.0),
@@ -428,11 +455,31 @@ class _Physics:
             crah_short=airside.server_airflow_m3_s(it_zone * p.air_share) > p.crah_rated_m3_s[None] * (1 + 1e-9),
             **viol,
         )
+        soc0 = state.storage_soc_kwh if state.storage_soc_kwh is not None else initial_soc_kwh(p.site)
+        out.update(self.storage(a, facility, soc0))
         new_state = SimState(
             inlet_c=inlet_last, supply_c=a.supply_c[-1].copy(), chw_c=float(chw[-1]),
             active_servers=act[-1].copy(), queue_units=queue[-1].copy() if nb else np.zeros(0),
+            storage_soc_kwh=out["soc_kwh"][-1].copy() if p.stores else np.asarray(soc0, dtype=float),
         )
         return out, new_state
+
+    def storage(self, a: Actions, facility: np.ndarray, soc0: np.ndarray) -> dict[str, np.ndarray]:
+        """The stores under the commanded power (:func:`.storage.storage_steps`); per-step arrays,
+        ``grid_kw`` = facility without storage."""
+        p = self.p
+        n, S = len(facility), len(p.stores)
+        if not S:
+            return {"grid_kw": facility.copy(), "soc_kwh": np.zeros((n, 0)), "store_charge_kw": np.zeros((n, 0)),
+                    "store_discharge_kw": np.zeros((n, 0)), "store_charge_req_kw": np.zeros((n, 0)),
+                    "store_discharge_req_kw": np.zeros((n, 0)), "store_loss_kwh": np.zeros((n, 0))}
+        req_c = np.zeros((n, S)) if a.charge_kw is None else np.asarray(a.charge_kw, dtype=float)
+        req_d = np.zeros((n, S)) if a.discharge_kw is None else np.asarray(a.discharge_kw, dtype=float)
+        st = storage_steps(p.site, facility, req_c, req_d, np.asarray(soc0, dtype=float), p.step_h)
+        return {"grid_kw": st["grid_kw"], "soc_kwh": st["soc_kwh"], "store_charge_kw": st["charge_kw"],
+                "store_discharge_kw": st["discharge_kw"], "store_charge_req_kw": req_c,
+                "store_discharge_req_kw": req_d,
+                "store_loss_kwh": st["charge_loss_kwh"] + st["discharge_loss_kwh"] + st["self_discharge_kwh"]}
 
 
 def _above_tol(x: np.ndarray) -> np.ndarray:
@@ -579,9 +626,10 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         ts[col("served_edge_units_per_h", c)] = r["served_edge"][:, b] / step_h
         ts[col("queue_units", c)] = r["queue"][:, b]
         ts[col("late_units", c)] = lt["late_units_by_step"]
-    # carbon: site grid (location), PPA (market), edge sites at their own grids, network at the site's grid
+    # carbon: site grid import (location), PPA (market), edge sites at their own grids, network at the site's grid
     fac_kwh = r["facility_kw"] * step_h
-    kg_loc_site = accounting.location_kgco2(fac_kwh, gco2)
+    grid_kwh = r["grid_kw"] * step_h
+    kg_loc_site = accounting.location_kgco2(grid_kwh, gco2)
     ren = site.renewables
     if ren is not None and ren.ppa_mwh_per_year > 0:
         ppa_kwh = accounting.ppa_profile_kw(idx, ren.ppa_mwh_per_year, ren.profile, site.latitude_deg, site.longitude_deg) * step_h
@@ -589,7 +637,7 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
     else:
         ppa_kwh = np.zeros(T)
         resid = None
-    kg_mkt_site = accounting.market_kgco2(fac_kwh, ppa_kwh, gco2, resid)
+    kg_mkt_site = accounting.market_kgco2(grid_kwh, ppa_kwh, gco2, resid)
     edge_kwh = r["edge_fac_kw"] * step_h
     kg_edge = (accounting.location_kgco2(edge_kwh, edge_g)).sum(axis=1) if edge_kwh.size else np.zeros(T)
     net_kwh = r["network_kw"] * step_h
@@ -598,6 +646,13 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         ts[col("edge_load_units_per_h", e)] = r["edge_load"][:, i]
         ts[col("edge_facility_kw", e)] = r["edge_fac_kw"][:, i]
     ts["network_kw"] = r["network_kw"]
+    ts["grid_power_kw"] = r["grid_kw"]
+    for j, s_ in enumerate(p.stores):  # what was commanded, what the store carried out, its state of charge
+        ts[col("soc_kwh", s_)] = r["soc_kwh"][:, j]
+        ts[col("charge_kw", s_)] = r["store_charge_kw"][:, j]
+        ts[col("discharge_kw", s_)] = r["store_discharge_kw"][:, j]
+        ts[col("charge_command_kw", s_)] = r["store_charge_req_kw"][:, j]
+        ts[col("discharge_command_kw", s_)] = r["store_discharge_req_kw"][:, j]
     ts["ups_output_kw"] = r["ups_out_kw"]
     ts["ppa_kw"] = ppa_kwh / step_h
     ts["kgco2_location"] = kg_loc_site + kg_edge + kg_net
@@ -682,8 +737,36 @@ def _assemble(p: _Params, data: pd.DataFrame, r: dict, gco2, edge_g, actions: Ac
         "offloaded_units": float(r["served_edge"].sum()),
         "ppa_kwh": float(ppa_kwh.sum()),
         "mean_active_server_frac": float(actions.active_servers.sum(axis=1).mean() / p.servers.sum()),
+        "grid_kwh": float(grid_kwh.sum()),
     }
+    if p.stores:
+        summary.update(_storage_summary(p, r, step_h))
+        actions.charge_kw, actions.discharge_kw = r["store_charge_req_kw"], r["store_discharge_req_kw"]
     return SimResult(timeseries=frame, summary=summary, actions=actions, names=names)
+
+
+def _storage_summary(p: _Params, r: dict, step_h: float) -> dict:
+    """The run's storage figures [kWh, tCO2, USD], all stores together (SoC extremes per store's floor)."""
+    soc = r["soc_kwh"]
+    dis_kwh = r["store_discharge_kw"] * step_h
+    clipped = (np.maximum(r["store_charge_req_kw"] - r["store_charge_kw"], 0.0)
+               + np.maximum(r["store_discharge_req_kw"] - r["store_discharge_kw"], 0.0))
+    return {
+        "storage_charged_kwh": float(r["store_charge_kw"].sum() * step_h),
+        "storage_discharged_kwh": float(dis_kwh.sum()),
+        "storage_losses_kwh": float(r["store_loss_kwh"].sum()),
+        "storage_soc_end_kwh": float(soc[-1].sum()),
+        "storage_soc_min_kwh": float(soc.min()),
+        "storage_soc_max_kwh": float(soc.max()),
+        # the deepest the stored energy went below a store's floor (state-of-charge minimum or UPS
+        # reserve) and above its ceiling: 0 when the reserve was never used [kWh]
+        "storage_below_floor_kwh": float(np.maximum(p.store_floor_kwh[None] - soc, 0.0).max()),
+        "storage_above_ceiling_kwh": float(np.maximum(soc - p.store_ceil_kwh[None], 0.0).max()),
+        "storage_command_clipped_kwh": float(clipped.sum() * step_h),
+        # wear per kWh discharged, as the LP counts it (config degradation_*_per_kwh)
+        "storage_wear_tco2": float((dis_kwh * p.store_wear_kg[None]).sum() / 1000.0),
+        "storage_wear_usd": float((dis_kwh * p.store_wear_usd[None]).sum()),
+    }
 
 
 class Stepper:
@@ -819,13 +902,13 @@ class Stepper:
     def _carbon(self, out: dict, sl: slice) -> dict[str, np.ndarray]:
         """Per-step kgCO2 of the interval, by the formulas :func:`_assemble` sums."""
         step_h = self.step_h
-        fac_kwh = out["facility_kw"] * step_h
+        grid_kwh = out["grid_kw"] * step_h  # grid import: facility + storage charge - discharge
         gco2 = self._gco2[sl]
         edge_kwh = out["edge_fac_kw"] * step_h
-        kg_edge = accounting.location_kgco2(edge_kwh, self._edge_g[sl]).sum(axis=1) if edge_kwh.size else np.zeros(len(fac_kwh))
+        kg_edge = accounting.location_kgco2(edge_kwh, self._edge_g[sl]).sum(axis=1) if edge_kwh.size else np.zeros(len(grid_kwh))
         kg_net = accounting.location_kgco2(out["network_kw"] * step_h, gco2)
-        kg_mkt = accounting.market_kgco2(fac_kwh, self._ppa_kwh[sl], gco2, self._resid)
-        return {"kgco2_location": accounting.location_kgco2(fac_kwh, gco2) + kg_edge + kg_net,
+        kg_mkt = accounting.market_kgco2(grid_kwh, self._ppa_kwh[sl], gco2, self._resid)
+        return {"kgco2_location": accounting.location_kgco2(grid_kwh, gco2) + kg_edge + kg_net,
                 "kgco2_market": kg_mkt + kg_edge + kg_net}
 
     def _late(self, sl: slice) -> np.ndarray:
