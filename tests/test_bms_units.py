@@ -12,7 +12,7 @@ import yaml
 from coolshift.bms.audit import AuditLog, read_audit
 from coolshift.bms.modbus import decode_registers, encode_registers
 from coolshift.bms.plan import PlanError, current_step, read_plan
-from coolshift.bms.points import ModbusPoint, Point, PointMapError, expand_env, load_point_map
+from coolshift.bms.points import ModbusPoint, Point, PointMapError, check_map_site, expand_env, load_point_map
 from coolshift.bms.safety import change_per_write, plan_freshness, rate_limit, zone_envelope
 from coolshift.config import load_site
 from test_bms_kit import REPO, SITE, make_plan, write_point_map
@@ -32,7 +32,9 @@ def test_example_point_maps_load_and_cover_every_zone():
         pm = load_point_map(f)
         site = load_site(pm.resolve(pm.site))
         carried = {p.variable for p in pm.writable}
-        assert carried == {f"supply_setpoint_c__{z.name}" for z in site.zones} | {"chw_setpoint_c"}, f
+        stores = {f"{k}__{u.name}" for u in site.storage for k in ("charge_kw", "discharge_kw")}  # battery power
+        assert carried == {f"supply_setpoint_c__{z.name}" for z in site.zones} | {"chw_setpoint_c"} | stores, f
+        check_map_site(pm, site, f)
         assert {f"inlet_temp_c__{z.name}" for z in site.zones} <= {p.variable for p in pm.points if not p.writable}
         if pm.protocol == "bacnet":
             assert all(3 <= p.bacnet.priority <= 16 for p in pm.writable)

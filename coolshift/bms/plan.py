@@ -130,7 +130,7 @@ def read_plan(run_dir: str | Path, variables: tuple[str, ...] | list[str] | dict
             except ValueError:
                 raise PlanError(f"{csv}: row {i + 2}, column {c}: not a number: {v!r}") from None
             if not math.isfinite(x):
-                raise PlanError(f"{csv}: row {i + 2}, column {c}: {v!r} is not a finite temperature")
+                raise PlanError(f"{csv}: row {i + 2}, column {c}: {v!r} is not a finite number")
             vals.append(x)
         out[c] = vals
     if "in_envelope" in raw.columns:

@@ -34,6 +34,8 @@ __all__ = [
     "PointMap",
     "load_point_map",
     "expand_env",
+    "STORAGE_POWER_PREFIXES",
+    "check_map_site",
 ]
 
 # ASHRAE 135-2020 clause 19.2.1.1: priorities 1 and 2 are "Manual-Life Safety" and
@@ -41,6 +43,10 @@ __all__ = [
 LIFE_SAFETY_PRIORITIES = (1, 2)
 # Default write priority: below 8 ("Manual Operator"), so operators override us.
 DEFAULT_PRIORITY = 10
+
+
+# Plan columns of storage power [kW]: charging (grid side) and discharging (site side) per store.
+STORAGE_POWER_PREFIXES = ("charge_kw__", "discharge_kw__")
 
 
 class PointMapError(ValueError):
@@ -377,3 +383,26 @@ def load_point_map(path: str | Path, environ: dict[str, str] | None = None) -> P
         return PointMap.model_validate(raw)
     except ValidationError as exc:
         raise PointMapError(_fmt(path, exc)) from None
+
+
+def check_map_site(pm: PointMap, site, path: str | Path | None = None) -> None:
+    """Cross-checks of a point map against its site config (raise :class:`PointMapError` naming the
+    file and point): a battery power point (``charge_kw__<store>``/``discharge_kw__<store>``) names a
+    store of the site, its unit is kW and its limits lie within 0 .. the store's power."""
+    where = f"{path or pm.base_dir / pm.name}"
+    stores = {u.name: u for u in getattr(site, "storage", [])}
+    for k, p in enumerate(pm.points):
+        prefix = next((q for q in STORAGE_POWER_PREFIXES if p.variable.startswith(q)), None)
+        if prefix is None:
+            continue
+        name, key = p.variable[len(prefix):], prefix.rstrip("_")
+        at = f"{where}: points.{k} ({p.name})"
+        if name not in stores:
+            raise PointMapError(f"{at}: variable {p.variable}: {name!r} is not a store of site {site.name} "
+                                f"(storage: {sorted(stores)})")
+        if p.unit != "kW":
+            raise PointMapError(f"{at}: unit {p.unit!r}: battery power points are in kW")
+        cap = float(getattr(stores[name], key))
+        if p.writable and (p.min_value < 0 or p.max_value > cap + 1e-9):
+            raise PointMapError(f"{at}: min_value/max_value {p.min_value:g}..{p.max_value:g} kW must lie within "
+                                f"0..{cap:g} kW (storage {name} {key} in the site config)")

@@ -16,12 +16,13 @@ import pandas as pd
 from ..config import SiteConfig
 from ..schema import SEP
 from ..setpoints import chw_envelope_c, supply_envelope_c
-from .points import Point, Safety
+from .points import STORAGE_POWER_PREFIXES, Point, Safety
 
 __all__ = [
     "point_limits",
     "zone_envelope",
     "work_limits",
+    "storage_limits",
     "change_per_write",
     "rate_limit",
     "plan_freshness",
@@ -99,6 +100,24 @@ def work_limits(point: Point, value: float, site: SiteConfig) -> str | None:
     return None
 
 
+def storage_limits(point: Point, value: float, site: SiteConfig) -> str | None:
+    """A battery power setpoint (``charge_kw__<store>``, ``discharge_kw__<store>``) names a store of the
+    site and stays within 0 .. that store's ``charge_kw``/``discharge_kw`` (kW; the point's own
+    limits are checked beside it by :func:`point_limits`)."""
+    prefix = next((q for q in STORAGE_POWER_PREFIXES if point.variable.startswith(q)), None)
+    if prefix is None:
+        return None
+    name = point.variable[len(prefix):]
+    stores = {u.name: u for u in site.storage}
+    if name not in stores:
+        return f"{point.name}: {name!r} is not a store of site {site.name} (storage: {sorted(stores)})"
+    key = prefix.removesuffix(SEP)
+    cap = float(getattr(stores[name], key))
+    if not 0.0 <= value <= cap + 1e-9:
+        return f"{point.name}: {value:g} kW is outside 0..{cap:g} kW (storage {name} {key} in site {site.name})"
+    return None
+
+
 def max_change(point: Point, site: SiteConfig | None = None) -> float:
     """Largest change per write: the point's, and for supply air also the zone's per-step limit."""
     assert point.max_change_per_write is not None
@@ -165,6 +184,7 @@ def check_write(
         point_limits(point, value),
         zone_envelope(point, value, site),
         work_limits(point, value, site),
+        storage_limits(point, value, site),
         change_per_write(point, current, value, site),
         rate_limit(point, last_write, now, safety.min_write_interval_s),
     ]

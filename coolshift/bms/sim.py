@@ -27,7 +27,7 @@ import numpy as np
 from ..config import SiteConfig
 from ..schema import SEP
 from .modbus import decode_registers, encode_registers
-from .points import Point, PointMap
+from .points import STORAGE_POWER_PREFIXES, Point, PointMap
 
 __all__ = ["SimConditions", "local_default", "steady_telemetry", "BacnetPoints", "ModbusPoints", "Watchdog",
            "run_watchdog", "BacnetSim", "ModbusSim", "serve"]
@@ -67,6 +67,8 @@ def local_default(point: Point, site: SiteConfig) -> float:
                 return z.supply_setpoint_initial_c
     if v == "chw_setpoint_c":
         return site.cooling.chiller.chw_setpoint_initial_c
+    if v.startswith(STORAGE_POWER_PREFIXES):
+        return 0.0  # a battery under its own controller: idle (no power commanded)
     if point.min_value is not None and point.max_value is not None:
         return 0.5 * (point.min_value + point.max_value)
     return 0.0

@@ -51,11 +51,12 @@ def _errors(func: Callable) -> Callable:
 
 def _load(bms: Path, audit: Path | None):
     from coolshift.bms.audit import AuditLog
-    from coolshift.bms.points import load_point_map
+    from coolshift.bms.points import check_map_site, load_point_map
     from coolshift.config import load_site
 
     pm = load_point_map(bms)
     site = load_site(pm.resolve(pm.site))
+    check_map_site(pm, site, bms)
     log = AuditLog(audit if audit is not None else pm.resolve(pm.audit_db))
     return pm, site, log
 
