@@ -232,6 +232,16 @@ def _fit_hinged(D: np.ndarray, Hb: np.ndarray, y: np.ndarray, families: list[np.
     return beta[:p], picks, slopes, best
 
 
+def _hinged_predict(D: np.ndarray, Hb: np.ndarray, families: list[np.ndarray], a: np.ndarray,
+                    picks: list[list[int]], slopes: list[list[np.ndarray]]) -> np.ndarray:
+    """The response of a :func:`_fit_hinged` fit on rows ``D`` / ``Hb`` / ``families``."""
+    y = D @ a
+    for f, V in enumerate(families):
+        for c, sl in zip(picks[f], slopes[f]):
+            y = y + (Hb @ sl) * V[:, c]
+    return y
+
+
 class LinearPlantModel(BaseEstimator, RegressorMixin):
     """Varying-coefficient linear plant model (see the module docstring).
 
@@ -293,6 +303,13 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         approximate it better than one shift for all). Emitted exactly as the max over the
         subsets of the hinges (``2^hinges x (IT hinges + 1)`` pieces). False = one shift per
         regime, chosen on the held-out tail (``gamma_holdout_frac``).
+    l1_iterations, l1_floor_frac : rounds of iteratively reweighted least squares after the
+        relative fit, each refitting (hinges included) with weights ``1 / (y |r|)`` from the
+        previous round's residuals ``r``, ``|r|`` floored at ``l1_floor_frac y`` (four times the
+        power meter's noise): the fit then minimises the mean *absolute* relative error, which is the scored
+        MAPE, instead of its square, so the few hours the convex model cannot follow (chillers
+        cycling below their minimum part load: concave in chilled water) no longer pull every
+        coefficient toward them. 0 = the squared relative fit. Ignored with a plain fit.
     shared_it_cooling : one cooling coefficient for the total IT power instead of one per
         zone (the same value is emitted for every zone). Zones sharing one chilled-water
         plant reject their heat to the same loop, and per-zone coefficients are not
@@ -300,7 +317,7 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         shifts load toward whichever zone got the lower (even negative) coefficient.
     """
 
-    def __init__(self, n_regimes: int = 1, n_knots: int = 6, regime_edges_c=None, regime_on: str = "wetbulb",
+    def __init__(self, n_regimes: int = 1, n_knots: int = 8, regime_edges_c=None, regime_on: str = "wetbulb",
                  alpha: float = 1e-6, it_fan_frac_per_c: float = IT_FAN_FRAC_PER_C,
                  it_fan_threshold_c: float = IT_FAN_THRESHOLD_C, envelope_margin_frac: float = 0.05,
                  min_regime_samples: int = 50, relative_loss: float = 1.0, drybulb_term: bool = False,
@@ -310,7 +327,9 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                  shared_supply_cooling: bool = True, support_window_c: float = 1.0, support_quantile: float = 0.05,
                  support_min_rows: int = 30, gamma_holdout_frac: float = 0.2,
                  hinge_quantile_range: tuple = (0.1, 0.9), it_hinge_quantile_range: tuple = (0.02, 0.98),
-                 joint_hinge_gammas: bool = True):
+                 joint_hinge_gammas: bool = True, l1_iterations: int = 3, l1_floor_frac: float = 0.01):
+        self.l1_iterations = l1_iterations
+        self.l1_floor_frac = l1_floor_frac
         self.joint_hinge_gammas = joint_hinge_gammas
         self.hinge_quantile_range = hinge_quantile_range
         self.it_hinge_quantile_range = it_hinge_quantile_range
@@ -515,18 +534,21 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
                                     None if w is None else w[fr], self.piece_min_gain_frac, nonneg=it_nonneg)
                 score = fit_g[3]
                 if not fr.all():  # squared error on the held-out tail
-                    a_g, picks_g, slopes_g, _ = fit_g
-                    Hh = Hb[m][~fr]
-                    yh = D[~fr] @ a_g
-                    for f_, V in enumerate(fam):
-                        for c_, sl in zip(picks_g[f_], slopes_g[f_]):
-                            yh = yh + (Hh @ sl) * V[~fr, c_]
+                    yh = _hinged_predict(D[~fr], Hb[m][~fr], [v[~fr] for v in fam], *fit_g[:3])
                     score = float(np.sum((yh - cool[m][~fr]) ** 2))
                 if best is None or score < best[0] - 1e-9:
                     best = (score, g, [(float(c), g) for c in cands], fam)
             _, self.hinge_gamma_[r], cands, fam = best
             a, picks, slopes, _ = _fit_hinged(D, Hb[m], cool[m], fam, [n_h, n_hi], self.alpha, w,
                                               self.piece_min_gain_frac, nonneg=it_nonneg)
+            for _ in range(int(self.l1_iterations) if w is not None else 0):
+                # iteratively reweighted least squares toward the mean *absolute* relative error
+                # (the MAPE that is scored): weight 1 / (y |r|), |r| floored at l1_floor_frac y
+                y_m = np.maximum(np.abs(cool[m]), 0.05 * np.abs(cool).mean())
+                r_m = np.abs(cool[m] - _hinged_predict(D, Hb[m], fam, a, picks, slopes))
+                w_l1 = 1.0 / (y_m * np.maximum(r_m, float(self.l1_floor_frac) * y_m))
+                a, picks, slopes, _ = _fit_hinged(D, Hb[m], cool[m], fam, [n_h, n_hi], self.alpha,
+                                                  w_l1 / w_l1.mean(), self.piece_min_gain_frac, nonneg=it_nonneg)
             order = np.argsort([cands[c][0] for c in picks[0]])
             knots, slopes_chw = [cands[picks[0][i]] for i in order], [slopes[0][i] for i in order]
             order = np.argsort([it_knots[c] for c in picks[1]])
