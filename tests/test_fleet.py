@@ -151,6 +151,18 @@ def test_decomposed_on_a_two_worker_dask_cluster_matches_the_hand_solution():
     assert dec.done()[0, 1].sum() == pytest.approx(10.0)
 
 
+def test_site_blocks_are_spread_over_the_workers_by_size():
+    from coolshift.fleet.engine import balanced_groups
+
+    w = [5.0, 4.0, 3.0, 3.0, 3.0]
+    groups = balanced_groups(w, 2)
+    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
+    loads = sorted(sum(w[i] for i in g) for g in groups)
+    assert loads == [8.0, 10.0]                      # LPT: 5+3 | 4+3+3 (the best split is 9 | 9)
+    assert max(loads) <= 4 / 3 * 9.0                 # Graham's bound on the best makespan
+    assert balanced_groups([1.0], 3) == [[0], [], []]
+
+
 def test_bad_fleet_files_exit_2_naming_the_key(tmp_path):
     text = EXAMPLE.read_text().replace("origin: dallas, units_per_h: 900", "origin: austin, units_per_h: 900")
     (tmp_path / "fleet.yaml").write_text(text.replace("../../data", str(REPO / "data")))
