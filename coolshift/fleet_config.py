@@ -46,9 +46,14 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
 
 
 class FleetCoolingModel(_Strict):
-    """The planner's linear cooling-and-losses model: overhead kW per IT kW against wet-bulb.
+    """The planner's linear cooling-and-losses model: overhead kW per IT kW.
 
-    ``overhead = free_frac`` below ``free_below_wetbulb_c`` (economiser), ``mech_frac`` above
+    ``source: learned`` (default): each site's own model, fitted to commissioning telemetry of
+    its plant over its weather file (:mod:`coolshift.fleet.commissioning`,
+    :class:`coolshift.models.overhead.SiteOverheadModel`): a marginal overhead and a fixed draw,
+    both following wet-bulb and dry-bulb. ``source: ramp``: the ramp below, set by hand.
+
+    Ramp: ``overhead = free_frac`` below ``free_below_wetbulb_c`` (economiser), ``mech_frac`` above
     ``mech_above_wetbulb_c`` (chillers carry all), linear in between. Defaults: ASHRAE 90.4-2019
     Table 6.5 gives maximum annualised mechanical load components of about 0.17-0.30 kW per IT kW
     across climate zones (the hot end here 0.30) and electrical loss components of ~0.05-0.10
@@ -56,6 +61,7 @@ class FleetCoolingModel(_Strict):
     The simulator used for evaluation does not use this model (it computes the plant).
     """
 
+    source: Literal["learned", "ramp"] = "learned"
     free_frac: float = Field(0.08, ge=0, le=2)
     mech_frac: float = Field(0.30, ge=0, le=2)
     free_below_wetbulb_c: float = 8.0

@@ -83,6 +83,9 @@ class FleetProblem:
     cost_weight: float = 0.0              # objective = kgCO2 + cost_weight * USD
     carbon_weight: float = 1.0
     routing_block_h: int = 1              # routing shares are decided per block of this many hours
+    fixed_kw: np.ndarray | None = None    # (S, T) facility kW drawn whatever the plan (planner's model); None = 0
+    hinge_kw: np.ndarray | None = None    # (S,) IT kW above which the upper slope applies (inf = none)
+    hinge_frac: np.ndarray | None = None  # (S, T) extra facility kW per IT kW above hinge_kw (>= 0: convex)
 
     @property
     def hours(self) -> int:
@@ -108,7 +111,9 @@ class FleetProblem:
             idle_kw=self.idle_kw[idx], kw_per_unit=self.kw_per_unit[idx], min_active=self.min_active[idx],
             delay_h=self.delay_h[pick2], usd_per_gb=self.usd_per_gb[pick2], link_gb_per_h=self.link_gb_per_h[pick2],
             transfer_kwh_per_gb=self.transfer_kwh_per_gb, cost_weight=self.cost_weight, carbon_weight=self.carbon_weight,
-            routing_block_h=self.routing_block_h,
+            routing_block_h=self.routing_block_h, fixed_kw=None if self.fixed_kw is None else self.fixed_kw[idx],
+            hinge_kw=None if self.hinge_kw is None else self.hinge_kw[idx],
+            hinge_frac=None if self.hinge_frac is None else self.hinge_frac[idx],
         )
 
 
@@ -140,7 +145,7 @@ class SiteBlock:
     energy_kwh: np.ndarray
 
 
-FAM_R, FAM_X, FAM_B, FAM_Y, FAM_N = range(5)
+FAM_R, FAM_X, FAM_B, FAM_Y, FAM_N, FAM_H = range(6)
 
 
 class _Cols:
@@ -224,6 +229,18 @@ def _link_throughput(rows: _Rows, routed: list[tuple[np.ndarray, np.ndarray]], b
              np.concatenate([gb_h for _, gb_h in routed]), t_n, -INF, limit_gb_per_h)
 
 
+def _upper_load(rows: _Rows, x_cols: list[np.ndarray], shares: list[tuple[np.ndarray, np.ndarray]], n, h, blk,
+                idle_kw: float, kw_per_unit: float, hinge_kw: float, t_n: int) -> None:
+    """h[t] >= IT[t] - hinge_kw, IT = idle_kw n + kw_per_unit (batch done + interactive served):
+    with a non-negative cost on h, h is the IT power above the hinge (the convex upper slope)."""
+    t = np.arange(t_n)
+    ri = [t] * (len(x_cols) + len(shares) + 2)
+    ci = [h, n] + list(x_cols) + [g[blk] for g, _ in shares]
+    vi = [np.ones(t_n), np.full(t_n, -idle_kw)] + [np.full(t_n, -kw_per_unit)] * len(x_cols) \
+        + [-kw_per_unit * dem for _, dem in shares]
+    rows.add(np.concatenate(ri), np.concatenate(ci), np.concatenate(vi), t_n, -hinge_kw, INF)
+
+
 def _per_block(values: np.ndarray, blk: np.ndarray, k_n: int) -> np.ndarray:
     return np.bincount(blk, weights=values, minlength=k_n)
 
@@ -293,6 +310,10 @@ def site_block(p: FleetProblem, s: int) -> SiteBlock:
     account(t_n, energy_kwh=p.idle_kw[s] * e_kwh, kg=kg_per_kwh, usd=usd_per_kwh,
             lo=float(p.min_active[s]), hi=float(p.servers[s]))
     _capacity(rows, x_cols, shares, n, blk, float(p.units_per_server[s]), t_n)
+    if p.hinge_kw is not None and np.isfinite(p.hinge_kw[s]) and np.any(p.hinge_frac[s] > 0):
+        h = cols.add(FAM_H, -1, t_n)
+        account(t_n, energy_kwh=np.maximum(p.hinge_frac[s], 0.0), kg=kg_per_kwh, usd=usd_per_kwh)
+        _upper_load(rows, x_cols, shares, n, h, blk, float(p.idle_kw[s]), float(p.kw_per_unit[s]), float(p.hinge_kw[s]), t_n)
     for o, routed in sorted(routed_by_origin.items()):
         _link_throughput(rows, routed, blk, float(p.link_gb_per_h[o, s]), t_n)
 
@@ -699,9 +720,12 @@ def solve_decomposed(p: FleetProblem, map_fn: Callable = _serial_map, gap_tol: f
 
 
 def plan_metrics(plan: FleetPlan) -> dict:
-    """The planner's own accounting of a plan (its linear model): tCO2, MWh, USD, transfers."""
-    carbon = sum(float(b.carbon_kg @ z) for b, z in zip(plan.blocks, plan.z))
-    cost = sum(float(b.cost_usd @ z) for b, z in zip(plan.blocks, plan.z))
-    energy = sum(float(b.energy_kwh @ z) for b, z in zip(plan.blocks, plan.z))
+    """The planner's own accounting of a plan (its linear model): tCO2, MWh, USD, transfers.
+    The sites' fixed draw (``fixed_kw``, the same whatever the plan) is counted too."""
+    p = plan.problem
+    fixed = np.zeros_like(p.ci_g_per_kwh) if p.fixed_kw is None else p.fixed_kw          # kW for 1 h = kWh
+    carbon = sum(float(b.carbon_kg @ z) for b, z in zip(plan.blocks, plan.z)) + float((fixed * p.ci_g_per_kwh).sum()) / 1000.0
+    cost = sum(float(b.cost_usd @ z) for b, z in zip(plan.blocks, plan.z)) + float((fixed * p.price_usd_per_mwh).sum()) / 1000.0
+    energy = sum(float(b.energy_kwh @ z) for b, z in zip(plan.blocks, plan.z)) + float(fixed.sum())
     return {"tco2": carbon / 1000.0, "cost_usd": cost, "facility_mwh": energy / 1000.0,
             "transfer_mwh": float(plan.transfer_kwh().sum()) / 1000.0, "objective": plan.objective}

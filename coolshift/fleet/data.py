@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from coolshift.config import ConfigError, DataSource
+from coolshift.fleet.commissioning import learn_site_overhead
 from coolshift.fleet_config import FIBRE_KM_PER_MS, FleetConfig, FleetCoolingModel, great_circle_km
 from coolshift.io.carbon import read_carbon
 from coolshift.io.checks import DataError, parse_timestamps, read_csv_text, require_columns, to_numeric
@@ -23,7 +24,7 @@ from coolshift.io.workload import read_workload
 from coolshift.optimizer.fleet import FleetProblem
 from coolshift.schema import CARBON_GCO2_PER_KWH, CPU_UTIL, TEMP_C, WETBULB_C
 
-__all__ = ["FleetData", "load_fleet_data", "overhead_frac", "rtt_ms", "transfer_delay_h", "read_price", "read_cost_matrix",
+__all__ = ["FleetData", "load_fleet_data", "overhead_frac", "planner_overhead", "PlannerOverhead", "rtt_ms", "transfer_delay_h", "read_price", "read_cost_matrix",
            "build_problem"]
 
 PRICE_TIME, PRICE_COL = "Datetime (UTC)", "Price (USD/MWh)"
@@ -97,6 +98,7 @@ class FleetData:
     temp_c: np.ndarray
     wetbulb_c: np.ndarray
     demand_units: np.ndarray     # (C, T)
+    weather_file: tuple = ()     # per site (temp_c, wetbulb_c) over its whole weather file: commissioning hours
 
 
 def _source(fleet: FleetConfig, src: DataSource) -> Path:
@@ -109,7 +111,7 @@ def load_fleet_data(fleet: FleetConfig) -> FleetData:
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     t_n = fleet.hours
     index = pd.date_range(start, periods=t_n, freq="h", name="timestamp")
-    ci, price, temp, wb = [], [], [], []
+    ci, price, temp, wb, whole = [], [], [], [], []
     for site in fleet.sites:
         p = _source(fleet, site.carbon)
         c = read_carbon(p, format=site.carbon.format, column=site.carbon.column, scale=site.carbon.scale,
@@ -119,6 +121,7 @@ def load_fleet_data(fleet: FleetConfig) -> FleetData:
         w = read_weather(p, format=site.weather.format, latitude_deg=site.latitude_deg, gap_policy=gap_policy_for(site.weather))
         temp.append(_hourly(w, TEMP_C, start, t_n, "interpolate", p))
         wb.append(_hourly(w, WETBULB_C, start, t_n, "interpolate", p))
+        whole.append((w[TEMP_C].to_numpy(dtype=float), w[WETBULB_C].to_numpy(dtype=float)))
         if site.price is not None:
             p = _source(fleet, site.price)
             price.append(_hourly(read_price(p), "usd_per_mwh", start, t_n, "hold", p))
@@ -139,7 +142,35 @@ def load_fleet_data(fleet: FleetConfig) -> FleetData:
         if shape.mean() <= 0:
             raise DataError(p, "the trace is zero over the fleet period", column=CPU_UTIL)
         demand.append(w.units_per_h * shape / shape.mean())
-    return FleetData(index, np.array(ci), np.array(price), np.array(temp), np.array(wb), np.array(demand))
+    return FleetData(index, np.array(ci), np.array(price), np.array(temp), np.array(wb), np.array(demand), tuple(whole))
+
+
+@dataclass(frozen=True)
+class PlannerOverhead:
+    """Each site's planner model on the planning grid: marginal overhead (S, T) [kW per IT kW],
+    fixed draw (S, T) [kW], upper-load hinge (S,) [IT kW, inf = none] and its slope (S, T)."""
+
+    frac: np.ndarray
+    fixed_kw: np.ndarray
+    hinge_kw: np.ndarray
+    hinge_frac: np.ndarray
+
+
+def planner_overhead(fleet: FleetConfig, data: FleetData) -> PlannerOverhead:
+    """Learned from each site's commissioning telemetry (``cooling_model.source: learned``) or
+    the hand-set wet-bulb ramp (``ramp``, no fixed draw, no hinge)."""
+    z = np.zeros_like(data.temp_c)
+    out = PlannerOverhead(z.copy(), z.copy(), np.full(len(fleet.sites), np.inf), z.copy())
+    for s, site in enumerate(fleet.sites):
+        if site.cooling_model.source == "ramp" or not data.weather_file:
+            out.frac[s] = overhead_frac(data.wetbulb_c[s], site.cooling_model)
+            continue
+        model = learn_site_overhead(site, *data.weather_file[s], seed=s)
+        out.frac[s] = model.overhead_frac(data.wetbulb_c[s], data.temp_c[s])
+        out.fixed_kw[s] = model.fixed_kw(data.wetbulb_c[s], data.temp_c[s])
+        out.hinge_kw[s] = model.hinge_kw_
+        out.hinge_frac[s] = model.hinge_frac(data.wetbulb_c[s])
+    return out
 
 
 def build_problem(fleet: FleetConfig, data: FleetData) -> FleetProblem:
@@ -184,13 +215,13 @@ def build_problem(fleet: FleetConfig, data: FleetData) -> FleetProblem:
             if w.kind == "interactive":
                 ok = ok and rtt[origin[c], s] <= w.max_latency_ms
             allowed[c, s] = ok
-    overhead = np.array([overhead_frac(data.wetbulb_c[s], site.cooling_model) for s, site in enumerate(fleet.sites)])
+    ov = planner_overhead(fleet, data)
     link = np.full((s_n, s_n), net.throughput_gbps * 3600.0 / 8.0)
     return FleetProblem(
         sites=tuple(names), classes=tuple(w.name for w in fleet.workloads), kind=tuple(w.kind for w in fleet.workloads),
         origin=origin, demand_units=data.demand_units, gb_per_unit=np.array([w.gb_per_unit for w in fleet.workloads]),
         deadline_h=np.array([w.deadline_h or 0 for w in fleet.workloads], dtype=int), allowed=allowed,
-        ci_g_per_kwh=data.ci_g_per_kwh, price_usd_per_mwh=data.price_usd_per_mwh, overhead_frac=overhead,
+        ci_g_per_kwh=data.ci_g_per_kwh, price_usd_per_mwh=data.price_usd_per_mwh, overhead_frac=ov.frac,
         servers=np.array([s.servers for s in fleet.sites], dtype=float),
         units_per_server=np.array([s.capacity_units_per_server for s in fleet.sites]),
         idle_kw=np.array([s.idle_w / 1000.0 for s in fleet.sites]),
@@ -198,5 +229,5 @@ def build_problem(fleet: FleetConfig, data: FleetData) -> FleetProblem:
         min_active=np.array([math.ceil(s.min_active_frac * s.servers) for s in fleet.sites], dtype=float),
         delay_h=delay, usd_per_gb=usd, link_gb_per_h=link, transfer_kwh_per_gb=net.transfer_kwh_per_gb,
         cost_weight=1.0 if fleet.objective == "cost" else 0.0, carbon_weight=0.0 if fleet.objective == "cost" else 1.0,
-        routing_block_h=fleet.routing_block_h,
+        routing_block_h=fleet.routing_block_h, fixed_kw=ov.fixed_kw, hinge_kw=ov.hinge_kw, hinge_frac=ov.hinge_frac,
     )

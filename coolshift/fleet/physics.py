@@ -2,8 +2,9 @@
 cooling plant of :mod:`coolshift.simulations.plant` (chillers with a temperature-dependent
 COP, economiser, pumps, tower fans, CRAH fans by the cube law) under the site's real weather.
 
-The planner's linear overhead model (:func:`coolshift.fleet.data.overhead_frac`) is not used
-here: every policy, the LP's included, is scored by the same plant equations.
+The planner's model (its overhead learned from commissioning telemetry of these equations,
+:mod:`coolshift.fleet.commissioning`, or the configured wet-bulb ramp) is not used here: every
+policy, the LP's included, is scored by the same plant equations.
 """
 
 from __future__ import annotations
@@ -77,4 +78,5 @@ def simulate_site(site: FleetSite, work_units, active_servers, temp_c, wetbulb_c
         "cost_usd": float(facility_kw @ np.asarray(price_usd_per_mwh, dtype=float)) / 1000.0,
         "pue": float(facility_kw.sum() / max(it_kw.sum(), 1e-9)),
         "facility_kw": facility_kw,
+        "it_kw": it_kw,
     }
