@@ -62,7 +62,8 @@ class BmsSim:
                                      stdout=self.log, stderr=subprocess.STDOUT)
         import socket
 
-        for _ in range(400):
+        t_end = time.monotonic() + 120.0   # the CLI's imports take seconds, longer on a loaded machine
+        while time.monotonic() < t_end:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 return

@@ -202,9 +202,10 @@ def test_actions_need_the_token_and_pause_hands_back_resume_writes_again(tmp_pat
             seen["pause_to_local_s"] = time.monotonic() - t0
             st = wait_for(lambda: (s := status())["state"] == "paused" and s, "state paused")
             seen["paused_status"] = st
-            written = st["steps_written"]
-            time.sleep(2.5 * STEP_S)  # paused: the loop goes on planning, never writes
-            st = status()
+            written, written_steps = st["steps_written"], st["steps"]
+            # paused: the loop goes on planning (two more steps, however long a loaded machine
+            # takes to solve them) and never writes
+            st = wait_for(lambda: (s := status())["steps"] - written_steps >= 2 and s, "two steps planned while paused", 90)
             seen["paused_later"] = (st["state"], st["steps_written"] - written, st["steps"] - seen["paused_status"]["steps"],
                                     twin.server.held_by_supervisor())
             seen["points_paused"] = c.get("/api/points").json()
