@@ -2,7 +2,8 @@
 
 Reads the sixteen-zone 2022 set (Electricity Maps carbon, Open-Meteo weather, SustainCluster
 prices, AWS transfer prices) from ../shared/data (Electricity Maps data are not bundled).
-Prints plan times for 4, 8 and 16 sites (joint LP and decomposed), the policy table, writes
+Prints plan times for 4, 8 and 16 sites (joint LP and decomposed), the 16-site decomposition
+on 1 and 2 Dask workers (each the fastest of two runs, alternated), the policy table, writes
 docs/img/fleet_work.png, and ends with one JSON line compared against the issue's targets.
 
     .venv/bin/python benchmarks/bench_fleet.py
@@ -92,7 +93,7 @@ def main() -> int:
             timing[n] = (tj, td, len(dec.log.rows), dec.certified_gap, (dec.objective - joint.objective) / joint.objective)
             print(f"{n} sites: joint {tj:.1f} s, decomposed (2 workers) {td:.1f} s, {len(dec.log.rows)} iterations, "
                   f"certified gap {100 * dec.certified_gap:.2f} %, {100 * timing[n][4]:.2f} % above the joint LP", flush=True)
-        inputs16, joint16, dec, t2 = inp, joint, dec, td
+        inputs16, joint16, dec = inp, joint, dec
         p = inputs16.problem
         alone = solve_independent(p, site_blocks(p), map_fn=dask_map(c2))
         policies = {"fleet_joint": _policy_inputs(p, joint16), "fleet_decomposed": _policy_inputs(p, dec),
@@ -100,15 +101,24 @@ def main() -> int:
         for r in RULES:
             policies[r] = _policy_inputs(p, rule=r)
         scores = score_policies(inputs16, policies, c2)
-    with dask_client(workers=1) as c1:
-        t0 = time.perf_counter()
-        dec1 = solve_decomposed(p, map_fn=dask_map(c1), map_blocks=dask_scatter(c1), gap_tol=GAP, max_iter=MAX_ITER)
-        t1 = time.perf_counter() - t0
+    # Speed-up: 1 and 2 workers, alternated and repeated on fresh clusters (this machine is a VM
+    # whose two vCPUs share a host: a single run can lose a third of a core to the neighbours),
+    # each taken at its fastest run, as timeit does.
+    samples = {1: [], 2: [td]}
+    for w in (1, 2, 1):
+        with dask_client(workers=w) as cw:
+            t0 = time.perf_counter()
+            dec_w = solve_decomposed(p, map_fn=dask_map(cw), map_blocks=dask_scatter(cw), gap_tol=GAP, max_iter=MAX_ITER)
+            samples[w].append(time.perf_counter() - t0)
+        if w == 1:
+            dec1 = dec_w
+    t1, t2 = min(samples[1]), min(samples[2])
     print(f"{'sites':>6}{'joint LP s':>12}{'decomposed s (2 workers)':>26}{'iterations':>12}{'certified gap %':>17}{'gap to joint %':>16}")
     for n, (tj, td, it, cg, gj) in timing.items():
         print(f"{n:>6}{tj:>12.1f}{td:>26.1f}{it:>12}{100 * cg:>17.2f}{100 * gj:>16.2f}")
     print(f"\ndecomposed, 16 sites, to a certified gap of {100 * GAP:.1f} %: 1 worker {t1:.1f} s ({len(dec1.log.rows)} iterations), "
-          f"2 workers {t2:.1f} s ({len(dec.log.rows)} iterations)")
+          f"2 workers {t2:.1f} s ({len(dec.log.rows)} iterations), fastest of runs "
+          f"{', '.join(f'{x:.1f}' for x in samples[1])} s (1 worker) and {', '.join(f'{x:.1f}' for x in samples[2])} s (2 workers)")
     print("\n" + policy_table(scores))
     _chart(p, joint16, alone, REPO / "docs/img/fleet_work.png")
     best_rule = min(RULES, key=lambda r: scores[r]["tco2"])
@@ -121,6 +131,7 @@ def main() -> int:
            "saving_vs_independent_pct": round(100 * (1 - fleet / scores["independent"]["tco2"]), 2),
            "gap_to_joint_pct": round(gap_joint, 2), "certified_gap_pct": round(100 * dec.certified_gap, 2),
            "plan_s_joint": round(timing[16][0], 1), "iterations": len(dec.log.rows), "plan_s_1_worker": round(t1, 1), "plan_s_2_workers": round(t2, 1),
+           "plan_s_runs": {str(k): [round(x, 1) for x in v] for k, v in samples.items()},
            "efficiency": round(eff, 2),
            "targets": {"saving_vs_best_rule_pct>=10": 100 * (1 - fleet / scores[best_rule]["tco2"]) >= 10,
                        "gap_to_joint_pct<=0.5": gap_joint <= 0.5, "efficiency>=0.8": eff >= 0.8}}

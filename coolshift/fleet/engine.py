@@ -36,8 +36,14 @@ def run_chunk(func: Callable, args: list[tuple]) -> list:
 
 def dask_map(client) -> Callable:
     """``map_fn(func, args)``: one task per worker holding the first argument's data (a
-    scattered block), or round-robin chunks when the arguments carry no data; results in order."""
+    scattered block), or round-robin chunks when the arguments carry no data; results in order.
+
+    Where each block lives is looked up once and kept: a block stays with its worker, so its
+    HiGHS model and basis do too, and a run takes the same iterations on any number of workers
+    (a moved block would be solved from scratch, on another vertex of a degenerate LP)."""
     from distributed import Future
+
+    where: dict[str, str] = {}
 
     def map_fn(func, args):
         if not args:
@@ -45,10 +51,13 @@ def dask_map(client) -> Callable:
         firsts = [a[0] for a in args]
         groups: dict[str, list[int]] = {}
         if all(isinstance(f, Future) for f in firsts):
-            who = client.who_has(firsts)
+            unknown = [f for f in firsts if f.key not in where]
+            if unknown:
+                who = client.who_has(unknown)
+                for f in unknown:
+                    where[f.key] = sorted(who.get(f.key, ()) or ("",))[0]
             for i, f in enumerate(firsts):
-                addr = sorted(who.get(f.key, ()) or ("",))[0]
-                groups.setdefault(addr, []).append(i)
+                groups.setdefault(where[f.key], []).append(i)
         else:
             n = max(1, len(client.scheduler_info()["workers"]))
             for i in range(len(args)):
