@@ -364,3 +364,19 @@ def test_twin_killed_mid_run_then_back_every_point_released_when_it_returns(tmp_
     writes = after[(after.action == "write") & (after.result == "ok")]
     assert len(writes) > 0  # it commanded again afterwards
     assert writes.index.min() > max(first_ok.values())
+
+
+def test_operate_refuses_a_site_with_storage_it_cannot_read_the_charge_of(tmp_path):
+    """The live loop reads no battery state of charge from the BMS, so a site with storage is
+    refused (exit 2, naming the site file and key) before anything is read or written."""
+    from typer.testing import CliRunner
+
+    from conftest import REPO
+    from coolshift.cli import app
+
+    site = REPO / "configs" / "sites" / "sanjose_colo_2mw_battery.yaml"
+    bms = REPO / "configs" / "bms" / "sanjose_colo_2mw_battery_modbus.yaml"
+    res = CliRunner().invoke(app, ["operate", "--site", str(site), "--bms", str(bms), "--workdir", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert "sanjose_colo_2mw_battery.yaml: storage" in res.output and "state of charge" in res.output
+    assert "Traceback" not in res.output

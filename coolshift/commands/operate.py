@@ -55,6 +55,10 @@ def operate_cmd(
     s = load_site(site)
     if load_site(pm.resolve(pm.site)).name != s.name:
         raise ConfigError(f"{bms}: site: the point map is not for site {s.name}")
+    if s.storage:
+        raise ConfigError(f"{site}: storage: the live loop does not read a battery's state of charge from the BMS, "
+                          "so it cannot plan one; plan the battery with `coolshift plan` and `run-plan`, or run "
+                          "`operate` on a site file without storage")
     t0, _ = default_period(s, start, None)
     data = load_site_data(s, t0, t0 + pd.Timedelta(days=days))
     try:
