@@ -312,7 +312,11 @@ def site_block(p: FleetProblem, s: int) -> SiteBlock:
     _capacity(rows, x_cols, shares, n, blk, float(p.units_per_server[s]), t_n)
     if p.hinge_kw is not None and np.isfinite(p.hinge_kw[s]) and np.any(p.hinge_frac[s] > 0):
         h = cols.add(FAM_H, -1, t_n)
-        account(t_n, energy_kwh=np.maximum(p.hinge_frac[s], 0.0), kg=kg_per_kwh, usd=usd_per_kwh)
+        # bounded by the most IT power can exceed the hinge, so a negative price (cost objective)
+        # cannot make the LP unbounded
+        it_max = float(p.servers[s]) * (float(p.idle_kw[s]) + float(p.kw_per_unit[s]) * float(p.units_per_server[s]))
+        account(t_n, energy_kwh=np.maximum(p.hinge_frac[s], 0.0), kg=kg_per_kwh, usd=usd_per_kwh,
+                hi=max(it_max - float(p.hinge_kw[s]), 0.0))
         _upper_load(rows, x_cols, shares, n, h, blk, float(p.idle_kw[s]), float(p.kw_per_unit[s]), float(p.hinge_kw[s]), t_n)
     for o, routed in sorted(routed_by_origin.items()):
         _link_throughput(rows, routed, blk, float(p.link_gb_per_h[o, s]), t_n)

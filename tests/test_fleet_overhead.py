@@ -84,3 +84,23 @@ def test_commissioning_telemetry_spans_the_load_range_with_meter_noise():
     idle_kw = site.servers * site.min_active_frac * site.idle_w / 1000
     assert it.min() < 2 * idle_kw + 0.2 * site.design_it_kw and it.max() > 0.8 * site.design_it_kw
     assert np.all(fac > it)
+
+
+def test_a_negative_price_under_the_cost_objective_keeps_the_lp_bounded():
+    """The upper-load variable is bounded by the most IT power can exceed the hinge: at -50
+    USD/MWh the cost objective still has an optimum, and it runs every server flat out."""
+    import dataclasses
+
+    import sys
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_fleet import two_sites
+
+    p = two_sites(0.0)
+    hours = p.hours
+    p = dataclasses.replace(p, price_usd_per_mwh=np.full((2, hours), -50.0), cost_weight=1.0, carbon_weight=0.0,
+                            idle_kw=np.array([0.1, 0.1]), hinge_kw=np.array([5.0, 5.0]),
+                            hinge_frac=np.full((2, hours), 0.2), fixed_kw=np.zeros((2, hours)))
+    plan = solve_joint(p)
+    assert np.isfinite(plan.objective)
+    # paid to consume: all 100 servers on at each site in every hour (idle 0.1 kW each = 10 kW)
+    assert plan.active_servers() == pytest.approx(np.full((2, hours), 100.0))
