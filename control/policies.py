@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta as beta_law
 
 from coolshift.actions import Actions
 from coolshift.baselines import (HEADROOM_FRAC, best_practice_actions, carbon_greedy_actions, demand_matrix,
@@ -81,10 +82,9 @@ class ExplorePolicy:
     density rising linearly toward the warm end, as a commissioning engineer weights the
     test points where the plant will run (the local rule and Coolshift's plans hold chilled
     water at or near the warmest the supply allows), still covering the whole range (a
-    quarter of the draws in its colder half). ``None`` = uniform (the design before
-    2026-12-07, which put a fifth of the autumn rows at chillers cycling below their minimum
-    part load). The same uniform numbers are mapped through the law's quantiles, so every
-    other draw of a block is unchanged.
+    quarter of the draws in its colder half). ``None`` = uniform, which puts a fifth of the
+    autumn rows at chillers cycling below their minimum part load. The same uniform numbers
+    are mapped through the law's quantiles, so every other draw of a block is unchanged.
 
     In a share ``defer_frac`` of the blocks batch work is held in its queue (never two such
     blocks in a row, and only for classes whose deadline is at least two blocks long) and
@@ -153,9 +153,7 @@ class ExplorePolicy:
         chw_lo = np.minimum(ch.chw_setpoint_initial_c, chw_hi)
         off = np.array([chw_off[int(b)] for b in blocks])
         if self.chw_beta is not None:  # the same uniform draws, mapped through the Beta law's quantiles
-            from scipy.stats import beta
-
-            off = beta.ppf(off, *self.chw_beta)
+            off = beta_law.ppf(off, *self.chw_beta)
         chw = chw_lo + (chw_hi - chw_lo) * off
         dem = demand_matrix(site, obs.forecast_arrays, n)
         cap = full_capacity(site, n)
