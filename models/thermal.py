@@ -35,6 +35,8 @@ from coolshift.io.weather import wetbulb_stull_c  # one psychrometric formula fo
 from coolshift.coefficients import CoolingPiece, PlantCoefficients
 from coolshift.schema import RH_PCT, TEMP_C, WETBULB_C, col
 
+from .basis import hat_basis
+
 __all__ = [
     "LinearPlantModel",
     "ReferencePlantModel",
@@ -381,13 +383,7 @@ class LinearPlantModel(BaseEstimator, RegressorMixin):
         k = self.knots_
         if len(k) < 2:
             return np.column_stack([np.ones_like(t), t, wb])
-        H = np.empty((len(v), len(k)))
-        vc = np.clip(v, k[0], k[-1])
-        for i in range(len(k)):
-            e = np.zeros(len(k))
-            e[i] = 1.0
-            H[:, i] = np.interp(vc, k, e)
-        # beyond the outer knots the hats hold the edge value (no extrapolation of curvature);
+        H = hat_basis(v, k)  # beyond the outer knots the hats hold the edge value (no extrapolation)
         # the optional dry-bulb term adds a linear trend in dry-bulb
         return np.column_stack([H, t]) if self.drybulb_term else H
 

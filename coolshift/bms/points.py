@@ -35,6 +35,7 @@ __all__ = [
     "load_point_map",
     "expand_env",
     "STORAGE_POWER_PREFIXES",
+    "storage_power_target",
     "check_map_site",
 ]
 
@@ -47,6 +48,15 @@ DEFAULT_PRIORITY = 10
 
 # Plan columns of storage power [kW]: charging (grid side) and discharging (site side) per store.
 STORAGE_POWER_PREFIXES = ("charge_kw__", "discharge_kw__")
+
+
+def storage_power_target(variable: str) -> tuple[str, str] | None:
+    """(store name, ``"charge_kw"`` or ``"discharge_kw"``: the store's limit that bounds it) for a
+    battery power variable; None for any other variable."""
+    for prefix in STORAGE_POWER_PREFIXES:
+        if variable.startswith(prefix):
+            return variable[len(prefix):], prefix.removesuffix("__")
+    return None
 
 
 class PointMapError(ValueError):
@@ -392,10 +402,10 @@ def check_map_site(pm: PointMap, site, path: str | Path | None = None) -> None:
     where = f"{path or pm.base_dir / pm.name}"
     stores = {u.name: u for u in getattr(site, "storage", [])}
     for k, p in enumerate(pm.points):
-        prefix = next((q for q in STORAGE_POWER_PREFIXES if p.variable.startswith(q)), None)
-        if prefix is None:
+        target = storage_power_target(p.variable)
+        if target is None:
             continue
-        name, key = p.variable[len(prefix):], prefix.rstrip("_")
+        name, key = target
         at = f"{where}: points.{k} ({p.name})"
         if name not in stores:
             raise PointMapError(f"{at}: variable {p.variable}: {name!r} is not a store of site {site.name} "

@@ -16,7 +16,7 @@ import pandas as pd
 from ..config import SiteConfig
 from ..schema import SEP
 from ..setpoints import chw_envelope_c, supply_envelope_c
-from .points import STORAGE_POWER_PREFIXES, Point, Safety
+from .points import Point, Safety, storage_power_target
 
 __all__ = [
     "point_limits",
@@ -104,14 +104,13 @@ def storage_limits(point: Point, value: float, site: SiteConfig) -> str | None:
     """A battery power setpoint (``charge_kw__<store>``, ``discharge_kw__<store>``) names a store of the
     site and stays within 0 .. that store's ``charge_kw``/``discharge_kw`` (kW; the point's own
     limits are checked beside it by :func:`point_limits`)."""
-    prefix = next((q for q in STORAGE_POWER_PREFIXES if point.variable.startswith(q)), None)
-    if prefix is None:
+    target = storage_power_target(point.variable)
+    if target is None:
         return None
-    name = point.variable[len(prefix):]
+    name, key = target
     stores = {u.name: u for u in site.storage}
     if name not in stores:
         return f"{point.name}: {name!r} is not a store of site {site.name} (storage: {sorted(stores)})"
-    key = prefix.removesuffix(SEP)
     cap = float(getattr(stores[name], key))
     if not 0.0 <= value <= cap + 1e-9:
         return f"{point.name}: {value:g} kW is outside 0..{cap:g} kW (storage {name} {key} in site {site.name})"

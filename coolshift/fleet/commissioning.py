@@ -23,8 +23,8 @@ __all__ = ["commissioning_telemetry", "learn_site_overhead", "METER_NOISE_FRAC",
 METER_NOISE_FRAC = 0.005
 HOLD_H = 4  # hours each drawn load is held (a commissioning test point)
 # Where the upper slope starts, as a share of design IT power: chosen on the bundled 4-site
-# example's plans (one hinge at 60 % took the planner's hourly facility error from 2.6-3.8 % to
-# 0.6-1.2 % per site; two hinges at 40/70 % did no better).
+# example's plans, where the planner's hourly facility error per site is 0.7-0.9 % with it
+# (1.6-9.1 % with the hand-set ramp): benchmarks/bench_fleet_model.py.
 HINGE_AT_DESIGN_FRAC = 0.6
 
 
