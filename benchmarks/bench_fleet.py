@@ -74,7 +74,7 @@ def main() -> int:
     if not (SHARED / "carbon_intensity/electricitymaps_hourly").exists():
         print("bench_fleet: needs ../shared/data (Electricity Maps 2022, not bundled)", file=sys.stderr)
         return 2
-    from coolshift.fleet.engine import dask_client, dask_map, dask_scatter
+    from coolshift.fleet.engine import DaskSites, dask_client, dask_map
     from coolshift.fleet.rules import RULES
     from coolshift.fleet.usecase import _policy_inputs, load_inputs, policy_table, score_policies
     from coolshift.optimizer.fleet import plan_metrics, site_blocks, solve_decomposed, solve_independent, solve_joint
@@ -88,7 +88,8 @@ def main() -> int:
             inp = load_inputs(f)
             t0 = time.perf_counter(); joint = solve_joint(inp.problem); tj = time.perf_counter() - t0
             t0 = time.perf_counter()
-            dec = solve_decomposed(inp.problem, map_fn=dask_map(c2), map_blocks=dask_scatter(c2), gap_tol=GAP, max_iter=MAX_ITER)
+            with DaskSites(c2) as sites:
+                dec = solve_decomposed(inp.problem, map_fn=sites.map, map_blocks=sites.scatter, gap_tol=GAP, max_iter=MAX_ITER)
             td = time.perf_counter() - t0
             timing[n] = (tj, td, len(dec.log.rows), dec.certified_gap, (dec.objective - joint.objective) / joint.objective)
             print(f"{n} sites: joint {tj:.1f} s, decomposed (2 workers) {td:.1f} s, {len(dec.log.rows)} iterations, "
@@ -108,7 +109,8 @@ def main() -> int:
     for w in (1, 2, 1):
         with dask_client(workers=w) as cw:
             t0 = time.perf_counter()
-            dec_w = solve_decomposed(p, map_fn=dask_map(cw), map_blocks=dask_scatter(cw), gap_tol=GAP, max_iter=MAX_ITER)
+            with DaskSites(cw) as sites:
+                dec_w = solve_decomposed(p, map_fn=sites.map, map_blocks=sites.scatter, gap_tol=GAP, max_iter=MAX_ITER)
             samples[w].append(time.perf_counter() - t0)
         if w == 1:
             dec1 = dec_w

@@ -20,7 +20,7 @@ One block per site (PyPSA-style: one function per constraint family over the blo
 Shared (coupling) constraints: ``sum_s f[c,s,k] = 1``. Small fleets: the joint LP. Large fleets:
 Dantzig-Wolfe by site. The master holds convex combinations of site plans; its duals on the
 coupling rows price each class's work per block; each site answers with its best plan at those
-prices (in parallel, on Dask workers, each site's HiGHS model kept loaded on its worker), a
+prices (in parallel, on Dask workers; each solve is stateless, so any worker takes any site), a
 routing-repair step turns the answers into a plan that meets the demand (an upper bound), and
 the Lagrangian bound ``sum_s min_s(c_s - lambda A_s) + sum(lambda)`` certifies the gap to the
 joint optimum at every iteration. Prices are smoothed towards the best bound's (Wentges 1997).
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -341,20 +340,21 @@ def site_blocks(p: FleetProblem) -> list[SiteBlock]:
 # --- solving ---------------------------------------------------------------------------------
 
 def _highs_lp(c, a: sp.csc_matrix, row_lo, row_hi, col_lo, col_hi):
+    """A single-threaded HiGHS loaded with ``min c x``, ``row_lo <= A x <= row_hi``,
+    ``col_lo <= x <= col_hi``, passed as arrays (highspy copies NumPy buffers at once; filling a
+    ``HighsLp`` field by field converted them element by element, 1.9 against 0.25 ms for a
+    16-site fleet's block, thousands of times per decomposition)."""
     import highspy
 
     h = new_highs()
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = np.asarray(c, float), np.asarray(col_lo, float), np.asarray(col_hi, float)
-    lp.row_lower_, lp.row_upper_ = np.asarray(row_lo, float), np.asarray(row_hi, float)
-    a = a.tocsc()
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = a.indices.astype(np.int32)
-    lp.a_matrix_.value_ = a.data.astype(float)
     h.setOptionValue("threads", 1)
-    if h.passModel(lp) == highspy.HighsStatus.kError:
+    a = a.tocsc()
+    f64 = lambda v: np.ascontiguousarray(v, dtype=np.float64)      # noqa: E731
+    status = h.passModel(int(a.shape[1]), int(a.shape[0]), int(a.nnz), int(highspy.MatrixFormat.kColwise),
+                         int(highspy.ObjSense.kMinimize), 0.0, f64(c), f64(col_lo), f64(col_hi), f64(row_lo), f64(row_hi),
+                         a.indptr.astype(np.int32), a.indices.astype(np.int32), f64(a.data),
+                         np.zeros(a.shape[1], dtype=np.int32))                  # all columns continuous
+    if status == highspy.HighsStatus.kError:
         raise RuntimeError("HiGHS rejected the fleet LP")
     return h
 
@@ -455,56 +455,36 @@ def solve_joint(p: FleetProblem, blocks: list[SiteBlock] | None = None) -> Fleet
     return FleetPlan(p, blocks, z, obj, "joint", time.perf_counter() - t0)
 
 
-# Worker-side cache of loaded HiGHS models, so a site's LP is built once per worker process
-# and only its linking costs change between iterations.
-_MODELS: "OrderedDict[str, object]" = OrderedDict()
-_MAX_MODELS = 256
-
-
-def _cached_model(block: SiteBlock):
-    h = _MODELS.get(block.key)
-    if h is None:
-        h = _highs_lp(block.c, block.a, block.row_lo, block.row_hi, block.col_lo, block.col_hi)
-        _MODELS[block.key] = h
-        while len(_MODELS) > _MAX_MODELS:
-            _MODELS.popitem(last=False)
-    return h
-
-
 def price_block(block: SiteBlock, lam_link: np.ndarray | None, fix_link: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
     """Solve a site's block at coupling prices ``lam_link`` (one per linking column).
 
     Returns (priced objective ``min (c - lam) z``, true cost ``c z``, z). ``fix_link`` instead
     pins the linking columns at the given shares (the site's best plan for that routing).
-    The site's HiGHS model is built once per process and kept; only costs or bounds change.
+
+    Stateless: every call loads a fresh HiGHS model, so the answer depends on the arguments
+    only, not on which worker solved what before. The decomposition then runs the same
+    iterations on any number of workers, any worker can take any site, and a lost worker's
+    solve can be re-run elsewhere. Measured on the 16-site week (benchmarks/bench_fleet.py,
+    docs/fleet.md): a fresh solve per round costs about what continuing from the previous
+    basis did, because HiGHS' presolve and dual simplex start well on these small LPs.
     """
-    h = _cached_model(block)
-    idx = block.link_col.astype(np.int32)
     name = block.key.split(":")[0]
+    c, col_lo, col_hi = block.c, block.col_lo, block.col_hi
     if fix_link is not None:
-        h.changeColsCost(idx.size, idx, block.c[block.link_col].astype(float))
-        v = np.asarray(fix_link, dtype=float)
-        h.changeColsBounds(idx.size, idx, v, v)
+        col_lo, col_hi = col_lo.astype(float), col_hi.astype(float)
+        col_lo[block.link_col] = col_hi[block.link_col] = np.asarray(fix_link, dtype=float)
+        h = _highs_lp(c, block.a, block.row_lo, block.row_hi, col_lo, col_hi)
         try:
-            z, _, obj = _run_robust(h, block, f"site {name} with its routing fixed")
+            z, _, obj = _run(h, f"site {name} with its routing fixed")
         except FleetInfeasible:
             return INF, INF, None        # this routing overloads the site: no plan (the caller decides)
-        finally:
-            h.changeColsBounds(idx.size, idx, block.col_lo[block.link_col].astype(float), block.col_hi[block.link_col].astype(float))
         return obj, obj, z
-    h.changeColsCost(idx.size, idx, (block.c[block.link_col] - lam_link).astype(float))
-    z, _, obj = _run_robust(h, block, f"site {name} pricing")
-    return obj, float(block.c @ z), z
-
-
-def _run_robust(h, block: SiteBlock, what: str):
-    """Solve from the kept basis; if HiGHS does not prove optimality (it can stop 'unknown' on
-    a warm start after bounds changed), solve again from scratch before giving up."""
-    try:
-        return _run(h, what)
-    except FleetInfeasible:
-        h.clearSolver()
-        return _run(h, what)
+    priced = c.astype(float)
+    if lam_link is not None:
+        priced[block.link_col] -= lam_link
+    h = _highs_lp(priced, block.a, block.row_lo, block.row_hi, col_lo, col_hi)
+    z, _, obj = _run(h, f"site {name} pricing")
+    return obj, float(c @ z), z
 
 
 def _serial_map(func: Callable, args: list[tuple]) -> list:

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from conftest import REPO
 from coolshift.cli import app
 from coolshift.fleet.rules import RULES, dispatch
-from coolshift.optimizer.fleet import FleetInfeasible, FleetProblem, plan_metrics, solve_decomposed, solve_independent, solve_joint
+from coolshift.optimizer.fleet import (FleetInfeasible, FleetProblem, plan_metrics, price_block, site_blocks, solve_decomposed,
+                                       solve_independent, solve_joint)
 
 EXAMPLE = REPO / "configs" / "fleets" / "us4_example.yaml"
 
@@ -141,26 +142,63 @@ def test_daily_routing_shares_decompose_to_the_certified_target_gap():
 
 
 def test_decomposed_on_a_two_worker_dask_cluster_matches_the_hand_solution():
-    from coolshift.fleet.engine import dask_client, dask_map, dask_scatter
+    from coolshift.fleet.engine import DaskSites, dask_client
 
     p = two_sites(20.0)
-    with dask_client(workers=2) as client:
-        dec = solve_decomposed(p, map_fn=dask_map(client), map_blocks=dask_scatter(client), gap_tol=1e-6)
+    with dask_client(workers=2) as client, DaskSites(client) as sites:
+        dec = solve_decomposed(p, map_fn=sites.map, map_blocks=sites.scatter, gap_tol=1e-6)
     assert dec.certified_gap <= 1e-6
     assert dec.objective == pytest.approx(4.6, rel=1e-6)
     assert dec.done()[0, 1].sum() == pytest.approx(10.0)
 
 
-def test_site_blocks_are_spread_over_the_workers_by_size():
-    from coolshift.fleet.engine import balanced_groups
+def test_a_site_solve_depends_on_its_arguments_only():
+    """The same pricing call gives the same plan whatever was solved before it (no state kept
+    between calls), so any worker may take any site."""
+    p = _random_fleet(5, s_n=3)
+    blocks = site_blocks(p)
+    lam = np.linspace(0.0, 2.0, blocks[0].link_col.size)
+    first = price_block(blocks[0], lam)
+    price_block(blocks[0], None, np.full(blocks[0].link_col.size, 1.0 / p.n_sites))     # a fixed-routing solve between
+    price_block(blocks[1], np.ones(blocks[1].link_col.size))
+    again = price_block(blocks[0], lam)
+    assert again[0] == first[0] and again[1] == first[1]
+    assert np.array_equal(again[2], first[2])
 
-    w = [5.0, 4.0, 3.0, 3.0, 3.0]
-    groups = balanced_groups(w, 2)
-    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
-    loads = sorted(sum(w[i] for i in g) for g in groups)
-    assert loads == [8.0, 10.0]                      # LPT: 5+3 | 4+3+3 (the best split is 9 | 9)
-    assert max(loads) <= 4 / 3 * 9.0                 # Graham's bound on the best makespan
-    assert balanced_groups([1.0], 3) == [[0], [], []]
+
+def test_decomposition_runs_the_same_rounds_on_one_and_two_workers():
+    """Stateless site solves: one worker and two run the same iterations to the same plan (the
+    speed-up in bench_fleet compares equal work)."""
+    import dataclasses
+
+    from coolshift.fleet.engine import DaskSites, dask_client
+
+    p = dataclasses.replace(_random_fleet(3, s_n=4), routing_block_h=12)
+    runs = {}
+    for w in (1, 2):
+        with dask_client(workers=w) as client, DaskSites(client) as sites:
+            runs[w] = solve_decomposed(p, map_fn=sites.map, map_blocks=sites.scatter, gap_tol=5e-3, max_iter=200)
+    serial = solve_decomposed(p, gap_tol=5e-3, max_iter=200)
+    assert runs[1].certified_gap <= 5e-3
+    assert len(runs[1].log.rows) == len(runs[2].log.rows) == len(serial.log.rows) > 5
+    assert runs[1].objective == runs[2].objective == serial.objective
+    for a, b in zip(runs[1].z, runs[2].z):
+        assert np.array_equal(a, b)
+
+
+def test_site_blocks_reach_a_worker_that_joins_later():
+    """The blocks travel by worker plugin: a worker started after they were sent gets them."""
+    from coolshift.fleet.engine import DaskSites, dask_client
+
+    p = _random_fleet(3, s_n=3)
+    with dask_client(workers=1) as client, DaskSites(client) as sites:
+        keys = sites.scatter(site_blocks(p))
+        client.cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+        new = sorted(client.scheduler_info()["workers"])[-1]
+        held = client.run(lambda dask_worker: sorted(k for pl in dask_worker.plugins.values()
+                                                     for k in getattr(pl, "blocks", {})), workers=[new])
+        assert held[new] == sorted(keys)
 
 
 def test_bad_fleet_files_exit_2_naming_the_key(tmp_path):

@@ -1,22 +1,31 @@
 """Dask for the fleet: a LocalCluster of single-threaded worker processes by default (one per
-core), or a running scheduler's address for a real cluster. Site LP blocks are scattered once
-and stay on their workers; each round of site solves is one task per worker (the sites whose
-blocks live there), so the Dask round trip is paid per worker, not per site."""
+core), or a running scheduler's address for a real cluster.
+
+The decomposition's site blocks are installed once on every worker by a worker plugin (a
+worker that joins later gets them too) and its tasks name a block by key. Site solves are
+stateless (:func:`coolshift.optimizer.fleet.price_block`), so any worker can take any site:
+each round's tasks are queued on the scheduler, longest first by the site's last measured
+solve time, and handed to the workers as they free up. That is greedy list scheduling
+(Graham 1969): a round ends within the longest single solve of the best split, where sites
+pinned to workers end when the unluckier worker does (measured in docs/fleet.md).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import time
 import warnings
 from typing import Callable, Iterator
 
-__all__ = ["dask_client", "dask_map", "dask_scatter", "run_chunk", "balanced_groups"]
+from distributed import Client, LocalCluster, WorkerPlugin, get_worker
+
+__all__ = ["dask_client", "dask_map", "DaskSites", "SiteBlocksPlugin"]
 
 
 @contextlib.contextmanager
-def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator[object]:
+def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator[Client]:
     """A ``distributed.Client``: on ``scheduler`` if given, else on a loopback LocalCluster."""
-    from distributed import Client, LocalCluster
-
     if scheduler:
         with Client(scheduler) as client:
             yield client
@@ -29,75 +38,78 @@ def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator[obje
         yield client
 
 
-def run_chunk(func: Callable, args: list[tuple]) -> list:
-    """One task: ``func`` over several argument tuples, in order."""
-    return [func(*a) for a in args]
-
-
-def dask_map(client) -> Callable:
-    """``map_fn(func, args)``: one task per worker holding the first argument's data (a
-    scattered block), or round-robin chunks when the arguments carry no data; results in order.
-
-    Where each block lives is looked up once and kept: a block stays with its worker, so its
-    HiGHS model and basis do too, and a run takes the same iterations on any number of workers
-    (a moved block would be solved from scratch, on another vertex of a degenerate LP)."""
-    from distributed import Future
-
-    where: dict[str, str] = {}
-
+def dask_map(client: Client) -> Callable:
+    """``map_fn(func, args)``: one Dask task per argument tuple, results in order."""
     def map_fn(func, args):
         if not args:
             return []
-        firsts = [a[0] for a in args]
-        groups: dict[str, list[int]] = {}
-        if all(isinstance(f, Future) for f in firsts):
-            unknown = [f for f in firsts if f.key not in where]
-            if unknown:
-                who = client.who_has(unknown)
-                for f in unknown:
-                    where[f.key] = sorted(who.get(f.key, ()) or ("",))[0]
-            for i, f in enumerate(firsts):
-                groups.setdefault(where[f.key], []).append(i)
-        else:
-            n = max(1, len(client.scheduler_info()["workers"]))
-            for i in range(len(args)):
-                groups.setdefault(f"chunk{i % n}", []).append(i)
-        futures = {}
-        for addr, idx in groups.items():
-            pin = {"workers": [addr], "allow_other_workers": True} if addr and not addr.startswith("chunk") else {}
-            futures[addr] = client.submit(run_chunk, func, [args[i] for i in idx], pure=False, **pin)
-        out = [None] * len(args)
-        for addr, fut in futures.items():
-            for i, r in zip(groups[addr], fut.result()):
-                out[i] = r
-        return out
+        return client.gather([client.submit(func, *a, pure=False) for a in args])
     return map_fn
 
 
-def balanced_groups(weights: list[float], n_workers: int) -> list[list[int]]:
-    """Longest-processing-time-first: items (by index) to ``n_workers`` groups, heaviest item
-    to the lightest group, so one round of solves ends when the busiest worker does and that is
-    within 4/3 of the best split (Graham 1969)."""
-    load, groups = [0.0] * n_workers, [[] for _ in range(n_workers)]
-    for i in sorted(range(len(weights)), key=lambda i: -weights[i]):
-        w = min(range(n_workers), key=load.__getitem__)
-        groups[w].append(i)
-        load[w] += weights[i]
-    return groups
+class SiteBlocksPlugin(WorkerPlugin):
+    """Holds a fleet's site LP blocks on a worker, by key (sent once, not with every task)."""
+
+    def __init__(self, name: str, blocks: list):
+        self.name = name
+        self.blocks = {b.key: b for b in blocks}
 
 
-def dask_scatter(client) -> Callable:
-    """Send the site blocks to the workers once, balanced by their LP size (non-zeros, a proxy
-    for solve time); returns their futures in the blocks' order."""
-    def scatter(blocks):
+def _timed_on_block(plugin: str, func: Callable, key: str, *rest):
+    """Worker side: ``func(block, *rest)`` on the installed block, and its seconds."""
+    block = get_worker().plugins[plugin].blocks[key]
+    t0 = time.perf_counter()
+    out = func(block, *rest)
+    return out, time.perf_counter() - t0
+
+
+class DaskSites:
+    """A fleet's site blocks on a Dask cluster: ``scatter`` installs them on every worker and
+    returns their keys; ``map(func, args)`` runs ``func(block, *rest)`` for each
+    ``(key, *rest)``, one task each, longest first. ``close`` removes the blocks."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self._plugins: list[str] = []
+        self._plugin_of: dict[str, str] = {}
+        self._size: dict[str, float] = {}
+        self._seconds: dict[tuple, float] = {}
+
+    def scatter(self, blocks) -> list[str]:
         blocks = list(blocks)
-        workers = sorted(client.scheduler_info()["workers"])
-        weights = [float(getattr(getattr(b, "a", None), "nnz", 1) or 1) for b in blocks]
-        out = [None] * len(blocks)
-        for addr, idx in zip(workers, balanced_groups(weights, max(1, len(workers)))):
-            if idx:
-                futs = client.scatter([blocks[i] for i in idx], workers=[addr], broadcast=False)
-                for i, f in zip(idx, futs):
-                    out[i] = f
+        keys = [b.key for b in blocks]
+        name = "coolshift-fleet-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()[:12]
+        self.client.register_plugin(SiteBlocksPlugin(name, blocks), name=name)
+        self._plugins.append(name)
+        for b in blocks:
+            self._size[b.key] = float(getattr(getattr(b, "a", None), "nnz", 1) or 1)
+            self._plugin_of[b.key] = name
+        return keys
+
+    def map(self, func: Callable, args: list[tuple]) -> list:
+        if not args:
+            return []
+        kinds = [(func.__name__, a[0], tuple(x is None for x in a[1:])) for a in args]
+        # Longest first: the last solve time of the same site and kind of call; before there is
+        # one for every task, the blocks' non-zeros (a proxy for solve time).
+        known = all(k in self._seconds for k in kinds)
+        weight = [self._seconds[k] * 1e6 if known else self._size[a[0]] for k, a in zip(kinds, args)]
+        futures = [self.client.submit(_timed_on_block, self._plugin_of[a[0]], func, *a, pure=False, priority=int(w))
+                   for a, w in zip(args, weight)]
+        out = []
+        for k, (res, seconds) in zip(kinds, self.client.gather(futures)):
+            self._seconds[k] = seconds
+            out.append(res)
         return out
-    return scatter
+
+    def close(self) -> None:
+        for name in self._plugins:
+            with contextlib.suppress(Exception):     # the cluster may already be gone
+                self.client.unregister_worker_plugin(name)
+        self._plugins.clear()
+
+    def __enter__(self) -> "DaskSites":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from coolshift.fleet.data import FleetData, build_problem, load_fleet_data
-from coolshift.fleet.engine import dask_client, dask_map, dask_scatter
+from coolshift.fleet.engine import DaskSites, dask_client, dask_map
 from coolshift.fleet.physics import simulate_site
 from coolshift.fleet.rules import RULES, dispatch
 from coolshift.fleet_config import FleetConfig, load_fleet
@@ -60,8 +60,8 @@ def make_plan(problem: FleetProblem, method: str = "auto", client=None, gap_tol:
         raise ValueError(f"unknown method {method!r}: auto, joint or decomposed")
     if client is None:
         return solve_decomposed(problem, gap_tol=gap_tol, max_iter=max_iter)
-    return solve_decomposed(problem, map_fn=dask_map(client), map_blocks=dask_scatter(client), gap_tol=gap_tol,
-                            max_iter=max_iter)
+    with DaskSites(client) as sites:
+        return solve_decomposed(problem, map_fn=sites.map, map_blocks=sites.scatter, gap_tol=gap_tol, max_iter=max_iter)
 
 
 def _policy_inputs(problem: FleetProblem, plan: FleetPlan | None = None, rule: str | None = None) -> dict:
