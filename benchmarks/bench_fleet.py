@@ -103,7 +103,7 @@ def main() -> int:
             policies[r] = _policy_inputs(p, rule=r)
         scores = score_policies(inputs16, policies, c2)
     # Speed-up: 1 and 2 workers, alternated and repeated on fresh clusters, three runs each (this
-    # machine is a VM whose two vCPUs share a host: the same run varies by +-15 % from one minute
+    # machine is a VM whose two vCPUs share a host: the same run varies by up to 16 % from one minute
     # to the next), each taken at its fastest run, as timeit does. Site solves are stateless, so
     # every run does the same work (the iteration counts are printed).
     samples = {1: [], 2: [td]}
