@@ -6,8 +6,8 @@ worker that joins later gets them too) and its tasks name a block by key. Site s
 stateless (:func:`coolshift.optimizer.fleet.price_block`), so any worker can take any site:
 each round's tasks are queued on the scheduler, longest first by the site's last measured
 solve time, and handed to the workers as they free up. That is greedy list scheduling
-(Graham 1969): a round ends within the longest single solve of the best split, where sites
-pinned to workers end when the unluckier worker does (measured in docs/fleet.md).
+(Graham 1969): a round ends within one site's solve time of the best split, where sites
+pinned to workers wait for the unluckier worker.
 """
 
 from __future__ import annotations
