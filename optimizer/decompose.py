@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .highs import new_highs, run_highs
+from .highs import new_highs, pass_lp, run_highs
 from .results import plan_from_solution
 
 __all__ = ["DWResult", "ZoneDecomposition", "zone_blocks", "window_blocks", "decompose_zones", "use_decomposition"]
@@ -142,18 +142,7 @@ def _highs(threads: int | None = None):
 
 
 def _pass(h, cost, lb, ub, rlb, rub, a: sp.csc_matrix) -> None:
-    import highspy
-
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lb, ub
-    lp.row_lower_, lp.row_upper_ = rlb, rub
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = a.indices.astype(np.int32)
-    lp.a_matrix_.value_ = a.data
-    if h.passModel(lp) == highspy.HighsStatus.kError:
-        raise RuntimeError("HiGHS rejected a decomposition sub-problem")
+    pass_lp(h, cost, lb, ub, rlb, rub, a, what="a decomposition sub-problem")
 
 
 class _Zone:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .highs import new_highs, run_highs
+from .highs import new_highs, pass_lp, run_highs
 from .lp import LinearProgram
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -110,18 +110,9 @@ def diagnose(lp: LinearProgram, tol: float = 1e-6, arrays=None) -> Diagnosis:
     big = sp.hstack([a, eye, -eye], format="csc")
     h = new_highs()
     h.setOptionValue("output_flag", False)
-    hl = highspy.HighsLp()
     n = lp.n_cols
-    hl.num_col_, hl.num_row_ = n + 2 * m, m
-    hl.col_cost_ = np.concatenate([np.zeros(n), w, w])
-    hl.col_lower_ = np.concatenate([clb, np.zeros(2 * m)])
-    hl.col_upper_ = np.concatenate([cub, np.full(2 * m, np.inf)])
-    hl.row_lower_, hl.row_upper_ = rlb, rub
-    hl.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    hl.a_matrix_.start_ = big.indptr.astype(np.int32)
-    hl.a_matrix_.index_ = big.indices.astype(np.int32)
-    hl.a_matrix_.value_ = big.data
-    h.passModel(hl)
+    pass_lp(h, np.concatenate([np.zeros(n), w, w]), np.concatenate([clb, np.zeros(2 * m)]),
+            np.concatenate([cub, np.full(2 * m, np.inf)]), rlb, rub, big, what="the elastic LP")
     run_highs(h)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return Diagnosis(pd.DataFrame(columns=["family", "component", "first_step", "last_step", "steps", "violation"]), False)

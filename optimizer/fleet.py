@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .highs import new_highs, run_highs
+from .highs import new_highs, pass_lp, run_highs
 
 __all__ = [
     "FleetProblem", "SiteBlock", "FleetPlan", "DecompositionLog",
@@ -341,22 +341,10 @@ def site_blocks(p: FleetProblem) -> list[SiteBlock]:
 
 def _highs_lp(c, a: sp.csc_matrix, row_lo, row_hi, col_lo, col_hi):
     """A single-threaded HiGHS loaded with ``min c x``, ``row_lo <= A x <= row_hi``,
-    ``col_lo <= x <= col_hi``, passed as arrays (highspy copies NumPy buffers at once; filling a
-    ``HighsLp`` field by field converted them element by element, 1.9 against 0.25 ms for a
-    16-site fleet's block, thousands of times per decomposition)."""
-    import highspy
-
+    ``col_lo <= x <= col_hi``."""
     h = new_highs()
     h.setOptionValue("threads", 1)
-    a = a.tocsc()
-    f64 = lambda v: np.ascontiguousarray(v, dtype=np.float64)      # noqa: E731
-    status = h.passModel(int(a.shape[1]), int(a.shape[0]), int(a.nnz), int(highspy.MatrixFormat.kColwise),
-                         int(highspy.ObjSense.kMinimize), 0.0, f64(c), f64(col_lo), f64(col_hi), f64(row_lo), f64(row_hi),
-                         a.indptr.astype(np.int32), a.indices.astype(np.int32), f64(a.data),
-                         np.zeros(a.shape[1], dtype=np.int32))                  # all columns continuous
-    if status == highspy.HighsStatus.kError:
-        raise RuntimeError("HiGHS rejected the fleet LP")
-    return h
+    return pass_lp(h, c, col_lo, col_hi, row_lo, row_hi, a, what="the fleet LP")
 
 
 def _run(h, what: str):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .highs import new_highs
+from .highs import new_highs, pass_lp
 
 __all__ = ["Family", "LinearProgram", "INF"]
 
@@ -175,29 +175,7 @@ class LinearProgram:
 
     def to_highs(self, highs=None):
         """Pass the whole LP to a (new or given) ``highspy.Highs`` in one call."""
-        import highspy
-
         cost, clb, cub, rlb, rub, a, integ = self.arrays()
         h = highs or new_highs()
         h.setOptionValue("output_flag", False)
-        lp = highspy.HighsLp()
-        lp.num_col_ = self.n_cols
-        lp.num_row_ = self.n_rows
-        lp.col_cost_ = cost
-        lp.col_lower_ = clb
-        lp.col_upper_ = cub
-        lp.row_lower_ = rlb
-        lp.row_upper_ = rub
-        lp.offset_ = self.offset
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = a.indices.astype(np.int32)
-        lp.a_matrix_.value_ = a.data
-        if integ.any():
-            lp.integrality_ = [
-                highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in integ
-            ]
-        status = h.passModel(lp)
-        if status == highspy.HighsStatus.kError:
-            raise RuntimeError("HiGHS rejected the LP (passModel returned an error)")
-        return h
+        return pass_lp(h, cost, clb, cub, rlb, rub, a, offset=self.offset, integer=integ)

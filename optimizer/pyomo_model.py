@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .highs import new_highs
+from .highs import new_highs, pass_lp
 from .lp import LinearProgram
 
 __all__ = ["PyomoLP", "Compiled", "build_pyomo", "compile_model", "direct", "pass_to_highs"]
@@ -247,25 +247,7 @@ def direct(lp: LinearProgram) -> Compiled:
 
 def pass_to_highs(c: Compiled, highs=None):
     """Load the compiled LP into a (new or given) ``highspy.Highs`` with one ``passModel``."""
-    import highspy
-
     h = highs or new_highs()
     h.setOptionValue("output_flag", False)
-    lp = highspy.HighsLp()
-    lp.num_col_ = int(c.A.shape[1])
-    lp.num_row_ = int(c.A.shape[0])
-    lp.col_cost_ = c.cost
-    lp.col_lower_ = c.col_lb
-    lp.col_upper_ = c.col_ub
-    lp.row_lower_ = c.row_lb
-    lp.row_upper_ = c.row_ub
-    lp.offset_ = c.offset
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = c.A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = c.A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = c.A.data
-    if c.integer.any():
-        lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in c.integer]
-    if h.passModel(lp) == highspy.HighsStatus.kError:
-        raise RuntimeError("HiGHS rejected the compiled LP (passModel returned an error)")
-    return h
+    return pass_lp(h, c.cost, c.col_lb, c.col_ub, c.row_lb, c.row_ub, c.A, offset=c.offset, integer=c.integer,
+                   what="the compiled LP")
