@@ -168,3 +168,19 @@ def test_bad_storage_commands_are_refused_naming_store_and_step():
     np.testing.assert_allclose(r.timeseries["charge_kw__bat"], [2.0, 2.0])
     np.testing.assert_allclose(r.timeseries["soc_kwh__bat"], [SOC0 + 1.8, SOC0 + 3.6])
     assert r.summary["storage_command_clipped_kwh"] == pytest.approx(6.0)
+
+
+def test_evaluation_report_plots_the_simulated_state_of_charge_of_the_policies_that_used_it():
+    from coolshift.usecases.evaluate import storage_figures
+
+    _, ts = _run(_site(), ["static", "coolshift"])
+    figs = storage_figures(ts)
+    assert [c for _, c in figs] == ["Storage state of charge and grid import"]
+    soc_ax, grid_ax = figs[0][0].axes
+    lines = {ln.get_label(): ln for ln in soc_ax.get_lines()}
+    assert list(lines) == ["coolshift: bat"]                  # static left the battery idle: not drawn
+    np.testing.assert_allclose(lines["coolshift: bat"].get_ydata(), ts["coolshift"]["soc_kwh__bat"].to_numpy())
+    grid = {ln.get_label(): ln.get_ydata() for ln in grid_ax.get_lines()}
+    np.testing.assert_allclose(grid["grid import"], ts["coolshift"]["grid_power_kw"].to_numpy())
+    _, ts0 = _run(tiny_site(classes=WEB, horizon_h=8), ["static", "coolshift"])
+    assert storage_figures(ts0) == []

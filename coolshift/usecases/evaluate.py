@@ -193,7 +193,41 @@ def evaluation_figures(results_ts: dict, rec: dict):
     ax.set_ylabel("cumulative tCO2 (location)")
     ax.legend()
     figs.append((fig, "Cumulative location-based emissions"))
+    figs += storage_figures(results_ts)
     return figs
+
+
+def storage_figures(results_ts: dict) -> list:
+    """With storage: each store's simulated state of charge under every policy that moved it,
+    and the grid import it shaped against the facility's draw (Coolshift's policy, else the
+    first that used the store). None without storage."""
+    import matplotlib.pyplot as plt
+
+    stores = sorted({c.split("__", 1)[1] for ts in results_ts.values() for c in ts.columns if c.startswith("soc_kwh__")})
+
+    def moved(ts: pd.DataFrame) -> bool:
+        cols = [f"{k}_kw__{s}" for s in stores for k in ("charge", "discharge")]
+        return any(c in ts.columns and float(ts[c].abs().sum()) > 0 for c in cols)
+
+    used = {n: ts for n, ts in results_ts.items() if moved(ts)}
+    if not used:
+        return []
+    fig, ax = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    for n, ts in used.items():
+        for s in stores:
+            if f"soc_kwh__{s}" in ts.columns:
+                ax[0].plot(ts.index, ts[f"soc_kwh__{s}"], label=f"{n}: {s}")
+    ax[0].set_ylabel("kWh")
+    ax[0].set_title("Storage state of charge (simulated)")
+    ax[0].legend()
+    name = "coolshift" if "coolshift" in used else next(iter(used))
+    ts = used[name]
+    ax[1].plot(ts.index, ts["facility_power_kw"], label="facility")
+    ax[1].plot(ts.index, ts["grid_power_kw"], label="grid import")
+    ax[1].set_ylabel("kW")
+    ax[1].set_title(f"Facility draw and grid import: {name}")
+    ax[1].legend()
+    return [(fig, "Storage state of charge and grid import")]
 
 
 def evaluation_report_html(rec: dict, table: pd.DataFrame, results_ts: dict) -> str:
