@@ -452,9 +452,9 @@ def price_block(block: SiteBlock, lam_link: np.ndarray | None, fix_link: np.ndar
     Stateless: every call loads a fresh HiGHS model, so the answer depends on the arguments
     only, not on which worker solved what before. The decomposition then runs the same
     iterations on any number of workers, any worker can take any site, and a lost worker's
-    solve can be re-run elsewhere. Measured on the 16-site week (benchmarks/bench_fleet.py,
-    docs/fleet.md): a fresh solve per round costs about what continuing from the previous
-    basis did, because HiGHS' presolve and dual simplex start well on these small LPs.
+    solve can be re-run elsewhere. These LPs of a few thousand columns solve from scratch in
+    tens of ms (benchmarks/bench_fleet.py: 16 sites, 89 rounds of 32 solves in about 100 s on
+    one worker).
     """
     name = block.key.split(":")[0]
     c, col_lo, col_hi = block.c, block.col_lo, block.col_hi
