@@ -141,10 +141,6 @@ def _highs(threads: int | None = None):
     return h
 
 
-def _pass(h, cost, lb, ub, rlb, rub, a: sp.csc_matrix) -> None:
-    pass_lp(h, cost, lb, ub, rlb, rub, a, what="a decomposition sub-problem")
-
-
 class _Zone:
     """One block's pricing problem, kept loaded in its own HiGHS model."""
 
@@ -157,7 +153,7 @@ class _Zone:
         sub = a_csr[rows][:, cols].tocsc()
         self.sub, self.lb, self.ub, self.rlb, self.rub = sub, lb[cols], ub[cols], rlb[rows], rub[rows]
         self.h = _highs()
-        _pass(self.h, self.cost, self.lb, self.ub, self.rlb, self.rub, sub)
+        pass_lp(self.h, self.cost, self.lb, self.ub, self.rlb, self.rub, sub, what="a decomposition sub-problem")
         self.warm = False
         self.points: list[np.ndarray] = []  # zone plans generated (columns of the master)
 
@@ -196,7 +192,8 @@ class _Zone:
         h = _highs()
         c = self.cost - self.L.T @ y_link
         a = sp.vstack([self.sub, extra], format="csc")
-        _pass(h, c, self.lb, self.ub, np.concatenate([self.rlb, elb]), np.concatenate([self.rub, eub]), a)
+        pass_lp(h, c, self.lb, self.ub, np.concatenate([self.rlb, elb]), np.concatenate([self.rub, eub]), a,
+                what="a decomposition sub-problem")
         run_highs(h)
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
@@ -260,7 +257,7 @@ class ZoneDecomposition:
         rlb = np.concatenate([self.rlb[self.link], np.ones(nb)])
         rub = np.concatenate([self.rub[self.link], np.ones(nb)])
         h = _highs()
-        _pass(h, cost, lb, ub, rlb, rub, a)
+        pass_lp(h, cost, lb, ub, rlb, rub, a, what="the decomposition master")
         self.n_art = 2 * nl
         self.art = np.arange(self.master_cols.size, self.master_cols.size + 2 * nl)
         return h

@@ -55,9 +55,9 @@ import scipy.sparse as sp
 
 from .build import build_lp
 from .data import prepare
-from .decompose import ZoneDecomposition, _highs, _pass, zone_blocks
+from .decompose import ZoneDecomposition, _highs, zone_blocks
 from .results import plan_from_solution
-from .highs import run_highs
+from .highs import pass_lp, run_highs
 
 __all__ = ["SiftResult", "coarse_inputs", "coarse_pattern", "sift", "solve_sifting", "solve_planner", "use_sifting"]
 
@@ -252,8 +252,8 @@ def sift(problem, lb: np.ndarray, ub: np.ndarray, gap: float = 5e-4, time_limit_
     # artificials start switched off (upper bound 0): a basic artificial at zero prices its row
     # at big M and spoils the bound; they are switched on only while the restricted LP is
     # infeasible, and off again once a round no longer uses them
-    _pass(h, np.concatenate([cost, np.full(na, big_m)]), np.concatenate([lb, np.zeros(na)]),
-          np.concatenate([ub, np.zeros(na)]), rlb, rub, sp.hstack([a, art], format="csc"))
+    pass_lp(h, np.concatenate([cost, np.full(na, big_m)]), np.concatenate([lb, np.zeros(na)]),
+            np.concatenate([ub, np.zeros(na)]), rlb, rub, sp.hstack([a, art], format="csc"), what="the sifting LP")
     art_ids = np.arange(n, n + na, dtype=np.int32)
     art_on = switched = False
     art_rows = art.tocoo().row[np.argsort(art.tocoo().col)]  # the row of each artificial
